@@ -1,0 +1,97 @@
+//! Identifiers that cross the wire: a bank's 8-digit code (ISPB) and the Pix end-to-end id.
+
+use std::fmt;
+
+/// A bank's 8-digit code (ISPB).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct BankCode([u8; 8]);
+
+impl BankCode {
+    pub fn parse(text: &str) -> Option<BankCode> {
+        let bytes: [u8; 8] = text.as_bytes().try_into().ok()?;
+        bytes.iter().all(u8::is_ascii_digit).then_some(BankCode(bytes))
+    }
+
+    pub fn as_str(&self) -> &str {
+        std::str::from_utf8(&self.0).expect("a bank code is ASCII digits")
+    }
+}
+
+impl fmt::Display for BankCode {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// A Pix end-to-end id: `E` + ISPB + `yyyyMMddHHmm` (UTC) + 11 alphanumerics = 32 characters.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct EndToEndId(String);
+
+const ALPHANUMERIC: &[u8; 36] = b"0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZ";
+
+impl EndToEndId {
+    pub const LEN: usize = 32;
+
+    /// Builds an id from the bank, the UTC minute as `yyyyMMddHHmm`, and 11 random bytes (the
+    /// caller supplies randomness; this crate reads no random source).
+    pub fn new(bank: BankCode, utc_minute: &str, random: [u8; 11]) -> EndToEndId {
+        assert!(utc_minute.len() == 12 && utc_minute.bytes().all(|b| b.is_ascii_digit()));
+        let mut id = String::with_capacity(Self::LEN);
+        id.push('E');
+        id.push_str(bank.as_str());
+        id.push_str(utc_minute);
+        id.extend(random.iter().map(|&b| ALPHANUMERIC[usize::from(b) % ALPHANUMERIC.len()] as char));
+        debug_assert_eq!(id.len(), Self::LEN);
+        EndToEndId(id)
+    }
+
+    pub fn parse(text: &str) -> Option<EndToEndId> {
+        let bytes = text.as_bytes();
+        let shaped = bytes.len() == Self::LEN
+            && bytes[0] == b'E'
+            && bytes[1..21].iter().all(u8::is_ascii_digit)
+            && bytes[21..].iter().all(|b| b.is_ascii_digit() || b.is_ascii_uppercase());
+        shaped.then(|| EndToEndId(text.to_string()))
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+
+    /// The bank that created the id.
+    pub fn bank(&self) -> BankCode {
+        BankCode::parse(&self.0[1..9]).expect("checked when built")
+    }
+}
+
+impl fmt::Display for EndToEndId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn bank_codes() {
+        assert!(BankCode::parse("00000000").is_some());
+        for bad in ["", "1234567", "123456789", "1234567a", "１２３４５６７８"] {
+            assert!(BankCode::parse(bad).is_none(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn end_to_end_ids_have_the_pix_shape() {
+        let bank = BankCode::parse("10000001").unwrap();
+        let id = EndToEndId::new(bank, "202611230959", [0, 1, 35, 36, 255, 7, 8, 9, 10, 11, 12]);
+        assert_eq!(id.as_str(), "E1000000120261123095901Z03789ABC");
+        assert_eq!(id.as_str().len(), 32);
+        assert_eq!(EndToEndId::parse(id.as_str()), Some(id.clone()));
+        assert_eq!(id.bank(), bank);
+        for bad in ["", "X10000001202611230959ABCDEFGHIJK", "E10000001202611230959abcdefghijk", "E1000000120261123095ABCDEFGHIJKL"] {
+            assert!(EndToEndId::parse(bad).is_none(), "{bad}");
+        }
+    }
+}
