@@ -1,1 +1,69 @@
-//! placeholder
+//! Durable state of one bank behind the [`Store`] boundary.
+//!
+//! Every change is a [`Command`] executed by [`Store::execute`]; a store runs many commands in
+//! one database transaction (group commit) and answers each with its own [`Outcome`], so one
+//! refusal never fails its batch neighbours. Reads are separate methods that never write.
+//!
+//! Durability rule for every implementation: `execute` returns only after the command's effects,
+//! and its idempotency record, are on disk. Refusals change nothing but the idempotency record.
+//!
+//! Architecture invariant: only this crate knows SQL; the ledger rules it applies come from
+//! `ledger::rules`, so a PostgreSQL store applies the same rules as the SQLite one.
+
+mod clock;
+mod model;
+pub mod sqlite;
+
+pub use clock::SharedClock;
+pub use model::*;
+pub use sqlite::SqliteStore;
+
+use async_trait::async_trait;
+
+/// What can go wrong below the business rules. Refusals are not errors: they are outcomes.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("database error: {0}")]
+    Database(#[from] rusqlite::Error),
+    #[error("the idempotency key was used with a different request")]
+    IdempotencyKeyReused,
+    #[error("the store is shutting down")]
+    Closed,
+    #[error("the store's queue is full")]
+    Overloaded,
+    #[error("stored data is corrupt: {0}")]
+    Corrupt(String),
+}
+
+/// The boundary a PostgreSQL store will satisfy as well as the SQLite one.
+#[async_trait]
+pub trait Store: Send + Sync + 'static {
+    /// Runs one command durably (see the module's durability rule). With an idempotency tag, a
+    /// command already executed under the same scope and key returns its first outcome with
+    /// `replayed` set, or [`StoreError::IdempotencyKeyReused`] if the fingerprint differs.
+    async fn execute(&self, request: Request) -> Result<Executed, StoreError>;
+
+    async fn login_record(&self, username: &str) -> Result<Option<LoginRecord>, StoreError>;
+    /// The customer a live session token (by hash) belongs to.
+    async fn session(&self, token_hash: [u8; 32], now_ms: u64) -> Result<Option<CustomerRecord>, StoreError>;
+    async fn customer(&self, id: CustomerId) -> Result<Option<CustomerRecord>, StoreError>;
+    /// Every account the customer holds here.
+    async fn accounts_of(&self, id: CustomerId) -> Result<Vec<AccountRecord>, StoreError>;
+    /// The account, only if `viewer` holds it.
+    async fn account(&self, viewer: CustomerId, number: ledger::AccountNumber) -> Result<Option<AccountRecord>, StoreError>;
+    /// A page of the account's statement, newest first, strictly older than `before`; `None` if
+    /// `viewer` does not hold the account.
+    async fn statement(
+        &self,
+        viewer: CustomerId,
+        number: ledger::AccountNumber,
+        before: Option<i64>,
+        limit: usize,
+    ) -> Result<Option<Vec<EntryRecord>>, StoreError>;
+    async fn pix_key(&self, key: &ledger::PixKey) -> Result<Option<PixKeyRecord>, StoreError>;
+    /// Every key on accounts the customer holds.
+    async fn pix_keys_of(&self, id: CustomerId) -> Result<Vec<PixKeyRecord>, StoreError>;
+    /// A transfer or package by end-to-end id, only if `viewer` holds an account it touched.
+    async fn payment(&self, viewer: CustomerId, e2e: &ledger::EndToEndId) -> Result<Option<Outcome>, StoreError>;
+    async fn audit(&self) -> Result<AuditRecord, StoreError>;
+}

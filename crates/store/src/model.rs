@@ -1,0 +1,329 @@
+//! Commands the store executes, the outcomes it answers, and the records it reads back.
+//! Outcomes are serialisable because the store keeps each one beside its idempotency key, to
+//! replay it exactly, also after a restart.
+
+use ledger::{AccountKind, AccountNumber, Amount, Document, EndToEndId, PixKey, Rejection};
+use serde::{Deserialize, Serialize};
+
+/// A customer's row id inside this bank.
+pub type CustomerId = i64;
+
+/// Customer accounts of individuals hold at most this many Pix keys; companies' hold more.
+pub const PIX_KEYS_PER_ACCOUNT_INDIVIDUAL_MAX: usize = 5;
+pub const PIX_KEYS_PER_ACCOUNT_COMPANY_MAX: usize = 20;
+/// A joint account has between 2 and this many holders.
+pub const JOINT_HOLDERS_MAX: usize = 5;
+/// The smallest opening deposit, in centavos (R$ 50,00), as in the seed systems.
+pub const OPENING_DEPOSIT_MIN_CENTS: i64 = 5_000;
+/// A package holds at most this many operations.
+pub const PACKAGE_OPERATIONS_MAX: usize = 100;
+
+#[derive(Debug, Clone)]
+pub struct Request {
+    pub command: Command,
+    pub idempotency: Option<Idempotency>,
+}
+
+/// Scopes a client-chosen key to a customer (0 for requests made before logging in), with a
+/// digest of the request so a reused key with a different body is caught.
+#[derive(Debug, Clone)]
+pub struct Idempotency {
+    pub scope: CustomerId,
+    pub key: String,
+    pub fingerprint: [u8; 32],
+}
+
+#[derive(Debug, Clone)]
+pub enum Command {
+    RegisterCustomer { public_id: String, name: String, document: Document, username: String, password_hash: String },
+    CreateSession { customer: CustomerId, token_hash: [u8; 32], expires_at_ms: u64 },
+    DeleteSession { token_hash: [u8; 32] },
+    OpenAccount { actor: CustomerId, kind: AccountKind, co_holders: Vec<String>, opening_deposit: Amount, e2e: EndToEndId },
+    AddPixKey { actor: CustomerId, account: AccountNumber, key: PixKey },
+    DeletePixKey { actor: CustomerId, key: PixKey },
+    Deposit { actor: CustomerId, account: AccountNumber, amount: Amount, description: String, e2e: EndToEndId },
+    Withdraw { actor: CustomerId, account: AccountNumber, amount: Amount, description: String, e2e: EndToEndId },
+    Transfer { actor: CustomerId, from: AccountNumber, to: Target, amount: Amount, description: String, e2e: EndToEndId },
+    Package { actor: CustomerId, operations: Vec<Operation>, e2e: EndToEndId },
+    /// Holds money from one account for another under an end-to-end id: the prepare step of the
+    /// interbank protocol. No customer acts; the protocol does.
+    Hold { from: AccountNumber, to: AccountNumber, amount: Amount, e2e: EndToEndId },
+    /// Posts (`post`) or voids the hold made under `e2e`, exactly once.
+    ResolveHold { e2e: EndToEndId, post: bool },
+}
+
+/// Where a transfer goes, inside this bank.
+#[derive(Debug, Clone)]
+pub enum Target {
+    Key(PixKey),
+    Account(AccountNumber),
+}
+
+#[derive(Debug, Clone)]
+pub struct Operation {
+    pub kind: OperationKind,
+    pub account: AccountNumber,
+    pub amount: Amount,
+    pub description: String,
+}
+
+#[derive(Debug, Clone)]
+pub enum OperationKind {
+    Deposit,
+    Withdrawal,
+    Transfer(Target),
+}
+
+#[derive(Debug, Clone)]
+pub struct Executed {
+    pub outcome: Outcome,
+    /// True when this is the stored answer to an earlier request with the same key.
+    pub replayed: bool,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub enum Outcome {
+    Customer(CustomerRecord),
+    Done,
+    Account(AccountRecord),
+    PixKey(PixKeyRecord),
+    Entry(EntryRecord),
+    Payment(PaymentRecord),
+    Package(PackageRecord),
+    Refused(Refusal),
+}
+
+/// Why the bank refused a command. Stable codes; the detail is for people.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, thiserror::Error)]
+pub enum Refusal {
+    #[error("a customer with this document is already registered")]
+    DuplicateDocument,
+    #[error("this username is taken")]
+    DuplicateUsername,
+    #[error("no such account among yours")]
+    AccountNotFound,
+    #[error("no such Pix key")]
+    PixKeyNotFound,
+    #[error("this Pix key is already registered")]
+    DuplicatePixKey,
+    #[error("the account already has its maximum of {0} Pix keys")]
+    PixKeyLimitReached(usize),
+    #[error("a CPF or CNPJ key must be your own document")]
+    PixKeyNotYourDocument,
+    #[error("no registered customer is called {0:?}")]
+    CoHolderNotFound(String),
+    #[error("{0}")]
+    HolderKind(String),
+    #[error("no hold was made under this id")]
+    HoldNotFound,
+    #[error("the opening deposit must be at least 50.00")]
+    OpeningDepositTooSmall,
+    #[error("{0}")]
+    Ledger(LedgerRefusal),
+}
+
+/// A `ledger::Rejection` in serialisable form.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, thiserror::Error)]
+pub enum LedgerRefusal {
+    #[error("a transfer must move money between two different accounts")]
+    SameAccount,
+    #[error("the hold was already resolved")]
+    HoldAlreadyResolved,
+    #[error("the account's available balance is not enough")]
+    InsufficientFunds,
+    #[error("the amount would overflow the account's counters")]
+    Overflow,
+}
+
+impl From<Rejection> for Refusal {
+    fn from(rejection: Rejection) -> Refusal {
+        Refusal::Ledger(match rejection {
+            Rejection::SameAccount => LedgerRefusal::SameAccount,
+            Rejection::HoldAlreadyPosted | Rejection::HoldAlreadyVoided => LedgerRefusal::HoldAlreadyResolved,
+            Rejection::InsufficientFunds => LedgerRefusal::InsufficientFunds,
+            Rejection::Overflow => LedgerRefusal::Overflow,
+        })
+    }
+}
+
+impl Refusal {
+    pub fn code(&self) -> &'static str {
+        match self {
+            Refusal::DuplicateDocument => "duplicate_document",
+            Refusal::DuplicateUsername => "duplicate_username",
+            Refusal::AccountNotFound => "account_not_found",
+            Refusal::PixKeyNotFound => "pix_key_not_found",
+            Refusal::DuplicatePixKey => "duplicate_pix_key",
+            Refusal::PixKeyLimitReached(_) => "pix_key_limit_reached",
+            Refusal::PixKeyNotYourDocument => "pix_key_not_your_document",
+            Refusal::CoHolderNotFound(_) => "co_holder_not_found",
+            Refusal::HolderKind(_) => "holder_kind_mismatch",
+            Refusal::HoldNotFound => "hold_not_found",
+            Refusal::OpeningDepositTooSmall => "opening_deposit_too_small",
+            Refusal::Ledger(LedgerRefusal::SameAccount) => "same_account",
+            Refusal::Ledger(LedgerRefusal::HoldAlreadyResolved) => "hold_already_resolved",
+            Refusal::Ledger(LedgerRefusal::InsufficientFunds) => "insufficient_funds",
+            Refusal::Ledger(LedgerRefusal::Overflow) => "amount_too_large",
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CustomerRecord {
+    pub id: CustomerId,
+    pub public_id: String,
+    pub name: String,
+    pub kind: ledger::PartyKind,
+    pub document: String,
+    pub username: String,
+    pub home_bank: String,
+}
+
+#[derive(Debug, Clone)]
+pub struct LoginRecord {
+    pub customer: CustomerId,
+    pub password_hash: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct HolderRecord {
+    pub username: String,
+    pub name: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AccountRecord {
+    pub bank: String,
+    /// The formatted number, `123456-7`.
+    pub number: String,
+    pub kind: AccountKind,
+    pub holders: Vec<HolderRecord>,
+    pub balance_cents: i64,
+    pub available_cents: i64,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct EntryRecord {
+    pub id: i64,
+    pub kind: String,
+    pub amount_cents: i64,
+    pub balance_after_cents: i64,
+    pub counterparty: String,
+    pub description: String,
+    pub made_by: String,
+    pub clock: String,
+    pub at_ms: u64,
+    pub e2e_id: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PixKeyRecord {
+    pub key: String,
+    pub key_type: String,
+    pub bank: String,
+    pub account_number: String,
+    pub holder_name: String,
+    pub document_masked: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AccountAddress {
+    pub bank: String,
+    pub number: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum PaymentStatus {
+    Committed,
+    Aborted,
+}
+
+impl PaymentStatus {
+    pub fn as_str(&self) -> &'static str {
+        match self {
+            PaymentStatus::Committed => "committed",
+            PaymentStatus::Aborted => "aborted",
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PaymentRecord {
+    pub e2e_id: String,
+    pub status: PaymentStatus,
+    /// The refusal code when aborted.
+    pub reason: Option<String>,
+    pub from: AccountAddress,
+    pub to: AccountAddress,
+    pub amount_cents: i64,
+    pub description: String,
+    pub clock: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum OperationStatus {
+    Committed,
+    /// This operation was refused; `reason` says why.
+    Rejected,
+    /// This operation was fine but another one was refused, so it was undone.
+    Aborted,
+}
+
+impl OperationStatus {
+    pub fn as_str(&self) -> &'static str {
+        match self {
+            OperationStatus::Committed => "committed",
+            OperationStatus::Rejected => "rejected",
+            OperationStatus::Aborted => "aborted",
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct OperationRecord {
+    pub status: OperationStatus,
+    pub reason: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PackageRecord {
+    pub e2e_id: String,
+    pub status: PaymentStatus,
+    pub results: Vec<OperationRecord>,
+    pub clock: String,
+}
+
+/// The four counters summed over a set of accounts.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Totals {
+    pub debits_pending: i64,
+    pub debits_posted: i64,
+    pub credits_pending: i64,
+    pub credits_posted: i64,
+}
+
+#[derive(Debug, Clone)]
+pub struct CheckRecord {
+    pub name: &'static str,
+    pub ok: bool,
+    pub detail: String,
+}
+
+#[derive(Debug, Clone)]
+pub struct AuditRecord {
+    pub accounts: u64,
+    pub totals: Totals,
+    pub customer_balances_cents: i64,
+    pub cash_in_cents: i64,
+    pub cash_out_cents: i64,
+    /// Each other bank's code and this bank's position with it (positive: it owes us).
+    pub settlement: Vec<(String, i64)>,
+    pub clock: String,
+    pub checks: Vec<CheckRecord>,
+}
+
+impl AuditRecord {
+    pub fn ok(&self) -> bool {
+        self.checks.iter().all(|c| c.ok)
+    }
+}

@@ -1,0 +1,644 @@
+//! Executes one command against an open database transaction. Every function here answers
+//! `Ok(Ok(_))` when it did its work, `Ok(Err(refusal))` when the business rules said no (and it
+//! wrote nothing that is kept), and `Err(_)` only for database failures. Counters change only
+//! through `ledger::rules`.
+
+use super::read;
+use crate::model::*;
+use ledger::rules::{self, Counters, HoldState, Side};
+use ledger::{AccountKind, AccountNumber, Amount, EndToEndId, PartyKind, PixKey, PixKeyType, Stamp};
+use rusqlite::{Connection, OptionalExtension, params};
+use std::cell::Cell;
+
+/// A database result holding a business result.
+pub type Applied<T> = rusqlite::Result<Result<T, Refusal>>;
+
+/// What a command needs besides the database: who we are, the bank's internal accounts, the
+/// command's clock stamp, and the running sum of counter changes (asserted balanced).
+pub struct Ctx {
+    pub bank: String,
+    pub vault: i64,
+    pub stamp: Stamp,
+    pub delta: Cell<Totals>,
+}
+
+/// Runs `f` inside a savepoint: kept if it succeeded, rolled back if it was refused or failed.
+pub fn in_savepoint<T>(conn: &Connection, f: impl FnOnce() -> Applied<T>) -> Applied<T> {
+    conn.execute_batch("SAVEPOINT step")?;
+    let result = f();
+    let end = match &result {
+        Ok(Ok(_)) => "RELEASE step",
+        _ => "ROLLBACK TO step; RELEASE step",
+    };
+    conn.execute_batch(end)?;
+    result
+}
+
+pub fn apply(conn: &Connection, ctx: &Ctx, command: &Command) -> Applied<Outcome> {
+    match command {
+        Command::RegisterCustomer { public_id, name, document, username, password_hash } => {
+            register(conn, ctx, public_id, name, document, username, password_hash).map(|r| r.map(Outcome::Customer))
+        }
+        Command::CreateSession { customer, token_hash, expires_at_ms } => {
+            conn.prepare_cached("INSERT INTO sessions (token_hash, customer_id, expires_at_ms) VALUES (?1, ?2, ?3)")?
+                .execute(params![&token_hash[..], customer, *expires_at_ms as i64])?;
+            Ok(Ok(Outcome::Done))
+        }
+        Command::DeleteSession { token_hash } => {
+            conn.prepare_cached("DELETE FROM sessions WHERE token_hash = ?1")?.execute(params![&token_hash[..]])?;
+            Ok(Ok(Outcome::Done))
+        }
+        Command::OpenAccount { actor, kind, co_holders, opening_deposit, e2e } => {
+            open_account(conn, ctx, *actor, *kind, co_holders, *opening_deposit, e2e).map(|r| r.map(Outcome::Account))
+        }
+        Command::AddPixKey { actor, account, key } => add_pix_key(conn, ctx, *actor, *account, key).map(|r| r.map(Outcome::PixKey)),
+        Command::DeletePixKey { actor, key } => delete_pix_key(conn, *actor, key).map(|r| r.map(|()| Outcome::Done)),
+        Command::Deposit { actor, account, amount, description, e2e } => {
+            cash(conn, ctx, *actor, *account, *amount, description, e2e, Cash::Deposit).map(|r| r.map(Outcome::Entry))
+        }
+        Command::Withdraw { actor, account, amount, description, e2e } => {
+            cash(conn, ctx, *actor, *account, *amount, description, e2e, Cash::Withdrawal).map(|r| r.map(Outcome::Entry))
+        }
+        Command::Transfer { actor, from, to, amount, description, e2e } => transfer(conn, ctx, *actor, *from, to, *amount, description, e2e),
+        Command::Package { actor, operations, e2e } => package(conn, ctx, *actor, operations, e2e).map(|r| r.map(Outcome::Package)),
+        Command::Hold { from, to, amount, e2e } => hold(conn, ctx, *from, *to, *amount, e2e),
+        Command::ResolveHold { e2e, post } => resolve_hold_of(conn, ctx, e2e, *post),
+    }
+}
+
+fn register(
+    conn: &Connection,
+    ctx: &Ctx,
+    public_id: &str,
+    name: &str,
+    document: &ledger::Document,
+    username: &str,
+    password_hash: &str,
+) -> Applied<CustomerRecord> {
+    // One writer runs at a time, so these checks cannot race; the unique constraints back them.
+    let taken = |sql: &str, value: &str| -> rusqlite::Result<bool> { conn.prepare_cached(sql)?.exists(params![value]) };
+    if taken("SELECT 1 FROM customers WHERE document = ?1", document.as_str())? {
+        return Ok(Err(Refusal::DuplicateDocument));
+    }
+    if taken("SELECT 1 FROM customers WHERE username = ?1", username)? {
+        return Ok(Err(Refusal::DuplicateUsername));
+    }
+    conn.prepare_cached(
+        "INSERT INTO customers (public_id, name, document, kind, username, password_hash, home_bank, clock)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+    )?
+    .execute(params![
+        public_id,
+        name,
+        document.as_str(),
+        document.kind().as_str(),
+        username,
+        password_hash,
+        ctx.bank,
+        ctx.stamp.to_string()
+    ])?;
+    let id = conn.last_insert_rowid();
+    Ok(Ok(read::customer(conn, id)?.expect("just inserted")))
+}
+
+/// The id and kind of the customer account with this number, if `actor` holds it.
+pub fn held_account(conn: &Connection, actor: CustomerId, number: AccountNumber) -> rusqlite::Result<Option<(i64, AccountKind)>> {
+    conn.prepare_cached(
+        "SELECT a.id, a.kind FROM accounts a JOIN account_holders h ON h.account_id = a.id
+         WHERE a.number = ?1 AND h.customer_id = ?2",
+    )?
+    .query_row(params![number.base() as i64, actor], |row| Ok((row.get(0)?, read::kind(row.get_ref(1)?.as_str()?))))
+    .optional()
+}
+
+fn customer_account(conn: &Connection, number: AccountNumber) -> rusqlite::Result<Option<i64>> {
+    conn.prepare_cached("SELECT id FROM accounts WHERE number = ?1")?
+        .query_row(params![number.base() as i64], |row| row.get(0))
+        .optional()
+}
+
+fn counters(conn: &Connection, id: i64) -> rusqlite::Result<(AccountKind, Counters)> {
+    conn.prepare_cached("SELECT kind, debits_pending, debits_posted, credits_pending, credits_posted FROM accounts WHERE id = ?1")?
+        .query_row(params![id], |row| {
+            Ok((
+                read::kind(row.get_ref(0)?.as_str()?),
+                Counters {
+                    debits_pending: row.get(1)?,
+                    debits_posted: row.get(2)?,
+                    credits_pending: row.get(3)?,
+                    credits_posted: row.get(4)?,
+                },
+            ))
+        })
+}
+
+fn write_counters(conn: &Connection, ctx: &Ctx, id: i64, before: &Counters, after: &Counters) -> rusqlite::Result<()> {
+    conn.prepare_cached(
+        "UPDATE accounts SET debits_pending = ?2, debits_posted = ?3, credits_pending = ?4, credits_posted = ?5 WHERE id = ?1",
+    )?
+    .execute(params![id, after.debits_pending, after.debits_posted, after.credits_pending, after.credits_posted])?;
+    let mut delta = ctx.delta.get();
+    delta.debits_pending += after.debits_pending - before.debits_pending;
+    delta.debits_posted += after.debits_posted - before.debits_posted;
+    delta.credits_pending += after.credits_pending - before.credits_pending;
+    delta.credits_posted += after.credits_posted - before.credits_posted;
+    ctx.delta.set(delta);
+    Ok(())
+}
+
+/// How a movement is applied: at once, or as a hold to be posted or voided later.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub enum Mode {
+    Posted,
+    Pending,
+}
+
+pub struct Moved {
+    pub transfer_id: i64,
+    pub debit_after: Counters,
+    pub credit_after: Counters,
+}
+
+/// Moves `amount` from one account to another through `ledger::rules`, and records the transfer.
+pub fn move_money(conn: &Connection, ctx: &Ctx, debit_id: i64, credit_id: i64, amount: Amount, mode: Mode, e2e: &str) -> Applied<Moved> {
+    let (debit_kind, debit_before) = counters(conn, debit_id)?;
+    let (credit_kind, credit_before) = counters(conn, credit_id)?;
+    let (mut debit_after, mut credit_after) = (debit_before, credit_before);
+    let same = debit_id == credit_id;
+    let debit = Side { counters: &mut debit_after, guarded: debit_kind.is_customer() };
+    let credit = Side { counters: &mut credit_after, guarded: credit_kind.is_customer() };
+    let ruled = match mode {
+        Mode::Posted => rules::post(debit, credit, amount, same),
+        Mode::Pending => rules::hold(debit, credit, amount, same).map(|_| ()),
+    };
+    if let Err(rejection) = ruled {
+        return Ok(Err(rejection.into()));
+    }
+    write_counters(conn, ctx, debit_id, &debit_before, &debit_after)?;
+    write_counters(conn, ctx, credit_id, &credit_before, &credit_after)?;
+    let flags = if mode == Mode::Posted { "posted" } else { "pending" };
+    conn.prepare_cached(
+        "INSERT INTO transfers (e2e_id, debit_account_id, credit_account_id, amount, flags, clock) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+    )?
+    .execute(params![e2e, debit_id, credit_id, amount.cents(), flags, ctx.stamp.to_string()])?;
+    Ok(Ok(Moved { transfer_id: conn.last_insert_rowid(), debit_after, credit_after }))
+}
+
+/// Posts or voids the pending hold `hold_id`, exactly once (the database's unique `pending_id`
+/// backs the rule's check).
+pub fn resolve_hold(conn: &Connection, ctx: &Ctx, hold_id: i64, post: bool) -> Applied<Moved> {
+    let (debit_id, credit_id, cents, flags): (i64, i64, i64, String) = conn
+        .prepare_cached("SELECT debit_account_id, credit_account_id, amount, flags FROM transfers WHERE id = ?1")?
+        .query_row(params![hold_id], |row| Ok((row.get(0)?, row.get(1)?, row.get(2)?, row.get(3)?)))?;
+    assert_eq!(flags, "pending", "only pending transfers are holds");
+    let resolution: Option<String> = conn
+        .prepare_cached("SELECT flags FROM transfers WHERE pending_id = ?1")?
+        .query_row(params![hold_id], |row| row.get(0))
+        .optional()?;
+    let mut state = match resolution.as_deref() {
+        None => HoldState::Pending,
+        Some("post_pending") => HoldState::Posted,
+        Some(_) => HoldState::Voided,
+    };
+    let amount = Amount::from_cents(cents).expect("stored amounts are positive");
+    let (_, debit_before) = counters(conn, debit_id)?;
+    let (_, credit_before) = counters(conn, credit_id)?;
+    let (mut debit_after, mut credit_after) = (debit_before, credit_before);
+    let ruled = if post {
+        rules::post_hold(&mut state, &mut debit_after, &mut credit_after, amount)
+    } else {
+        rules::void_hold(&mut state, &mut debit_after, &mut credit_after, amount)
+    };
+    if let Err(rejection) = ruled {
+        return Ok(Err(rejection.into()));
+    }
+    write_counters(conn, ctx, debit_id, &debit_before, &debit_after)?;
+    write_counters(conn, ctx, credit_id, &credit_before, &credit_after)?;
+    let (e2e, flags) = (read::transfer_e2e(conn, hold_id)?, if post { "post_pending" } else { "void_pending" });
+    conn.prepare_cached(
+        "INSERT INTO transfers (e2e_id, debit_account_id, credit_account_id, amount, flags, pending_id, clock)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+    )?
+    .execute(params![e2e, debit_id, credit_id, cents, flags, hold_id, ctx.stamp.to_string()])?;
+    Ok(Ok(Moved { transfer_id: conn.last_insert_rowid(), debit_after, credit_after }))
+}
+
+/// One statement line on a customer account.
+pub struct EntryDraft<'a> {
+    pub account_id: i64,
+    pub transfer_id: i64,
+    pub kind: &'a str,
+    pub amount_cents: i64,
+    pub balance_after_cents: i64,
+    pub counterparty: String,
+    pub description: &'a str,
+    pub made_by: &'a str,
+    pub e2e: &'a str,
+}
+
+pub fn insert_entry(conn: &Connection, ctx: &Ctx, draft: EntryDraft<'_>) -> rusqlite::Result<EntryRecord> {
+    let clock = ctx.stamp.to_string();
+    conn.prepare_cached(
+        "INSERT INTO entries (account_id, transfer_id, kind, amount, balance_after, counterparty, description, made_by, clock, at_ms, e2e_id)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)",
+    )?
+    .execute(params![
+        draft.account_id,
+        draft.transfer_id,
+        draft.kind,
+        draft.amount_cents,
+        draft.balance_after_cents,
+        draft.counterparty,
+        draft.description,
+        draft.made_by,
+        clock,
+        ctx.stamp.physical_ms as i64,
+        draft.e2e
+    ])?;
+    Ok(EntryRecord {
+        id: conn.last_insert_rowid(),
+        kind: draft.kind.to_string(),
+        amount_cents: draft.amount_cents,
+        balance_after_cents: draft.balance_after_cents,
+        counterparty: draft.counterparty,
+        description: draft.description.to_string(),
+        made_by: draft.made_by.to_string(),
+        clock,
+        at_ms: ctx.stamp.physical_ms,
+        e2e_id: draft.e2e.to_string(),
+    })
+}
+
+fn username(conn: &Connection, id: CustomerId) -> rusqlite::Result<String> {
+    conn.prepare_cached("SELECT username FROM customers WHERE id = ?1")?.query_row(params![id], |row| row.get(0))
+}
+
+fn open_account(
+    conn: &Connection,
+    ctx: &Ctx,
+    actor: CustomerId,
+    kind: AccountKind,
+    co_holders: &[String],
+    opening_deposit: Amount,
+    e2e: &EndToEndId,
+) -> Applied<AccountRecord> {
+    let owner = read::customer(conn, actor)?.expect("sessions belong to customers");
+    let mut holders = vec![actor];
+    let required = match kind {
+        AccountKind::Individual | AccountKind::Joint => PartyKind::Individual,
+        AccountKind::Company => PartyKind::Company,
+        AccountKind::Vault | AccountKind::Settlement => unreachable!("the API opens customer accounts only"),
+    };
+    if owner.kind != required {
+        return Ok(Err(Refusal::HolderKind(format!("a {} account is held by a {} customer", kind.as_str(), required.as_str()))));
+    }
+    if kind == AccountKind::Joint {
+        if co_holders.is_empty() || co_holders.len() >= JOINT_HOLDERS_MAX {
+            return Ok(Err(Refusal::HolderKind(format!("a joint account has between 2 and {JOINT_HOLDERS_MAX} holders"))));
+        }
+        for name in co_holders {
+            let Some(id) = read::customer_id_by_username(conn, name)? else {
+                return Ok(Err(Refusal::CoHolderNotFound(name.clone())));
+            };
+            if read::customer(conn, id)?.map(|c| c.kind) != Some(PartyKind::Individual) {
+                return Ok(Err(Refusal::HolderKind(format!("{name} is a company; joint accounts are for individuals"))));
+            }
+            if holders.contains(&id) {
+                return Ok(Err(Refusal::HolderKind(format!("{name} is listed twice"))));
+            }
+            holders.push(id);
+        }
+    } else if !co_holders.is_empty() {
+        return Ok(Err(Refusal::HolderKind("only joint accounts have co-holders".into())));
+    }
+    if opening_deposit.cents() < OPENING_DEPOSIT_MIN_CENTS {
+        return Ok(Err(Refusal::OpeningDepositTooSmall));
+    }
+    let base: i64 = conn.prepare_cached("SELECT COALESCE(MAX(number), 100000) + 1 FROM accounts")?.query_row([], |row| row.get(0))?;
+    AccountNumber::from_base(base as u64).expect("account numbers stay in range");
+    conn.prepare_cached("INSERT INTO accounts (number, kind, clock) VALUES (?1, ?2, ?3)")?
+        .execute(params![base, kind.as_str(), ctx.stamp.to_string()])?;
+    let account_id = conn.last_insert_rowid();
+    for (position, holder) in holders.iter().enumerate() {
+        conn.prepare_cached("INSERT INTO account_holders (account_id, customer_id, position) VALUES (?1, ?2, ?3)")?
+            .execute(params![account_id, holder, position as i64])?;
+    }
+    let moved = match move_money(conn, ctx, ctx.vault, account_id, opening_deposit, Mode::Posted, e2e.as_str())? {
+        Ok(moved) => moved,
+        Err(refusal) => return Ok(Err(refusal)),
+    };
+    let entry = EntryDraft {
+        account_id,
+        transfer_id: moved.transfer_id,
+        kind: "opening_deposit",
+        amount_cents: opening_deposit.cents(),
+        balance_after_cents: moved.credit_after.balance(),
+        counterparty: "cash".into(),
+        description: "opening deposit",
+        made_by: &owner.username,
+        e2e: e2e.as_str(),
+    };
+    insert_entry(conn, ctx, entry)?;
+    Ok(Ok(read::account_by_id(conn, &ctx.bank, account_id)?))
+}
+
+fn add_pix_key(conn: &Connection, ctx: &Ctx, actor: CustomerId, number: AccountNumber, key: &PixKey) -> Applied<PixKeyRecord> {
+    let Some((account_id, kind)) = held_account(conn, actor, number)? else {
+        return Ok(Err(Refusal::AccountNotFound));
+    };
+    let owner = read::customer(conn, actor)?.expect("sessions belong to customers");
+    if matches!(key.key_type(), PixKeyType::Cpf | PixKeyType::Cnpj) && key.as_str() != owner.document {
+        return Ok(Err(Refusal::PixKeyNotYourDocument));
+    }
+    let limit = if kind == AccountKind::Company { PIX_KEYS_PER_ACCOUNT_COMPANY_MAX } else { PIX_KEYS_PER_ACCOUNT_INDIVIDUAL_MAX };
+    let count: i64 = conn.prepare_cached("SELECT COUNT(*) FROM pix_keys WHERE account_id = ?1")?.query_row(params![account_id], |row| row.get(0))?;
+    if count as usize >= limit {
+        return Ok(Err(Refusal::PixKeyLimitReached(limit)));
+    }
+    if conn.prepare_cached("SELECT 1 FROM pix_keys WHERE key = ?1")?.exists(params![key.as_str()])? {
+        return Ok(Err(Refusal::DuplicatePixKey));
+    }
+    conn.prepare_cached("INSERT INTO pix_keys (key, type, account_id, owner_id, clock) VALUES (?1, ?2, ?3, ?4, ?5)")?
+        .execute(params![key.as_str(), key.key_type().as_str(), account_id, actor, ctx.stamp.to_string()])?;
+    Ok(Ok(read::pix_key(conn, &ctx.bank, key.as_str())?.expect("just inserted")))
+}
+
+fn delete_pix_key(conn: &Connection, actor: CustomerId, key: &PixKey) -> Applied<()> {
+    let deleted = conn
+        .prepare_cached(
+            "DELETE FROM pix_keys WHERE key = ?1
+             AND account_id IN (SELECT account_id FROM account_holders WHERE customer_id = ?2)",
+        )?
+        .execute(params![key.as_str(), actor])?;
+    Ok(if deleted == 1 { Ok(()) } else { Err(Refusal::PixKeyNotFound) })
+}
+
+#[derive(Clone, Copy)]
+enum Cash {
+    Deposit,
+    Withdrawal,
+}
+
+#[allow(clippy::too_many_arguments)]
+fn cash(
+    conn: &Connection,
+    ctx: &Ctx,
+    actor: CustomerId,
+    number: AccountNumber,
+    amount: Amount,
+    description: &str,
+    e2e: &EndToEndId,
+    direction: Cash,
+) -> Applied<EntryRecord> {
+    let Some((account_id, _)) = held_account(conn, actor, number)? else {
+        return Ok(Err(Refusal::AccountNotFound));
+    };
+    let (debit, credit) = match direction {
+        Cash::Deposit => (ctx.vault, account_id),
+        Cash::Withdrawal => (account_id, ctx.vault),
+    };
+    let moved = match move_money(conn, ctx, debit, credit, amount, Mode::Posted, e2e.as_str())? {
+        Ok(moved) => moved,
+        Err(refusal) => return Ok(Err(refusal)),
+    };
+    let (kind, signed, after) = match direction {
+        Cash::Deposit => ("deposit", amount.cents(), moved.credit_after.balance()),
+        Cash::Withdrawal => ("withdrawal", -amount.cents(), moved.debit_after.balance()),
+    };
+    let made_by = username(conn, actor)?;
+    let description = if description.is_empty() { kind } else { description };
+    let draft = EntryDraft {
+        account_id,
+        transfer_id: moved.transfer_id,
+        kind,
+        amount_cents: signed,
+        balance_after_cents: after,
+        counterparty: "cash".into(),
+        description,
+        made_by: &made_by,
+        e2e: e2e.as_str(),
+    };
+    Ok(Ok(insert_entry(conn, ctx, draft)?))
+}
+
+fn resolve_target(conn: &Connection, target: &Target) -> Applied<i64> {
+    let found = match target {
+        Target::Key(key) => conn
+            .prepare_cached("SELECT account_id FROM pix_keys WHERE key = ?1")?
+            .query_row(params![key.as_str()], |row| row.get(0))
+            .optional()?
+            .ok_or(Refusal::PixKeyNotFound),
+        Target::Account(number) => customer_account(conn, *number)?.ok_or(Refusal::AccountNotFound),
+    };
+    Ok(found)
+}
+
+/// Posts a transfer between two customer accounts of this bank and writes both statement lines.
+#[allow(clippy::too_many_arguments)]
+fn local_transfer(
+    conn: &Connection,
+    ctx: &Ctx,
+    actor: CustomerId,
+    from: AccountNumber,
+    to: &Target,
+    amount: Amount,
+    description: &str,
+    e2e: &EndToEndId,
+) -> Applied<PaymentRecord> {
+    let Some((from_id, _)) = held_account(conn, actor, from)? else {
+        return Ok(Err(Refusal::AccountNotFound));
+    };
+    let to_id = match resolve_target(conn, to)? {
+        Ok(id) => id,
+        Err(refusal) => return Ok(Err(refusal)),
+    };
+    let moved = match move_money(conn, ctx, from_id, to_id, amount, Mode::Posted, e2e.as_str())? {
+        Ok(moved) => moved,
+        Err(refusal) => return Ok(Err(refusal)),
+    };
+    let made_by = username(conn, actor)?;
+    let (from_label, to_label) = (read::account_label(conn, &ctx.bank, from_id)?, read::account_label(conn, &ctx.bank, to_id)?);
+    let description = if description.is_empty() { "Pix" } else { description };
+    for (account_id, kind, signed, after, counterparty) in [
+        (from_id, "transfer_out", -amount.cents(), moved.debit_after.balance(), to_label.1.clone()),
+        (to_id, "transfer_in", amount.cents(), moved.credit_after.balance(), from_label.1.clone()),
+    ] {
+        let draft = EntryDraft {
+            account_id,
+            transfer_id: moved.transfer_id,
+            kind,
+            amount_cents: signed,
+            balance_after_cents: after,
+            counterparty,
+            description,
+            made_by: &made_by,
+            e2e: e2e.as_str(),
+        };
+        insert_entry(conn, ctx, draft)?;
+    }
+    Ok(Ok(PaymentRecord {
+        e2e_id: e2e.to_string(),
+        status: PaymentStatus::Committed,
+        reason: None,
+        from: from_label.0,
+        to: to_label.0,
+        amount_cents: amount.cents(),
+        description: description.to_string(),
+        clock: ctx.stamp.to_string(),
+    }))
+}
+
+fn record_payment(conn: &Connection, e2e: &str, status: &PaymentStatus, outcome: &Outcome, accounts: &[i64]) -> rusqlite::Result<()> {
+    let body = serde_json::to_string(outcome).expect("outcomes serialise");
+    conn.prepare_cached("INSERT INTO payments (e2e_id, status, body) VALUES (?1, ?2, ?3)")?.execute(params![e2e, status.as_str(), body])?;
+    for account in accounts {
+        conn.prepare_cached("INSERT OR IGNORE INTO payment_accounts (e2e_id, account_id) VALUES (?1, ?2)")?.execute(params![e2e, account])?;
+    }
+    Ok(())
+}
+
+/// A transfer that the ledger refuses (insufficient funds) is still a payment: it is recorded as
+/// aborted with its reason, so `GET /transfers/{id}` can tell its payer what happened. Refusals
+/// of the request itself (unknown account or key) record nothing.
+#[allow(clippy::too_many_arguments)]
+fn transfer(
+    conn: &Connection,
+    ctx: &Ctx,
+    actor: CustomerId,
+    from: AccountNumber,
+    to: &Target,
+    amount: Amount,
+    description: &str,
+    e2e: &EndToEndId,
+) -> Applied<Outcome> {
+    let result = in_savepoint(conn, || local_transfer(conn, ctx, actor, from, to, amount, description, e2e))?;
+    let (record, accounts) = match result {
+        Ok(record) => {
+            let to_id = resolve_target(conn, to)?.expect("resolved above");
+            let from_id = held_account(conn, actor, from)?.expect("held above").0;
+            (record, vec![from_id, to_id])
+        }
+        Err(Refusal::Ledger(LedgerRefusal::InsufficientFunds)) => {
+            let from_id = held_account(conn, actor, from)?.expect("checked before the ledger refused").0;
+            let to_id = resolve_target(conn, to)?.expect("checked before the ledger refused");
+            let record = PaymentRecord {
+                e2e_id: e2e.to_string(),
+                status: PaymentStatus::Aborted,
+                reason: Some("insufficient_funds".into()),
+                from: read::account_label(conn, &ctx.bank, from_id)?.0,
+                to: read::account_label(conn, &ctx.bank, to_id)?.0,
+                amount_cents: amount.cents(),
+                description: description.to_string(),
+                clock: ctx.stamp.to_string(),
+            };
+            (record, vec![from_id])
+        }
+        Err(refusal) => return Ok(Err(refusal)),
+    };
+    let outcome = Outcome::Payment(record);
+    let Outcome::Payment(record) = &outcome else { unreachable!() };
+    record_payment(conn, e2e.as_str(), &record.status, &outcome, &accounts)?;
+    Ok(Ok(outcome))
+}
+
+fn operation(conn: &Connection, ctx: &Ctx, actor: CustomerId, op: &Operation, e2e: &EndToEndId) -> Applied<Vec<i64>> {
+    let touched = |conn: &Connection| -> rusqlite::Result<Vec<i64>> {
+        let mut ids: Vec<i64> = held_account(conn, actor, op.account)?.map(|(id, _)| id).into_iter().collect();
+        if let OperationKind::Transfer(target) = &op.kind {
+            ids.extend(resolve_target(conn, target)?.ok());
+        }
+        Ok(ids)
+    };
+    let done = match &op.kind {
+        OperationKind::Deposit => cash(conn, ctx, actor, op.account, op.amount, &op.description, e2e, Cash::Deposit)?.map(|_| ()),
+        OperationKind::Withdrawal => cash(conn, ctx, actor, op.account, op.amount, &op.description, e2e, Cash::Withdrawal)?.map(|_| ()),
+        OperationKind::Transfer(target) => local_transfer(conn, ctx, actor, op.account, target, op.amount, &op.description, e2e)?.map(|_| ()),
+    };
+    Ok(match done {
+        Ok(()) => Ok(touched(conn)?),
+        Err(refusal) => Err(refusal),
+    })
+}
+
+/// Applies every operation in order; if any is refused, all are undone and each operation's
+/// result says whether it was the one refused (and why) or undone because of another.
+fn package(conn: &Connection, ctx: &Ctx, actor: CustomerId, operations: &[Operation], e2e: &EndToEndId) -> Applied<PackageRecord> {
+    let mut results = Vec::with_capacity(operations.len());
+    let mut accounts = Vec::new();
+    conn.execute_batch("SAVEPOINT package")?;
+    for op in operations {
+        match in_savepoint(conn, || operation(conn, ctx, actor, op, e2e)) {
+            Ok(Ok(ids)) => {
+                accounts.extend(ids);
+                results.push(OperationRecord { status: OperationStatus::Committed, reason: None });
+            }
+            Ok(Err(refusal)) => results.push(OperationRecord { status: OperationStatus::Rejected, reason: Some(refusal.code().into()) }),
+            Err(error) => {
+                conn.execute_batch("ROLLBACK TO package; RELEASE package")?;
+                return Err(error);
+            }
+        }
+    }
+    let committed = results.iter().all(|r| r.status == OperationStatus::Committed);
+    if committed {
+        conn.execute_batch("RELEASE package")?;
+    } else {
+        conn.execute_batch("ROLLBACK TO package; RELEASE package")?;
+        for result in &mut results {
+            if result.status == OperationStatus::Committed {
+                *result = OperationRecord { status: OperationStatus::Aborted, reason: Some("package_aborted".into()) };
+            }
+        }
+        // The payer can still look the package up: attach it to the accounts they named.
+        accounts = operations.iter().filter_map(|op| held_account(conn, actor, op.account).ok().flatten().map(|(id, _)| id)).collect();
+    }
+    let status = if committed { PaymentStatus::Committed } else { PaymentStatus::Aborted };
+    let record = PackageRecord { e2e_id: e2e.to_string(), status: status.clone(), results, clock: ctx.stamp.to_string() };
+    record_payment(conn, e2e.as_str(), &status, &Outcome::Package(record.clone()), &accounts)?;
+    Ok(Ok(record))
+}
+
+fn hold(conn: &Connection, ctx: &Ctx, from: AccountNumber, to: AccountNumber, amount: Amount, e2e: &EndToEndId) -> Applied<Outcome> {
+    let (Some(from_id), Some(to_id)) = (customer_account(conn, from)?, customer_account(conn, to)?) else {
+        return Ok(Err(Refusal::AccountNotFound));
+    };
+    Ok(move_money(conn, ctx, from_id, to_id, amount, Mode::Pending, e2e.as_str())?.map(|_| Outcome::Done))
+}
+
+fn resolve_hold_of(conn: &Connection, ctx: &Ctx, e2e: &EndToEndId, post: bool) -> Applied<Outcome> {
+    let hold_id: Option<i64> = conn
+        .prepare_cached("SELECT id FROM transfers WHERE e2e_id = ?1 AND flags = 'pending'")?
+        .query_row(params![e2e.as_str()], |row| row.get(0))
+        .optional()?;
+    let Some(hold_id) = hold_id else {
+        return Ok(Err(Refusal::HoldNotFound));
+    };
+    let moved = match resolve_hold(conn, ctx, hold_id, post)? {
+        Ok(moved) => moved,
+        Err(refusal) => return Ok(Err(refusal)),
+    };
+    if post {
+        let (debit_id, credit_id, cents): (i64, i64, i64) = conn
+            .prepare_cached("SELECT debit_account_id, credit_account_id, amount FROM transfers WHERE id = ?1")?
+            .query_row(params![moved.transfer_id], |row| Ok((row.get(0)?, row.get(1)?, row.get(2)?)))?;
+        let (debit_label, credit_label) = (read::account_label(conn, &ctx.bank, debit_id)?, read::account_label(conn, &ctx.bank, credit_id)?);
+        for (account_id, kind, signed, after, counterparty) in [
+            (debit_id, "transfer_out", -cents, moved.debit_after.balance(), credit_label.1),
+            (credit_id, "transfer_in", cents, moved.credit_after.balance(), debit_label.1),
+        ] {
+            let draft = EntryDraft {
+                account_id,
+                transfer_id: moved.transfer_id,
+                kind,
+                amount_cents: signed,
+                balance_after_cents: after,
+                counterparty,
+                description: "Pix",
+                made_by: "",
+                e2e: e2e.as_str(),
+            };
+            insert_entry(conn, ctx, draft)?;
+        }
+    }
+    Ok(Ok(Outcome::Done))
+}
