@@ -28,14 +28,23 @@ impl AccountKind {
     }
 
     pub fn parse(text: &str) -> Option<AccountKind> {
-        [Self::Individual, Self::Company, Self::Joint, Self::Vault, Self::Settlement]
-            .into_iter()
-            .find(|kind| kind.as_str() == text)
+        [
+            Self::Individual,
+            Self::Company,
+            Self::Joint,
+            Self::Vault,
+            Self::Settlement,
+        ]
+        .into_iter()
+        .find(|kind| kind.as_str() == text)
     }
 
     /// Customer accounts hold customers' money and may never go below zero.
     pub fn is_customer(self) -> bool {
-        matches!(self, AccountKind::Individual | AccountKind::Company | AccountKind::Joint)
+        matches!(
+            self,
+            AccountKind::Individual | AccountKind::Company | AccountKind::Joint
+        )
     }
 }
 
@@ -99,7 +108,13 @@ mod tests {
     #[test]
     fn check_digit_table() {
         // sum for 100001: 1*2 + 1*7 = 9 -> 11 - 9 = 2
-        let table = [(100001, 2), (100002, 0), (123456, 0), (1, 9), (9_999_999_999, 0)];
+        let table = [
+            (100001, 2),
+            (100002, 0),
+            (123456, 0),
+            (1, 9),
+            (9_999_999_999, 0),
+        ];
         for (base, digit) in table {
             assert_eq!(AccountNumber::check_digit(base), digit, "{base}");
         }
@@ -111,9 +126,23 @@ mod tests {
             let number = AccountNumber::from_base(base).unwrap();
             let text = number.to_string();
             assert_eq!(AccountNumber::parse(&text), Some(number), "{text}");
-            assert_eq!(AccountNumber::parse(&text.replace('-', "")), Some(number), "{text}");
+            assert_eq!(
+                AccountNumber::parse(&text.replace('-', "")),
+                Some(number),
+                "{text}"
+            );
         }
-        for bad in ["100001-3", "100001-", "-2", "", "1", "abc-1", "100001-22", "12345678901-0", "0-0"] {
+        for bad in [
+            "100001-3",
+            "100001-",
+            "-2",
+            "",
+            "1",
+            "abc-1",
+            "100001-22",
+            "12345678901-0",
+            "0-0",
+        ] {
             assert_eq!(AccountNumber::parse(bad), None, "{bad:?}");
         }
     }

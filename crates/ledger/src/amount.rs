@@ -56,9 +56,17 @@ impl Amount {
         }
         let significant = integer.trim_start_matches('0');
         if significant.len() > Self::INTEGER_DIGITS_MAX {
-            return Err(if negative { AmountError::NotPositive } else { AmountError::TooLarge });
+            return Err(if negative {
+                AmountError::NotPositive
+            } else {
+                AmountError::TooLarge
+            });
         }
-        let whole: i64 = if significant.is_empty() { 0 } else { significant.parse().map_err(|_| AmountError::Format)? };
+        let whole: i64 = if significant.is_empty() {
+            0
+        } else {
+            significant.parse().map_err(|_| AmountError::Format)?
+        };
         let cents = whole * 100 + fraction.parse::<i64>().map_err(|_| AmountError::Format)?;
         if negative || cents == 0 {
             return Err(AmountError::NotPositive);

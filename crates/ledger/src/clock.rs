@@ -15,7 +15,10 @@ impl Stamp {
     /// Parses the `physical.logical` text form that [`Stamp`]'s `Display` writes.
     pub fn parse(text: &str) -> Option<Stamp> {
         let (physical, logical) = text.split_once('.')?;
-        Some(Stamp { physical_ms: physical.parse().ok()?, logical: logical.parse().ok()? })
+        Some(Stamp {
+            physical_ms: physical.parse().ok()?,
+            logical: logical.parse().ok()?,
+        })
     }
 }
 
@@ -39,7 +42,10 @@ impl Hlc {
     /// The stamp of a local event at wall time `wall_ms`.
     pub fn tick(&mut self, wall_ms: u64) -> Stamp {
         self.last = if wall_ms > self.last.physical_ms {
-            Stamp { physical_ms: wall_ms, logical: 0 }
+            Stamp {
+                physical_ms: wall_ms,
+                logical: 0,
+            }
         } else {
             self.bump(self.last)
         };
@@ -50,7 +56,10 @@ impl Hlc {
     pub fn observe(&mut self, remote: Stamp, wall_ms: u64) -> Stamp {
         let latest = self.last.max(remote);
         self.last = if wall_ms > latest.physical_ms {
-            Stamp { physical_ms: wall_ms, logical: 0 }
+            Stamp {
+                physical_ms: wall_ms,
+                logical: 0,
+            }
         } else {
             self.bump(latest)
         };
@@ -63,9 +72,15 @@ impl Hlc {
 
     fn bump(&self, stamp: Stamp) -> Stamp {
         match stamp.logical.checked_add(1) {
-            Some(logical) => Stamp { physical_ms: stamp.physical_ms, logical },
+            Some(logical) => Stamp {
+                physical_ms: stamp.physical_ms,
+                logical,
+            },
             // Four billion events in one millisecond: move physical time on instead of wrapping.
-            None => Stamp { physical_ms: stamp.physical_ms + 1, logical: 0 },
+            None => Stamp {
+                physical_ms: stamp.physical_ms + 1,
+                logical: 0,
+            },
         }
     }
 }
@@ -84,25 +99,55 @@ mod tests {
             assert!(stamp > previous, "{stamp} after {previous}");
             previous = stamp;
         }
-        assert_eq!(previous, Stamp { physical_ms: 200, logical: 1 });
+        assert_eq!(
+            previous,
+            Stamp {
+                physical_ms: 200,
+                logical: 1
+            }
+        );
     }
 
     #[test]
     fn observing_moves_past_the_sender() {
         let mut clock = Hlc::default();
         clock.tick(100);
-        let remote = Stamp { physical_ms: 500, logical: 7 };
+        let remote = Stamp {
+            physical_ms: 500,
+            logical: 7,
+        };
         let stamp = clock.observe(remote, 120);
-        assert_eq!(stamp, Stamp { physical_ms: 500, logical: 8 });
+        assert_eq!(
+            stamp,
+            Stamp {
+                physical_ms: 500,
+                logical: 8
+            }
+        );
         assert!(clock.tick(130) > stamp);
-        assert_eq!(clock.observe(remote, 900), Stamp { physical_ms: 900, logical: 0 });
+        assert_eq!(
+            clock.observe(remote, 900),
+            Stamp {
+                physical_ms: 900,
+                logical: 0
+            }
+        );
     }
 
     #[test]
     fn restarts_after_the_floor_and_parses_its_text() {
-        let floor = Stamp { physical_ms: 1_000, logical: 3 };
+        let floor = Stamp {
+            physical_ms: 1_000,
+            logical: 3,
+        };
         let mut clock = Hlc::starting_after(floor);
-        assert_eq!(clock.tick(10), Stamp { physical_ms: 1_000, logical: 4 });
+        assert_eq!(
+            clock.tick(10),
+            Stamp {
+                physical_ms: 1_000,
+                logical: 4
+            }
+        );
         assert_eq!(Stamp::parse("1000.4"), Some(clock.last()));
         assert_eq!(Stamp::parse("1000"), None);
         assert_eq!(clock.last().to_string(), "1000.4");

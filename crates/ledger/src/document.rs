@@ -62,14 +62,23 @@ fn bare(text: &str) -> Result<String, DocumentError> {
 
 fn cpf_digit(digits: &[u8]) -> u8 {
     let weight_first = digits.len() as u32 + 1;
-    let sum: u32 = digits.iter().zip((2..=weight_first).rev()).map(|(&d, w)| u32::from(d) * w).sum();
+    let sum: u32 = digits
+        .iter()
+        .zip((2..=weight_first).rev())
+        .map(|(&d, w)| u32::from(d) * w)
+        .sum();
     let rest = (sum * 10) % 11;
     if rest == 10 { 0 } else { rest as u8 }
 }
 
 fn cnpj_digit(values: &[u32]) -> u32 {
     // Weights run 2..=9 from the right, repeating.
-    let sum: u32 = values.iter().rev().zip((2..=9).cycle()).map(|(&v, w)| v * w).sum();
+    let sum: u32 = values
+        .iter()
+        .rev()
+        .zip((2..=9).cycle())
+        .map(|(&v, w)| v * w)
+        .sum();
     let rest = sum % 11;
     if rest < 2 { 0 } else { 11 - rest }
 }
@@ -137,7 +146,12 @@ impl Cnpj {
 
     /// `**.345.678/0001-**`, the same masking shape as a CPF's.
     pub fn masked(&self) -> String {
-        format!("**.{}.{}/{}-**", &self.0[2..5], &self.0[5..8], &self.0[8..12])
+        format!(
+            "**.{}.{}/{}-**",
+            &self.0[2..5],
+            &self.0[5..8],
+            &self.0[8..12]
+        )
     }
 }
 
@@ -186,7 +200,12 @@ mod tests {
 
     #[test]
     fn cpf_vectors() {
-        let valid = ["529.982.247-25", "52998224725", "111.444.777-35", "000.000.001-91"];
+        let valid = [
+            "529.982.247-25",
+            "52998224725",
+            "111.444.777-35",
+            "000.000.001-91",
+        ];
         for text in valid {
             assert!(Cpf::parse(text).is_ok(), "{text} should be valid");
         }
@@ -216,7 +235,11 @@ mod tests {
             ("12abc34501de35", "12ABC34501DE35"),
         ];
         for (text, bare) in valid {
-            assert_eq!(Cnpj::parse(text).map(|c| c.as_str().to_string()), Ok(bare.to_string()), "{text}");
+            assert_eq!(
+                Cnpj::parse(text).map(|c| c.as_str().to_string()),
+                Ok(bare.to_string()),
+                "{text}"
+            );
         }
         let invalid = [
             ("11.222.333/0001-82", DocumentError::CheckDigits),
@@ -233,15 +256,30 @@ mod tests {
 
     #[test]
     fn document_kind_follows_from_length() {
-        assert_eq!(Document::parse("529.982.247-25").unwrap().kind(), PartyKind::Individual);
-        assert_eq!(Document::parse("11.222.333/0001-81").unwrap().kind(), PartyKind::Company);
-        assert_eq!(Document::parse("12ABC34501DE35").unwrap().kind(), PartyKind::Company);
+        assert_eq!(
+            Document::parse("529.982.247-25").unwrap().kind(),
+            PartyKind::Individual
+        );
+        assert_eq!(
+            Document::parse("11.222.333/0001-81").unwrap().kind(),
+            PartyKind::Company
+        );
+        assert_eq!(
+            Document::parse("12ABC34501DE35").unwrap().kind(),
+            PartyKind::Company
+        );
         assert_eq!(Document::parse("123"), Err(DocumentError::Length));
     }
 
     #[test]
     fn masks_hide_the_ends() {
-        assert_eq!(Cpf::parse("52998224725").unwrap().masked(), "***.982.247-**");
-        assert_eq!(Cnpj::parse("11222333000181").unwrap().masked(), "**.222.333/0001-**");
+        assert_eq!(
+            Cpf::parse("52998224725").unwrap().masked(),
+            "***.982.247-**"
+        );
+        assert_eq!(
+            Cnpj::parse("11222333000181").unwrap().masked(),
+            "**.222.333/0001-**"
+        );
     }
 }

@@ -9,7 +9,10 @@ pub struct BankCode([u8; 8]);
 impl BankCode {
     pub fn parse(text: &str) -> Option<BankCode> {
         let bytes: [u8; 8] = text.as_bytes().try_into().ok()?;
-        bytes.iter().all(u8::is_ascii_digit).then_some(BankCode(bytes))
+        bytes
+            .iter()
+            .all(u8::is_ascii_digit)
+            .then_some(BankCode(bytes))
     }
 
     pub fn as_str(&self) -> &str {
@@ -40,7 +43,11 @@ impl EndToEndId {
         id.push('E');
         id.push_str(bank.as_str());
         id.push_str(utc_minute);
-        id.extend(random.iter().map(|&b| ALPHANUMERIC[usize::from(b) % ALPHANUMERIC.len()] as char));
+        id.extend(
+            random
+                .iter()
+                .map(|&b| ALPHANUMERIC[usize::from(b) % ALPHANUMERIC.len()] as char),
+        );
         debug_assert_eq!(id.len(), Self::LEN);
         EndToEndId(id)
     }
@@ -50,7 +57,9 @@ impl EndToEndId {
         let shaped = bytes.len() == Self::LEN
             && bytes[0] == b'E'
             && bytes[1..21].iter().all(u8::is_ascii_digit)
-            && bytes[21..].iter().all(|b| b.is_ascii_digit() || b.is_ascii_uppercase());
+            && bytes[21..]
+                .iter()
+                .all(|b| b.is_ascii_digit() || b.is_ascii_uppercase());
         shaped.then(|| EndToEndId(text.to_string()))
     }
 
@@ -85,12 +94,21 @@ mod tests {
     #[test]
     fn end_to_end_ids_have_the_pix_shape() {
         let bank = BankCode::parse("10000001").unwrap();
-        let id = EndToEndId::new(bank, "202611230959", [0, 1, 35, 36, 255, 7, 8, 9, 10, 11, 12]);
+        let id = EndToEndId::new(
+            bank,
+            "202611230959",
+            [0, 1, 35, 36, 255, 7, 8, 9, 10, 11, 12],
+        );
         assert_eq!(id.as_str(), "E1000000120261123095901Z03789ABC");
         assert_eq!(id.as_str().len(), 32);
         assert_eq!(EndToEndId::parse(id.as_str()), Some(id.clone()));
         assert_eq!(id.bank(), bank);
-        for bad in ["", "X10000001202611230959ABCDEFGHIJK", "E10000001202611230959abcdefghijk", "E1000000120261123095ABCDEFGHIJKL"] {
+        for bad in [
+            "",
+            "X10000001202611230959ABCDEFGHIJK",
+            "E10000001202611230959abcdefghijk",
+            "E1000000120261123095ABCDEFGHIJKL",
+        ] {
             assert!(EndToEndId::parse(bad).is_none(), "{bad}");
         }
     }

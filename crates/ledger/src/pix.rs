@@ -26,9 +26,15 @@ impl PixKeyType {
     }
 
     pub fn parse(text: &str) -> Option<PixKeyType> {
-        [Self::Cpf, Self::Cnpj, Self::Email, Self::Phone, Self::Random]
-            .into_iter()
-            .find(|kind| kind.as_str() == text)
+        [
+            Self::Cpf,
+            Self::Cnpj,
+            Self::Email,
+            Self::Phone,
+            Self::Random,
+        ]
+        .into_iter()
+        .find(|kind| kind.as_str() == text)
     }
 }
 
@@ -79,40 +85,64 @@ fn parse_email(text: &str) -> Result<String, PixKeyError> {
         && local.len() <= 64
         && !local.starts_with('.')
         && !local.ends_with('.')
-        && local.bytes().all(|b| b.is_ascii_alphanumeric() || b"._%+-'".contains(&b));
+        && local
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"._%+-'".contains(&b));
     let labels: Vec<&str> = domain.split('.').collect();
     let domain_ok = labels.len() >= 2
         && labels.iter().all(|label| {
             !label.is_empty()
                 && !label.starts_with('-')
                 && !label.ends_with('-')
-                && label.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-')
+                && label
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b == b'-')
         });
-    if local_ok && domain_ok { Ok(email) } else { Err(PixKeyError::Email) }
+    if local_ok && domain_ok {
+        Ok(email)
+    } else {
+        Err(PixKeyError::Email)
+    }
 }
 
 fn parse_phone(text: &str) -> Result<String, PixKeyError> {
     let rest = text.strip_prefix('+').ok_or(PixKeyError::Phone)?;
-    let digits: String = rest.chars().filter(|c| !matches!(c, ' ' | '-' | '(' | ')')).collect();
+    let digits: String = rest
+        .chars()
+        .filter(|c| !matches!(c, ' ' | '-' | '(' | ')'))
+        .collect();
     if !digits.bytes().all(|b| b.is_ascii_digit()) {
         return Err(PixKeyError::Phone);
     }
     let national = digits.strip_prefix("55").ok_or(PixKeyError::Phone)?;
-    let area_ok = national.len() >= 2 && national.as_bytes()[0] != b'0' && national.as_bytes()[1] != b'0';
-    let subscriber = if national.len() >= 2 { &national[2..] } else { "" };
+    let area_ok =
+        national.len() >= 2 && national.as_bytes()[0] != b'0' && national.as_bytes()[1] != b'0';
+    let subscriber = if national.len() >= 2 {
+        &national[2..]
+    } else {
+        ""
+    };
     let subscriber_ok = match subscriber.len() {
         8 => true,
         9 => subscriber.starts_with('9'),
         _ => false,
     };
-    if area_ok && subscriber_ok { Ok(format!("+55{national}")) } else { Err(PixKeyError::Phone) }
+    if area_ok && subscriber_ok {
+        Ok(format!("+55{national}"))
+    } else {
+        Err(PixKeyError::Phone)
+    }
 }
 
 fn parse_random(text: &str) -> Result<String, PixKeyError> {
     let lower = text.to_ascii_lowercase();
     let groups: Vec<&str> = lower.split('-').collect();
     let lengths_ok = groups.iter().map(|g| g.len()).eq([8, 4, 4, 4, 12]);
-    if lengths_ok && groups.iter().all(|g| g.bytes().all(|b| b.is_ascii_hexdigit())) {
+    if lengths_ok
+        && groups
+            .iter()
+            .all(|g| g.bytes().all(|b| b.is_ascii_hexdigit()))
+    {
         Ok(lower)
     } else {
         Err(PixKeyError::Random)
@@ -123,8 +153,12 @@ impl PixKey {
     /// A key of a declared type, as a customer registers it.
     pub fn parse_typed(kind: PixKeyType, value: &str) -> Result<PixKey, PixKeyError> {
         match kind {
-            PixKeyType::Cpf => Cpf::parse(value).map(PixKey::Cpf).map_err(PixKeyError::Document),
-            PixKeyType::Cnpj => Cnpj::parse(value).map(PixKey::Cnpj).map_err(PixKeyError::Document),
+            PixKeyType::Cpf => Cpf::parse(value)
+                .map(PixKey::Cpf)
+                .map_err(PixKeyError::Document),
+            PixKeyType::Cnpj => Cnpj::parse(value)
+                .map(PixKey::Cnpj)
+                .map_err(PixKeyError::Document),
             PixKeyType::Email => parse_email(value).map(PixKey::Email),
             PixKeyType::Phone => parse_phone(value).map(PixKey::Phone),
             PixKeyType::Random => parse_random(value).map(PixKey::Random),
@@ -143,7 +177,10 @@ impl PixKey {
         if text.len() == 36 && text.matches('-').count() == 4 {
             return Self::parse_typed(PixKeyType::Random, text);
         }
-        let bare: String = text.chars().filter(|c| !matches!(c, '.' | '-' | '/')).collect();
+        let bare: String = text
+            .chars()
+            .filter(|c| !matches!(c, '.' | '-' | '/'))
+            .collect();
         match bare.len() {
             11 => Self::parse_typed(PixKeyType::Cpf, text),
             14 => Self::parse_typed(PixKeyType::Cnpj, text),
@@ -188,11 +225,19 @@ mod tests {
             (Cpf, "529.982.247-25", "52998224725"),
             (Cnpj, "12.ABC.345/01DE-35", "12ABC34501DE35"),
             (Email, "Ana.Silva@Example.COM", "ana.silva@example.com"),
-            (Email, "a+pix@sub.example.com.br", "a+pix@sub.example.com.br"),
+            (
+                Email,
+                "a+pix@sub.example.com.br",
+                "a+pix@sub.example.com.br",
+            ),
             (Phone, "+5511987654321", "+5511987654321"),
             (Phone, "+55 (11) 98765-4321", "+5511987654321"),
             (Phone, "+556132345678", "+556132345678"),
-            (Random, "123E4567-E89B-42D3-A456-426614174000", "123e4567-e89b-42d3-a456-426614174000"),
+            (
+                Random,
+                "123E4567-E89B-42D3-A456-426614174000",
+                "123e4567-e89b-42d3-a456-426614174000",
+            ),
         ];
         for (kind, value, canonical) in ok {
             let key = PixKey::parse_typed(kind, value).unwrap_or_else(|e| panic!("{value}: {e}"));
@@ -217,7 +262,10 @@ mod tests {
             (Random, "123e4567-e89b-42d3-a456-42661417400g".to_string()),
         ];
         for (kind, value) in refused {
-            assert!(PixKey::parse_typed(kind, &value).is_err(), "{value:?} should be refused");
+            assert!(
+                PixKey::parse_typed(kind, &value).is_err(),
+                "{value:?} should be refused"
+            );
         }
     }
 
@@ -231,7 +279,11 @@ mod tests {
             ("123e4567-e89b-42d3-a456-426614174000", PixKeyType::Random),
         ];
         for (text, kind) in table {
-            assert_eq!(PixKey::parse_any(text).map(|k| k.key_type()), Ok(kind), "{text}");
+            assert_eq!(
+                PixKey::parse_any(text).map(|k| k.key_type()),
+                Ok(kind),
+                "{text}"
+            );
         }
         assert_eq!(PixKey::parse_any("hello"), Err(PixKeyError::Unrecognised));
     }

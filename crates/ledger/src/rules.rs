@@ -63,7 +63,9 @@ impl Counters {
     }
 
     fn add(counter: i64, amount: Amount) -> Result<i64, Rejection> {
-        counter.checked_add(amount.cents()).ok_or(Rejection::Overflow)
+        counter
+            .checked_add(amount.cents())
+            .ok_or(Rejection::Overflow)
     }
 
     fn ensure_can_debit(&self, guarded: bool, amount: Amount) -> Result<(), Rejection> {
@@ -83,7 +85,12 @@ pub struct Side<'a> {
 
 /// Moves `amount` from `debit` to `credit` at once. `same_account` is the caller's identity
 /// check, since the two sides are separate borrows.
-pub fn post(debit: Side<'_>, credit: Side<'_>, amount: Amount, same_account: bool) -> Result<(), Rejection> {
+pub fn post(
+    debit: Side<'_>,
+    credit: Side<'_>,
+    amount: Amount,
+    same_account: bool,
+) -> Result<(), Rejection> {
     if same_account {
         return Err(Rejection::SameAccount);
     }
@@ -96,7 +103,12 @@ pub fn post(debit: Side<'_>, credit: Side<'_>, amount: Amount, same_account: boo
 }
 
 /// Holds `amount`: the debit side cannot spend it any more, the credit side cannot spend it yet.
-pub fn hold(debit: Side<'_>, credit: Side<'_>, amount: Amount, same_account: bool) -> Result<HoldState, Rejection> {
+pub fn hold(
+    debit: Side<'_>,
+    credit: Side<'_>,
+    amount: Amount,
+    same_account: bool,
+) -> Result<HoldState, Rejection> {
     if same_account {
         return Err(Rejection::SameAccount);
     }
@@ -120,22 +132,44 @@ fn resolve(state: &mut HoldState, to: HoldState) -> Result<(), Rejection> {
 }
 
 /// Posts a pending hold of `amount`: it leaves the pending counters and joins the posted ones.
-pub fn post_hold(state: &mut HoldState, debit: &mut Counters, credit: &mut Counters, amount: Amount) -> Result<(), Rejection> {
+pub fn post_hold(
+    state: &mut HoldState,
+    debit: &mut Counters,
+    credit: &mut Counters,
+    amount: Amount,
+) -> Result<(), Rejection> {
     resolve(state, HoldState::Posted)?;
     let cents = amount.cents();
-    assert!(debit.debits_pending >= cents && credit.credits_pending >= cents, "a pending hold is counted on both sides");
+    assert!(
+        debit.debits_pending >= cents && credit.credits_pending >= cents,
+        "a pending hold is counted on both sides"
+    );
     debit.debits_pending -= cents;
     credit.credits_pending -= cents;
-    debit.debits_posted = debit.debits_posted.checked_add(cents).ok_or(Rejection::Overflow)?;
-    credit.credits_posted = credit.credits_posted.checked_add(cents).ok_or(Rejection::Overflow)?;
+    debit.debits_posted = debit
+        .debits_posted
+        .checked_add(cents)
+        .ok_or(Rejection::Overflow)?;
+    credit.credits_posted = credit
+        .credits_posted
+        .checked_add(cents)
+        .ok_or(Rejection::Overflow)?;
     Ok(())
 }
 
 /// Voids a pending hold of `amount`: both sides return to where they were before it.
-pub fn void_hold(state: &mut HoldState, debit: &mut Counters, credit: &mut Counters, amount: Amount) -> Result<(), Rejection> {
+pub fn void_hold(
+    state: &mut HoldState,
+    debit: &mut Counters,
+    credit: &mut Counters,
+    amount: Amount,
+) -> Result<(), Rejection> {
     resolve(state, HoldState::Voided)?;
     let cents = amount.cents();
-    assert!(debit.debits_pending >= cents && credit.credits_pending >= cents, "a pending hold is counted on both sides");
+    assert!(
+        debit.debits_pending >= cents && credit.credits_pending >= cents,
+        "a pending hold is counted on both sides"
+    );
     debit.debits_pending -= cents;
     credit.credits_pending -= cents;
     Ok(())
@@ -150,49 +184,102 @@ mod tests {
     }
 
     fn guarded(counters: &mut Counters) -> Side<'_> {
-        Side { counters, guarded: true }
+        Side {
+            counters,
+            guarded: true,
+        }
     }
 
     fn open(counters: &mut Counters) -> Side<'_> {
-        Side { counters, guarded: false }
+        Side {
+            counters,
+            guarded: false,
+        }
     }
 
     #[test]
     fn posting_moves_money_and_guards_customers() {
-        let (mut vault, mut ana, mut beto) = (Counters::default(), Counters::default(), Counters::default());
+        let (mut vault, mut ana, mut beto) = (
+            Counters::default(),
+            Counters::default(),
+            Counters::default(),
+        );
         post(open(&mut vault), guarded(&mut ana), cents(5_000), false).unwrap();
         assert_eq!(ana.balance(), 5_000);
-        assert_eq!(vault.balance(), -5_000, "the vault may go below zero: it is the cash side");
-        assert_eq!(post(guarded(&mut ana), guarded(&mut beto), cents(5_001), false), Err(Rejection::InsufficientFunds));
+        assert_eq!(
+            vault.balance(),
+            -5_000,
+            "the vault may go below zero: it is the cash side"
+        );
+        assert_eq!(
+            post(guarded(&mut ana), guarded(&mut beto), cents(5_001), false),
+            Err(Rejection::InsufficientFunds)
+        );
         assert_eq!(ana.balance(), 5_000, "a refusal changes nothing");
         post(guarded(&mut ana), guarded(&mut beto), cents(5_000), false).unwrap();
         assert_eq!((ana.balance(), beto.balance()), (0, 5_000));
-        assert_eq!(post(guarded(&mut beto), guarded(&mut ana), cents(1), true), Err(Rejection::SameAccount));
+        assert_eq!(
+            post(guarded(&mut beto), guarded(&mut ana), cents(1), true),
+            Err(Rejection::SameAccount)
+        );
     }
 
     #[test]
     fn holds_resolve_exactly_once() {
-        let (mut ana, mut beto) = (Counters { credits_posted: 1_000, ..Counters::default() }, Counters::default());
+        let (mut ana, mut beto) = (
+            Counters {
+                credits_posted: 1_000,
+                ..Counters::default()
+            },
+            Counters::default(),
+        );
         let mut first = hold(guarded(&mut ana), guarded(&mut beto), cents(700), false).unwrap();
-        assert_eq!((ana.balance(), ana.available(), beto.available()), (1_000, 300, 0));
-        assert_eq!(hold(guarded(&mut ana), guarded(&mut beto), cents(301), false), Err(Rejection::InsufficientFunds));
+        assert_eq!(
+            (ana.balance(), ana.available(), beto.available()),
+            (1_000, 300, 0)
+        );
+        assert_eq!(
+            hold(guarded(&mut ana), guarded(&mut beto), cents(301), false),
+            Err(Rejection::InsufficientFunds)
+        );
         post_hold(&mut first, &mut ana, &mut beto, cents(700)).unwrap();
-        assert_eq!((ana.balance(), ana.available(), beto.balance()), (300, 300, 700));
-        assert_eq!(post_hold(&mut first, &mut ana, &mut beto, cents(700)), Err(Rejection::HoldAlreadyPosted));
-        assert_eq!(void_hold(&mut first, &mut ana, &mut beto, cents(700)), Err(Rejection::HoldAlreadyPosted));
+        assert_eq!(
+            (ana.balance(), ana.available(), beto.balance()),
+            (300, 300, 700)
+        );
+        assert_eq!(
+            post_hold(&mut first, &mut ana, &mut beto, cents(700)),
+            Err(Rejection::HoldAlreadyPosted)
+        );
+        assert_eq!(
+            void_hold(&mut first, &mut ana, &mut beto, cents(700)),
+            Err(Rejection::HoldAlreadyPosted)
+        );
 
         let mut second = hold(guarded(&mut ana), guarded(&mut beto), cents(300), false).unwrap();
         void_hold(&mut second, &mut ana, &mut beto, cents(300)).unwrap();
-        assert_eq!(void_hold(&mut second, &mut ana, &mut beto, cents(300)), Err(Rejection::HoldAlreadyVoided));
-        assert_eq!((ana.available(), beto.balance(), beto.credits_pending), (300, 700, 0));
+        assert_eq!(
+            void_hold(&mut second, &mut ana, &mut beto, cents(300)),
+            Err(Rejection::HoldAlreadyVoided)
+        );
+        assert_eq!(
+            (ana.available(), beto.balance(), beto.credits_pending),
+            (300, 700, 0)
+        );
     }
 
     #[test]
     fn overflow_is_refused_without_change() {
-        let mut full = Counters { credits_posted: i64::MAX - 1, ..Counters::default() };
+        let mut full = Counters {
+            credits_posted: i64::MAX - 1,
+            ..Counters::default()
+        };
         let mut vault = Counters::default();
         let before = full;
-        assert_eq!(post(open(&mut vault), guarded(&mut full), cents(2), false), Err(Rejection::Overflow));
+        assert_eq!(
+            post(open(&mut vault), guarded(&mut full), cents(2), false),
+            Err(Rejection::Overflow)
+        );
         assert_eq!((full, vault), (before, Counters::default()));
     }
 }

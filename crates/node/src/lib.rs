@@ -1,1 +1,118 @@
-//! placeholder
+//! `bankd`: one bank's node. It serves the public REST API over the bank's store; later issues
+//! add the interbank protocol, the directory and the web app beside it.
+//!
+//! Architecture invariant: only this crate knows HTTP. Handlers parse input into the ledger's
+//! validated types, run one store command, and render the outcome; they never touch SQL.
+
+pub mod app;
+pub mod config;
+pub mod demo;
+pub mod error;
+pub mod extract;
+pub mod metrics;
+pub mod routes;
+pub mod state;
+
+use config::Config;
+use state::AppState;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+use store::{SharedClock, SqliteStore};
+use tokio::sync::oneshot;
+use tokio::task::JoinHandle;
+
+/// Request bodies larger than this are refused with 413.
+pub const BODY_BYTES_MAX: usize = 64 * 1024;
+/// Every request is answered within this time.
+pub const HANDLER_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// A bank serving on its address until [`RunningBank::stop`].
+pub struct RunningBank {
+    pub addr: SocketAddr,
+    pub state: Arc<AppState>,
+    shutdown: Option<oneshot::Sender<()>>,
+    task: JoinHandle<std::io::Result<()>>,
+}
+
+impl RunningBank {
+    pub fn url(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+
+    /// Stops taking connections, lets requests in progress finish, and waits for the server.
+    pub async fn stop(mut self) -> std::io::Result<()> {
+        if let Some(shutdown) = self.shutdown.take() {
+            let _ = shutdown.send(());
+        }
+        self.task
+            .await
+            .unwrap_or_else(|e| Err(std::io::Error::other(e)))
+    }
+
+    /// Waits until the server ends by itself (it does not, unless it fails).
+    pub async fn wait(&mut self) -> std::io::Result<()> {
+        (&mut self.task)
+            .await
+            .unwrap_or_else(|e| Err(std::io::Error::other(e)))
+    }
+}
+
+/// Opens the bank's store under `config.data_dir` and serves it on `config.listen` (port 0 picks
+/// a free port; the chosen address is in the result).
+pub async fn start(config: Config) -> Result<RunningBank, String> {
+    std::fs::create_dir_all(&config.data_dir)
+        .map_err(|e| format!("cannot create {}: {e}", config.data_dir.display()))?;
+    let clock = Arc::new(SharedClock::default());
+    let peers: Vec<ledger::BankCode> = config
+        .peers
+        .iter()
+        .filter_map(|p| ledger::BankCode::parse(&p.code))
+        .collect();
+    let path = config.data_dir.join("ledger.db");
+    let store = SqliteStore::open(&path, config.bank, &peers, clock.clone())
+        .map_err(|e| format!("cannot open {}: {e}", path.display()))?;
+    let state = Arc::new(AppState::new(
+        config.bank,
+        config.name.clone(),
+        Arc::new(store),
+        clock,
+        config.operator_token.clone(),
+        config.session_ttl,
+        config.peers.clone(),
+    ));
+    let listener = tokio::net::TcpListener::bind(config.listen)
+        .await
+        .map_err(|e| format!("cannot listen on {}: {e}", config.listen))?;
+    let addr = listener.local_addr().map_err(|e| e.to_string())?;
+    let (shutdown, stopped) = oneshot::channel::<()>();
+    let router = app::router(state.clone());
+    let task = tokio::spawn(async move {
+        axum::serve(listener, router)
+            .with_graceful_shutdown(async move {
+                let _ = stopped.await;
+            })
+            .await
+    });
+    tracing::info!(bank = %config.bank, %addr, data = %path.display(), "bank serving");
+    Ok(RunningBank {
+        addr,
+        state,
+        shutdown: Some(shutdown),
+        task,
+    })
+}
+
+/// Structured logs to standard error; `RUST_LOG` takes `info`, `debug`, or targets such as
+/// `node=debug,tower_http=debug`.
+pub fn init_logging() {
+    use tracing_subscriber::prelude::*;
+    let filter: tracing_subscriber::filter::Targets = std::env::var("RUST_LOG")
+        .ok()
+        .and_then(|text| text.parse().ok())
+        .unwrap_or_else(|| "info".parse().expect("a valid filter"));
+    let _ = tracing_subscriber::registry()
+        .with(tracing_subscriber::fmt::layer().with_writer(std::io::stderr))
+        .with(filter)
+        .try_init();
+}

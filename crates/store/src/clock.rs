@@ -12,13 +12,18 @@ pub struct SharedClock {
 }
 
 pub fn wall_ms() -> u64 {
-    SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_millis() as u64).unwrap_or(0)
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_millis() as u64)
+        .unwrap_or(0)
 }
 
 impl SharedClock {
     /// A clock that never issues a stamp at or before `floor`, the last one recorded on disk.
     pub fn starting_after(floor: Stamp) -> SharedClock {
-        SharedClock { hlc: Mutex::new(Hlc::starting_after(floor)) }
+        SharedClock {
+            hlc: Mutex::new(Hlc::starting_after(floor)),
+        }
     }
 
     pub fn tick(&self) -> Stamp {
@@ -26,7 +31,10 @@ impl SharedClock {
     }
 
     pub fn observe(&self, remote: Stamp) -> Stamp {
-        self.hlc.lock().expect("clock lock").observe(remote, wall_ms())
+        self.hlc
+            .lock()
+            .expect("clock lock")
+            .observe(remote, wall_ms())
     }
 
     pub fn last(&self) -> Stamp {

@@ -14,7 +14,7 @@ mod clock;
 mod model;
 pub mod sqlite;
 
-pub use clock::SharedClock;
+pub use clock::{SharedClock, wall_ms};
 pub use model::*;
 pub use sqlite::SqliteStore;
 
@@ -45,12 +45,20 @@ pub trait Store: Send + Sync + 'static {
 
     async fn login_record(&self, username: &str) -> Result<Option<LoginRecord>, StoreError>;
     /// The customer a live session token (by hash) belongs to.
-    async fn session(&self, token_hash: [u8; 32], now_ms: u64) -> Result<Option<CustomerRecord>, StoreError>;
+    async fn session(
+        &self,
+        token_hash: [u8; 32],
+        now_ms: u64,
+    ) -> Result<Option<CustomerRecord>, StoreError>;
     async fn customer(&self, id: CustomerId) -> Result<Option<CustomerRecord>, StoreError>;
     /// Every account the customer holds here.
     async fn accounts_of(&self, id: CustomerId) -> Result<Vec<AccountRecord>, StoreError>;
     /// The account, only if `viewer` holds it.
-    async fn account(&self, viewer: CustomerId, number: ledger::AccountNumber) -> Result<Option<AccountRecord>, StoreError>;
+    async fn account(
+        &self,
+        viewer: CustomerId,
+        number: ledger::AccountNumber,
+    ) -> Result<Option<AccountRecord>, StoreError>;
     /// A page of the account's statement, newest first, strictly older than `before`; `None` if
     /// `viewer` does not hold the account.
     async fn statement(
@@ -64,6 +72,10 @@ pub trait Store: Send + Sync + 'static {
     /// Every key on accounts the customer holds.
     async fn pix_keys_of(&self, id: CustomerId) -> Result<Vec<PixKeyRecord>, StoreError>;
     /// A transfer or package by end-to-end id, only if `viewer` holds an account it touched.
-    async fn payment(&self, viewer: CustomerId, e2e: &ledger::EndToEndId) -> Result<Option<Outcome>, StoreError>;
+    async fn payment(
+        &self,
+        viewer: CustomerId,
+        e2e: &ledger::EndToEndId,
+    ) -> Result<Option<Outcome>, StoreError>;
     async fn audit(&self) -> Result<AuditRecord, StoreError>;
 }

@@ -35,21 +35,77 @@ pub struct Idempotency {
 
 #[derive(Debug, Clone)]
 pub enum Command {
-    RegisterCustomer { public_id: String, name: String, document: Document, username: String, password_hash: String },
-    CreateSession { customer: CustomerId, token_hash: [u8; 32], expires_at_ms: u64 },
-    DeleteSession { token_hash: [u8; 32] },
-    OpenAccount { actor: CustomerId, kind: AccountKind, co_holders: Vec<String>, opening_deposit: Amount, e2e: EndToEndId },
-    AddPixKey { actor: CustomerId, account: AccountNumber, key: PixKey },
-    DeletePixKey { actor: CustomerId, key: PixKey },
-    Deposit { actor: CustomerId, account: AccountNumber, amount: Amount, description: String, e2e: EndToEndId },
-    Withdraw { actor: CustomerId, account: AccountNumber, amount: Amount, description: String, e2e: EndToEndId },
-    Transfer { actor: CustomerId, from: AccountNumber, to: Target, amount: Amount, description: String, e2e: EndToEndId },
-    Package { actor: CustomerId, operations: Vec<Operation>, e2e: EndToEndId },
+    RegisterCustomer {
+        public_id: String,
+        name: String,
+        document: Document,
+        username: String,
+        password_hash: String,
+    },
+    CreateSession {
+        customer: CustomerId,
+        token_hash: [u8; 32],
+        expires_at_ms: u64,
+    },
+    DeleteSession {
+        token_hash: [u8; 32],
+    },
+    OpenAccount {
+        actor: CustomerId,
+        kind: AccountKind,
+        co_holders: Vec<String>,
+        opening_deposit: Amount,
+        e2e: EndToEndId,
+    },
+    AddPixKey {
+        actor: CustomerId,
+        account: AccountNumber,
+        key: PixKey,
+    },
+    DeletePixKey {
+        actor: CustomerId,
+        key: PixKey,
+    },
+    Deposit {
+        actor: CustomerId,
+        account: AccountNumber,
+        amount: Amount,
+        description: String,
+        e2e: EndToEndId,
+    },
+    Withdraw {
+        actor: CustomerId,
+        account: AccountNumber,
+        amount: Amount,
+        description: String,
+        e2e: EndToEndId,
+    },
+    Transfer {
+        actor: CustomerId,
+        from: AccountNumber,
+        to: Target,
+        amount: Amount,
+        description: String,
+        e2e: EndToEndId,
+    },
+    Package {
+        actor: CustomerId,
+        operations: Vec<Operation>,
+        e2e: EndToEndId,
+    },
     /// Holds money from one account for another under an end-to-end id: the prepare step of the
     /// interbank protocol. No customer acts; the protocol does.
-    Hold { from: AccountNumber, to: AccountNumber, amount: Amount, e2e: EndToEndId },
+    Hold {
+        from: AccountNumber,
+        to: AccountNumber,
+        amount: Amount,
+        e2e: EndToEndId,
+    },
     /// Posts (`post`) or voids the hold made under `e2e`, exactly once.
-    ResolveHold { e2e: EndToEndId, post: bool },
+    ResolveHold {
+        e2e: EndToEndId,
+        post: bool,
+    },
 }
 
 /// Where a transfer goes, inside this bank.
@@ -139,7 +195,9 @@ impl From<Rejection> for Refusal {
     fn from(rejection: Rejection) -> Refusal {
         Refusal::Ledger(match rejection {
             Rejection::SameAccount => LedgerRefusal::SameAccount,
-            Rejection::HoldAlreadyPosted | Rejection::HoldAlreadyVoided => LedgerRefusal::HoldAlreadyResolved,
+            Rejection::HoldAlreadyPosted | Rejection::HoldAlreadyVoided => {
+                LedgerRefusal::HoldAlreadyResolved
+            }
             Rejection::InsufficientFunds => LedgerRefusal::InsufficientFunds,
             Rejection::Overflow => LedgerRefusal::Overflow,
         })

@@ -27,10 +27,12 @@ fn step() -> impl Strategy<Value = Step> {
     prop_oneof![
         (account.clone(), cents.clone()).prop_map(|(a, c)| Step::Deposit(a, c)),
         (account.clone(), cents.clone()).prop_map(|(a, c)| Step::Withdraw(a, c)),
-        (account.clone(), account.clone(), cents.clone()).prop_map(|(a, b, c)| Step::Transfer(a, b, c)),
+        (account.clone(), account.clone(), cents.clone())
+            .prop_map(|(a, b, c)| Step::Transfer(a, b, c)),
         (account.clone(), account.clone(), cents.clone()).prop_map(|(a, b, c)| Step::Hold(a, b, c)),
         (0usize..8, any::<bool>()).prop_map(|(h, post)| Step::Resolve(h, post)),
-        proptest::collection::vec((0u8..3, account.clone(), account, cents), 1..4).prop_map(Step::Package),
+        proptest::collection::vec((0u8..3, account.clone(), account, cents), 1..4)
+            .prop_map(Step::Package),
         (0usize..16).prop_map(Step::Replay),
     ]
 }
@@ -78,8 +80,21 @@ impl Harness {
     async fn new() -> Harness {
         let dir = tempfile::tempdir().unwrap();
         let bank = BankCode::parse("10000001").unwrap();
-        let store = SqliteStore::open(&dir.path().join("bank.db"), bank, &[], Arc::new(SharedClock::default())).unwrap();
-        let mut harness = Harness { store, customer: 0, numbers: Vec::new(), keyed: Vec::new(), serial: 0, _dir: dir };
+        let store = SqliteStore::open(
+            &dir.path().join("bank.db"),
+            bank,
+            &[],
+            Arc::new(SharedClock::default()),
+        )
+        .unwrap();
+        let mut harness = Harness {
+            store,
+            customer: 0,
+            numbers: Vec::new(),
+            keyed: Vec::new(),
+            serial: 0,
+            _dir: dir,
+        };
         let registered = harness
             .run(Command::RegisterCustomer {
                 public_id: "c1".into(),
@@ -89,7 +104,9 @@ impl Harness {
                 password_hash: "not-a-real-hash".into(),
             })
             .await;
-        let Outcome::Customer(customer) = registered else { panic!("{registered:?}") };
+        let Outcome::Customer(customer) = registered else {
+            panic!("{registered:?}")
+        };
         harness.customer = customer.id;
         for _ in 0..ACCOUNTS {
             let e2e = harness.e2e();
@@ -100,8 +117,12 @@ impl Harness {
                 opening_deposit: Amount::from_cents(OPENING_CENTS).unwrap(),
                 e2e,
             };
-            let Outcome::Account(account) = harness.run(command).await else { panic!("open account") };
-            harness.numbers.push(AccountNumber::parse(&account.number).unwrap());
+            let Outcome::Account(account) = harness.run(command).await else {
+                panic!("open account")
+            };
+            harness
+                .numbers
+                .push(AccountNumber::parse(&account.number).unwrap());
         }
         harness
     }
@@ -121,7 +142,14 @@ impl Harness {
         let key = format!("key-{}", self.serial);
         let mut fingerprint = [0u8; 32];
         fingerprint[..8].copy_from_slice(&self.serial.to_le_bytes());
-        let request = Request { command, idempotency: Some(Idempotency { scope: self.customer, key, fingerprint }) };
+        let request = Request {
+            command,
+            idempotency: Some(Idempotency {
+                scope: self.customer,
+                key,
+                fingerprint,
+            }),
+        };
         let executed = self.store.execute(request.clone()).await.unwrap();
         assert!(!executed.replayed);
         self.keyed.push((request, executed.outcome.clone()));
@@ -130,9 +158,21 @@ impl Harness {
 
     async fn check(&self, model: &Model) {
         for (i, number) in self.numbers.iter().enumerate() {
-            let account = self.store.account(self.customer, *number).await.unwrap().unwrap();
-            assert_eq!(account.balance_cents, model.balance[i], "balance of account {i}");
-            assert_eq!(account.available_cents, model.available(i), "available of account {i}");
+            let account = self
+                .store
+                .account(self.customer, *number)
+                .await
+                .unwrap()
+                .unwrap();
+            assert_eq!(
+                account.balance_cents, model.balance[i],
+                "balance of account {i}"
+            );
+            assert_eq!(
+                account.available_cents,
+                model.available(i),
+                "available of account {i}"
+            );
             assert!(account.available_cents >= 0);
         }
     }
@@ -153,30 +193,74 @@ fn committed(outcome: &Outcome) -> bool {
 
 async fn run_steps(steps: Vec<Step>) {
     let mut h = Harness::new().await;
-    let mut model = Model { balance: [OPENING_CENTS; ACCOUNTS], ..Model::default() };
+    let mut model = Model {
+        balance: [OPENING_CENTS; ACCOUNTS],
+        ..Model::default()
+    };
     let mut hold_ids: Vec<EndToEndId> = Vec::new();
     for step in steps {
         match step {
             Step::Deposit(a, c) | Step::Withdraw(a, c) => {
-                let (kind, e2e) = (if matches!(step, Step::Deposit(..)) { 0 } else { 1 }, h.e2e());
+                let (kind, e2e) = (
+                    if matches!(step, Step::Deposit(..)) {
+                        0
+                    } else {
+                        1
+                    },
+                    h.e2e(),
+                );
                 let command = if kind == 0 {
-                    Command::Deposit { actor: h.customer, account: h.numbers[a], amount: amount(c), description: String::new(), e2e }
+                    Command::Deposit {
+                        actor: h.customer,
+                        account: h.numbers[a],
+                        amount: amount(c),
+                        description: String::new(),
+                        e2e,
+                    }
                 } else {
-                    Command::Withdraw { actor: h.customer, account: h.numbers[a], amount: amount(c), description: String::new(), e2e }
+                    Command::Withdraw {
+                        actor: h.customer,
+                        account: h.numbers[a],
+                        amount: amount(c),
+                        description: String::new(),
+                        e2e,
+                    }
                 };
                 let outcome = h.run(command).await;
-                assert_eq!(committed(&outcome), model.apply(kind, a, a, c), "{step:?} -> {outcome:?}");
+                assert_eq!(
+                    committed(&outcome),
+                    model.apply(kind, a, a, c),
+                    "{step:?} -> {outcome:?}"
+                );
             }
             Step::Transfer(a, b, c) => {
                 let e2e = h.e2e();
                 let to = Target::Account(h.numbers[b]);
-                let command = Command::Transfer { actor: h.customer, from: h.numbers[a], to, amount: amount(c), description: "t".into(), e2e };
+                let command = Command::Transfer {
+                    actor: h.customer,
+                    from: h.numbers[a],
+                    to,
+                    amount: amount(c),
+                    description: "t".into(),
+                    e2e,
+                };
                 let outcome = h.run(command).await;
-                assert_eq!(committed(&outcome), model.apply(2, a, b, c), "{step:?} -> {outcome:?}");
+                assert_eq!(
+                    committed(&outcome),
+                    model.apply(2, a, b, c),
+                    "{step:?} -> {outcome:?}"
+                );
             }
             Step::Hold(a, b, c) => {
                 let e2e = h.e2e();
-                let outcome = h.run(Command::Hold { from: h.numbers[a], to: h.numbers[b], amount: amount(c), e2e: e2e.clone() }).await;
+                let outcome = h
+                    .run(Command::Hold {
+                        from: h.numbers[a],
+                        to: h.numbers[b],
+                        amount: amount(c),
+                        e2e: e2e.clone(),
+                    })
+                    .await;
                 let expected = a != b && model.available(a) >= c;
                 assert_eq!(committed(&outcome), expected, "{step:?} -> {outcome:?}");
                 if expected {
@@ -186,10 +270,16 @@ async fn run_steps(steps: Vec<Step>) {
                 }
             }
             Step::Resolve(index, post) => {
-                let Some(e2e) = hold_ids.get(index).cloned() else { continue };
+                let Some(e2e) = hold_ids.get(index).cloned() else {
+                    continue;
+                };
                 let outcome = h.run(Command::ResolveHold { e2e, post }).await;
                 let (from, to, cents, resolved) = model.holds[index];
-                assert_eq!(committed(&outcome), !resolved, "a hold resolves exactly once: {outcome:?}");
+                assert_eq!(
+                    committed(&outcome),
+                    !resolved,
+                    "a hold resolves exactly once: {outcome:?}"
+                );
                 if !resolved {
                     model.holds[index].3 = true;
                     model.held_out[from] -= cents;
@@ -214,19 +304,36 @@ async fn run_steps(steps: Vec<Step>) {
                     })
                     .collect();
                 let e2e = h.e2e();
-                let outcome = h.run(Command::Package { actor: h.customer, operations, e2e }).await;
-                let mut trial = Model { balance: model.balance, held_out: model.held_out, holds: Vec::new() };
-                let all_ok = ops.iter().all(|&(kind, a, b, c)| trial.apply(kind, a, b, c));
+                let outcome = h
+                    .run(Command::Package {
+                        actor: h.customer,
+                        operations,
+                        e2e,
+                    })
+                    .await;
+                let mut trial = Model {
+                    balance: model.balance,
+                    held_out: model.held_out,
+                    holds: Vec::new(),
+                };
+                let all_ok = ops
+                    .iter()
+                    .all(|&(kind, a, b, c)| trial.apply(kind, a, b, c));
                 assert_eq!(committed(&outcome), all_ok, "{ops:?} -> {outcome:?}");
                 if all_ok {
                     model.balance = trial.balance;
                 }
             }
             Step::Replay(index) => {
-                let Some((request, first)) = h.keyed.get(index).cloned() else { continue };
+                let Some((request, first)) = h.keyed.get(index).cloned() else {
+                    continue;
+                };
                 let executed = h.store.execute(request).await.unwrap();
                 assert!(executed.replayed, "a reused key replays");
-                assert_eq!(executed.outcome, first, "a replay answers the first outcome and changes nothing");
+                assert_eq!(
+                    executed.outcome, first,
+                    "a replay answers the first outcome and changes nothing"
+                );
             }
         }
         h.check(&model).await;
@@ -234,8 +341,15 @@ async fn run_steps(steps: Vec<Step>) {
     let audit = h.store.audit().await.unwrap();
     assert!(audit.ok(), "{:?}", audit.checks);
     let total: i64 = model.balance.iter().sum();
-    assert_eq!(audit.customer_balances_cents, total, "conservation: customers hold what the model says");
-    assert_eq!(audit.cash_in_cents - audit.cash_out_cents, total, "conservation: money comes only from cash");
+    assert_eq!(
+        audit.customer_balances_cents, total,
+        "conservation: customers hold what the model says"
+    );
+    assert_eq!(
+        audit.cash_in_cents - audit.cash_out_cents,
+        total,
+        "conservation: money comes only from cash"
+    );
 }
 
 proptest! {
@@ -253,9 +367,20 @@ async fn a_reused_key_with_another_request_is_refused_and_changes_nothing() {
     let mut other = request.clone();
     other.idempotency.as_mut().unwrap().fingerprint = [9; 32];
     let error = h.store.execute(other).await.unwrap_err();
-    assert!(matches!(error, StoreError::IdempotencyKeyReused), "{error:?}");
-    h.check(&Model { balance: [OPENING_CENTS; ACCOUNTS], ..Model::default() }).await;
-    let _ = h.run(Command::DeleteSession { token_hash: [0; 32] }).await;
+    assert!(
+        matches!(error, StoreError::IdempotencyKeyReused),
+        "{error:?}"
+    );
+    h.check(&Model {
+        balance: [OPENING_CENTS; ACCOUNTS],
+        ..Model::default()
+    })
+    .await;
+    let _ = h
+        .run(Command::DeleteSession {
+            token_hash: [0; 32],
+        })
+        .await;
 }
 
 #[tokio::test]
@@ -272,13 +397,23 @@ async fn replays_and_balances_survive_a_restart() {
             username: "ana".into(),
             password_hash: "h".into(),
         };
-        let request = Request { command: register, idempotency: Some(Idempotency { scope: 0, key: "k".into(), fingerprint: [1; 32] }) };
+        let request = Request {
+            command: register,
+            idempotency: Some(Idempotency {
+                scope: 0,
+                key: "k".into(),
+                fingerprint: [1; 32],
+            }),
+        };
         let executed = store.execute(request).await.unwrap();
         (executed.outcome, store.audit().await.unwrap().clock)
     };
     let clock = Arc::new(SharedClock::default());
     let store = SqliteStore::open(&path, bank, &[], clock.clone()).unwrap();
-    assert!(clock.last() >= ledger::Stamp::parse(&first.1).unwrap(), "the clock restarts after the last stamp on disk");
+    assert!(
+        clock.last() >= ledger::Stamp::parse(&first.1).unwrap(),
+        "the clock restarts after the last stamp on disk"
+    );
     let again = Command::RegisterCustomer {
         public_id: "c2".into(),
         name: "Ana".into(),
@@ -286,8 +421,17 @@ async fn replays_and_balances_survive_a_restart() {
         username: "ana".into(),
         password_hash: "h".into(),
     };
-    let executed =
-        store.execute(Request { command: again, idempotency: Some(Idempotency { scope: 0, key: "k".into(), fingerprint: [1; 32] }) }).await.unwrap();
+    let executed = store
+        .execute(Request {
+            command: again,
+            idempotency: Some(Idempotency {
+                scope: 0,
+                key: "k".into(),
+                fingerprint: [1; 32],
+            }),
+        })
+        .await
+        .unwrap();
     assert!(executed.replayed);
     assert_eq!(executed.outcome, first.0);
 }

@@ -270,3 +270,23 @@ pub struct Health {
     pub bank: String,
     pub name: String,
 }
+
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct BankStatus {
+    pub code: String,
+    pub name: String,
+    pub url: String,
+    /// `up`, `suspect`, `down`, or `unknown` while this bank does not watch its peers.
+    pub status: String,
+    /// RFC 3339, when the status last changed; null when unknown.
+    pub since: Option<String>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct ConsortiumView {
+    /// This bank's code.
+    pub bank: String,
+    pub banks: Vec<BankStatus>,
+    /// This bank's settlement position with each other bank.
+    pub settlement: Vec<SettlementPosition>,
+}

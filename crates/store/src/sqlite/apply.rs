@@ -6,7 +6,9 @@
 use super::read;
 use crate::model::*;
 use ledger::rules::{self, Counters, HoldState, Side};
-use ledger::{AccountKind, AccountNumber, Amount, EndToEndId, PartyKind, PixKey, PixKeyType, Stamp};
+use ledger::{
+    AccountKind, AccountNumber, Amount, EndToEndId, PartyKind, PixKey, PixKeyType, Stamp,
+};
 use rusqlite::{Connection, OptionalExtension, params};
 use std::cell::Cell;
 
@@ -36,32 +38,107 @@ pub fn in_savepoint<T>(conn: &Connection, f: impl FnOnce() -> Applied<T>) -> App
 
 pub fn apply(conn: &Connection, ctx: &Ctx, command: &Command) -> Applied<Outcome> {
     match command {
-        Command::RegisterCustomer { public_id, name, document, username, password_hash } => {
-            register(conn, ctx, public_id, name, document, username, password_hash).map(|r| r.map(Outcome::Customer))
-        }
-        Command::CreateSession { customer, token_hash, expires_at_ms } => {
-            conn.prepare_cached("INSERT INTO sessions (token_hash, customer_id, expires_at_ms) VALUES (?1, ?2, ?3)")?
-                .execute(params![&token_hash[..], customer, *expires_at_ms as i64])?;
+        Command::RegisterCustomer {
+            public_id,
+            name,
+            document,
+            username,
+            password_hash,
+        } => register(
+            conn,
+            ctx,
+            public_id,
+            name,
+            document,
+            username,
+            password_hash,
+        )
+        .map(|r| r.map(Outcome::Customer)),
+        Command::CreateSession {
+            customer,
+            token_hash,
+            expires_at_ms,
+        } => {
+            conn.prepare_cached(
+                "INSERT INTO sessions (token_hash, customer_id, expires_at_ms) VALUES (?1, ?2, ?3)",
+            )?
+            .execute(params![&token_hash[..], customer, *expires_at_ms as i64])?;
             Ok(Ok(Outcome::Done))
         }
         Command::DeleteSession { token_hash } => {
-            conn.prepare_cached("DELETE FROM sessions WHERE token_hash = ?1")?.execute(params![&token_hash[..]])?;
+            conn.prepare_cached("DELETE FROM sessions WHERE token_hash = ?1")?
+                .execute(params![&token_hash[..]])?;
             Ok(Ok(Outcome::Done))
         }
-        Command::OpenAccount { actor, kind, co_holders, opening_deposit, e2e } => {
-            open_account(conn, ctx, *actor, *kind, co_holders, *opening_deposit, e2e).map(|r| r.map(Outcome::Account))
+        Command::OpenAccount {
+            actor,
+            kind,
+            co_holders,
+            opening_deposit,
+            e2e,
+        } => open_account(conn, ctx, *actor, *kind, co_holders, *opening_deposit, e2e)
+            .map(|r| r.map(Outcome::Account)),
+        Command::AddPixKey {
+            actor,
+            account,
+            key,
+        } => add_pix_key(conn, ctx, *actor, *account, key).map(|r| r.map(Outcome::PixKey)),
+        Command::DeletePixKey { actor, key } => {
+            delete_pix_key(conn, *actor, key).map(|r| r.map(|()| Outcome::Done))
         }
-        Command::AddPixKey { actor, account, key } => add_pix_key(conn, ctx, *actor, *account, key).map(|r| r.map(Outcome::PixKey)),
-        Command::DeletePixKey { actor, key } => delete_pix_key(conn, *actor, key).map(|r| r.map(|()| Outcome::Done)),
-        Command::Deposit { actor, account, amount, description, e2e } => {
-            cash(conn, ctx, *actor, *account, *amount, description, e2e, Cash::Deposit).map(|r| r.map(Outcome::Entry))
-        }
-        Command::Withdraw { actor, account, amount, description, e2e } => {
-            cash(conn, ctx, *actor, *account, *amount, description, e2e, Cash::Withdrawal).map(|r| r.map(Outcome::Entry))
-        }
-        Command::Transfer { actor, from, to, amount, description, e2e } => transfer(conn, ctx, *actor, *from, to, *amount, description, e2e),
-        Command::Package { actor, operations, e2e } => package(conn, ctx, *actor, operations, e2e).map(|r| r.map(Outcome::Package)),
-        Command::Hold { from, to, amount, e2e } => hold(conn, ctx, *from, *to, *amount, e2e),
+        Command::Deposit {
+            actor,
+            account,
+            amount,
+            description,
+            e2e,
+        } => cash(
+            conn,
+            ctx,
+            *actor,
+            *account,
+            *amount,
+            description,
+            e2e,
+            Cash::Deposit,
+        )
+        .map(|r| r.map(Outcome::Entry)),
+        Command::Withdraw {
+            actor,
+            account,
+            amount,
+            description,
+            e2e,
+        } => cash(
+            conn,
+            ctx,
+            *actor,
+            *account,
+            *amount,
+            description,
+            e2e,
+            Cash::Withdrawal,
+        )
+        .map(|r| r.map(Outcome::Entry)),
+        Command::Transfer {
+            actor,
+            from,
+            to,
+            amount,
+            description,
+            e2e,
+        } => transfer(conn, ctx, *actor, *from, to, *amount, description, e2e),
+        Command::Package {
+            actor,
+            operations,
+            e2e,
+        } => package(conn, ctx, *actor, operations, e2e).map(|r| r.map(Outcome::Package)),
+        Command::Hold {
+            from,
+            to,
+            amount,
+            e2e,
+        } => hold(conn, ctx, *from, *to, *amount, e2e),
         Command::ResolveHold { e2e, post } => resolve_hold_of(conn, ctx, e2e, *post),
     }
 }
@@ -76,8 +153,13 @@ fn register(
     password_hash: &str,
 ) -> Applied<CustomerRecord> {
     // One writer runs at a time, so these checks cannot race; the unique constraints back them.
-    let taken = |sql: &str, value: &str| -> rusqlite::Result<bool> { conn.prepare_cached(sql)?.exists(params![value]) };
-    if taken("SELECT 1 FROM customers WHERE document = ?1", document.as_str())? {
+    let taken = |sql: &str, value: &str| -> rusqlite::Result<bool> {
+        conn.prepare_cached(sql)?.exists(params![value])
+    };
+    if taken(
+        "SELECT 1 FROM customers WHERE document = ?1",
+        document.as_str(),
+    )? {
         return Ok(Err(Refusal::DuplicateDocument));
     }
     if taken("SELECT 1 FROM customers WHERE username = ?1", username)? {
@@ -102,12 +184,18 @@ fn register(
 }
 
 /// The id and kind of the customer account with this number, if `actor` holds it.
-pub fn held_account(conn: &Connection, actor: CustomerId, number: AccountNumber) -> rusqlite::Result<Option<(i64, AccountKind)>> {
+pub fn held_account(
+    conn: &Connection,
+    actor: CustomerId,
+    number: AccountNumber,
+) -> rusqlite::Result<Option<(i64, AccountKind)>> {
     conn.prepare_cached(
         "SELECT a.id, a.kind FROM accounts a JOIN account_holders h ON h.account_id = a.id
          WHERE a.number = ?1 AND h.customer_id = ?2",
     )?
-    .query_row(params![number.base() as i64, actor], |row| Ok((row.get(0)?, read::kind(row.get_ref(1)?.as_str()?))))
+    .query_row(params![number.base() as i64, actor], |row| {
+        Ok((row.get(0)?, read::kind(row.get_ref(1)?.as_str()?)))
+    })
     .optional()
 }
 
@@ -132,7 +220,13 @@ fn counters(conn: &Connection, id: i64) -> rusqlite::Result<(AccountKind, Counte
         })
 }
 
-fn write_counters(conn: &Connection, ctx: &Ctx, id: i64, before: &Counters, after: &Counters) -> rusqlite::Result<()> {
+fn write_counters(
+    conn: &Connection,
+    ctx: &Ctx,
+    id: i64,
+    before: &Counters,
+    after: &Counters,
+) -> rusqlite::Result<()> {
     conn.prepare_cached(
         "UPDATE accounts SET debits_pending = ?2, debits_posted = ?3, credits_pending = ?4, credits_posted = ?5 WHERE id = ?1",
     )?
@@ -160,13 +254,27 @@ pub struct Moved {
 }
 
 /// Moves `amount` from one account to another through `ledger::rules`, and records the transfer.
-pub fn move_money(conn: &Connection, ctx: &Ctx, debit_id: i64, credit_id: i64, amount: Amount, mode: Mode, e2e: &str) -> Applied<Moved> {
+pub fn move_money(
+    conn: &Connection,
+    ctx: &Ctx,
+    debit_id: i64,
+    credit_id: i64,
+    amount: Amount,
+    mode: Mode,
+    e2e: &str,
+) -> Applied<Moved> {
     let (debit_kind, debit_before) = counters(conn, debit_id)?;
     let (credit_kind, credit_before) = counters(conn, credit_id)?;
     let (mut debit_after, mut credit_after) = (debit_before, credit_before);
     let same = debit_id == credit_id;
-    let debit = Side { counters: &mut debit_after, guarded: debit_kind.is_customer() };
-    let credit = Side { counters: &mut credit_after, guarded: credit_kind.is_customer() };
+    let debit = Side {
+        counters: &mut debit_after,
+        guarded: debit_kind.is_customer(),
+    };
+    let credit = Side {
+        counters: &mut credit_after,
+        guarded: credit_kind.is_customer(),
+    };
     let ruled = match mode {
         Mode::Posted => rules::post(debit, credit, amount, same),
         Mode::Pending => rules::hold(debit, credit, amount, same).map(|_| ()),
@@ -176,12 +284,20 @@ pub fn move_money(conn: &Connection, ctx: &Ctx, debit_id: i64, credit_id: i64, a
     }
     write_counters(conn, ctx, debit_id, &debit_before, &debit_after)?;
     write_counters(conn, ctx, credit_id, &credit_before, &credit_after)?;
-    let flags = if mode == Mode::Posted { "posted" } else { "pending" };
+    let flags = if mode == Mode::Posted {
+        "posted"
+    } else {
+        "pending"
+    };
     conn.prepare_cached(
         "INSERT INTO transfers (e2e_id, debit_account_id, credit_account_id, amount, flags, clock) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
     )?
     .execute(params![e2e, debit_id, credit_id, amount.cents(), flags, ctx.stamp.to_string()])?;
-    Ok(Ok(Moved { transfer_id: conn.last_insert_rowid(), debit_after, credit_after }))
+    Ok(Ok(Moved {
+        transfer_id: conn.last_insert_rowid(),
+        debit_after,
+        credit_after,
+    }))
 }
 
 /// Posts or voids the pending hold `hold_id`, exactly once (the database's unique `pending_id`
@@ -214,13 +330,20 @@ pub fn resolve_hold(conn: &Connection, ctx: &Ctx, hold_id: i64, post: bool) -> A
     }
     write_counters(conn, ctx, debit_id, &debit_before, &debit_after)?;
     write_counters(conn, ctx, credit_id, &credit_before, &credit_after)?;
-    let (e2e, flags) = (read::transfer_e2e(conn, hold_id)?, if post { "post_pending" } else { "void_pending" });
+    let (e2e, flags) = (
+        read::transfer_e2e(conn, hold_id)?,
+        if post { "post_pending" } else { "void_pending" },
+    );
     conn.prepare_cached(
         "INSERT INTO transfers (e2e_id, debit_account_id, credit_account_id, amount, flags, pending_id, clock)
          VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
     )?
     .execute(params![e2e, debit_id, credit_id, cents, flags, hold_id, ctx.stamp.to_string()])?;
-    Ok(Ok(Moved { transfer_id: conn.last_insert_rowid(), debit_after, credit_after }))
+    Ok(Ok(Moved {
+        transfer_id: conn.last_insert_rowid(),
+        debit_after,
+        credit_after,
+    }))
 }
 
 /// One statement line on a customer account.
@@ -236,7 +359,11 @@ pub struct EntryDraft<'a> {
     pub e2e: &'a str,
 }
 
-pub fn insert_entry(conn: &Connection, ctx: &Ctx, draft: EntryDraft<'_>) -> rusqlite::Result<EntryRecord> {
+pub fn insert_entry(
+    conn: &Connection,
+    ctx: &Ctx,
+    draft: EntryDraft<'_>,
+) -> rusqlite::Result<EntryRecord> {
     let clock = ctx.stamp.to_string();
     conn.prepare_cached(
         "INSERT INTO entries (account_id, transfer_id, kind, amount, balance_after, counterparty, description, made_by, clock, at_ms, e2e_id)
@@ -270,7 +397,8 @@ pub fn insert_entry(conn: &Connection, ctx: &Ctx, draft: EntryDraft<'_>) -> rusq
 }
 
 fn username(conn: &Connection, id: CustomerId) -> rusqlite::Result<String> {
-    conn.prepare_cached("SELECT username FROM customers WHERE id = ?1")?.query_row(params![id], |row| row.get(0))
+    conn.prepare_cached("SELECT username FROM customers WHERE id = ?1")?
+        .query_row(params![id], |row| row.get(0))
 }
 
 fn open_account(
@@ -287,21 +415,31 @@ fn open_account(
     let required = match kind {
         AccountKind::Individual | AccountKind::Joint => PartyKind::Individual,
         AccountKind::Company => PartyKind::Company,
-        AccountKind::Vault | AccountKind::Settlement => unreachable!("the API opens customer accounts only"),
+        AccountKind::Vault | AccountKind::Settlement => {
+            unreachable!("the API opens customer accounts only")
+        }
     };
     if owner.kind != required {
-        return Ok(Err(Refusal::HolderKind(format!("a {} account is held by a {} customer", kind.as_str(), required.as_str()))));
+        return Ok(Err(Refusal::HolderKind(format!(
+            "a {} account is held by a {} customer",
+            kind.as_str(),
+            required.as_str()
+        ))));
     }
     if kind == AccountKind::Joint {
         if co_holders.is_empty() || co_holders.len() >= JOINT_HOLDERS_MAX {
-            return Ok(Err(Refusal::HolderKind(format!("a joint account has between 2 and {JOINT_HOLDERS_MAX} holders"))));
+            return Ok(Err(Refusal::HolderKind(format!(
+                "a joint account has between 2 and {JOINT_HOLDERS_MAX} holders"
+            ))));
         }
         for name in co_holders {
             let Some(id) = read::customer_id_by_username(conn, name)? else {
                 return Ok(Err(Refusal::CoHolderNotFound(name.clone())));
             };
             if read::customer(conn, id)?.map(|c| c.kind) != Some(PartyKind::Individual) {
-                return Ok(Err(Refusal::HolderKind(format!("{name} is a company; joint accounts are for individuals"))));
+                return Ok(Err(Refusal::HolderKind(format!(
+                    "{name} is a company; joint accounts are for individuals"
+                ))));
             }
             if holders.contains(&id) {
                 return Ok(Err(Refusal::HolderKind(format!("{name} is listed twice"))));
@@ -309,21 +447,35 @@ fn open_account(
             holders.push(id);
         }
     } else if !co_holders.is_empty() {
-        return Ok(Err(Refusal::HolderKind("only joint accounts have co-holders".into())));
+        return Ok(Err(Refusal::HolderKind(
+            "only joint accounts have co-holders".into(),
+        )));
     }
     if opening_deposit.cents() < OPENING_DEPOSIT_MIN_CENTS {
         return Ok(Err(Refusal::OpeningDepositTooSmall));
     }
-    let base: i64 = conn.prepare_cached("SELECT COALESCE(MAX(number), 100000) + 1 FROM accounts")?.query_row([], |row| row.get(0))?;
+    let base: i64 = conn
+        .prepare_cached("SELECT COALESCE(MAX(number), 100000) + 1 FROM accounts")?
+        .query_row([], |row| row.get(0))?;
     AccountNumber::from_base(base as u64).expect("account numbers stay in range");
     conn.prepare_cached("INSERT INTO accounts (number, kind, clock) VALUES (?1, ?2, ?3)")?
         .execute(params![base, kind.as_str(), ctx.stamp.to_string()])?;
     let account_id = conn.last_insert_rowid();
     for (position, holder) in holders.iter().enumerate() {
-        conn.prepare_cached("INSERT INTO account_holders (account_id, customer_id, position) VALUES (?1, ?2, ?3)")?
-            .execute(params![account_id, holder, position as i64])?;
+        conn.prepare_cached(
+            "INSERT INTO account_holders (account_id, customer_id, position) VALUES (?1, ?2, ?3)",
+        )?
+        .execute(params![account_id, holder, position as i64])?;
     }
-    let moved = match move_money(conn, ctx, ctx.vault, account_id, opening_deposit, Mode::Posted, e2e.as_str())? {
+    let moved = match move_money(
+        conn,
+        ctx,
+        ctx.vault,
+        account_id,
+        opening_deposit,
+        Mode::Posted,
+        e2e.as_str(),
+    )? {
         Ok(moved) => moved,
         Err(refusal) => return Ok(Err(refusal)),
     };
@@ -342,25 +494,52 @@ fn open_account(
     Ok(Ok(read::account_by_id(conn, &ctx.bank, account_id)?))
 }
 
-fn add_pix_key(conn: &Connection, ctx: &Ctx, actor: CustomerId, number: AccountNumber, key: &PixKey) -> Applied<PixKeyRecord> {
+fn add_pix_key(
+    conn: &Connection,
+    ctx: &Ctx,
+    actor: CustomerId,
+    number: AccountNumber,
+    key: &PixKey,
+) -> Applied<PixKeyRecord> {
     let Some((account_id, kind)) = held_account(conn, actor, number)? else {
         return Ok(Err(Refusal::AccountNotFound));
     };
     let owner = read::customer(conn, actor)?.expect("sessions belong to customers");
-    if matches!(key.key_type(), PixKeyType::Cpf | PixKeyType::Cnpj) && key.as_str() != owner.document {
+    if matches!(key.key_type(), PixKeyType::Cpf | PixKeyType::Cnpj)
+        && key.as_str() != owner.document
+    {
         return Ok(Err(Refusal::PixKeyNotYourDocument));
     }
-    let limit = if kind == AccountKind::Company { PIX_KEYS_PER_ACCOUNT_COMPANY_MAX } else { PIX_KEYS_PER_ACCOUNT_INDIVIDUAL_MAX };
-    let count: i64 = conn.prepare_cached("SELECT COUNT(*) FROM pix_keys WHERE account_id = ?1")?.query_row(params![account_id], |row| row.get(0))?;
+    let limit = if kind == AccountKind::Company {
+        PIX_KEYS_PER_ACCOUNT_COMPANY_MAX
+    } else {
+        PIX_KEYS_PER_ACCOUNT_INDIVIDUAL_MAX
+    };
+    let count: i64 = conn
+        .prepare_cached("SELECT COUNT(*) FROM pix_keys WHERE account_id = ?1")?
+        .query_row(params![account_id], |row| row.get(0))?;
     if count as usize >= limit {
         return Ok(Err(Refusal::PixKeyLimitReached(limit)));
     }
-    if conn.prepare_cached("SELECT 1 FROM pix_keys WHERE key = ?1")?.exists(params![key.as_str()])? {
+    if conn
+        .prepare_cached("SELECT 1 FROM pix_keys WHERE key = ?1")?
+        .exists(params![key.as_str()])?
+    {
         return Ok(Err(Refusal::DuplicatePixKey));
     }
-    conn.prepare_cached("INSERT INTO pix_keys (key, type, account_id, owner_id, clock) VALUES (?1, ?2, ?3, ?4, ?5)")?
-        .execute(params![key.as_str(), key.key_type().as_str(), account_id, actor, ctx.stamp.to_string()])?;
-    Ok(Ok(read::pix_key(conn, &ctx.bank, key.as_str())?.expect("just inserted")))
+    conn.prepare_cached(
+        "INSERT INTO pix_keys (key, type, account_id, owner_id, clock) VALUES (?1, ?2, ?3, ?4, ?5)",
+    )?
+    .execute(params![
+        key.as_str(),
+        key.key_type().as_str(),
+        account_id,
+        actor,
+        ctx.stamp.to_string()
+    ])?;
+    Ok(Ok(
+        read::pix_key(conn, &ctx.bank, key.as_str())?.expect("just inserted")
+    ))
 }
 
 fn delete_pix_key(conn: &Connection, actor: CustomerId, key: &PixKey) -> Applied<()> {
@@ -370,7 +549,11 @@ fn delete_pix_key(conn: &Connection, actor: CustomerId, key: &PixKey) -> Applied
              AND account_id IN (SELECT account_id FROM account_holders WHERE customer_id = ?2)",
         )?
         .execute(params![key.as_str(), actor])?;
-    Ok(if deleted == 1 { Ok(()) } else { Err(Refusal::PixKeyNotFound) })
+    Ok(if deleted == 1 {
+        Ok(())
+    } else {
+        Err(Refusal::PixKeyNotFound)
+    })
 }
 
 #[derive(Clone, Copy)]
@@ -406,7 +589,11 @@ fn cash(
         Cash::Withdrawal => ("withdrawal", -amount.cents(), moved.debit_after.balance()),
     };
     let made_by = username(conn, actor)?;
-    let description = if description.is_empty() { kind } else { description };
+    let description = if description.is_empty() {
+        kind
+    } else {
+        description
+    };
     let draft = EntryDraft {
         account_id,
         transfer_id: moved.transfer_id,
@@ -452,16 +639,43 @@ fn local_transfer(
         Ok(id) => id,
         Err(refusal) => return Ok(Err(refusal)),
     };
-    let moved = match move_money(conn, ctx, from_id, to_id, amount, Mode::Posted, e2e.as_str())? {
+    let moved = match move_money(
+        conn,
+        ctx,
+        from_id,
+        to_id,
+        amount,
+        Mode::Posted,
+        e2e.as_str(),
+    )? {
         Ok(moved) => moved,
         Err(refusal) => return Ok(Err(refusal)),
     };
     let made_by = username(conn, actor)?;
-    let (from_label, to_label) = (read::account_label(conn, &ctx.bank, from_id)?, read::account_label(conn, &ctx.bank, to_id)?);
-    let description = if description.is_empty() { "Pix" } else { description };
+    let (from_label, to_label) = (
+        read::account_label(conn, &ctx.bank, from_id)?,
+        read::account_label(conn, &ctx.bank, to_id)?,
+    );
+    let description = if description.is_empty() {
+        "Pix"
+    } else {
+        description
+    };
     for (account_id, kind, signed, after, counterparty) in [
-        (from_id, "transfer_out", -amount.cents(), moved.debit_after.balance(), to_label.1.clone()),
-        (to_id, "transfer_in", amount.cents(), moved.credit_after.balance(), from_label.1.clone()),
+        (
+            from_id,
+            "transfer_out",
+            -amount.cents(),
+            moved.debit_after.balance(),
+            to_label.1.clone(),
+        ),
+        (
+            to_id,
+            "transfer_in",
+            amount.cents(),
+            moved.credit_after.balance(),
+            from_label.1.clone(),
+        ),
     ] {
         let draft = EntryDraft {
             account_id,
@@ -488,11 +702,21 @@ fn local_transfer(
     }))
 }
 
-fn record_payment(conn: &Connection, e2e: &str, status: &PaymentStatus, outcome: &Outcome, accounts: &[i64]) -> rusqlite::Result<()> {
+fn record_payment(
+    conn: &Connection,
+    e2e: &str,
+    status: &PaymentStatus,
+    outcome: &Outcome,
+    accounts: &[i64],
+) -> rusqlite::Result<()> {
     let body = serde_json::to_string(outcome).expect("outcomes serialise");
-    conn.prepare_cached("INSERT INTO payments (e2e_id, status, body) VALUES (?1, ?2, ?3)")?.execute(params![e2e, status.as_str(), body])?;
+    conn.prepare_cached("INSERT INTO payments (e2e_id, status, body) VALUES (?1, ?2, ?3)")?
+        .execute(params![e2e, status.as_str(), body])?;
     for account in accounts {
-        conn.prepare_cached("INSERT OR IGNORE INTO payment_accounts (e2e_id, account_id) VALUES (?1, ?2)")?.execute(params![e2e, account])?;
+        conn.prepare_cached(
+            "INSERT OR IGNORE INTO payment_accounts (e2e_id, account_id) VALUES (?1, ?2)",
+        )?
+        .execute(params![e2e, account])?;
     }
     Ok(())
 }
@@ -511,7 +735,9 @@ fn transfer(
     description: &str,
     e2e: &EndToEndId,
 ) -> Applied<Outcome> {
-    let result = in_savepoint(conn, || local_transfer(conn, ctx, actor, from, to, amount, description, e2e))?;
+    let result = in_savepoint(conn, || {
+        local_transfer(conn, ctx, actor, from, to, amount, description, e2e)
+    })?;
     let (record, accounts) = match result {
         Ok(record) => {
             let to_id = resolve_target(conn, to)?.expect("resolved above");
@@ -519,7 +745,9 @@ fn transfer(
             (record, vec![from_id, to_id])
         }
         Err(Refusal::Ledger(LedgerRefusal::InsufficientFunds)) => {
-            let from_id = held_account(conn, actor, from)?.expect("checked before the ledger refused").0;
+            let from_id = held_account(conn, actor, from)?
+                .expect("checked before the ledger refused")
+                .0;
             let to_id = resolve_target(conn, to)?.expect("checked before the ledger refused");
             let record = PaymentRecord {
                 e2e_id: e2e.to_string(),
@@ -536,23 +764,64 @@ fn transfer(
         Err(refusal) => return Ok(Err(refusal)),
     };
     let outcome = Outcome::Payment(record);
-    let Outcome::Payment(record) = &outcome else { unreachable!() };
+    let Outcome::Payment(record) = &outcome else {
+        unreachable!()
+    };
     record_payment(conn, e2e.as_str(), &record.status, &outcome, &accounts)?;
     Ok(Ok(outcome))
 }
 
-fn operation(conn: &Connection, ctx: &Ctx, actor: CustomerId, op: &Operation, e2e: &EndToEndId) -> Applied<Vec<i64>> {
+fn operation(
+    conn: &Connection,
+    ctx: &Ctx,
+    actor: CustomerId,
+    op: &Operation,
+    e2e: &EndToEndId,
+) -> Applied<Vec<i64>> {
     let touched = |conn: &Connection| -> rusqlite::Result<Vec<i64>> {
-        let mut ids: Vec<i64> = held_account(conn, actor, op.account)?.map(|(id, _)| id).into_iter().collect();
+        let mut ids: Vec<i64> = held_account(conn, actor, op.account)?
+            .map(|(id, _)| id)
+            .into_iter()
+            .collect();
         if let OperationKind::Transfer(target) = &op.kind {
             ids.extend(resolve_target(conn, target)?.ok());
         }
         Ok(ids)
     };
     let done = match &op.kind {
-        OperationKind::Deposit => cash(conn, ctx, actor, op.account, op.amount, &op.description, e2e, Cash::Deposit)?.map(|_| ()),
-        OperationKind::Withdrawal => cash(conn, ctx, actor, op.account, op.amount, &op.description, e2e, Cash::Withdrawal)?.map(|_| ()),
-        OperationKind::Transfer(target) => local_transfer(conn, ctx, actor, op.account, target, op.amount, &op.description, e2e)?.map(|_| ()),
+        OperationKind::Deposit => cash(
+            conn,
+            ctx,
+            actor,
+            op.account,
+            op.amount,
+            &op.description,
+            e2e,
+            Cash::Deposit,
+        )?
+        .map(|_| ()),
+        OperationKind::Withdrawal => cash(
+            conn,
+            ctx,
+            actor,
+            op.account,
+            op.amount,
+            &op.description,
+            e2e,
+            Cash::Withdrawal,
+        )?
+        .map(|_| ()),
+        OperationKind::Transfer(target) => local_transfer(
+            conn,
+            ctx,
+            actor,
+            op.account,
+            target,
+            op.amount,
+            &op.description,
+            e2e,
+        )?
+        .map(|_| ()),
     };
     Ok(match done {
         Ok(()) => Ok(touched(conn)?),
@@ -562,7 +831,13 @@ fn operation(conn: &Connection, ctx: &Ctx, actor: CustomerId, op: &Operation, e2
 
 /// Applies every operation in order; if any is refused, all are undone and each operation's
 /// result says whether it was the one refused (and why) or undone because of another.
-fn package(conn: &Connection, ctx: &Ctx, actor: CustomerId, operations: &[Operation], e2e: &EndToEndId) -> Applied<PackageRecord> {
+fn package(
+    conn: &Connection,
+    ctx: &Ctx,
+    actor: CustomerId,
+    operations: &[Operation],
+    e2e: &EndToEndId,
+) -> Applied<PackageRecord> {
     let mut results = Vec::with_capacity(operations.len());
     let mut accounts = Vec::new();
     conn.execute_batch("SAVEPOINT package")?;
@@ -570,39 +845,90 @@ fn package(conn: &Connection, ctx: &Ctx, actor: CustomerId, operations: &[Operat
         match in_savepoint(conn, || operation(conn, ctx, actor, op, e2e)) {
             Ok(Ok(ids)) => {
                 accounts.extend(ids);
-                results.push(OperationRecord { status: OperationStatus::Committed, reason: None });
+                results.push(OperationRecord {
+                    status: OperationStatus::Committed,
+                    reason: None,
+                });
             }
-            Ok(Err(refusal)) => results.push(OperationRecord { status: OperationStatus::Rejected, reason: Some(refusal.code().into()) }),
+            Ok(Err(refusal)) => results.push(OperationRecord {
+                status: OperationStatus::Rejected,
+                reason: Some(refusal.code().into()),
+            }),
             Err(error) => {
                 conn.execute_batch("ROLLBACK TO package; RELEASE package")?;
                 return Err(error);
             }
         }
     }
-    let committed = results.iter().all(|r| r.status == OperationStatus::Committed);
+    let committed = results
+        .iter()
+        .all(|r| r.status == OperationStatus::Committed);
     if committed {
         conn.execute_batch("RELEASE package")?;
     } else {
         conn.execute_batch("ROLLBACK TO package; RELEASE package")?;
         for result in &mut results {
             if result.status == OperationStatus::Committed {
-                *result = OperationRecord { status: OperationStatus::Aborted, reason: Some("package_aborted".into()) };
+                *result = OperationRecord {
+                    status: OperationStatus::Aborted,
+                    reason: Some("package_aborted".into()),
+                };
             }
         }
         // The payer can still look the package up: attach it to the accounts they named.
-        accounts = operations.iter().filter_map(|op| held_account(conn, actor, op.account).ok().flatten().map(|(id, _)| id)).collect();
+        accounts = operations
+            .iter()
+            .filter_map(|op| {
+                held_account(conn, actor, op.account)
+                    .ok()
+                    .flatten()
+                    .map(|(id, _)| id)
+            })
+            .collect();
     }
-    let status = if committed { PaymentStatus::Committed } else { PaymentStatus::Aborted };
-    let record = PackageRecord { e2e_id: e2e.to_string(), status: status.clone(), results, clock: ctx.stamp.to_string() };
-    record_payment(conn, e2e.as_str(), &status, &Outcome::Package(record.clone()), &accounts)?;
+    let status = if committed {
+        PaymentStatus::Committed
+    } else {
+        PaymentStatus::Aborted
+    };
+    let record = PackageRecord {
+        e2e_id: e2e.to_string(),
+        status: status.clone(),
+        results,
+        clock: ctx.stamp.to_string(),
+    };
+    record_payment(
+        conn,
+        e2e.as_str(),
+        &status,
+        &Outcome::Package(record.clone()),
+        &accounts,
+    )?;
     Ok(Ok(record))
 }
 
-fn hold(conn: &Connection, ctx: &Ctx, from: AccountNumber, to: AccountNumber, amount: Amount, e2e: &EndToEndId) -> Applied<Outcome> {
-    let (Some(from_id), Some(to_id)) = (customer_account(conn, from)?, customer_account(conn, to)?) else {
+fn hold(
+    conn: &Connection,
+    ctx: &Ctx,
+    from: AccountNumber,
+    to: AccountNumber,
+    amount: Amount,
+    e2e: &EndToEndId,
+) -> Applied<Outcome> {
+    let (Some(from_id), Some(to_id)) = (customer_account(conn, from)?, customer_account(conn, to)?)
+    else {
         return Ok(Err(Refusal::AccountNotFound));
     };
-    Ok(move_money(conn, ctx, from_id, to_id, amount, Mode::Pending, e2e.as_str())?.map(|_| Outcome::Done))
+    Ok(move_money(
+        conn,
+        ctx,
+        from_id,
+        to_id,
+        amount,
+        Mode::Pending,
+        e2e.as_str(),
+    )?
+    .map(|_| Outcome::Done))
 }
 
 fn resolve_hold_of(conn: &Connection, ctx: &Ctx, e2e: &EndToEndId, post: bool) -> Applied<Outcome> {
@@ -619,12 +945,31 @@ fn resolve_hold_of(conn: &Connection, ctx: &Ctx, e2e: &EndToEndId, post: bool) -
     };
     if post {
         let (debit_id, credit_id, cents): (i64, i64, i64) = conn
-            .prepare_cached("SELECT debit_account_id, credit_account_id, amount FROM transfers WHERE id = ?1")?
-            .query_row(params![moved.transfer_id], |row| Ok((row.get(0)?, row.get(1)?, row.get(2)?)))?;
-        let (debit_label, credit_label) = (read::account_label(conn, &ctx.bank, debit_id)?, read::account_label(conn, &ctx.bank, credit_id)?);
+            .prepare_cached(
+                "SELECT debit_account_id, credit_account_id, amount FROM transfers WHERE id = ?1",
+            )?
+            .query_row(params![moved.transfer_id], |row| {
+                Ok((row.get(0)?, row.get(1)?, row.get(2)?))
+            })?;
+        let (debit_label, credit_label) = (
+            read::account_label(conn, &ctx.bank, debit_id)?,
+            read::account_label(conn, &ctx.bank, credit_id)?,
+        );
         for (account_id, kind, signed, after, counterparty) in [
-            (debit_id, "transfer_out", -cents, moved.debit_after.balance(), credit_label.1),
-            (credit_id, "transfer_in", cents, moved.credit_after.balance(), debit_label.1),
+            (
+                debit_id,
+                "transfer_out",
+                -cents,
+                moved.debit_after.balance(),
+                credit_label.1,
+            ),
+            (
+                credit_id,
+                "transfer_in",
+                cents,
+                moved.credit_after.balance(),
+                debit_label.1,
+            ),
         ] {
             let draft = EntryDraft {
                 account_id,

@@ -74,37 +74,83 @@ impl SqliteStore {
     /// Opens (creating and migrating if needed) the bank's database at `path`, checks the
     /// ledger's invariants on what is there, and starts the writer. `peers` are the other banks,
     /// each of which gets a settlement account.
-    pub fn open(path: &Path, bank: BankCode, peers: &[BankCode], clock: Arc<SharedClock>) -> Result<SqliteStore, StoreError> {
-        let mut conn = open_connection(path, OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_CREATE)?;
-        let mode: String = conn.pragma_update_and_check(None, "journal_mode", "WAL", |row| row.get(0))?;
+    pub fn open(
+        path: &Path,
+        bank: BankCode,
+        peers: &[BankCode],
+        clock: Arc<SharedClock>,
+    ) -> Result<SqliteStore, StoreError> {
+        let mut conn = open_connection(
+            path,
+            OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_CREATE,
+        )?;
+        let mode: String =
+            conn.pragma_update_and_check(None, "journal_mode", "WAL", |row| row.get(0))?;
         if !mode.eq_ignore_ascii_case("wal") {
-            return Err(StoreError::Corrupt(format!("could not switch {} to WAL (got {mode})", path.display())));
+            return Err(StoreError::Corrupt(format!(
+                "could not switch {} to WAL (got {mode})",
+                path.display()
+            )));
         }
         schema::migrate(&mut conn)?;
-        let peer_codes: Vec<String> = peers.iter().filter(|p| **p != bank).map(|p| p.to_string()).collect();
+        let peer_codes: Vec<String> = peers
+            .iter()
+            .filter(|p| **p != bank)
+            .map(|p| p.to_string())
+            .collect();
         schema::ensure_settlement_accounts(&conn, &peer_codes)?;
-        let floor: Option<String> = conn.query_row("SELECT value FROM meta WHERE key = 'clock'", [], |row| row.get(0)).optional()?;
+        let floor: Option<String> = conn
+            .query_row("SELECT value FROM meta WHERE key = 'clock'", [], |row| {
+                row.get(0)
+            })
+            .optional()?;
         if let Some(floor) = floor.as_deref().and_then(Stamp::parse) {
             clock.advance_past(floor);
         }
         let report = read::audit(&conn, clock.last().to_string())?;
         if let Some(failed) = report.checks.iter().find(|check| !check.ok) {
-            return Err(StoreError::Corrupt(format!("{} failed on {}: {}", failed.name, path.display(), failed.detail)));
+            return Err(StoreError::Corrupt(format!(
+                "{} failed on {}: {}",
+                failed.name,
+                path.display(),
+                failed.detail
+            )));
         }
-        let vault: i64 = conn.query_row("SELECT id FROM accounts WHERE kind = 'vault'", [], |row| row.get(0))?;
+        let vault: i64 =
+            conn.query_row("SELECT id FROM accounts WHERE kind = 'vault'", [], |row| {
+                row.get(0)
+            })?;
         let (sender, receiver) = mpsc::channel(QUEUE_MAX);
-        let writer = Writer { conn, bank: bank.to_string(), vault, clock: clock.clone() };
+        let writer = Writer {
+            conn,
+            bank: bank.to_string(),
+            vault,
+            clock: clock.clone(),
+        };
         std::thread::Builder::new()
             .name(format!("writer-{bank}"))
             .spawn(move || writer.run(receiver))
             .map_err(|e| StoreError::Corrupt(format!("cannot start the writer thread: {e}")))?;
-        let readers = Arc::new(Readers { path: path.to_path_buf(), idle: Mutex::new(Vec::new()) });
-        Ok(SqliteStore { bank: bank.to_string(), queue: sender, readers, clock })
+        let readers = Arc::new(Readers {
+            path: path.to_path_buf(),
+            idle: Mutex::new(Vec::new()),
+        });
+        Ok(SqliteStore {
+            bank: bank.to_string(),
+            queue: sender,
+            readers,
+            clock,
+        })
     }
 
-    async fn read<T: Send + 'static>(&self, f: impl FnOnce(&Connection) -> rusqlite::Result<T> + Send + 'static) -> Result<T, StoreError> {
+    async fn read<T: Send + 'static>(
+        &self,
+        f: impl FnOnce(&Connection) -> rusqlite::Result<T> + Send + 'static,
+    ) -> Result<T, StoreError> {
         let readers = self.readers.clone();
-        tokio::task::spawn_blocking(move || readers.with(f)).await.map_err(|_| StoreError::Closed)?
+        tokio::task::spawn_blocking(move || readers.with(f))
+            .await
+            .map_err(|_| StoreError::Closed)?
     }
 }
 
@@ -138,7 +184,10 @@ impl Writer {
             Err(error) => {
                 tracing::error!(%error, size = batch.len(), "batch failed; nothing in it was committed");
                 let _ = self.conn.execute_batch("ROLLBACK");
-                batch.iter().map(|_| Err(StoreError::Corrupt(format!("batch not committed: {error}")))).collect()
+                batch
+                    .iter()
+                    .map(|_| Err(StoreError::Corrupt(format!("batch not committed: {error}"))))
+                    .collect()
             }
         };
         for (job, result) in batch.drain(..).zip(results) {
@@ -160,8 +209,14 @@ impl Writer {
         if cfg!(debug_assertions) {
             // Debug builds (every test) re-check invariant 1 on the whole ledger after each commit.
             let totals = read::totals(&self.conn)?;
-            assert_eq!(totals.debits_posted, totals.credits_posted, "posted debits equal posted credits");
-            assert_eq!(totals.debits_pending, totals.credits_pending, "pending debits equal pending credits");
+            assert_eq!(
+                totals.debits_posted, totals.credits_posted,
+                "posted debits equal posted credits"
+            );
+            assert_eq!(
+                totals.debits_pending, totals.credits_pending,
+                "pending debits equal pending credits"
+            );
         }
         Ok(results)
     }
@@ -170,32 +225,54 @@ impl Writer {
         let conn = &self.conn;
         if let Some(idempotency) = &request.idempotency {
             let stored: Option<(Vec<u8>, String)> = conn
-                .prepare_cached("SELECT fingerprint, outcome FROM idempotency WHERE scope = ?1 AND key = ?2")?
-                .query_row(params![idempotency.scope, idempotency.key], |row| Ok((row.get(0)?, row.get(1)?)))
+                .prepare_cached(
+                    "SELECT fingerprint, outcome FROM idempotency WHERE scope = ?1 AND key = ?2",
+                )?
+                .query_row(params![idempotency.scope, idempotency.key], |row| {
+                    Ok((row.get(0)?, row.get(1)?))
+                })
                 .optional()?;
             if let Some((fingerprint, outcome)) = stored {
                 if fingerprint != idempotency.fingerprint {
                     return Err(StoreError::IdempotencyKeyReused);
                 }
-                let outcome = serde_json::from_str(&outcome).map_err(|e| StoreError::Corrupt(format!("stored outcome: {e}")))?;
-                return Ok(Executed { outcome, replayed: true });
+                let outcome = serde_json::from_str(&outcome)
+                    .map_err(|e| StoreError::Corrupt(format!("stored outcome: {e}")))?;
+                return Ok(Executed {
+                    outcome,
+                    replayed: true,
+                });
             }
         }
-        let ctx = Ctx { bank: self.bank.clone(), vault: self.vault, stamp: self.clock.tick(), delta: Cell::new(Totals::default()) };
+        let ctx = Ctx {
+            bank: self.bank.clone(),
+            vault: self.vault,
+            stamp: self.clock.tick(),
+            delta: Cell::new(Totals::default()),
+        };
         let applied = apply::in_savepoint(conn, || apply::apply(conn, &ctx, &request.command));
         let outcome = match applied? {
             Ok(outcome) => outcome,
             Err(refusal) => Outcome::Refused(refusal),
         };
         let delta = ctx.delta.get();
-        assert_eq!(delta.debits_posted, delta.credits_posted, "a command moved posted money on one side only: {request:?}");
-        assert_eq!(delta.debits_pending, delta.credits_pending, "a command moved pending money on one side only: {request:?}");
+        assert_eq!(
+            delta.debits_posted, delta.credits_posted,
+            "a command moved posted money on one side only: {request:?}"
+        );
+        assert_eq!(
+            delta.debits_pending, delta.credits_pending,
+            "a command moved pending money on one side only: {request:?}"
+        );
         if let Some(idempotency) = &request.idempotency {
             let body = serde_json::to_string(&outcome).expect("outcomes serialise");
             conn.prepare_cached("INSERT INTO idempotency (scope, key, fingerprint, outcome, clock) VALUES (?1, ?2, ?3, ?4, ?5)")?
                 .execute(params![idempotency.scope, idempotency.key, &idempotency.fingerprint[..], body, ctx.stamp.to_string()])?;
         }
-        Ok(Executed { outcome, replayed: false })
+        Ok(Executed {
+            outcome,
+            replayed: false,
+        })
     }
 }
 
@@ -203,20 +280,28 @@ impl Writer {
 impl Store for SqliteStore {
     async fn execute(&self, request: Request) -> Result<Executed, StoreError> {
         let (reply, answer) = oneshot::channel();
-        self.queue.try_send(Job { request, reply }).map_err(|error| match error {
-            mpsc::error::TrySendError::Full(_) => StoreError::Overloaded,
-            mpsc::error::TrySendError::Closed(_) => StoreError::Closed,
-        })?;
+        self.queue
+            .try_send(Job { request, reply })
+            .map_err(|error| match error {
+                mpsc::error::TrySendError::Full(_) => StoreError::Overloaded,
+                mpsc::error::TrySendError::Closed(_) => StoreError::Closed,
+            })?;
         answer.await.map_err(|_| StoreError::Closed)?
     }
 
     async fn login_record(&self, username: &str) -> Result<Option<LoginRecord>, StoreError> {
         let username = username.to_string();
-        self.read(move |conn| read::login_record(conn, &username)).await
+        self.read(move |conn| read::login_record(conn, &username))
+            .await
     }
 
-    async fn session(&self, token_hash: [u8; 32], now_ms: u64) -> Result<Option<CustomerRecord>, StoreError> {
-        self.read(move |conn| read::session(conn, &token_hash, now_ms)).await
+    async fn session(
+        &self,
+        token_hash: [u8; 32],
+        now_ms: u64,
+    ) -> Result<Option<CustomerRecord>, StoreError> {
+        self.read(move |conn| read::session(conn, &token_hash, now_ms))
+            .await
     }
 
     async fn customer(&self, id: CustomerId) -> Result<Option<CustomerRecord>, StoreError> {
@@ -225,12 +310,18 @@ impl Store for SqliteStore {
 
     async fn accounts_of(&self, id: CustomerId) -> Result<Vec<AccountRecord>, StoreError> {
         let bank = self.bank.clone();
-        self.read(move |conn| read::accounts_of(conn, &bank, id)).await
+        self.read(move |conn| read::accounts_of(conn, &bank, id))
+            .await
     }
 
-    async fn account(&self, viewer: CustomerId, number: AccountNumber) -> Result<Option<AccountRecord>, StoreError> {
+    async fn account(
+        &self,
+        viewer: CustomerId,
+        number: AccountNumber,
+    ) -> Result<Option<AccountRecord>, StoreError> {
         let bank = self.bank.clone();
-        self.read(move |conn| read::account(conn, &bank, viewer, number)).await
+        self.read(move |conn| read::account(conn, &bank, viewer, number))
+            .await
     }
 
     async fn statement(
@@ -240,23 +331,36 @@ impl Store for SqliteStore {
         before: Option<i64>,
         limit: usize,
     ) -> Result<Option<Vec<EntryRecord>>, StoreError> {
-        self.read(move |conn| read::statement(conn, viewer, number, before, limit)).await
+        self.read(move |conn| read::statement(conn, viewer, number, before, limit))
+            .await
     }
 
     async fn pix_key(&self, key: &PixKey) -> Result<Option<PixKeyRecord>, StoreError> {
         let (bank, key) = (self.bank.clone(), key.as_str().to_string());
-        self.read(move |conn| read::pix_key(conn, &bank, &key)).await
+        self.read(move |conn| read::pix_key(conn, &bank, &key))
+            .await
     }
 
     async fn pix_keys_of(&self, id: CustomerId) -> Result<Vec<PixKeyRecord>, StoreError> {
         let bank = self.bank.clone();
-        self.read(move |conn| read::pix_keys_of(conn, &bank, id)).await
+        self.read(move |conn| read::pix_keys_of(conn, &bank, id))
+            .await
     }
 
-    async fn payment(&self, viewer: CustomerId, e2e: &EndToEndId) -> Result<Option<Outcome>, StoreError> {
+    async fn payment(
+        &self,
+        viewer: CustomerId,
+        e2e: &EndToEndId,
+    ) -> Result<Option<Outcome>, StoreError> {
         let e2e = e2e.as_str().to_string();
-        let body = self.read(move |conn| read::payment(conn, viewer, &e2e)).await?;
-        body.map(|body| serde_json::from_str(&body).map_err(|e| StoreError::Corrupt(format!("stored payment: {e}")))).transpose()
+        let body = self
+            .read(move |conn| read::payment(conn, viewer, &e2e))
+            .await?;
+        body.map(|body| {
+            serde_json::from_str(&body)
+                .map_err(|e| StoreError::Corrupt(format!("stored payment: {e}")))
+        })
+        .transpose()
     }
 
     async fn audit(&self) -> Result<AuditRecord, StoreError> {

@@ -15,32 +15,53 @@ fn customer_row(row: &Row<'_>) -> rusqlite::Result<CustomerRecord> {
         id: row.get(0)?,
         public_id: row.get(1)?,
         name: row.get(2)?,
-        kind: if kind == "company" { PartyKind::Company } else { PartyKind::Individual },
+        kind: if kind == "company" {
+            PartyKind::Company
+        } else {
+            PartyKind::Individual
+        },
         document: row.get(4)?,
         username: row.get(5)?,
         home_bank: row.get(6)?,
     })
 }
 
-const CUSTOMER_COLUMNS: &str = "c.id, c.public_id, c.name, c.kind, c.document, c.username, c.home_bank";
+const CUSTOMER_COLUMNS: &str =
+    "c.id, c.public_id, c.name, c.kind, c.document, c.username, c.home_bank";
 
 pub fn customer(conn: &Connection, id: CustomerId) -> rusqlite::Result<Option<CustomerRecord>> {
-    conn.prepare_cached(&format!("SELECT {CUSTOMER_COLUMNS} FROM customers c WHERE c.id = ?1"))?
-        .query_row(params![id], customer_row)
-        .optional()
+    conn.prepare_cached(&format!(
+        "SELECT {CUSTOMER_COLUMNS} FROM customers c WHERE c.id = ?1"
+    ))?
+    .query_row(params![id], customer_row)
+    .optional()
 }
 
-pub fn customer_id_by_username(conn: &Connection, username: &str) -> rusqlite::Result<Option<CustomerId>> {
-    conn.prepare_cached("SELECT id FROM customers WHERE username = ?1")?.query_row(params![username], |row| row.get(0)).optional()
+pub fn customer_id_by_username(
+    conn: &Connection,
+    username: &str,
+) -> rusqlite::Result<Option<CustomerId>> {
+    conn.prepare_cached("SELECT id FROM customers WHERE username = ?1")?
+        .query_row(params![username], |row| row.get(0))
+        .optional()
 }
 
 pub fn login_record(conn: &Connection, username: &str) -> rusqlite::Result<Option<LoginRecord>> {
     conn.prepare_cached("SELECT id, password_hash FROM customers WHERE username = ?1")?
-        .query_row(params![username], |row| Ok(LoginRecord { customer: row.get(0)?, password_hash: row.get(1)? }))
+        .query_row(params![username], |row| {
+            Ok(LoginRecord {
+                customer: row.get(0)?,
+                password_hash: row.get(1)?,
+            })
+        })
         .optional()
 }
 
-pub fn session(conn: &Connection, token_hash: &[u8; 32], now_ms: u64) -> rusqlite::Result<Option<CustomerRecord>> {
+pub fn session(
+    conn: &Connection,
+    token_hash: &[u8; 32],
+    now_ms: u64,
+) -> rusqlite::Result<Option<CustomerRecord>> {
     conn.prepare_cached(&format!(
         "SELECT {CUSTOMER_COLUMNS} FROM sessions s JOIN customers c ON c.id = s.customer_id
          WHERE s.token_hash = ?1 AND s.expires_at_ms > ?2"
@@ -54,7 +75,12 @@ fn holders(conn: &Connection, account_id: i64) -> rusqlite::Result<Vec<HolderRec
         "SELECT c.username, c.name FROM account_holders h JOIN customers c ON c.id = h.customer_id
          WHERE h.account_id = ?1 ORDER BY h.position",
     )?
-    .query_map(params![account_id], |row| Ok(HolderRecord { username: row.get(0)?, name: row.get(1)? }))?
+    .query_map(params![account_id], |row| {
+        Ok(HolderRecord {
+            username: row.get(0)?,
+            name: row.get(1)?,
+        })
+    })?
     .collect()
 }
 
@@ -73,27 +99,50 @@ pub fn account_by_id(conn: &Connection, bank: &str, id: i64) -> rusqlite::Result
 }
 
 pub fn format_number(base: i64) -> String {
-    AccountNumber::from_base(base as u64).expect("stored numbers are valid").to_string()
+    AccountNumber::from_base(base as u64)
+        .expect("stored numbers are valid")
+        .to_string()
 }
 
 /// The account's address and a label for statements: `bank/number Name & Name`.
-pub fn account_label(conn: &Connection, bank: &str, id: i64) -> rusqlite::Result<(AccountAddress, String)> {
-    let number: i64 = conn.prepare_cached("SELECT number FROM accounts WHERE id = ?1")?.query_row(params![id], |row| row.get(0))?;
+pub fn account_label(
+    conn: &Connection,
+    bank: &str,
+    id: i64,
+) -> rusqlite::Result<(AccountAddress, String)> {
+    let number: i64 = conn
+        .prepare_cached("SELECT number FROM accounts WHERE id = ?1")?
+        .query_row(params![id], |row| row.get(0))?;
     let names: Vec<String> = holders(conn, id)?.into_iter().map(|h| h.name).collect();
-    let address = AccountAddress { bank: bank.to_string(), number: format_number(number) };
+    let address = AccountAddress {
+        bank: bank.to_string(),
+        number: format_number(number),
+    };
     let label = format!("{}/{} {}", address.bank, address.number, names.join(" & "));
     Ok((address, label))
 }
 
-pub fn accounts_of(conn: &Connection, bank: &str, customer: CustomerId) -> rusqlite::Result<Vec<AccountRecord>> {
+pub fn accounts_of(
+    conn: &Connection,
+    bank: &str,
+    customer: CustomerId,
+) -> rusqlite::Result<Vec<AccountRecord>> {
     let ids: Vec<i64> = conn
-        .prepare_cached("SELECT account_id FROM account_holders WHERE customer_id = ?1 ORDER BY account_id")?
+        .prepare_cached(
+            "SELECT account_id FROM account_holders WHERE customer_id = ?1 ORDER BY account_id",
+        )?
         .query_map(params![customer], |row| row.get(0))?
         .collect::<rusqlite::Result<_>>()?;
-    ids.into_iter().map(|id| account_by_id(conn, bank, id)).collect()
+    ids.into_iter()
+        .map(|id| account_by_id(conn, bank, id))
+        .collect()
 }
 
-fn held_account_id(conn: &Connection, viewer: CustomerId, number: AccountNumber) -> rusqlite::Result<Option<i64>> {
+fn held_account_id(
+    conn: &Connection,
+    viewer: CustomerId,
+    number: AccountNumber,
+) -> rusqlite::Result<Option<i64>> {
     conn.prepare_cached(
         "SELECT a.id FROM accounts a JOIN account_holders h ON h.account_id = a.id WHERE a.number = ?1 AND h.customer_id = ?2",
     )?
@@ -101,8 +150,15 @@ fn held_account_id(conn: &Connection, viewer: CustomerId, number: AccountNumber)
     .optional()
 }
 
-pub fn account(conn: &Connection, bank: &str, viewer: CustomerId, number: AccountNumber) -> rusqlite::Result<Option<AccountRecord>> {
-    held_account_id(conn, viewer, number)?.map(|id| account_by_id(conn, bank, id)).transpose()
+pub fn account(
+    conn: &Connection,
+    bank: &str,
+    viewer: CustomerId,
+    number: AccountNumber,
+) -> rusqlite::Result<Option<AccountRecord>> {
+    held_account_id(conn, viewer, number)?
+        .map(|id| account_by_id(conn, bank, id))
+        .transpose()
 }
 
 pub fn statement(
@@ -155,11 +211,17 @@ fn pix_key_row(row: &Row<'_>, bank: &str) -> rusqlite::Result<PixKeyRecord> {
         bank: bank.to_string(),
         account_number: format_number(row.get(2)?),
         holder_name: row.get(3)?,
-        document_masked: Document::parse(&document).map(|d| d.masked()).unwrap_or_default(),
+        document_masked: Document::parse(&document)
+            .map(|d| d.masked())
+            .unwrap_or_default(),
     })
 }
 
-pub fn pix_keys_of(conn: &Connection, bank: &str, customer: CustomerId) -> rusqlite::Result<Vec<PixKeyRecord>> {
+pub fn pix_keys_of(
+    conn: &Connection,
+    bank: &str,
+    customer: CustomerId,
+) -> rusqlite::Result<Vec<PixKeyRecord>> {
     conn.prepare_cached(
         "SELECT k.key, k.type, a.number, c.name, c.document FROM pix_keys k
          JOIN accounts a ON a.id = k.account_id JOIN customers c ON c.id = k.owner_id
@@ -171,10 +233,15 @@ pub fn pix_keys_of(conn: &Connection, bank: &str, customer: CustomerId) -> rusql
 }
 
 pub fn transfer_e2e(conn: &Connection, transfer_id: i64) -> rusqlite::Result<String> {
-    conn.prepare_cached("SELECT e2e_id FROM transfers WHERE id = ?1")?.query_row(params![transfer_id], |row| row.get(0))
+    conn.prepare_cached("SELECT e2e_id FROM transfers WHERE id = ?1")?
+        .query_row(params![transfer_id], |row| row.get(0))
 }
 
-pub fn payment(conn: &Connection, viewer: CustomerId, e2e: &str) -> rusqlite::Result<Option<String>> {
+pub fn payment(
+    conn: &Connection,
+    viewer: CustomerId,
+    e2e: &str,
+) -> rusqlite::Result<Option<String>> {
     conn.prepare_cached(
         "SELECT p.body FROM payments p WHERE p.e2e_id = ?1 AND EXISTS (
              SELECT 1 FROM payment_accounts pa JOIN account_holders h ON h.account_id = pa.account_id
@@ -189,7 +256,14 @@ pub fn totals(conn: &Connection) -> rusqlite::Result<Totals> {
         "SELECT COALESCE(SUM(debits_pending), 0), COALESCE(SUM(debits_posted), 0),
                 COALESCE(SUM(credits_pending), 0), COALESCE(SUM(credits_posted), 0) FROM accounts",
         [],
-        |row| Ok(Totals { debits_pending: row.get(0)?, debits_posted: row.get(1)?, credits_pending: row.get(2)?, credits_posted: row.get(3)? }),
+        |row| {
+            Ok(Totals {
+                debits_pending: row.get(0)?,
+                debits_posted: row.get(1)?,
+                credits_pending: row.get(2)?,
+                credits_posted: row.get(3)?,
+            })
+        },
     )
 }
 
@@ -204,8 +278,11 @@ pub fn audit(conn: &Connection, clock: String) -> rusqlite::Result<AuditRecord> 
         [],
         |row| row.get(0),
     )?;
-    let (cash_in, cash_out): (i64, i64) =
-        conn.query_row("SELECT debits_posted, credits_posted FROM accounts WHERE kind = 'vault'", [], |row| Ok((row.get(0)?, row.get(1)?)))?;
+    let (cash_in, cash_out): (i64, i64) = conn.query_row(
+        "SELECT debits_posted, credits_posted FROM accounts WHERE kind = 'vault'",
+        [],
+        |row| Ok((row.get(0)?, row.get(1)?)),
+    )?;
     let settlement: Vec<(String, i64)> = conn
         .prepare("SELECT peer_bank, debits_posted - credits_posted FROM accounts WHERE kind = 'settlement' ORDER BY peer_bank")?
         .query_map([], |row| Ok((row.get(0)?, row.get(1)?)))?
@@ -234,12 +311,18 @@ pub fn audit(conn: &Connection, clock: String) -> rusqlite::Result<AuditRecord> 
         CheckRecord {
             name: "posted_debits_equal_posted_credits",
             ok: totals.debits_posted == totals.credits_posted,
-            detail: format!("debits {} / credits {}", totals.debits_posted, totals.credits_posted),
+            detail: format!(
+                "debits {} / credits {}",
+                totals.debits_posted, totals.credits_posted
+            ),
         },
         CheckRecord {
             name: "pending_debits_equal_pending_credits",
             ok: totals.debits_pending == totals.credits_pending,
-            detail: format!("debits {} / credits {}", totals.debits_pending, totals.credits_pending),
+            detail: format!(
+                "debits {} / credits {}",
+                totals.debits_pending, totals.credits_pending
+            ),
         },
         CheckRecord {
             name: "no_customer_account_negative",
@@ -249,17 +332,24 @@ pub fn audit(conn: &Connection, clock: String) -> rusqlite::Result<AuditRecord> 
         CheckRecord {
             name: "pending_counters_match_open_holds",
             ok: open_holds_amount == totals.debits_pending,
-            detail: format!("{open_holds} open holds of {open_holds_amount} centavos; pending debits {}", totals.debits_pending),
+            detail: format!(
+                "{open_holds} open holds of {open_holds_amount} centavos; pending debits {}",
+                totals.debits_pending
+            ),
         },
         CheckRecord {
             name: "customer_money_equals_cash_and_settlement",
             ok: customer_balances == cash_in - cash_out + settlement_net,
-            detail: format!("customers {customer_balances} = cash in {cash_in} - cash out {cash_out} + settlement {settlement_net}"),
+            detail: format!(
+                "customers {customer_balances} = cash in {cash_in} - cash out {cash_out} + settlement {settlement_net}"
+            ),
         },
         CheckRecord {
             name: "statements_match_balances",
             ok: stale_statements == 0,
-            detail: format!("{stale_statements} accounts whose last statement line differs from their balance"),
+            detail: format!(
+                "{stale_statements} accounts whose last statement line differs from their balance"
+            ),
         },
     ];
     Ok(AuditRecord {

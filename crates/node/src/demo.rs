@@ -1,0 +1,123 @@
+//! `bankd demo`: a local consortium of three banks on 127.0.0.1, each with its own SQLite
+//! ledger under one folder. It writes `consortium.toml` (the banks' list) and `demo.json` (each
+//! bank's code, name, URL and operator token) there; run again on the same folder, it resumes
+//! with all data and the same tokens.
+
+use crate::config::{Config, Peer, SESSION_TTL_DEFAULT};
+use ledger::BankCode;
+use serde::{Deserialize, Serialize};
+use std::path::Path;
+
+/// The demo's banks: codes in the shape of an ISPB, and names.
+pub const DEMO_BANKS: [(&str, &str); 3] = [
+    ("10000001", "Banco Aurora"),
+    ("20000002", "Banco Boreal"),
+    ("30000003", "Banco Cerrado"),
+];
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct DemoBank {
+    pub code: String,
+    pub name: String,
+    pub url: String,
+    pub operator_token: String,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct DemoFile {
+    pub banks: Vec<DemoBank>,
+    pub consortium: String,
+}
+
+fn random_token() -> String {
+    let mut bytes = [0u8; 24];
+    getrandom::fill(&mut bytes).expect("the OS random source works");
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// Starts the three banks and runs until Ctrl-C.
+pub async fn run(dir: &Path, base_port: u16) -> Result<(), String> {
+    std::fs::create_dir_all(dir).map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
+    let demo_path = dir.join("demo.json");
+    let previous: Option<DemoFile> = std::fs::read_to_string(&demo_path)
+        .ok()
+        .and_then(|text| serde_json::from_str(&text).ok());
+    let token_of = |code: &str| {
+        previous
+            .as_ref()
+            .and_then(|p| p.banks.iter().find(|b| b.code == code))
+            .map(|b| b.operator_token.clone())
+            .unwrap_or_else(random_token)
+    };
+    let peers: Vec<Peer> = DEMO_BANKS
+        .iter()
+        .zip(0u16..)
+        .map(|((code, name), i)| Peer {
+            code: code.to_string(),
+            name: name.to_string(),
+            url: format!("http://127.0.0.1:{}", base_port + i),
+        })
+        .collect();
+    let consortium_path = dir.join("consortium.toml");
+    let consortium_text: String = peers
+        .iter()
+        .map(|p| {
+            format!(
+                "[[bank]]\ncode = \"{}\"\nname = \"{}\"\nurl = \"{}\"\n\n",
+                p.code, p.name, p.url
+            )
+        })
+        .collect();
+    std::fs::write(&consortium_path, consortium_text)
+        .map_err(|e| format!("cannot write {}: {e}", consortium_path.display()))?;
+
+    let mut running = Vec::new();
+    let mut listed = Vec::new();
+    for (peer, i) in peers.iter().zip(0u16..) {
+        let config = Config {
+            bank: BankCode::parse(&peer.code).expect("demo codes are valid"),
+            name: peer.name.clone(),
+            listen: ([127, 0, 0, 1], base_port + i).into(),
+            data_dir: dir.join(&peer.code),
+            operator_token: token_of(&peer.code),
+            peers: peers.clone(),
+            session_ttl: SESSION_TTL_DEFAULT,
+        };
+        listed.push(DemoBank {
+            code: peer.code.clone(),
+            name: peer.name.clone(),
+            url: peer.url.clone(),
+            operator_token: config.operator_token.clone(),
+        });
+        running.push(crate::start(config).await?);
+    }
+    let file = DemoFile {
+        banks: listed,
+        consortium: consortium_path.display().to_string(),
+    };
+    let text = serde_json::to_string_pretty(&file).expect("the demo file serialises");
+    std::fs::write(&demo_path, text)
+        .map_err(|e| format!("cannot write {}: {e}", demo_path.display()))?;
+
+    println!(
+        "Interbank demo: three banks on 127.0.0.1 (data in {})",
+        dir.display()
+    );
+    println!("{:<10} {:<15} {:<24} operator token", "code", "name", "url");
+    for bank in &file.banks {
+        println!(
+            "{:<10} {:<15} {:<24} {}",
+            bank.code, bank.name, bank.url, bank.operator_token
+        );
+    }
+    println!("written to {}; press Ctrl-C to stop", demo_path.display());
+
+    tokio::signal::ctrl_c()
+        .await
+        .map_err(|e| format!("cannot wait for Ctrl-C: {e}"))?;
+    println!("stopping");
+    for bank in running {
+        bank.stop().await.map_err(|e| e.to_string())?;
+    }
+    Ok(())
+}

@@ -1,0 +1,97 @@
+//! Prometheus metrics served at `/metrics`: requests by method and status, their latency, and
+//! store commands by outcome with their latency (which includes waiting for the group commit).
+
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
+use prometheus_client::registry::Registry;
+use std::time::Duration;
+use store::{Executed, Outcome};
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct RequestLabels {
+    method: String,
+    status: u16,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct CommandLabels {
+    outcome: String,
+}
+
+pub struct Metrics {
+    registry: Registry,
+    requests: Family<RequestLabels, Counter>,
+    request_seconds: Histogram,
+    commands: Family<CommandLabels, Counter>,
+    command_seconds: Histogram,
+}
+
+impl Default for Metrics {
+    fn default() -> Metrics {
+        let mut registry = Registry::with_prefix("bankd");
+        let requests = Family::<RequestLabels, Counter>::default();
+        let request_seconds = Histogram::new(exponential_buckets(0.000_25, 2.0, 16));
+        let commands = Family::<CommandLabels, Counter>::default();
+        let command_seconds = Histogram::new(exponential_buckets(0.000_25, 2.0, 16));
+        registry.register(
+            "http_requests",
+            "HTTP requests answered, by method and status",
+            requests.clone(),
+        );
+        registry.register(
+            "http_request_seconds",
+            "Time to answer an HTTP request",
+            request_seconds.clone(),
+        );
+        registry.register(
+            "store_commands",
+            "Commands the store executed, by outcome",
+            commands.clone(),
+        );
+        registry.register(
+            "store_command_seconds",
+            "Time from queueing a command to its durable answer",
+            command_seconds.clone(),
+        );
+        Metrics {
+            registry,
+            requests,
+            request_seconds,
+            commands,
+            command_seconds,
+        }
+    }
+}
+
+impl Metrics {
+    pub fn observe_request(&self, method: &str, status: u16, elapsed: Duration) {
+        self.requests
+            .get_or_create(&RequestLabels {
+                method: method.to_string(),
+                status,
+            })
+            .inc();
+        self.request_seconds.observe(elapsed.as_secs_f64());
+    }
+
+    pub fn observe_command(&self, elapsed: Duration, executed: &Executed) {
+        let outcome = match (&executed.outcome, executed.replayed) {
+            (_, true) => "replayed".to_string(),
+            (Outcome::Refused(refusal), false) => refusal.code().to_string(),
+            _ => "done".to_string(),
+        };
+        self.commands
+            .get_or_create(&CommandLabels { outcome })
+            .inc();
+        self.command_seconds.observe(elapsed.as_secs_f64());
+    }
+
+    pub fn render(&self) -> String {
+        let mut text = String::new();
+        prometheus_client::encoding::text::encode(&mut text, &self.registry)
+            .expect("writing to a String cannot fail");
+        text
+    }
+}

@@ -1,0 +1,208 @@
+//! Accounts: open one, read it, read its statement, deposit and withdraw cash.
+
+use super::{
+    ApiPath, ApiQuery, account_wire, amount, description, entry_wire, path_account, respond,
+};
+use crate::error::ApiError;
+use crate::extract::{ApiJson, Caller};
+use crate::state::AppState;
+use axum::Json;
+use axum::extract::State;
+use axum::http::{HeaderMap, Uri};
+use axum::response::Response;
+use ledger::AccountKind;
+use serde::Deserialize;
+use std::sync::Arc;
+use store::Command;
+
+pub const STATEMENT_PAGE_DEFAULT: usize = 20;
+pub const STATEMENT_PAGE_MAX: usize = 100;
+
+#[utoipa::path(post, path = "/api/v1/accounts", tag = "accounts", security(("bearer" = [])), request_body = wire::OpenAccount,
+    params(("Idempotency-Key" = Option<String>, Header, description = "replays the first answer")),
+    responses((status = 201, body = wire::Account),
+              (status = 422, description = "opening_deposit_too_small, holder_kind_mismatch, co_holder_not_found, invalid_amount", body = wire::Problem)))]
+pub async fn open(
+    State(state): State<Arc<AppState>>,
+    Caller(customer): Caller,
+    uri: Uri,
+    headers: HeaderMap,
+    body: ApiJson<wire::OpenAccount>,
+) -> Result<Response, ApiError> {
+    let request = body.value;
+    let kind = AccountKind::parse(&request.kind)
+        .filter(|kind| kind.is_customer())
+        .ok_or_else(|| {
+            ApiError::unprocessable(
+                "invalid_account_kind",
+                "`kind` is individual, company or joint",
+            )
+        })?;
+    let opening_deposit = amount("opening_deposit", &request.opening_deposit)?;
+    let co_holders = request
+        .co_holders
+        .iter()
+        .map(|name| super::customers::username(name))
+        .collect::<Result<Vec<_>, _>>()?;
+    let command = Command::OpenAccount {
+        actor: customer.id,
+        kind,
+        co_holders,
+        opening_deposit,
+        e2e: state.new_e2e(),
+    };
+    let executed = state
+        .execute(
+            customer.id,
+            &headers,
+            &format!("POST {} {}", uri.path(), body.canonical),
+            command,
+        )
+        .await?;
+    Ok(respond(executed))
+}
+
+#[utoipa::path(get, path = "/api/v1/accounts/{bank}/{number}", tag = "accounts", security(("bearer" = [])),
+    params(("bank" = String, Path, description = "the bank's 8-digit code"), ("number" = String, Path, description = "e.g. 100001-2")),
+    responses((status = 200, body = wire::Account), (status = 404, description = "account_not_found (also for accounts of others)", body = wire::Problem)))]
+pub async fn get(
+    State(state): State<Arc<AppState>>,
+    Caller(customer): Caller,
+    ApiPath((bank, number)): ApiPath<(String, String)>,
+) -> Result<Json<wire::Account>, ApiError> {
+    let number = path_account(&state, &bank, &number)?;
+    let account = state
+        .store
+        .account(customer.id, number)
+        .await?
+        .ok_or_else(ApiError::account_not_found)?;
+    Ok(Json(account_wire(&account)))
+}
+
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+pub struct StatementQuery {
+    /// Entries per page, 1 to 100 (default 20).
+    limit: Option<String>,
+    /// `next_cursor` from the previous page.
+    cursor: Option<String>,
+}
+
+#[utoipa::path(get, path = "/api/v1/accounts/{bank}/{number}/statement", tag = "accounts", security(("bearer" = [])),
+    params(("bank" = String, Path), ("number" = String, Path), StatementQuery),
+    responses((status = 200, body = wire::Statement), (status = 404, body = wire::Problem), (status = 422, description = "invalid_limit, invalid_cursor", body = wire::Problem)))]
+pub async fn statement(
+    State(state): State<Arc<AppState>>,
+    Caller(customer): Caller,
+    ApiPath((bank, number)): ApiPath<(String, String)>,
+    ApiQuery(query): ApiQuery<StatementQuery>,
+) -> Result<Json<wire::Statement>, ApiError> {
+    let number = path_account(&state, &bank, &number)?;
+    let limit = match query.limit {
+        None => STATEMENT_PAGE_DEFAULT,
+        Some(text) => text
+            .parse()
+            .ok()
+            .filter(|n| (1..=STATEMENT_PAGE_MAX).contains(n))
+            .ok_or_else(|| {
+                ApiError::unprocessable(
+                    "invalid_limit",
+                    format!("`limit` is 1 to {STATEMENT_PAGE_MAX}"),
+                )
+            })?,
+    };
+    let before = match query.cursor {
+        None => None,
+        Some(text) => Some(text.parse::<i64>().ok().filter(|c| *c > 0).ok_or_else(|| {
+            ApiError::unprocessable(
+                "invalid_cursor",
+                "`cursor` is a next_cursor from a previous page",
+            )
+        })?),
+    };
+    // One extra row tells whether there is a next page.
+    let mut entries = state
+        .store
+        .statement(customer.id, number, before, limit + 1)
+        .await?
+        .ok_or_else(ApiError::account_not_found)?;
+    let next_cursor = (entries.len() > limit).then(|| entries[limit - 1].id.to_string());
+    entries.truncate(limit);
+    Ok(Json(wire::Statement {
+        entries: entries.iter().map(entry_wire).collect(),
+        next_cursor,
+    }))
+}
+
+#[derive(Clone, Copy)]
+enum Cash {
+    Deposit,
+    Withdrawal,
+}
+
+async fn cash(
+    state: Arc<AppState>,
+    customer: store::CustomerRecord,
+    (bank, number): (String, String),
+    uri: Uri,
+    headers: HeaderMap,
+    body: ApiJson<wire::MoneyRequest>,
+    direction: Cash,
+) -> Result<Response, ApiError> {
+    let number = path_account(&state, &bank, &number)?;
+    let amount = amount("amount", &body.value.amount)?;
+    let description = description(body.value.description)?;
+    let e2e = state.new_e2e();
+    let command = match direction {
+        Cash::Deposit => Command::Deposit {
+            actor: customer.id,
+            account: number,
+            amount,
+            description,
+            e2e,
+        },
+        Cash::Withdrawal => Command::Withdraw {
+            actor: customer.id,
+            account: number,
+            amount,
+            description,
+            e2e,
+        },
+    };
+    let executed = state
+        .execute(
+            customer.id,
+            &headers,
+            &format!("POST {} {}", uri.path(), body.canonical),
+            command,
+        )
+        .await?;
+    Ok(respond(executed))
+}
+
+#[utoipa::path(post, path = "/api/v1/accounts/{bank}/{number}/deposits", tag = "accounts", security(("bearer" = [])), request_body = wire::MoneyRequest,
+    params(("bank" = String, Path), ("number" = String, Path), ("Idempotency-Key" = Option<String>, Header)),
+    responses((status = 201, body = wire::StatementEntry), (status = 404, body = wire::Problem), (status = 422, description = "invalid_amount, amount_not_positive, amount_too_large", body = wire::Problem)))]
+pub async fn deposit(
+    State(state): State<Arc<AppState>>,
+    Caller(customer): Caller,
+    ApiPath(path): ApiPath<(String, String)>,
+    uri: Uri,
+    headers: HeaderMap,
+    body: ApiJson<wire::MoneyRequest>,
+) -> Result<Response, ApiError> {
+    cash(state, customer, path, uri, headers, body, Cash::Deposit).await
+}
+
+#[utoipa::path(post, path = "/api/v1/accounts/{bank}/{number}/withdrawals", tag = "accounts", security(("bearer" = [])), request_body = wire::MoneyRequest,
+    params(("bank" = String, Path), ("number" = String, Path), ("Idempotency-Key" = Option<String>, Header)),
+    responses((status = 201, body = wire::StatementEntry), (status = 404, body = wire::Problem), (status = 422, description = "insufficient_funds, invalid_amount", body = wire::Problem)))]
+pub async fn withdraw(
+    State(state): State<Arc<AppState>>,
+    Caller(customer): Caller,
+    ApiPath(path): ApiPath<(String, String)>,
+    uri: Uri,
+    headers: HeaderMap,
+    body: ApiJson<wire::MoneyRequest>,
+) -> Result<Response, ApiError> {
+    cash(state, customer, path, uri, headers, body, Cash::Withdrawal).await
+}

@@ -1,0 +1,207 @@
+//! Customers and their sessions: register, log in, log out, and who am I.
+
+use super::{account_wire, customer_wire, respond};
+use crate::error::ApiError;
+use crate::extract::{ApiJson, Caller, sha256};
+use crate::state::AppState;
+use argon2::Argon2;
+use argon2::password_hash::{PasswordHash, PasswordHasher, PasswordVerifier, SaltString};
+use axum::Json;
+use axum::extract::State;
+use axum::http::{HeaderMap, StatusCode, Uri, header};
+use axum::response::{IntoResponse, Response};
+use ledger::Document;
+use std::sync::{Arc, LazyLock};
+use store::Command;
+
+pub const PASSWORD_LEN_MIN: usize = 8;
+/// Longer passwords only cost hashing time; 128 characters is far beyond any passphrase.
+pub const PASSWORD_LEN_MAX: usize = 128;
+pub const NAME_LEN_MAX: usize = 120;
+pub const USERNAME_LEN_MIN: usize = 3;
+pub const USERNAME_LEN_MAX: usize = 32;
+
+/// `a-z`, digits, `.`, `_` and `-`, starting with a letter or digit; upper case is folded.
+pub fn username(text: &str) -> Result<String, ApiError> {
+    let lower = text.to_ascii_lowercase();
+    let ok = (USERNAME_LEN_MIN..=USERNAME_LEN_MAX).contains(&lower.len())
+        && lower
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b"._-".contains(&b))
+        && lower.as_bytes()[0].is_ascii_alphanumeric();
+    if ok {
+        Ok(lower)
+    } else {
+        Err(ApiError::unprocessable(
+            "invalid_username",
+            format!(
+                "a username has {USERNAME_LEN_MIN} to {USERNAME_LEN_MAX} letters, digits, '.', '_' or '-', starting with a letter or digit"
+            ),
+        ))
+    }
+}
+
+fn name(text: &str) -> Result<String, ApiError> {
+    let name = text.split_whitespace().collect::<Vec<_>>().join(" ");
+    if name.is_empty() || name.chars().count() > NAME_LEN_MAX || name.chars().any(char::is_control)
+    {
+        return Err(ApiError::unprocessable(
+            "invalid_name",
+            format!("a name has 1 to {NAME_LEN_MAX} printable characters"),
+        ));
+    }
+    Ok(name)
+}
+
+fn hash_password(password: String) -> Result<String, ApiError> {
+    let mut salt = [0u8; 16];
+    getrandom::fill(&mut salt).map_err(ApiError::internal)?;
+    let salt = SaltString::encode_b64(&salt).map_err(ApiError::internal)?;
+    Argon2::default()
+        .hash_password(password.as_bytes(), &salt)
+        .map(|hash| hash.to_string())
+        .map_err(ApiError::internal)
+}
+
+/// A hash that matches no password, checked for unknown usernames so that both kinds of failed
+/// login take the same time.
+static DUMMY_HASH: LazyLock<String> =
+    LazyLock::new(|| hash_password("dummy-password-never-used".into()).expect("hashing works"));
+
+fn verify_password(password: &str, hash: &str) -> bool {
+    PasswordHash::new(hash).is_ok_and(|parsed| {
+        Argon2::default()
+            .verify_password(password.as_bytes(), &parsed)
+            .is_ok()
+    })
+}
+
+#[utoipa::path(post, path = "/api/v1/customers", tag = "customers", request_body = wire::RegisterCustomer,
+    params(("Idempotency-Key" = Option<String>, Header, description = "replays the first answer")),
+    responses((status = 201, body = wire::Customer), (status = 409, description = "duplicate_document or duplicate_username", body = wire::Problem),
+              (status = 422, description = "invalid_document, invalid_username, invalid_password, invalid_name", body = wire::Problem)))]
+pub async fn register(
+    State(state): State<Arc<AppState>>,
+    uri: Uri,
+    headers: HeaderMap,
+    body: ApiJson<wire::RegisterCustomer>,
+) -> Result<Response, ApiError> {
+    let request = body.value;
+    let name = name(&request.name)?;
+    let document = Document::parse(&request.document).map_err(|error| {
+        ApiError::unprocessable("invalid_document", format!("`document`: {error}"))
+    })?;
+    let username = username(&request.username)?;
+    let length = request.password.chars().count();
+    if !(PASSWORD_LEN_MIN..=PASSWORD_LEN_MAX).contains(&length) {
+        return Err(ApiError::unprocessable(
+            "invalid_password",
+            format!("a password has {PASSWORD_LEN_MIN} to {PASSWORD_LEN_MAX} characters"),
+        ));
+    }
+    let password_hash = tokio::task::spawn_blocking(move || hash_password(request.password))
+        .await
+        .map_err(ApiError::internal)??;
+    let command = Command::RegisterCustomer {
+        public_id: uuid::Uuid::new_v4().to_string(),
+        name,
+        document,
+        username,
+        password_hash,
+    };
+    let executed = state
+        .execute(
+            0,
+            &headers,
+            &format!("POST {} {}", uri.path(), body.canonical),
+            command,
+        )
+        .await?;
+    Ok(respond(executed))
+}
+
+#[utoipa::path(post, path = "/api/v1/sessions", tag = "customers", request_body = wire::Credentials,
+    responses((status = 201, body = wire::Session), (status = 401, description = "invalid_credentials", body = wire::Problem),
+              (status = 429, description = "too_many_login_attempts, with Retry-After", body = wire::Problem)))]
+pub async fn login(
+    State(state): State<Arc<AppState>>,
+    body: ApiJson<wire::Credentials>,
+) -> Result<Response, ApiError> {
+    let credentials = body.value;
+    let username = credentials.username.to_ascii_lowercase();
+    state.check_throttle(&username)?;
+    let record = state.store.login_record(&username).await?;
+    let hash = record
+        .as_ref()
+        .map(|r| r.password_hash.clone())
+        .unwrap_or_else(|| DUMMY_HASH.clone());
+    let password = credentials.password;
+    let matches = tokio::task::spawn_blocking(move || verify_password(&password, &hash))
+        .await
+        .map_err(ApiError::internal)?;
+    let Some(record) = record.filter(|_| matches) else {
+        state.login_failed(&username);
+        return Err(ApiError::new(
+            StatusCode::UNAUTHORIZED,
+            "invalid_credentials",
+            "wrong username or password",
+        ));
+    };
+    state.login_succeeded(&username);
+    let mut token_bytes = [0u8; 32];
+    getrandom::fill(&mut token_bytes).map_err(ApiError::internal)?;
+    let token: String = token_bytes.iter().map(|b| format!("{b:02x}")).collect();
+    let expires_at_ms = store::wall_ms() + state.session_ttl.as_millis() as u64;
+    let command = Command::CreateSession {
+        customer: record.customer,
+        token_hash: sha256(token.as_bytes()),
+        expires_at_ms,
+    };
+    state
+        .execute(record.customer, &HeaderMap::new(), "", command)
+        .await?;
+    let session = wire::Session {
+        token,
+        expires_at: super::rfc3339(expires_at_ms),
+    };
+    Ok((StatusCode::CREATED, Json(session)).into_response())
+}
+
+#[utoipa::path(delete, path = "/api/v1/sessions/current", tag = "customers", security(("bearer" = [])),
+    responses((status = 204, description = "logged out"), (status = 401, body = wire::Problem)))]
+pub async fn logout(
+    State(state): State<Arc<AppState>>,
+    Caller(customer): Caller,
+    headers: HeaderMap,
+) -> Result<Response, ApiError> {
+    let token = headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .unwrap_or("")
+        .trim();
+    state
+        .execute(
+            customer.id,
+            &HeaderMap::new(),
+            "",
+            Command::DeleteSession {
+                token_hash: sha256(token.as_bytes()),
+            },
+        )
+        .await?;
+    Ok(StatusCode::NO_CONTENT.into_response())
+}
+
+#[utoipa::path(get, path = "/api/v1/me", tag = "customers", security(("bearer" = [])),
+    responses((status = 200, body = wire::Me), (status = 401, body = wire::Problem)))]
+pub async fn me(
+    State(state): State<Arc<AppState>>,
+    Caller(customer): Caller,
+) -> Result<Json<wire::Me>, ApiError> {
+    let accounts = state.store.accounts_of(customer.id).await?;
+    Ok(Json(wire::Me {
+        customer: customer_wire(&customer),
+        accounts: accounts.iter().map(account_wire).collect(),
+    }))
+}

@@ -1,0 +1,114 @@
+//! The node itself: health, metrics, the operator's audit, the consortium view, the OpenAPI
+//! document.
+
+use crate::error::ApiError;
+use crate::extract::Operator;
+use crate::state::AppState;
+use axum::Json;
+use axum::extract::State;
+use axum::http::header;
+use axum::response::IntoResponse;
+use ledger::amount::format_cents;
+use std::sync::Arc;
+
+#[utoipa::path(get, path = "/health", tag = "system", responses((status = 200, body = wire::Health)))]
+pub async fn health(State(state): State<Arc<AppState>>) -> Json<wire::Health> {
+    Json(wire::Health {
+        status: "ok".into(),
+        bank: state.bank.to_string(),
+        name: state.name.clone(),
+    })
+}
+
+#[utoipa::path(get, path = "/metrics", tag = "system", responses((status = 200, description = "Prometheus text format", content_type = "text/plain")))]
+pub async fn metrics(State(state): State<Arc<AppState>>) -> impl IntoResponse {
+    (
+        [(
+            header::CONTENT_TYPE,
+            "text/plain; version=0.0.4; charset=utf-8",
+        )],
+        state.metrics.render(),
+    )
+}
+
+#[utoipa::path(get, path = "/api/v1/audit", tag = "system", security(("bearer" = [])),
+    responses((status = 200, description = "the ledger's totals and every local invariant check", body = wire::Audit),
+              (status = 403, description = "operator_only", body = wire::Problem)))]
+pub async fn audit(
+    State(state): State<Arc<AppState>>,
+    _operator: Operator,
+) -> Result<Json<wire::Audit>, ApiError> {
+    let report = state.store.audit().await?;
+    let ok = report.ok();
+    Ok(Json(wire::Audit {
+        bank: state.bank.to_string(),
+        clock: report.clock,
+        accounts: report.accounts,
+        totals: wire::LedgerTotals {
+            debits_pending: format_cents(report.totals.debits_pending),
+            debits_posted: format_cents(report.totals.debits_posted),
+            credits_pending: format_cents(report.totals.credits_pending),
+            credits_posted: format_cents(report.totals.credits_posted),
+        },
+        customer_balances: format_cents(report.customer_balances_cents),
+        cash_in: format_cents(report.cash_in_cents),
+        cash_out: format_cents(report.cash_out_cents),
+        settlement: report
+            .settlement
+            .iter()
+            .map(|(bank, cents)| wire::SettlementPosition {
+                bank: bank.clone(),
+                position: format_cents(*cents),
+            })
+            .collect(),
+        checks: report
+            .checks
+            .into_iter()
+            .map(|c| wire::Check {
+                name: c.name.to_string(),
+                ok: c.ok,
+                detail: c.detail,
+            })
+            .collect(),
+        ok,
+    }))
+}
+
+#[utoipa::path(get, path = "/api/v1/consortium", tag = "system",
+    responses((status = 200, description = "every bank of the consortium and this bank's settlement position with each", body = wire::ConsortiumView)))]
+pub async fn consortium(
+    State(state): State<Arc<AppState>>,
+) -> Result<Json<wire::ConsortiumView>, ApiError> {
+    let report = state.store.audit().await?;
+    let banks = state
+        .peers
+        .iter()
+        .map(|peer| {
+            let own = peer.code == state.bank.as_str();
+            wire::BankStatus {
+                code: peer.code.clone(),
+                name: peer.name.clone(),
+                url: peer.url.clone(),
+                status: if own { "up" } else { "unknown" }.into(),
+                since: None,
+            }
+        })
+        .collect();
+    let settlement = report
+        .settlement
+        .iter()
+        .map(|(bank, cents)| wire::SettlementPosition {
+            bank: bank.clone(),
+            position: format_cents(*cents),
+        })
+        .collect();
+    Ok(Json(wire::ConsortiumView {
+        bank: state.bank.to_string(),
+        banks,
+        settlement,
+    }))
+}
+
+pub async fn openapi() -> impl IntoResponse {
+    Json(crate::app::openapi())
+}

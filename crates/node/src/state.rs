@@ -1,0 +1,215 @@
+//! What every handler shares: the bank's identity, its store and clock, and the in-memory guards
+//! (idempotency keys in flight, failed-login throttling).
+
+use crate::error::ApiError;
+use crate::extract::sha256;
+use crate::metrics::Metrics;
+use axum::http::{HeaderMap, StatusCode};
+use ledger::{BankCode, EndToEndId};
+use std::collections::{HashMap, HashSet};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+use store::{Command, CustomerId, Executed, Idempotency, Request, SharedClock, Store};
+
+/// Longest accepted `Idempotency-Key`.
+pub const IDEMPOTENCY_KEY_LEN_MAX: usize = 255;
+/// Failed logins for one username before it is throttled.
+pub const LOGIN_FAILURES_FREE_MAX: u32 = 5;
+/// The longest wait a throttled username is given.
+pub const LOGIN_LOCK_SECONDS_MAX: u64 = 300;
+/// Usernames whose failures are remembered at once; beyond it, expired entries are dropped.
+const THROTTLE_ENTRIES_MAX: usize = 100_000;
+
+pub struct AppState {
+    pub bank: BankCode,
+    pub name: String,
+    pub store: Arc<dyn Store>,
+    pub clock: Arc<SharedClock>,
+    pub operator_token: String,
+    pub session_ttl: Duration,
+    pub peers: Vec<crate::config::Peer>,
+    pub metrics: Metrics,
+    inflight: Mutex<HashSet<(CustomerId, String)>>,
+    throttle: Mutex<HashMap<String, Failures>>,
+}
+
+struct Failures {
+    count: u32,
+    locked_until: Option<Instant>,
+}
+
+/// Holds an idempotency key as in flight until dropped.
+struct InFlight<'a> {
+    state: &'a AppState,
+    entry: (CustomerId, String),
+}
+
+impl Drop for InFlight<'_> {
+    fn drop(&mut self) {
+        self.state
+            .inflight
+            .lock()
+            .expect("inflight lock")
+            .remove(&self.entry);
+    }
+}
+
+impl AppState {
+    pub fn new(
+        bank: BankCode,
+        name: String,
+        store: Arc<dyn Store>,
+        clock: Arc<SharedClock>,
+        operator_token: String,
+        session_ttl: Duration,
+        peers: Vec<crate::config::Peer>,
+    ) -> AppState {
+        AppState {
+            bank,
+            name,
+            store,
+            clock,
+            operator_token,
+            session_ttl,
+            peers,
+            metrics: Metrics::default(),
+            inflight: Mutex::new(HashSet::new()),
+            throttle: Mutex::new(HashMap::new()),
+        }
+    }
+
+    /// A fresh Pix end-to-end id for a movement this bank starts.
+    pub fn new_e2e(&self) -> EndToEndId {
+        let now = time::OffsetDateTime::now_utc();
+        let minute = format!(
+            "{:04}{:02}{:02}{:02}{:02}",
+            now.year(),
+            u8::from(now.month()),
+            now.day(),
+            now.hour(),
+            now.minute()
+        );
+        // Take bytes below 252 (= 7 × 36) so every alphanumeric is equally likely.
+        let mut random = [0u8; 11];
+        let mut filled = 0;
+        while filled < random.len() {
+            let mut pool = [0u8; 32];
+            getrandom::fill(&mut pool).expect("the OS random source works");
+            for byte in pool.into_iter().filter(|b| *b < 252) {
+                if filled < random.len() {
+                    random[filled] = byte;
+                    filled += 1;
+                }
+            }
+        }
+        EndToEndId::new(self.bank, &minute, random)
+    }
+
+    /// Runs a command through the store, honouring the request's `Idempotency-Key`: the same
+    /// key replays the first outcome, a different request under it is 422, and while the first
+    /// is still running a second is 409.
+    pub async fn execute(
+        &self,
+        scope: CustomerId,
+        headers: &HeaderMap,
+        fingerprint_source: &str,
+        command: Command,
+    ) -> Result<Executed, ApiError> {
+        let key = idempotency_key(headers)?;
+        let _guard = match &key {
+            Some(key) => {
+                let entry = (scope, key.clone());
+                if !self
+                    .inflight
+                    .lock()
+                    .expect("inflight lock")
+                    .insert(entry.clone())
+                {
+                    return Err(ApiError::new(
+                        StatusCode::CONFLICT,
+                        "idempotency_key_in_flight",
+                        "a request with this Idempotency-Key is still running; retry when it has answered",
+                    ));
+                }
+                Some(InFlight { state: self, entry })
+            }
+            None => None,
+        };
+        let idempotency = key.map(|key| Idempotency {
+            scope,
+            key,
+            fingerprint: sha256(fingerprint_source.as_bytes()),
+        });
+        let started = Instant::now();
+        let executed = self
+            .store
+            .execute(Request {
+                command,
+                idempotency,
+            })
+            .await?;
+        self.metrics.observe_command(started.elapsed(), &executed);
+        Ok(executed)
+    }
+
+    /// Refuses a login attempt while the username is throttled.
+    pub fn check_throttle(&self, username: &str) -> Result<(), ApiError> {
+        let throttle = self.throttle.lock().expect("throttle lock");
+        if let Some(until) = throttle.get(username).and_then(|f| f.locked_until) {
+            let now = Instant::now();
+            if until > now {
+                let wait = (until - now).as_secs().max(1);
+                return Err(ApiError::new(
+                    StatusCode::TOO_MANY_REQUESTS,
+                    "too_many_login_attempts",
+                    format!("too many failed logins; try again in {wait} s"),
+                )
+                .with_retry_after(wait));
+            }
+        }
+        Ok(())
+    }
+
+    /// Counts a failed login; from the sixth on, the username waits 1, 2, 4 … up to 300 s.
+    pub fn login_failed(&self, username: &str) {
+        let mut throttle = self.throttle.lock().expect("throttle lock");
+        if throttle.len() >= THROTTLE_ENTRIES_MAX {
+            let now = Instant::now();
+            throttle.retain(|_, f| f.locked_until.is_some_and(|until| until > now));
+        }
+        let failures = throttle.entry(username.to_string()).or_insert(Failures {
+            count: 0,
+            locked_until: None,
+        });
+        failures.count += 1;
+        if failures.count >= LOGIN_FAILURES_FREE_MAX {
+            let exponent = (failures.count - LOGIN_FAILURES_FREE_MAX).min(16);
+            let seconds = (1u64 << exponent).min(LOGIN_LOCK_SECONDS_MAX);
+            failures.locked_until = Some(Instant::now() + Duration::from_secs(seconds));
+        }
+    }
+
+    pub fn login_succeeded(&self, username: &str) {
+        self.throttle
+            .lock()
+            .expect("throttle lock")
+            .remove(username);
+    }
+}
+
+fn idempotency_key(headers: &HeaderMap) -> Result<Option<String>, ApiError> {
+    let Some(value) = headers.get("idempotency-key") else {
+        return Ok(None);
+    };
+    let key = value.to_str().ok().filter(|k| {
+        !k.is_empty()
+            && k.len() <= IDEMPOTENCY_KEY_LEN_MAX
+            && k.bytes().all(|b| b.is_ascii_graphic())
+    });
+    key.map(|k| Some(k.to_string())).ok_or_else(|| {
+        ApiError::bad_request(
+            "invalid_idempotency_key",
+            format!("Idempotency-Key is 1 to {IDEMPOTENCY_KEY_LEN_MAX} visible ASCII characters"),
+        )
+    })
+}
