@@ -1,0 +1,171 @@
+//! `spawn_bank()` and a thin JSON client for the tests.
+
+use node::config::Config;
+use reqwest::StatusCode;
+use reqwest::header::HeaderMap;
+use serde_json::{Value, json};
+use std::path::Path;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+pub const BANK: &str = "10000001";
+pub const OPERATOR_TOKEN: &str = "operator-token-for-tests";
+pub const PASSWORD: &str = "correct-horse-9";
+
+pub struct TestBank {
+    pub running: Option<node::RunningBank>,
+    pub url: String,
+    pub http: reqwest::Client,
+    pub dir: tempfile::TempDir,
+}
+
+pub struct Answer {
+    pub status: StatusCode,
+    pub body: Value,
+    pub headers: HeaderMap,
+}
+
+impl Answer {
+    /// The problem's stable code, asserting the answer is a problem+json document.
+    pub fn code(&self) -> &str {
+        let content_type = self.headers.get("content-type").and_then(|v| v.to_str().ok()).unwrap_or("");
+        assert_eq!(content_type, "application/problem+json", "{} {}", self.status, self.body);
+        assert_eq!(self.body["status"].as_u64(), Some(u64::from(self.status.as_u16())), "{}", self.body);
+        assert!(self.body["detail"].as_str().is_some_and(|d| !d.is_empty()), "{}", self.body);
+        self.body["code"].as_str().expect("a problem has a code")
+    }
+}
+
+pub fn config(data_dir: &Path) -> Config {
+    Config {
+        bank: ledger::BankCode::parse(BANK).unwrap(),
+        name: "Banco Teste".into(),
+        listen: "127.0.0.1:0".parse().unwrap(),
+        data_dir: data_dir.to_path_buf(),
+        operator_token: OPERATOR_TOKEN.into(),
+        peers: vec![node::config::Peer { code: "20000002".into(), name: "Banco Par".into(), url: "http://127.0.0.1:9".into() }],
+        session_ttl: Duration::from_secs(3600),
+    }
+}
+
+pub async fn spawn_bank() -> TestBank {
+    let dir = tempfile::tempdir().unwrap();
+    let running = node::start(config(dir.path())).await.unwrap();
+    let url = running.url();
+    TestBank { running: Some(running), url, http: reqwest::Client::new(), dir }
+}
+
+static SERIAL: AtomicU64 = AtomicU64::new(1);
+
+/// A process-wide unique number, for usernames and documents.
+pub fn unique() -> u64 {
+    SERIAL.fetch_add(1, Ordering::Relaxed) + u64::from(std::process::id()) * 1_000_000
+}
+
+/// A valid CPF built from `seed` (its first nine digits), with its two check digits.
+pub fn cpf(seed: u64) -> String {
+    let mut digits: Vec<u32> = format!("{:09}", seed % 1_000_000_000).chars().map(|c| c.to_digit(10).unwrap()).collect();
+    if digits.iter().all(|d| *d == digits[0]) {
+        digits[8] = (digits[8] + 1) % 10;
+    }
+    for n in [10u32, 11] {
+        let sum: u32 = digits.iter().zip((2..=n).rev()).map(|(d, w)| d * w).sum();
+        let rest = sum * 10 % 11;
+        digits.push(if rest == 10 { 0 } else { rest });
+    }
+    digits.iter().map(|d| char::from_digit(*d, 10).unwrap()).collect()
+}
+
+/// A valid alphanumeric CNPJ built from `seed`.
+pub fn cnpj(seed: u64) -> String {
+    let mut chars: Vec<u8> = format!("AB{:010}", seed % 10_000_000_000).into_bytes();
+    for len in [12usize, 13] {
+        let sum: u32 = chars[..len].iter().rev().zip((2..=9).cycle()).map(|(c, w)| (u32::from(*c) - 48) * w).sum();
+        let rest = sum % 11;
+        chars.push(b'0' + if rest < 2 { 0 } else { (11 - rest) as u8 });
+    }
+    String::from_utf8(chars).unwrap()
+}
+
+pub struct Customer {
+    pub username: String,
+    pub document: String,
+    pub token: String,
+}
+
+impl TestBank {
+    pub async fn send(&self, method: reqwest::Method, path: &str, body: Option<Value>, token: Option<&str>, key: Option<&str>) -> Answer {
+        let mut request = self.http.request(method, format!("{}{path}", self.url));
+        if let Some(body) = body {
+            request = request.json(&body);
+        }
+        if let Some(token) = token {
+            request = request.bearer_auth(token);
+        }
+        if let Some(key) = key {
+            request = request.header("Idempotency-Key", key);
+        }
+        let response = request.send().await.unwrap();
+        let (status, headers) = (response.status(), response.headers().clone());
+        let bytes = response.bytes().await.unwrap();
+        let body = if bytes.is_empty() { Value::Null } else { serde_json::from_slice(&bytes).unwrap_or(Value::String(String::from_utf8_lossy(&bytes).into())) };
+        assert!(headers.contains_key("x-clock"), "every answer carries X-Clock");
+        assert!(status.as_u16() < 500, "no 5xx: {status} {body}");
+        Answer { status, body, headers }
+    }
+
+    pub async fn post(&self, path: &str, body: Value, token: Option<&str>) -> Answer {
+        let key = format!("test-{}", unique());
+        self.send(reqwest::Method::POST, path, Some(body), token, Some(&key)).await
+    }
+
+    pub async fn get(&self, path: &str, token: Option<&str>) -> Answer {
+        self.send(reqwest::Method::GET, path, None, token, None).await
+    }
+
+    pub async fn delete(&self, path: &str, token: Option<&str>) -> Answer {
+        self.send(reqwest::Method::DELETE, path, None, token, None).await
+    }
+
+    pub async fn register(&self, name: &str, document: &str) -> Customer {
+        let username = format!("u{}", unique());
+        let answer = self.post("/api/v1/customers", json!({"name": name, "document": document, "username": username, "password": PASSWORD}), None).await;
+        assert_eq!(answer.status, StatusCode::CREATED, "{}", answer.body);
+        let login = self.post("/api/v1/sessions", json!({"username": username, "password": PASSWORD}), None).await;
+        assert_eq!(login.status, StatusCode::CREATED, "{}", login.body);
+        Customer { username, document: document.into(), token: login.body["token"].as_str().unwrap().into() }
+    }
+
+    pub async fn individual(&self, name: &str) -> Customer {
+        self.register(name, &cpf(unique())).await
+    }
+
+    pub async fn open(&self, customer: &Customer, kind: &str, deposit: &str) -> String {
+        let answer = self.post("/api/v1/accounts", json!({"kind": kind, "opening_deposit": deposit}), Some(&customer.token)).await;
+        assert_eq!(answer.status, StatusCode::CREATED, "{}", answer.body);
+        answer.body["number"].as_str().unwrap().to_string()
+    }
+
+    pub async fn balance(&self, customer: &Customer, number: &str) -> (String, String) {
+        let answer = self.get(&format!("/api/v1/accounts/{BANK}/{number}"), Some(&customer.token)).await;
+        assert_eq!(answer.status, StatusCode::OK, "{}", answer.body);
+        (answer.body["balance"].as_str().unwrap().into(), answer.body["available"].as_str().unwrap().into())
+    }
+
+    pub async fn audit(&self) -> Value {
+        let answer = self.get("/api/v1/audit", Some(OPERATOR_TOKEN)).await;
+        assert_eq!(answer.status, StatusCode::OK, "{}", answer.body);
+        assert_eq!(answer.body["ok"], json!(true), "audit: {}", answer.body);
+        answer.body
+    }
+
+    /// Stops the bank and starts it again on the same data.
+    pub async fn restart(&mut self) {
+        self.running.take().unwrap().stop().await.unwrap();
+        // The writer thread finishes its queue and closes the database once its handles drop.
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        let running = node::start(config(self.dir.path())).await.unwrap();
+        self.url = running.url();
+        self.running = Some(running);
+    }
+}

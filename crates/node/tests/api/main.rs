@@ -1,0 +1,12 @@
+//! The node's integration tests: real HTTP against real banks on 127.0.0.1 (port 0, fresh temp
+//! directory each), in-process for the API and as `bankd` processes for crashes.
+
+mod helpers;
+
+mod accounts;
+mod concurrency;
+mod crash;
+mod customers;
+mod idempotency;
+mod payments;
+mod pix;
