@@ -15,7 +15,10 @@ struct Lcg(u64);
 
 impl Lcg {
     fn next(&mut self, below: u64) -> u64 {
-        self.0 = self.0.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+        self.0 = self
+            .0
+            .wrapping_mul(6364136223846793005)
+            .wrapping_add(1442695040888963407);
         (self.0 >> 33) % below
     }
 }
@@ -46,7 +49,9 @@ async fn concurrent_transfers_conserve_money() {
                         "to": {"bank": BANK, "number": holders[to].1},
                         "amount": format!("{}.{:02}", cents / 100, cents % 100),
                     });
-                    let answer = bank.post("/api/v1/transfers", body, Some(&holders[from].0)).await;
+                    let answer = bank
+                        .post("/api/v1/transfers", body, Some(&holders[from].0))
+                        .await;
                     assert_eq!(answer.status, StatusCode::CREATED, "{}", answer.body);
                     match answer.body["status"].as_str() {
                         Some("committed") => committed += 1,
@@ -67,12 +72,23 @@ async fn concurrent_transfers_conserve_money() {
     assert!(committed > 0, "seed {seed}: some transfers went through");
     let mut total = 0i64;
     for (token, number) in holders.iter() {
-        let answer = bank.get(&format!("/api/v1/accounts/{BANK}/{number}"), Some(token)).await;
-        let balance = ledger::Amount::parse(answer.body["balance"].as_str().unwrap()).map(|a| a.cents()).unwrap_or(0);
-        assert!(!answer.body["balance"].as_str().unwrap().starts_with('-'), "seed {seed}: no negative balance");
+        let answer = bank
+            .get(&format!("/api/v1/accounts/{BANK}/{number}"), Some(token))
+            .await;
+        let balance = ledger::Amount::parse(answer.body["balance"].as_str().unwrap())
+            .map(|a| a.cents())
+            .unwrap_or(0);
+        assert!(
+            !answer.body["balance"].as_str().unwrap().starts_with('-'),
+            "seed {seed}: no negative balance"
+        );
         total += balance;
     }
-    assert_eq!(total, ACCOUNTS as i64 * 100_000, "seed {seed}: transfers only move money");
+    assert_eq!(
+        total,
+        ACCOUNTS as i64 * 100_000,
+        "seed {seed}: transfers only move money"
+    );
     let audit = bank.audit().await;
     assert_eq!(audit["customer_balances"], "4000.00");
 }

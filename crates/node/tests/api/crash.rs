@@ -43,8 +43,16 @@ fn start_bankd(dir: &Path) -> Bankd {
         .spawn()
         .expect("bankd starts");
     let mut line = String::new();
-    BufReader::new(child.stdout.take().unwrap()).read_line(&mut line).unwrap();
-    let url = line.trim().rsplit(' ').next().filter(|u| u.starts_with("http://")).unwrap_or_else(|| panic!("bankd said {line:?}")).to_string();
+    BufReader::new(child.stdout.take().unwrap())
+        .read_line(&mut line)
+        .unwrap();
+    let url = line
+        .trim()
+        .rsplit(' ')
+        .next()
+        .filter(|u| u.starts_with("http://"))
+        .unwrap_or_else(|| panic!("bankd said {line:?}"))
+        .to_string();
     Bankd { child, url }
 }
 
@@ -57,8 +65,19 @@ struct Sent {
     answer: Option<Value>,
 }
 
-async fn send(http: &reqwest::Client, url: &str, token: &str, sent: &Sent) -> Result<(StatusCode, Value), reqwest::Error> {
-    let response = http.post(format!("{url}{}", sent.path)).bearer_auth(token).header("Idempotency-Key", &sent.key).json(&sent.body).send().await?;
+async fn send(
+    http: &reqwest::Client,
+    url: &str,
+    token: &str,
+    sent: &Sent,
+) -> Result<(StatusCode, Value), reqwest::Error> {
+    let response = http
+        .post(format!("{url}{}", sent.path))
+        .bearer_auth(token)
+        .header("Idempotency-Key", &sent.key)
+        .json(&sent.body)
+        .send()
+        .await?;
     let status = response.status();
     Ok((status, response.json().await?))
 }
@@ -71,11 +90,30 @@ fn account(number: &str) -> Value {
 async fn kill_dash_nine_loses_nothing_acknowledged() {
     let dir = tempfile::tempdir().unwrap();
     let node = start_bankd(dir.path());
-    let http = reqwest::Client::builder().timeout(Duration::from_secs(5)).build().unwrap();
+    let http = reqwest::Client::builder()
+        .timeout(Duration::from_secs(5))
+        .build()
+        .unwrap();
     let username = format!("crash{}", unique());
     let register = json!({"name": "Ana Crash", "document": cpf(unique()), "username": username, "password": PASSWORD});
-    assert_eq!(http.post(format!("{}/api/v1/customers", node.url)).json(&register).send().await.unwrap().status(), StatusCode::CREATED);
-    let login: Value = http.post(format!("{}/api/v1/sessions", node.url)).json(&json!({"username": username, "password": PASSWORD})).send().await.unwrap().json().await.unwrap();
+    assert_eq!(
+        http.post(format!("{}/api/v1/customers", node.url))
+            .json(&register)
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        StatusCode::CREATED
+    );
+    let login: Value = http
+        .post(format!("{}/api/v1/sessions", node.url))
+        .json(&json!({"username": username, "password": PASSWORD}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
     let token = login["token"].as_str().unwrap().to_string();
     let mut numbers = Vec::new();
     for _ in 0..2 {
@@ -142,19 +180,31 @@ async fn kill_dash_nine_loses_nothing_acknowledged() {
     for task in tasks {
         task.await.unwrap();
     }
-    assert!(dead.load(Ordering::Relaxed), "every client saw the node die");
+    assert!(
+        dead.load(Ordering::Relaxed),
+        "every client saw the node die"
+    );
     let log = log.lock().unwrap().clone();
     let acknowledged = log.iter().filter(|s| s.answer.is_some()).count();
-    assert!(acknowledged >= ACKS_BEFORE_KILL.min(50), "the clients made progress before the kill ({acknowledged})");
+    assert!(
+        acknowledged >= ACKS_BEFORE_KILL.min(50),
+        "the clients made progress before the kill ({acknowledged})"
+    );
 
-    eprintln!("killed after {acknowledged} acknowledged operations; {} were in flight", log.len() - acknowledged);
+    eprintln!(
+        "killed after {acknowledged} acknowledged operations; {} were in flight",
+        log.len() - acknowledged
+    );
     let node = start_bankd(dir.path());
     let mut finals = Vec::new();
     for sent in &log {
         let (status, answer) = send(&http, &node.url, &token, sent).await.unwrap();
         assert_eq!(status, StatusCode::CREATED, "{answer}");
         if let Some(first) = &sent.answer {
-            assert_eq!(&answer, first, "an acknowledged operation survives the crash and replays as it was answered");
+            assert_eq!(
+                &answer, first,
+                "an acknowledged operation survives the crash and replays as it was answered"
+            );
         }
         finals.push(answer);
     }
@@ -175,18 +225,41 @@ async fn kill_dash_nine_loses_nothing_acknowledged() {
             }
             _ => balance_a += cents(&sent.body["amount"]),
         }
-        let id = answer.get("e2e_id").or(answer.get("id")).and_then(Value::as_str).unwrap().to_string();
+        let id = answer
+            .get("e2e_id")
+            .or(answer.get("id"))
+            .and_then(Value::as_str)
+            .unwrap()
+            .to_string();
         *ids.entry(id).or_default() += 1;
     }
-    assert!(ids.values().all(|n| *n == 1), "every operation has its own end-to-end id");
+    assert!(
+        ids.values().all(|n| *n == 1),
+        "every operation has its own end-to-end id"
+    );
 
     let get = |path: String| {
         let (http, url, token) = (http.clone(), node.url.clone(), token.clone());
-        async move { http.get(format!("{url}{path}")).bearer_auth(token).send().await.unwrap().json::<Value>().await.unwrap() }
+        async move {
+            http.get(format!("{url}{path}"))
+                .bearer_auth(token)
+                .send()
+                .await
+                .unwrap()
+                .json::<Value>()
+                .await
+                .unwrap()
+        }
     };
     for (number, expected) in [(&a, balance_a), (&b, balance_b)] {
         let account = get(format!("/api/v1/accounts/{BANK}/{number}")).await;
-        assert_eq!(ledger::Amount::parse(account["balance"].as_str().unwrap()).unwrap().cents(), expected, "{number}");
+        assert_eq!(
+            ledger::Amount::parse(account["balance"].as_str().unwrap())
+                .unwrap()
+                .cents(),
+            expected,
+            "{number}"
+        );
     }
     // No package is half applied: each package's id is on exactly two lines of A (its deposit and
     // its transfer out) and one of B.
@@ -194,10 +267,19 @@ async fn kill_dash_nine_loses_nothing_acknowledged() {
     for (side, number) in [(0, &a), (1, &b)] {
         let mut cursor = String::new();
         loop {
-            let page = get(format!("/api/v1/accounts/{BANK}/{number}/statement?limit=100{cursor}")).await;
+            let page = get(format!(
+                "/api/v1/accounts/{BANK}/{number}/statement?limit=100{cursor}"
+            ))
+            .await;
             for entry in page["entries"].as_array().unwrap() {
-                let counts = lines.entry(entry["e2e_id"].as_str().unwrap().to_string()).or_default();
-                if side == 0 { counts.0 += 1 } else { counts.1 += 1 }
+                let counts = lines
+                    .entry(entry["e2e_id"].as_str().unwrap().to_string())
+                    .or_default();
+                if side == 0 {
+                    counts.0 += 1
+                } else {
+                    counts.1 += 1
+                }
             }
             match page["next_cursor"].as_str() {
                 Some(next) => cursor = format!("&cursor={next}"),
@@ -207,9 +289,21 @@ async fn kill_dash_nine_loses_nothing_acknowledged() {
     }
     for (sent, answer) in log.iter().zip(&finals) {
         if sent.path == "/api/v1/packages" {
-            assert_eq!(lines.get(answer["id"].as_str().unwrap()), Some(&(2, 1)), "package {answer}");
+            assert_eq!(
+                lines.get(answer["id"].as_str().unwrap()),
+                Some(&(2, 1)),
+                "package {answer}"
+            );
         }
     }
-    let audit: Value = http.get(format!("{}/api/v1/audit", node.url)).bearer_auth(OPERATOR_TOKEN).send().await.unwrap().json().await.unwrap();
+    let audit: Value = http
+        .get(format!("{}/api/v1/audit", node.url))
+        .bearer_auth(OPERATOR_TOKEN)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
     assert_eq!(audit["ok"], true, "{audit}");
 }

@@ -8,24 +8,42 @@ use serde_json::json;
 async fn register_individuals_and_companies_and_refuse_duplicates() {
     let bank = spawn_bank().await;
     let document = cpf(unique());
-    let formatted = format!("{}.{}.{}-{}", &document[..3], &document[3..6], &document[6..9], &document[9..]);
+    let formatted = format!(
+        "{}.{}.{}-{}",
+        &document[..3],
+        &document[3..6],
+        &document[6..9],
+        &document[9..]
+    );
     let username = format!("ana{}", unique());
     let answer = bank.post("/api/v1/customers", json!({"name": "  Ana   Silva ", "document": formatted, "username": username.to_uppercase(), "password": PASSWORD}), None).await;
     assert_eq!(answer.status, StatusCode::CREATED, "{}", answer.body);
     assert_eq!(answer.body["kind"], "individual");
     assert_eq!(answer.body["name"], "Ana Silva", "names are trimmed");
-    assert_eq!(answer.body["username"], username, "usernames are lower-cased");
+    assert_eq!(
+        answer.body["username"], username,
+        "usernames are lower-cased"
+    );
     assert_eq!(answer.body["home_bank"], BANK);
     assert_eq!(answer.body["id"].as_str().unwrap().len(), 36);
 
     let company = bank.post("/api/v1/customers", json!({"name": "Padaria Ltda", "document": cnpj(unique()), "username": format!("pad{}", unique()), "password": PASSWORD}), None).await;
     assert_eq!(company.status, StatusCode::CREATED, "{}", company.body);
-    assert_eq!(company.body["kind"], "company", "an alphanumeric CNPJ makes a company");
+    assert_eq!(
+        company.body["kind"], "company",
+        "an alphanumeric CNPJ makes a company"
+    );
 
     let same_document = bank.post("/api/v1/customers", json!({"name": "Ana", "document": document, "username": format!("x{}", unique()), "password": PASSWORD}), None).await;
-    assert_eq!((same_document.status, same_document.code()), (StatusCode::CONFLICT, "duplicate_document"));
+    assert_eq!(
+        (same_document.status, same_document.code()),
+        (StatusCode::CONFLICT, "duplicate_document")
+    );
     let same_username = bank.post("/api/v1/customers", json!({"name": "Ana", "document": cpf(unique()), "username": username, "password": PASSWORD}), None).await;
-    assert_eq!((same_username.status, same_username.code()), (StatusCode::CONFLICT, "duplicate_username"));
+    assert_eq!(
+        (same_username.status, same_username.code()),
+        (StatusCode::CONFLICT, "duplicate_username")
+    );
 }
 
 #[tokio::test]
@@ -50,14 +68,23 @@ async fn registration_refuses_bad_input_with_stable_codes() {
         let mut body = good();
         body[field] = value.clone();
         let answer = bank.post("/api/v1/customers", body, None).await;
-        assert_eq!(answer.status, StatusCode::UNPROCESSABLE_ENTITY, "{field}={value}: {}", answer.body);
+        assert_eq!(
+            answer.status,
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "{field}={value}: {}",
+            answer.body
+        );
         assert_eq!(answer.code(), code, "{field}={value}");
     }
     let mut missing = good();
     missing.as_object_mut().unwrap().remove("password");
     let answer = bank.post("/api/v1/customers", missing, None).await;
     assert_eq!(answer.code(), "invalid_request");
-    assert!(answer.body["detail"].as_str().unwrap().contains("password"), "the detail names the missing field: {}", answer.body);
+    assert!(
+        answer.body["detail"].as_str().unwrap().contains("password"),
+        "the detail names the missing field: {}",
+        answer.body
+    );
 }
 
 #[tokio::test]
@@ -73,22 +100,42 @@ async fn login_logout_and_me() {
     assert_eq!(me.body["accounts"][0]["number"], number.as_str());
     assert_eq!(me.body["accounts"][0]["balance"], "50.00");
 
-    let second = bank.post("/api/v1/sessions", json!({"username": ana.username, "password": PASSWORD}), None).await;
+    let second = bank
+        .post(
+            "/api/v1/sessions",
+            json!({"username": ana.username, "password": PASSWORD}),
+            None,
+        )
+        .await;
     assert_eq!(second.status, StatusCode::CREATED);
     assert_eq!(second.body["token"].as_str().unwrap().len(), 64);
     assert!(second.body["expires_at"].as_str().unwrap().ends_with('Z'));
 
-    let out = bank.delete("/api/v1/sessions/current", Some(&ana.token)).await;
+    let out = bank
+        .delete("/api/v1/sessions/current", Some(&ana.token))
+        .await;
     assert_eq!(out.status, StatusCode::NO_CONTENT);
     let after = bank.get("/api/v1/me", Some(&ana.token)).await;
-    assert_eq!((after.status, after.code()), (StatusCode::UNAUTHORIZED, "unauthenticated"));
+    assert_eq!(
+        (after.status, after.code()),
+        (StatusCode::UNAUTHORIZED, "unauthenticated")
+    );
     assert_eq!(after.headers["www-authenticate"], "Bearer");
-    let other = bank.get("/api/v1/me", Some(second.body["token"].as_str().unwrap())).await;
-    assert_eq!(other.status, StatusCode::OK, "logging out ends only that session");
+    let other = bank
+        .get("/api/v1/me", Some(second.body["token"].as_str().unwrap()))
+        .await;
+    assert_eq!(
+        other.status,
+        StatusCode::OK,
+        "logging out ends only that session"
+    );
 
     for token in [None, Some("not-a-token")] {
         let answer = bank.get("/api/v1/me", token).await;
-        assert_eq!((answer.status, answer.code()), (StatusCode::UNAUTHORIZED, "unauthenticated"));
+        assert_eq!(
+            (answer.status, answer.code()),
+            (StatusCode::UNAUTHORIZED, "unauthenticated")
+        );
     }
 }
 
@@ -96,33 +143,89 @@ async fn login_logout_and_me() {
 async fn failed_logins_are_refused_alike_and_then_throttled() {
     let bank = spawn_bank().await;
     let ana = bank.individual("Ana").await;
-    let unknown = bank.post("/api/v1/sessions", json!({"username": "nobody-here", "password": PASSWORD}), None).await;
-    assert_eq!((unknown.status, unknown.code()), (StatusCode::UNAUTHORIZED, "invalid_credentials"));
+    let unknown = bank
+        .post(
+            "/api/v1/sessions",
+            json!({"username": "nobody-here", "password": PASSWORD}),
+            None,
+        )
+        .await;
+    assert_eq!(
+        (unknown.status, unknown.code()),
+        (StatusCode::UNAUTHORIZED, "invalid_credentials")
+    );
     for _ in 0..5 {
-        let wrong = bank.post("/api/v1/sessions", json!({"username": ana.username, "password": "wrong-password"}), None).await;
-        assert_eq!((wrong.status, wrong.code()), (StatusCode::UNAUTHORIZED, "invalid_credentials"));
+        let wrong = bank
+            .post(
+                "/api/v1/sessions",
+                json!({"username": ana.username, "password": "wrong-password"}),
+                None,
+            )
+            .await;
+        assert_eq!(
+            (wrong.status, wrong.code()),
+            (StatusCode::UNAUTHORIZED, "invalid_credentials")
+        );
     }
-    let throttled = bank.post("/api/v1/sessions", json!({"username": ana.username, "password": PASSWORD}), None).await;
-    assert_eq!((throttled.status, throttled.code()), (StatusCode::TOO_MANY_REQUESTS, "too_many_login_attempts"));
-    let wait: u64 = throttled.headers["retry-after"].to_str().unwrap().parse().unwrap();
+    let throttled = bank
+        .post(
+            "/api/v1/sessions",
+            json!({"username": ana.username, "password": PASSWORD}),
+            None,
+        )
+        .await;
+    assert_eq!(
+        (throttled.status, throttled.code()),
+        (StatusCode::TOO_MANY_REQUESTS, "too_many_login_attempts")
+    );
+    let wait: u64 = throttled.headers["retry-after"]
+        .to_str()
+        .unwrap()
+        .parse()
+        .unwrap();
     assert!((1..=300).contains(&wait));
     tokio::time::sleep(std::time::Duration::from_millis(wait * 1000 + 100)).await;
-    let after = bank.post("/api/v1/sessions", json!({"username": ana.username, "password": PASSWORD}), None).await;
-    assert_eq!(after.status, StatusCode::CREATED, "after the wait the right password works");
+    let after = bank
+        .post(
+            "/api/v1/sessions",
+            json!({"username": ana.username, "password": PASSWORD}),
+            None,
+        )
+        .await;
+    assert_eq!(
+        after.status,
+        StatusCode::CREATED,
+        "after the wait the right password works"
+    );
 }
 
 #[tokio::test]
 async fn malformed_requests_get_problems_never_5xx() {
     let bank = spawn_bank().await;
-    let raw = |body: &'static str| bank.http.post(format!("{}/api/v1/customers", bank.url)).header("content-type", "application/json").body(body).send();
+    let raw = |body: &'static str| {
+        bank.http
+            .post(format!("{}/api/v1/customers", bank.url))
+            .header("content-type", "application/json")
+            .body(body)
+            .send()
+    };
     let response = raw("{not json").await.unwrap();
     assert_eq!(response.status(), StatusCode::BAD_REQUEST);
-    assert_eq!(response.headers()["content-type"], "application/problem+json");
+    assert_eq!(
+        response.headers()["content-type"],
+        "application/problem+json"
+    );
     let problem: serde_json::Value = response.json().await.unwrap();
     assert_eq!(problem["code"], "malformed_json");
 
     let huge = "x".repeat(node::BODY_BYTES_MAX + 1);
-    let response = bank.http.post(format!("{}/api/v1/customers", bank.url)).body(huge).send().await.unwrap();
+    let response = bank
+        .http
+        .post(format!("{}/api/v1/customers", bank.url))
+        .body(huge)
+        .send()
+        .await
+        .unwrap();
     assert_eq!(response.status(), StatusCode::PAYLOAD_TOO_LARGE);
     let problem: serde_json::Value = response.json().await.unwrap();
     assert_eq!(problem["code"], "body_too_large");
@@ -131,35 +234,79 @@ async fn malformed_requests_get_problems_never_5xx() {
     assert_eq!(array.status(), StatusCode::UNPROCESSABLE_ENTITY);
 
     let answer = bank.get("/api/v1/nothing-here", None).await;
-    assert_eq!((answer.status, answer.code()), (StatusCode::NOT_FOUND, "not_found"));
-    let answer = bank.send(Method::PUT, "/api/v1/customers", None, None, None).await;
-    assert_eq!((answer.status, answer.code()), (StatusCode::METHOD_NOT_ALLOWED, "method_not_allowed"));
+    assert_eq!(
+        (answer.status, answer.code()),
+        (StatusCode::NOT_FOUND, "not_found")
+    );
+    let answer = bank
+        .send(Method::PUT, "/api/v1/customers", None, None, None)
+        .await;
+    assert_eq!(
+        (answer.status, answer.code()),
+        (StatusCode::METHOD_NOT_ALLOWED, "method_not_allowed")
+    );
 }
 
 #[tokio::test]
 async fn the_node_describes_itself() {
     let bank = spawn_bank().await;
     let health = bank.get("/health", None).await;
-    assert_eq!((health.status, health.body["bank"].as_str()), (StatusCode::OK, Some(BANK)));
+    assert_eq!(
+        (health.status, health.body["bank"].as_str()),
+        (StatusCode::OK, Some(BANK))
+    );
     let openapi = bank.get("/api/v1/openapi.json", None).await;
-    assert_eq!(openapi.body["openapi"].as_str().map(|v| v.starts_with("3.")), Some(true));
-    for path in ["/api/v1/customers", "/api/v1/transfers", "/api/v1/packages", "/api/v1/accounts/{bank}/{number}/statement", "/api/v1/audit"] {
-        assert!(openapi.body["paths"].get(path).is_some(), "OpenAPI documents {path}");
+    assert_eq!(
+        openapi.body["openapi"]
+            .as_str()
+            .map(|v| v.starts_with("3.")),
+        Some(true)
+    );
+    for path in [
+        "/api/v1/customers",
+        "/api/v1/transfers",
+        "/api/v1/packages",
+        "/api/v1/accounts/{bank}/{number}/statement",
+        "/api/v1/audit",
+    ] {
+        assert!(
+            openapi.body["paths"].get(path).is_some(),
+            "OpenAPI documents {path}"
+        );
     }
-    let metrics = bank.http.get(format!("{}/metrics", bank.url)).send().await.unwrap().text().await.unwrap();
-    assert!(metrics.contains("bankd_http_requests_total{method=\"GET\",status=\"200\"}"), "{metrics}");
+    let metrics = bank
+        .http
+        .get(format!("{}/metrics", bank.url))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        metrics.contains("bankd_http_requests_total{method=\"GET\",status=\"200\"}"),
+        "{metrics}"
+    );
 
-    let first: ledger::Stamp = ledger::Stamp::parse(health.headers["x-clock"].to_str().unwrap()).unwrap();
-    let second: ledger::Stamp = ledger::Stamp::parse(openapi.headers["x-clock"].to_str().unwrap()).unwrap();
+    let first: ledger::Stamp =
+        ledger::Stamp::parse(health.headers["x-clock"].to_str().unwrap()).unwrap();
+    let second: ledger::Stamp =
+        ledger::Stamp::parse(openapi.headers["x-clock"].to_str().unwrap()).unwrap();
     assert!(second > first, "the clock moves forward between answers");
 
     let ana = bank.individual("Ana").await;
     let forbidden = bank.get("/api/v1/audit", Some(&ana.token)).await;
-    assert_eq!((forbidden.status, forbidden.code()), (StatusCode::FORBIDDEN, "operator_only"));
+    assert_eq!(
+        (forbidden.status, forbidden.code()),
+        (StatusCode::FORBIDDEN, "operator_only")
+    );
     let anonymous = bank.get("/api/v1/audit", None).await;
     assert_eq!(anonymous.status, StatusCode::UNAUTHORIZED);
     let audit = bank.audit().await;
     assert_eq!(audit["checks"].as_array().unwrap().len(), 6);
     let consortium = bank.get("/api/v1/consortium", None).await;
-    assert_eq!(consortium.body["settlement"][0]["bank"], "20000002", "a settlement account exists for each peer");
+    assert_eq!(
+        consortium.body["settlement"][0]["bank"], "20000002",
+        "a settlement account exists for each peer"
+    );
 }

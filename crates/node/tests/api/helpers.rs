@@ -28,10 +28,27 @@ pub struct Answer {
 impl Answer {
     /// The problem's stable code, asserting the answer is a problem+json document.
     pub fn code(&self) -> &str {
-        let content_type = self.headers.get("content-type").and_then(|v| v.to_str().ok()).unwrap_or("");
-        assert_eq!(content_type, "application/problem+json", "{} {}", self.status, self.body);
-        assert_eq!(self.body["status"].as_u64(), Some(u64::from(self.status.as_u16())), "{}", self.body);
-        assert!(self.body["detail"].as_str().is_some_and(|d| !d.is_empty()), "{}", self.body);
+        let content_type = self
+            .headers
+            .get("content-type")
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or("");
+        assert_eq!(
+            content_type, "application/problem+json",
+            "{} {}",
+            self.status, self.body
+        );
+        assert_eq!(
+            self.body["status"].as_u64(),
+            Some(u64::from(self.status.as_u16())),
+            "{}",
+            self.body
+        );
+        assert!(
+            self.body["detail"].as_str().is_some_and(|d| !d.is_empty()),
+            "{}",
+            self.body
+        );
         self.body["code"].as_str().expect("a problem has a code")
     }
 }
@@ -43,7 +60,11 @@ pub fn config(data_dir: &Path) -> Config {
         listen: "127.0.0.1:0".parse().unwrap(),
         data_dir: data_dir.to_path_buf(),
         operator_token: OPERATOR_TOKEN.into(),
-        peers: vec![node::config::Peer { code: "20000002".into(), name: "Banco Par".into(), url: "http://127.0.0.1:9".into() }],
+        peers: vec![node::config::Peer {
+            code: "20000002".into(),
+            name: "Banco Par".into(),
+            url: "http://127.0.0.1:9".into(),
+        }],
         session_ttl: Duration::from_secs(3600),
     }
 }
@@ -52,7 +73,12 @@ pub async fn spawn_bank() -> TestBank {
     let dir = tempfile::tempdir().unwrap();
     let running = node::start(config(dir.path())).await.unwrap();
     let url = running.url();
-    TestBank { running: Some(running), url, http: reqwest::Client::new(), dir }
+    TestBank {
+        running: Some(running),
+        url,
+        http: reqwest::Client::new(),
+        dir,
+    }
 }
 
 static SERIAL: AtomicU64 = AtomicU64::new(1);
@@ -64,7 +90,10 @@ pub fn unique() -> u64 {
 
 /// A valid CPF built from `seed` (its first nine digits), with its two check digits.
 pub fn cpf(seed: u64) -> String {
-    let mut digits: Vec<u32> = format!("{:09}", seed % 1_000_000_000).chars().map(|c| c.to_digit(10).unwrap()).collect();
+    let mut digits: Vec<u32> = format!("{:09}", seed % 1_000_000_000)
+        .chars()
+        .map(|c| c.to_digit(10).unwrap())
+        .collect();
     if digits.iter().all(|d| *d == digits[0]) {
         digits[8] = (digits[8] + 1) % 10;
     }
@@ -73,14 +102,22 @@ pub fn cpf(seed: u64) -> String {
         let rest = sum * 10 % 11;
         digits.push(if rest == 10 { 0 } else { rest });
     }
-    digits.iter().map(|d| char::from_digit(*d, 10).unwrap()).collect()
+    digits
+        .iter()
+        .map(|d| char::from_digit(*d, 10).unwrap())
+        .collect()
 }
 
 /// A valid alphanumeric CNPJ built from `seed`.
 pub fn cnpj(seed: u64) -> String {
     let mut chars: Vec<u8> = format!("AB{:010}", seed % 10_000_000_000).into_bytes();
     for len in [12usize, 13] {
-        let sum: u32 = chars[..len].iter().rev().zip((2..=9).cycle()).map(|(c, w)| (u32::from(*c) - 48) * w).sum();
+        let sum: u32 = chars[..len]
+            .iter()
+            .rev()
+            .zip((2..=9).cycle())
+            .map(|(c, w)| (u32::from(*c) - 48) * w)
+            .sum();
         let rest = sum % 11;
         chars.push(b'0' + if rest < 2 { 0 } else { (11 - rest) as u8 });
     }
@@ -94,7 +131,14 @@ pub struct Customer {
 }
 
 impl TestBank {
-    pub async fn send(&self, method: reqwest::Method, path: &str, body: Option<Value>, token: Option<&str>, key: Option<&str>) -> Answer {
+    pub async fn send(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        body: Option<Value>,
+        token: Option<&str>,
+        key: Option<&str>,
+    ) -> Answer {
         let mut request = self.http.request(method, format!("{}{path}", self.url));
         if let Some(body) = body {
             request = request.json(&body);
@@ -108,32 +152,57 @@ impl TestBank {
         let response = request.send().await.unwrap();
         let (status, headers) = (response.status(), response.headers().clone());
         let bytes = response.bytes().await.unwrap();
-        let body = if bytes.is_empty() { Value::Null } else { serde_json::from_slice(&bytes).unwrap_or(Value::String(String::from_utf8_lossy(&bytes).into())) };
-        assert!(headers.contains_key("x-clock"), "every answer carries X-Clock");
+        let body = if bytes.is_empty() {
+            Value::Null
+        } else {
+            serde_json::from_slice(&bytes)
+                .unwrap_or(Value::String(String::from_utf8_lossy(&bytes).into()))
+        };
+        assert!(
+            headers.contains_key("x-clock"),
+            "every answer carries X-Clock"
+        );
         assert!(status.as_u16() < 500, "no 5xx: {status} {body}");
-        Answer { status, body, headers }
+        Answer {
+            status,
+            body,
+            headers,
+        }
     }
 
     pub async fn post(&self, path: &str, body: Value, token: Option<&str>) -> Answer {
         let key = format!("test-{}", unique());
-        self.send(reqwest::Method::POST, path, Some(body), token, Some(&key)).await
+        self.send(reqwest::Method::POST, path, Some(body), token, Some(&key))
+            .await
     }
 
     pub async fn get(&self, path: &str, token: Option<&str>) -> Answer {
-        self.send(reqwest::Method::GET, path, None, token, None).await
+        self.send(reqwest::Method::GET, path, None, token, None)
+            .await
     }
 
     pub async fn delete(&self, path: &str, token: Option<&str>) -> Answer {
-        self.send(reqwest::Method::DELETE, path, None, token, None).await
+        self.send(reqwest::Method::DELETE, path, None, token, None)
+            .await
     }
 
     pub async fn register(&self, name: &str, document: &str) -> Customer {
         let username = format!("u{}", unique());
         let answer = self.post("/api/v1/customers", json!({"name": name, "document": document, "username": username, "password": PASSWORD}), None).await;
         assert_eq!(answer.status, StatusCode::CREATED, "{}", answer.body);
-        let login = self.post("/api/v1/sessions", json!({"username": username, "password": PASSWORD}), None).await;
+        let login = self
+            .post(
+                "/api/v1/sessions",
+                json!({"username": username, "password": PASSWORD}),
+                None,
+            )
+            .await;
         assert_eq!(login.status, StatusCode::CREATED, "{}", login.body);
-        Customer { username, document: document.into(), token: login.body["token"].as_str().unwrap().into() }
+        Customer {
+            username,
+            document: document.into(),
+            token: login.body["token"].as_str().unwrap().into(),
+        }
     }
 
     pub async fn individual(&self, name: &str) -> Customer {
@@ -141,15 +210,29 @@ impl TestBank {
     }
 
     pub async fn open(&self, customer: &Customer, kind: &str, deposit: &str) -> String {
-        let answer = self.post("/api/v1/accounts", json!({"kind": kind, "opening_deposit": deposit}), Some(&customer.token)).await;
+        let answer = self
+            .post(
+                "/api/v1/accounts",
+                json!({"kind": kind, "opening_deposit": deposit}),
+                Some(&customer.token),
+            )
+            .await;
         assert_eq!(answer.status, StatusCode::CREATED, "{}", answer.body);
         answer.body["number"].as_str().unwrap().to_string()
     }
 
     pub async fn balance(&self, customer: &Customer, number: &str) -> (String, String) {
-        let answer = self.get(&format!("/api/v1/accounts/{BANK}/{number}"), Some(&customer.token)).await;
+        let answer = self
+            .get(
+                &format!("/api/v1/accounts/{BANK}/{number}"),
+                Some(&customer.token),
+            )
+            .await;
         assert_eq!(answer.status, StatusCode::OK, "{}", answer.body);
-        (answer.body["balance"].as_str().unwrap().into(), answer.body["available"].as_str().unwrap().into())
+        (
+            answer.body["balance"].as_str().unwrap().into(),
+            answer.body["available"].as_str().unwrap().into(),
+        )
     }
 
     pub async fn audit(&self) -> Value {

@@ -18,7 +18,13 @@ async fn pair() -> Pair {
     let beto = bank.individual("Beto").await;
     let a = bank.open(&ana, "individual", "100.00").await;
     let b = bank.open(&beto, "individual", "50.00").await;
-    Pair { bank, ana, beto, a, b }
+    Pair {
+        bank,
+        ana,
+        beto,
+        a,
+        b,
+    }
 }
 
 fn account(number: &str) -> Value {
@@ -27,77 +33,229 @@ fn account(number: &str) -> Value {
 
 #[tokio::test]
 async fn pay_by_key_and_by_account_with_both_statements() {
-    let Pair { bank, ana, beto, a, b } = pair().await;
+    let Pair {
+        bank,
+        ana,
+        beto,
+        a,
+        b,
+    } = pair().await;
     let email = format!("beto.{}@example.com", unique());
-    bank.post("/api/v1/pix-keys", json!({"account": account(&b), "type": "email", "value": email}), Some(&beto.token)).await;
+    bank.post(
+        "/api/v1/pix-keys",
+        json!({"account": account(&b), "type": "email", "value": email}),
+        Some(&beto.token),
+    )
+    .await;
 
     let by_key = bank.post("/api/v1/transfers", json!({"from": account(&a), "to": {"pix_key": email}, "amount": "20.00", "description": "almoço"}), Some(&ana.token)).await;
     assert_eq!(by_key.status, StatusCode::CREATED, "{}", by_key.body);
     assert_eq!(by_key.body["status"], "committed");
     let id = by_key.body["id"].as_str().unwrap().to_string();
-    assert!(ledger::EndToEndId::parse(&id).is_some_and(|e| e.bank().as_str() == BANK), "{id}");
-    let by_account = bank.post("/api/v1/transfers", json!({"from": account(&a), "to": account(&b), "amount": "0.01"}), Some(&ana.token)).await;
+    assert!(
+        ledger::EndToEndId::parse(&id).is_some_and(|e| e.bank().as_str() == BANK),
+        "{id}"
+    );
+    let by_account = bank
+        .post(
+            "/api/v1/transfers",
+            json!({"from": account(&a), "to": account(&b), "amount": "0.01"}),
+            Some(&ana.token),
+        )
+        .await;
     assert_eq!(by_account.body["status"], "committed");
     assert_eq!(bank.balance(&ana, &a).await.0, "79.99");
     assert_eq!(bank.balance(&beto, &b).await.0, "70.01");
 
-    let ana_statement = bank.get(&format!("/api/v1/accounts/{BANK}/{a}/statement"), Some(&ana.token)).await;
+    let ana_statement = bank
+        .get(
+            &format!("/api/v1/accounts/{BANK}/{a}/statement"),
+            Some(&ana.token),
+        )
+        .await;
     let out = &ana_statement.body["entries"][1];
-    assert_eq!((out["kind"].as_str(), out["amount"].as_str(), out["e2e_id"].as_str()), (Some("transfer_out"), Some("-20.00"), Some(id.as_str())));
-    assert!(out["counterparty"].as_str().unwrap().contains("Beto"), "{out}");
+    assert_eq!(
+        (
+            out["kind"].as_str(),
+            out["amount"].as_str(),
+            out["e2e_id"].as_str()
+        ),
+        (Some("transfer_out"), Some("-20.00"), Some(id.as_str()))
+    );
+    assert!(
+        out["counterparty"].as_str().unwrap().contains("Beto"),
+        "{out}"
+    );
     assert_eq!(out["description"], "almoço");
-    let beto_statement = bank.get(&format!("/api/v1/accounts/{BANK}/{b}/statement"), Some(&beto.token)).await;
+    let beto_statement = bank
+        .get(
+            &format!("/api/v1/accounts/{BANK}/{b}/statement"),
+            Some(&beto.token),
+        )
+        .await;
     let incoming = &beto_statement.body["entries"][1];
-    assert_eq!((incoming["kind"].as_str(), incoming["amount"].as_str(), incoming["balance_after"].as_str()), (Some("transfer_in"), Some("20.00"), Some("70.00")));
-    assert!(incoming["counterparty"].as_str().unwrap().contains("Ana"), "{incoming}");
+    assert_eq!(
+        (
+            incoming["kind"].as_str(),
+            incoming["amount"].as_str(),
+            incoming["balance_after"].as_str()
+        ),
+        (Some("transfer_in"), Some("20.00"), Some("70.00"))
+    );
+    assert!(
+        incoming["counterparty"].as_str().unwrap().contains("Ana"),
+        "{incoming}"
+    );
 
     for who in [&ana, &beto] {
-        let seen = bank.get(&format!("/api/v1/transfers/{id}"), Some(&who.token)).await;
-        assert_eq!((seen.status, seen.body["status"].as_str(), seen.body["amount"].as_str()), (StatusCode::OK, Some("committed"), Some("20.00")));
+        let seen = bank
+            .get(&format!("/api/v1/transfers/{id}"), Some(&who.token))
+            .await;
+        assert_eq!(
+            (
+                seen.status,
+                seen.body["status"].as_str(),
+                seen.body["amount"].as_str()
+            ),
+            (StatusCode::OK, Some("committed"), Some("20.00"))
+        );
     }
     let carla = bank.individual("Carla").await;
-    let stranger = bank.get(&format!("/api/v1/transfers/{id}"), Some(&carla.token)).await;
-    assert_eq!((stranger.status, stranger.code()), (StatusCode::NOT_FOUND, "transfer_not_found"));
+    let stranger = bank
+        .get(&format!("/api/v1/transfers/{id}"), Some(&carla.token))
+        .await;
+    assert_eq!(
+        (stranger.status, stranger.code()),
+        (StatusCode::NOT_FOUND, "transfer_not_found")
+    );
     bank.audit().await;
 }
 
 #[tokio::test]
 async fn refused_transfers_change_nothing() {
-    let Pair { bank, ana, beto, a, b } = pair().await;
-    let short = bank.post("/api/v1/transfers", json!({"from": account(&a), "to": account(&b), "amount": "100.01"}), Some(&ana.token)).await;
-    assert_eq!(short.status, StatusCode::CREATED, "an attempted payment is recorded: {}", short.body);
-    assert_eq!((short.body["status"].as_str(), short.body["reason"].as_str()), (Some("aborted"), Some("insufficient_funds")));
-    let looked = bank.get(&format!("/api/v1/transfers/{}", short.body["id"].as_str().unwrap()), Some(&ana.token)).await;
+    let Pair {
+        bank,
+        ana,
+        beto,
+        a,
+        b,
+    } = pair().await;
+    let short = bank
+        .post(
+            "/api/v1/transfers",
+            json!({"from": account(&a), "to": account(&b), "amount": "100.01"}),
+            Some(&ana.token),
+        )
+        .await;
+    assert_eq!(
+        short.status,
+        StatusCode::CREATED,
+        "an attempted payment is recorded: {}",
+        short.body
+    );
+    assert_eq!(
+        (short.body["status"].as_str(), short.body["reason"].as_str()),
+        (Some("aborted"), Some("insufficient_funds"))
+    );
+    let looked = bank
+        .get(
+            &format!("/api/v1/transfers/{}", short.body["id"].as_str().unwrap()),
+            Some(&ana.token),
+        )
+        .await;
     assert_eq!(looked.body["status"], "aborted");
 
     let cases = [
-        (json!({"from": account(&a), "to": account(&a), "amount": "1.00"}), StatusCode::UNPROCESSABLE_ENTITY, "same_account"),
-        (json!({"from": account(&a), "to": {"pix_key": "nobody@example.com"}, "amount": "1.00"}), StatusCode::NOT_FOUND, "pix_key_not_found"),
-        (json!({"from": account(&a), "to": {"pix_key": "???"}, "amount": "1.00"}), StatusCode::UNPROCESSABLE_ENTITY, "invalid_pix_key"),
-        (json!({"from": account(&a), "to": {"bank": BANK, "number": "999999-0"}, "amount": "1.00"}), StatusCode::NOT_FOUND, "account_not_found"),
-        (json!({"from": account(&a), "to": {"bank": BANK, "number": "100001-3"}, "amount": "1.00"}), StatusCode::UNPROCESSABLE_ENTITY, "invalid_account_number"),
-        (json!({"from": account(&a), "to": {"bank": "99999999", "number": b}, "amount": "1.00"}), StatusCode::UNPROCESSABLE_ENTITY, "unknown_bank"),
-        (json!({"from": account(&a), "to": {"bank": "20000002", "number": b}, "amount": "1.00"}), StatusCode::UNPROCESSABLE_ENTITY, "interbank_not_supported"),
-        (json!({"from": account(&a), "to": {}, "amount": "1.00"}), StatusCode::UNPROCESSABLE_ENTITY, "invalid_destination"),
-        (json!({"from": account(&a), "to": {"pix_key": "a@b.co", "bank": BANK, "number": b}, "amount": "1.00"}), StatusCode::UNPROCESSABLE_ENTITY, "invalid_destination"),
-        (json!({"from": account(&b), "to": account(&a), "amount": "1.00"}), StatusCode::NOT_FOUND, "account_not_found"),
-        (json!({"from": account(&a), "to": account(&b), "amount": "1.0"}), StatusCode::UNPROCESSABLE_ENTITY, "invalid_amount"),
-        (json!({"from": account(&a), "to": account(&b), "amount": "0.00"}), StatusCode::UNPROCESSABLE_ENTITY, "amount_not_positive"),
+        (
+            json!({"from": account(&a), "to": account(&a), "amount": "1.00"}),
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "same_account",
+        ),
+        (
+            json!({"from": account(&a), "to": {"pix_key": "nobody@example.com"}, "amount": "1.00"}),
+            StatusCode::NOT_FOUND,
+            "pix_key_not_found",
+        ),
+        (
+            json!({"from": account(&a), "to": {"pix_key": "???"}, "amount": "1.00"}),
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "invalid_pix_key",
+        ),
+        (
+            json!({"from": account(&a), "to": {"bank": BANK, "number": "999999-0"}, "amount": "1.00"}),
+            StatusCode::NOT_FOUND,
+            "account_not_found",
+        ),
+        (
+            json!({"from": account(&a), "to": {"bank": BANK, "number": "100001-3"}, "amount": "1.00"}),
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "invalid_account_number",
+        ),
+        (
+            json!({"from": account(&a), "to": {"bank": "99999999", "number": b}, "amount": "1.00"}),
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "unknown_bank",
+        ),
+        (
+            json!({"from": account(&a), "to": {"bank": "20000002", "number": b}, "amount": "1.00"}),
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "interbank_not_supported",
+        ),
+        (
+            json!({"from": account(&a), "to": {}, "amount": "1.00"}),
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "invalid_destination",
+        ),
+        (
+            json!({"from": account(&a), "to": {"pix_key": "a@b.co", "bank": BANK, "number": b}, "amount": "1.00"}),
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "invalid_destination",
+        ),
+        (
+            json!({"from": account(&b), "to": account(&a), "amount": "1.00"}),
+            StatusCode::NOT_FOUND,
+            "account_not_found",
+        ),
+        (
+            json!({"from": account(&a), "to": account(&b), "amount": "1.0"}),
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "invalid_amount",
+        ),
+        (
+            json!({"from": account(&a), "to": account(&b), "amount": "0.00"}),
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "amount_not_positive",
+        ),
     ];
     for (body, status, code) in cases {
-        let answer = bank.post("/api/v1/transfers", body.clone(), Some(&ana.token)).await;
-        assert_eq!((answer.status, answer.code()), (status, code), "{body}: {}", answer.body);
+        let answer = bank
+            .post("/api/v1/transfers", body.clone(), Some(&ana.token))
+            .await;
+        assert_eq!(
+            (answer.status, answer.code()),
+            (status, code),
+            "{body}: {}",
+            answer.body
+        );
     }
     assert_eq!(bank.balance(&ana, &a).await.0, "100.00");
     assert_eq!(bank.balance(&beto, &b).await.0, "50.00");
-    let unknown = bank.get("/api/v1/transfers/not-an-id", Some(&ana.token)).await;
+    let unknown = bank
+        .get("/api/v1/transfers/not-an-id", Some(&ana.token))
+        .await;
     assert_eq!(unknown.code(), "transfer_not_found");
     bank.audit().await;
 }
 
 #[tokio::test]
 async fn packages_commit_all_or_nothing() {
-    let Pair { bank, ana, beto, a, b } = pair().await;
+    let Pair {
+        bank,
+        ana,
+        beto,
+        a,
+        b,
+    } = pair().await;
     let second = bank.open(&ana, "individual", "50.00").await;
     let ok = bank
         .post(
@@ -113,7 +271,13 @@ async fn packages_commit_all_or_nothing() {
         .await;
     assert_eq!(ok.status, StatusCode::CREATED, "{}", ok.body);
     assert_eq!(ok.body["status"], "committed");
-    assert!(ok.body["results"].as_array().unwrap().iter().all(|r| r["status"] == "committed"));
+    assert!(
+        ok.body["results"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|r| r["status"] == "committed")
+    );
     assert_eq!(bank.balance(&ana, &a).await.0, "65.00");
     assert_eq!(bank.balance(&ana, &second).await.0, "0.00");
     assert_eq!(bank.balance(&beto, &b).await.0, "110.00");
@@ -136,28 +300,77 @@ async fn packages_commit_all_or_nothing() {
         .as_array()
         .unwrap()
         .iter()
-        .map(|r| (r["status"].as_str().unwrap().to_string(), r["reason"].as_str().unwrap_or("").to_string()))
+        .map(|r| {
+            (
+                r["status"].as_str().unwrap().to_string(),
+                r["reason"].as_str().unwrap_or("").to_string(),
+            )
+        })
         .collect();
-    let expected = [("aborted", "package_aborted"), ("aborted", "package_aborted"), ("rejected", "insufficient_funds"), ("rejected", "account_not_found")];
-    assert_eq!(results, expected.map(|(s, r)| (s.to_string(), r.to_string())), "each operation says what happened to it");
-    assert_eq!(bank.balance(&ana, &a).await.0, "65.00", "nothing of an aborted package stays");
+    let expected = [
+        ("aborted", "package_aborted"),
+        ("aborted", "package_aborted"),
+        ("rejected", "insufficient_funds"),
+        ("rejected", "account_not_found"),
+    ];
+    assert_eq!(
+        results,
+        expected.map(|(s, r)| (s.to_string(), r.to_string())),
+        "each operation says what happened to it"
+    );
+    assert_eq!(
+        bank.balance(&ana, &a).await.0,
+        "65.00",
+        "nothing of an aborted package stays"
+    );
     assert_eq!(bank.balance(&beto, &b).await.0, "110.00");
-    let looked = bank.get(&format!("/api/v1/transfers/{}", failing.body["id"].as_str().unwrap()), Some(&ana.token)).await;
+    let looked = bank
+        .get(
+            &format!("/api/v1/transfers/{}", failing.body["id"].as_str().unwrap()),
+            Some(&ana.token),
+        )
+        .await;
     assert_eq!(looked.body["status"], "aborted");
 
     let malformed = [
         (json!({"operations": []}), "package_empty"),
-        (json!({"operations": [{"type": "refund", "account": account(&a), "amount": "1.00"}]}), "invalid_operation"),
-        (json!({"operations": [{"type": "transfer", "account": account(&a), "amount": "1.00"}]}), "invalid_destination"),
-        (json!({"operations": [{"type": "deposit", "account": account(&a), "amount": "1.00", "to": account(&b)}]}), "invalid_operation"),
-        (json!({"operations": [{"type": "deposit", "account": account(&a), "amount": "1,00"}]}), "invalid_amount"),
+        (
+            json!({"operations": [{"type": "refund", "account": account(&a), "amount": "1.00"}]}),
+            "invalid_operation",
+        ),
+        (
+            json!({"operations": [{"type": "transfer", "account": account(&a), "amount": "1.00"}]}),
+            "invalid_destination",
+        ),
+        (
+            json!({"operations": [{"type": "deposit", "account": account(&a), "amount": "1.00", "to": account(&b)}]}),
+            "invalid_operation",
+        ),
+        (
+            json!({"operations": [{"type": "deposit", "account": account(&a), "amount": "1,00"}]}),
+            "invalid_amount",
+        ),
     ];
     for (body, code) in malformed {
-        let answer = bank.post("/api/v1/packages", body.clone(), Some(&ana.token)).await;
-        assert_eq!((answer.status, answer.code()), (StatusCode::UNPROCESSABLE_ENTITY, code), "{body}");
+        let answer = bank
+            .post("/api/v1/packages", body.clone(), Some(&ana.token))
+            .await;
+        assert_eq!(
+            (answer.status, answer.code()),
+            (StatusCode::UNPROCESSABLE_ENTITY, code),
+            "{body}"
+        );
     }
-    let many: Vec<Value> = (0..101).map(|_| json!({"type": "deposit", "account": account(&a), "amount": "1.00"})).collect();
-    let too_many = bank.post("/api/v1/packages", json!({"operations": many}), Some(&ana.token)).await;
+    let many: Vec<Value> = (0..101)
+        .map(|_| json!({"type": "deposit", "account": account(&a), "amount": "1.00"}))
+        .collect();
+    let too_many = bank
+        .post(
+            "/api/v1/packages",
+            json!({"operations": many}),
+            Some(&ana.token),
+        )
+        .await;
     assert_eq!(too_many.code(), "package_too_large");
     let audit = bank.audit().await;
     assert_eq!(audit["customer_balances"], "175.00");
