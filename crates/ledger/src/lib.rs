@@ -12,6 +12,7 @@ pub mod document;
 pub mod ids;
 pub mod pix;
 pub mod rules;
+mod serde_impls;
 
 pub use account::{AccountKind, AccountNumber};
 pub use amount::{Amount, AmountError};
