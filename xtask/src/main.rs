@@ -141,7 +141,9 @@ fn contract_smoke(counts: &mut Counts) -> Result<(), String> {
         return Ok(());
     }
     let data = std::env::temp_dir().join(format!("interbank-smoke-{}", std::process::id()));
-    let target = std::env::var_os("CARGO_TARGET_DIR").map(PathBuf::from).unwrap_or_else(|| root().join("target"));
+    let target = std::env::var_os("CARGO_TARGET_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| root().join("target"));
     let bankd = target.join("debug/bankd");
     let mut child = Command::new(&bankd)
         .arg("serve")

@@ -51,6 +51,20 @@ pub const SESSION_TTL_DEFAULT: Duration = Duration::from_secs(8 * 3600);
 const OPERATOR_TOKEN_LEN_MIN: usize = 16;
 
 impl Config {
+    /// A bank alone on 127.0.0.1 with a free port, no peers and default settings: for tests and
+    /// tools that start their own banks.
+    pub fn local(bank: BankCode, name: &str, data_dir: &Path, operator_token: &str) -> Config {
+        Config {
+            bank,
+            name: name.to_string(),
+            listen: SocketAddr::from(([127, 0, 0, 1], 0)),
+            data_dir: data_dir.to_path_buf(),
+            operator_token: operator_token.to_string(),
+            peers: Vec::new(),
+            session_ttl: SESSION_TTL_DEFAULT,
+        }
+    }
+
     /// Reads `file` (if given), then lets `BANKD_CODE`, `BANKD_NAME`, `BANKD_LISTEN`,
     /// `BANKD_DATA_DIR`, `BANKD_OPERATOR_TOKEN`, `BANKD_CONSORTIUM` and
     /// `BANKD_SESSION_TTL_SECONDS` override it.

@@ -63,9 +63,7 @@ impl ApiError {
 impl From<Refusal> for ApiError {
     fn from(refusal: Refusal) -> ApiError {
         let status = match refusal {
-            Refusal::AccountNotFound | Refusal::PixKeyNotFound | Refusal::HoldNotFound => {
-                StatusCode::NOT_FOUND
-            }
+            Refusal::AccountNotFound | Refusal::PixKeyNotFound => StatusCode::NOT_FOUND,
             Refusal::DuplicateDocument | Refusal::DuplicateUsername | Refusal::DuplicatePixKey => {
                 StatusCode::CONFLICT
             }

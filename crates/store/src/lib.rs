@@ -78,4 +78,8 @@ pub trait Store: Send + Sync + 'static {
         e2e: &ledger::EndToEndId,
     ) -> Result<Option<Outcome>, StoreError>;
     async fn audit(&self) -> Result<AuditRecord, StoreError>;
+    /// Interbank work left unfinished (read at start-up).
+    async fn open_interbank(&self) -> Result<OpenInterbank, StoreError>;
+    /// The decision recorded for an interbank transaction this bank coordinated, if any.
+    async fn decision(&self, e2e: &ledger::EndToEndId) -> Result<Option<bool>, StoreError>;
 }

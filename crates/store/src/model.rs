@@ -2,7 +2,10 @@
 //! Outcomes are serialisable because the store keeps each one beside its idempotency key, to
 //! replay it exactly, also after a restart.
 
-use ledger::{AccountKind, AccountNumber, Amount, Document, EndToEndId, PixKey, Rejection};
+use ledger::{
+    AccountKind, AccountNumber, Amount, BankCode, Document, EndToEndId, PixKey, Rejection,
+};
+use protocol::Leg;
 use serde::{Deserialize, Serialize};
 
 /// A customer's row id inside this bank.
@@ -93,18 +96,38 @@ pub enum Command {
         operations: Vec<Operation>,
         e2e: EndToEndId,
     },
-    /// Holds money from one account for another under an end-to-end id: the prepare step of the
-    /// interbank protocol. No customer acts; the protocol does.
-    Hold {
-        from: AccountNumber,
-        to: AccountNumber,
-        amount: Amount,
+    /// Interbank participant: hold every leg durably, or none, and record the vote in the same
+    /// step. Idempotent: a known transaction answers its recorded vote, or `AlreadyFinished`.
+    Prepare {
+        e2e: EndToEndId,
+        coordinator: BankCode,
+        legs: Vec<Leg>,
+        payment: Option<PaymentRecord>,
+    },
+    /// Interbank participant: post (`commit`) or void the transaction's holds, exactly once, and
+    /// record it finished, also when it never held anything here (so a late prepare holds nothing).
+    Finish {
+        e2e: EndToEndId,
+        commit: bool,
+    },
+    /// Interbank coordinator: record the decision. The first decision recorded for a transaction
+    /// stays and is answered; the payment and any idempotency record waiting on it are settled.
+    RecordDecision {
+        e2e: EndToEndId,
+        commit: bool,
+        participants: Vec<BankCode>,
+        reason: Option<String>,
+    },
+    /// Interbank coordinator: every participant acknowledged.
+    CompleteDecision {
         e2e: EndToEndId,
     },
-    /// Posts (`post`) or voids the hold made under `e2e`, exactly once.
-    ResolveHold {
-        e2e: EndToEndId,
-        post: bool,
+    /// Interbank coordinator: a customer starts a payment from `from`. Checks they hold it, and
+    /// ties the request's idempotency key to the end-to-end id before any bank hears of it.
+    BeginPayment {
+        actor: CustomerId,
+        from: AccountNumber,
+        payment: PaymentRecord,
     },
 }
 
@@ -146,6 +169,19 @@ pub enum Outcome {
     Entry(EntryRecord),
     Payment(PaymentRecord),
     Package(PackageRecord),
+    /// An interbank participant's vote.
+    Vote {
+        yes: bool,
+        reason: Option<String>,
+    },
+    /// The interbank transaction had already finished here.
+    AlreadyFinished,
+    /// The decision that stands for an interbank transaction.
+    Decision {
+        commit: bool,
+    },
+    /// An interbank payment has begun; its outcome comes with the coordinator's decision.
+    Pending(PaymentRecord),
     Refused(Refusal),
 }
 
@@ -170,8 +206,6 @@ pub enum Refusal {
     CoHolderNotFound(String),
     #[error("{0}")]
     HolderKind(String),
-    #[error("no hold was made under this id")]
-    HoldNotFound,
     #[error("the opening deposit must be at least 50.00")]
     OpeningDepositTooSmall,
     #[error("{0}")]
@@ -216,7 +250,6 @@ impl Refusal {
             Refusal::PixKeyNotYourDocument => "pix_key_not_your_document",
             Refusal::CoHolderNotFound(_) => "co_holder_not_found",
             Refusal::HolderKind(_) => "holder_kind_mismatch",
-            Refusal::HoldNotFound => "hold_not_found",
             Refusal::OpeningDepositTooSmall => "opening_deposit_too_small",
             Refusal::Ledger(LedgerRefusal::SameAccount) => "same_account",
             Refusal::Ledger(LedgerRefusal::HoldAlreadyResolved) => "hold_already_resolved",
@@ -292,6 +325,8 @@ pub struct AccountAddress {
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub enum PaymentStatus {
+    /// Between banks, until the coordinator decides.
+    Pending,
     Committed,
     Aborted,
 }
@@ -299,6 +334,7 @@ pub enum PaymentStatus {
 impl PaymentStatus {
     pub fn as_str(&self) -> &'static str {
         match self {
+            PaymentStatus::Pending => "pending",
             PaymentStatus::Committed => "committed",
             PaymentStatus::Aborted => "aborted",
         }
@@ -384,4 +420,13 @@ impl AuditRecord {
     pub fn ok(&self) -> bool {
         self.checks.iter().all(|c| c.ok)
     }
+}
+
+/// Interbank work a restarted node must finish.
+#[derive(Debug, Clone, Default)]
+pub struct OpenInterbank {
+    /// Votes not yet finished: transaction, coordinator, vote.
+    pub votes: Vec<(EndToEndId, BankCode, bool)>,
+    /// Decisions not yet acknowledged by every participant: transaction, commit, participants.
+    pub decisions: Vec<(EndToEndId, bool, Vec<BankCode>)>,
 }

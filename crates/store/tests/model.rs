@@ -4,6 +4,7 @@
 
 use ledger::{AccountKind, AccountNumber, Amount, BankCode, Document, EndToEndId};
 use proptest::prelude::*;
+use protocol::{Endpoint, Leg, Memo};
 use std::sync::Arc;
 use store::*;
 
@@ -182,8 +183,13 @@ fn amount(cents: i64) -> Amount {
     Amount::from_cents(cents).unwrap()
 }
 
+fn peer() -> BankCode {
+    BankCode::parse("20000002").unwrap()
+}
+
 fn committed(outcome: &Outcome) -> bool {
     match outcome {
+        Outcome::Vote { yes, .. } => *yes,
         Outcome::Refused(_) => false,
         Outcome::Payment(p) => p.status == PaymentStatus::Committed,
         Outcome::Package(p) => p.status == PaymentStatus::Committed,
@@ -252,17 +258,37 @@ async fn run_steps(steps: Vec<Step>) {
                 );
             }
             Step::Hold(a, b, c) => {
+                // A hold is the prepare step of the interbank protocol: one leg between two
+                // accounts of this bank, coordinated by another bank.
                 let e2e = h.e2e();
+                let leg = Leg {
+                    from: Endpoint::Account(h.numbers[a]),
+                    to: Endpoint::Account(h.numbers[b]),
+                    amount: amount(c),
+                    memo: Memo::default(),
+                };
                 let outcome = h
-                    .run(Command::Hold {
-                        from: h.numbers[a],
-                        to: h.numbers[b],
-                        amount: amount(c),
+                    .run(Command::Prepare {
                         e2e: e2e.clone(),
+                        coordinator: peer(),
+                        legs: vec![leg],
+                        payment: None,
                     })
                     .await;
                 let expected = a != b && model.available(a) >= c;
                 assert_eq!(committed(&outcome), expected, "{step:?} -> {outcome:?}");
+                let replay = h
+                    .run(Command::Prepare {
+                        e2e: e2e.clone(),
+                        coordinator: peer(),
+                        legs: vec![],
+                        payment: None,
+                    })
+                    .await;
+                assert_eq!(
+                    replay, outcome,
+                    "a repeated prepare answers the recorded vote and holds nothing more"
+                );
                 if expected {
                     model.held_out[a] += c;
                     model.holds.push((a, b, c, false));
@@ -273,13 +299,9 @@ async fn run_steps(steps: Vec<Step>) {
                 let Some(e2e) = hold_ids.get(index).cloned() else {
                     continue;
                 };
-                let outcome = h.run(Command::ResolveHold { e2e, post }).await;
+                let outcome = h.run(Command::Finish { e2e, commit: post }).await;
+                assert_eq!(outcome, Outcome::Done, "finishing is idempotent");
                 let (from, to, cents, resolved) = model.holds[index];
-                assert_eq!(
-                    committed(&outcome),
-                    !resolved,
-                    "a hold resolves exactly once: {outcome:?}"
-                );
                 if !resolved {
                     model.holds[index].3 = true;
                     model.held_out[from] -= cents;

@@ -133,13 +133,32 @@ pub fn apply(conn: &Connection, ctx: &Ctx, command: &Command) -> Applied<Outcome
             operations,
             e2e,
         } => package(conn, ctx, *actor, operations, e2e).map(|r| r.map(Outcome::Package)),
-        Command::Hold {
-            from,
-            to,
-            amount,
+        Command::Prepare {
             e2e,
-        } => hold(conn, ctx, *from, *to, *amount, e2e),
-        Command::ResolveHold { e2e, post } => resolve_hold_of(conn, ctx, e2e, *post),
+            coordinator,
+            legs,
+            payment,
+        } => super::interbank::prepare(conn, ctx, e2e, *coordinator, legs, payment.as_ref()),
+        Command::Finish { e2e, commit } => super::interbank::finish(conn, ctx, e2e, *commit),
+        Command::RecordDecision {
+            e2e,
+            commit,
+            participants,
+            reason,
+        } => super::interbank::record_decision(
+            conn,
+            ctx,
+            e2e,
+            *commit,
+            participants,
+            reason.as_deref(),
+        ),
+        Command::CompleteDecision { e2e } => super::interbank::complete_decision(conn, e2e),
+        Command::BeginPayment {
+            actor,
+            from,
+            payment,
+        } => super::interbank::begin_payment(conn, *actor, *from, payment),
     }
 }
 
@@ -199,7 +218,7 @@ pub fn held_account(
     .optional()
 }
 
-fn customer_account(conn: &Connection, number: AccountNumber) -> rusqlite::Result<Option<i64>> {
+pub fn customer_account(conn: &Connection, number: AccountNumber) -> rusqlite::Result<Option<i64>> {
     conn.prepare_cached("SELECT id FROM accounts WHERE number = ?1")?
         .query_row(params![number.base() as i64], |row| row.get(0))
         .optional()
@@ -702,7 +721,7 @@ fn local_transfer(
     }))
 }
 
-fn record_payment(
+pub fn record_payment(
     conn: &Connection,
     e2e: &str,
     status: &PaymentStatus,
@@ -905,85 +924,4 @@ fn package(
         &accounts,
     )?;
     Ok(Ok(record))
-}
-
-fn hold(
-    conn: &Connection,
-    ctx: &Ctx,
-    from: AccountNumber,
-    to: AccountNumber,
-    amount: Amount,
-    e2e: &EndToEndId,
-) -> Applied<Outcome> {
-    let (Some(from_id), Some(to_id)) = (customer_account(conn, from)?, customer_account(conn, to)?)
-    else {
-        return Ok(Err(Refusal::AccountNotFound));
-    };
-    Ok(move_money(
-        conn,
-        ctx,
-        from_id,
-        to_id,
-        amount,
-        Mode::Pending,
-        e2e.as_str(),
-    )?
-    .map(|_| Outcome::Done))
-}
-
-fn resolve_hold_of(conn: &Connection, ctx: &Ctx, e2e: &EndToEndId, post: bool) -> Applied<Outcome> {
-    let hold_id: Option<i64> = conn
-        .prepare_cached("SELECT id FROM transfers WHERE e2e_id = ?1 AND flags = 'pending'")?
-        .query_row(params![e2e.as_str()], |row| row.get(0))
-        .optional()?;
-    let Some(hold_id) = hold_id else {
-        return Ok(Err(Refusal::HoldNotFound));
-    };
-    let moved = match resolve_hold(conn, ctx, hold_id, post)? {
-        Ok(moved) => moved,
-        Err(refusal) => return Ok(Err(refusal)),
-    };
-    if post {
-        let (debit_id, credit_id, cents): (i64, i64, i64) = conn
-            .prepare_cached(
-                "SELECT debit_account_id, credit_account_id, amount FROM transfers WHERE id = ?1",
-            )?
-            .query_row(params![moved.transfer_id], |row| {
-                Ok((row.get(0)?, row.get(1)?, row.get(2)?))
-            })?;
-        let (debit_label, credit_label) = (
-            read::account_label(conn, &ctx.bank, debit_id)?,
-            read::account_label(conn, &ctx.bank, credit_id)?,
-        );
-        for (account_id, kind, signed, after, counterparty) in [
-            (
-                debit_id,
-                "transfer_out",
-                -cents,
-                moved.debit_after.balance(),
-                credit_label.1,
-            ),
-            (
-                credit_id,
-                "transfer_in",
-                cents,
-                moved.credit_after.balance(),
-                debit_label.1,
-            ),
-        ] {
-            let draft = EntryDraft {
-                account_id,
-                transfer_id: moved.transfer_id,
-                kind,
-                amount_cents: signed,
-                balance_after_cents: after,
-                counterparty,
-                description: "Pix",
-                made_by: "",
-                e2e: e2e.as_str(),
-            };
-            insert_entry(conn, ctx, draft)?;
-        }
-    }
-    Ok(Ok(Outcome::Done))
 }

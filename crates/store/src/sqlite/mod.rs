@@ -7,6 +7,7 @@
 //! which WAL lets run beside the writer.
 
 mod apply;
+mod interbank;
 mod read;
 mod schema;
 
@@ -266,8 +267,12 @@ impl Writer {
         );
         if let Some(idempotency) = &request.idempotency {
             let body = serde_json::to_string(&outcome).expect("outcomes serialise");
-            conn.prepare_cached("INSERT INTO idempotency (scope, key, fingerprint, outcome, clock) VALUES (?1, ?2, ?3, ?4, ?5)")?
-                .execute(params![idempotency.scope, idempotency.key, &idempotency.fingerprint[..], body, ctx.stamp.to_string()])?;
+            let pending = match &outcome {
+                Outcome::Pending(payment) => Some(payment.e2e_id.clone()),
+                _ => None,
+            };
+            conn.prepare_cached("INSERT INTO idempotency (scope, key, fingerprint, outcome, clock, pending_e2e) VALUES (?1, ?2, ?3, ?4, ?5, ?6)")?
+                .execute(params![idempotency.scope, idempotency.key, &idempotency.fingerprint[..], body, ctx.stamp.to_string(), pending])?;
         }
         Ok(Executed {
             outcome,
@@ -361,6 +366,15 @@ impl Store for SqliteStore {
                 .map_err(|e| StoreError::Corrupt(format!("stored payment: {e}")))
         })
         .transpose()
+    }
+
+    async fn open_interbank(&self) -> Result<OpenInterbank, StoreError> {
+        self.read(interbank::open_work).await
+    }
+
+    async fn decision(&self, e2e: &EndToEndId) -> Result<Option<bool>, StoreError> {
+        let e2e = e2e.as_str().to_string();
+        self.read(move |conn| interbank::decision(conn, &e2e)).await
     }
 
     async fn audit(&self) -> Result<AuditRecord, StoreError> {

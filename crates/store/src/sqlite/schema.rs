@@ -86,7 +86,7 @@ const MIGRATIONS: &[&str] = &[
 
     CREATE TABLE payments (
         e2e_id TEXT PRIMARY KEY,
-        status TEXT NOT NULL CHECK (status IN ('committed', 'aborted')),
+        status TEXT NOT NULL CHECK (status IN ('pending', 'committed', 'aborted')),
         body   TEXT NOT NULL
     ) WITHOUT ROWID;
 
@@ -111,7 +111,33 @@ const MIGRATIONS: &[&str] = &[
         fingerprint BLOB NOT NULL,
         outcome     TEXT NOT NULL,
         clock       TEXT NOT NULL,
+        -- Set while the outcome waits on an interbank decision for this end-to-end id.
+        pending_e2e TEXT,
         PRIMARY KEY (scope, key)
+    ) WITHOUT ROWID;
+    CREATE INDEX idempotency_pending ON idempotency (pending_e2e) WHERE pending_e2e IS NOT NULL;
+
+    -- Interbank participant records: one per transaction this bank voted on or finished.
+    CREATE TABLE interbank_votes (
+        e2e_id      TEXT PRIMARY KEY,
+        coordinator TEXT,
+        yes         INTEGER NOT NULL CHECK (yes IN (0, 1)),
+        reason      TEXT,
+        legs        TEXT NOT NULL,
+        payment     TEXT,
+        finished    TEXT CHECK (finished IN ('commit', 'abort')),
+        clock       TEXT NOT NULL,
+        CHECK (finished IS NULL OR finished = 'abort' OR yes = 1)
+    ) WITHOUT ROWID;
+    CREATE INDEX interbank_votes_open ON interbank_votes (e2e_id) WHERE finished IS NULL;
+
+    -- Interbank coordinator records: the decision, written before anyone is told.
+    CREATE TABLE interbank_decisions (
+        e2e_id       TEXT PRIMARY KEY,
+        commit_flag  INTEGER NOT NULL CHECK (commit_flag IN (0, 1)),
+        participants TEXT NOT NULL,
+        completed    INTEGER NOT NULL DEFAULT 0 CHECK (completed IN (0, 1)),
+        clock        TEXT NOT NULL
     ) WITHOUT ROWID;
 
     INSERT INTO accounts (kind, clock) VALUES ('vault', '0.0');

@@ -1,0 +1,370 @@
+//! The durable side of the interbank protocol: a participant's holds and vote, made in one
+//! step; its commit or abort, exactly once; the coordinator's decision, first one wins.
+
+use super::apply::{
+    Applied, Ctx, EntryDraft, Mode, customer_account, held_account, insert_entry, move_money,
+    record_payment, resolve_hold,
+};
+use crate::model::*;
+use ledger::{AccountNumber, BankCode, EndToEndId};
+use protocol::{Endpoint, Leg};
+use rusqlite::{Connection, OptionalExtension, params};
+
+fn endpoint_id(conn: &Connection, ctx: &Ctx, endpoint: &Endpoint) -> rusqlite::Result<Option<i64>> {
+    match endpoint {
+        Endpoint::Account(number) => customer_account(conn, *number),
+        Endpoint::Settlement(bank) => conn
+            .prepare_cached("SELECT id FROM accounts WHERE kind = 'settlement' AND peer_bank = ?1")?
+            .query_row(params![bank.as_str()], |row| row.get(0))
+            .optional(),
+        Endpoint::Vault => Ok(Some(ctx.vault)),
+    }
+}
+
+/// The accounts a payment touches here, so their holders can look it up.
+fn touched_accounts(conn: &Connection, ctx: &Ctx, legs: &[Leg]) -> rusqlite::Result<Vec<i64>> {
+    let mut ids = Vec::new();
+    for leg in legs {
+        for endpoint in [&leg.from, &leg.to] {
+            if let (Endpoint::Account(_), Some(id)) = (endpoint, endpoint_id(conn, ctx, endpoint)?)
+            {
+                ids.push(id);
+            }
+        }
+    }
+    Ok(ids)
+}
+
+pub fn prepare(
+    conn: &Connection,
+    ctx: &Ctx,
+    e2e: &EndToEndId,
+    coordinator: BankCode,
+    legs: &[Leg],
+    payment: Option<&PaymentRecord>,
+) -> Applied<Outcome> {
+    let known: Option<(bool, Option<String>, Option<String>)> = conn
+        .prepare_cached("SELECT yes, reason, finished FROM interbank_votes WHERE e2e_id = ?1")?
+        .query_row(params![e2e.as_str()], |row| {
+            Ok((row.get(0)?, row.get(1)?, row.get(2)?))
+        })
+        .optional()?;
+    if let Some((yes, reason, finished)) = known {
+        return Ok(Ok(if finished.is_some() {
+            Outcome::AlreadyFinished
+        } else {
+            Outcome::Vote { yes, reason }
+        }));
+    }
+    conn.execute_batch("SAVEPOINT prepare")?;
+    let mut refusal = None;
+    for leg in legs {
+        let (Some(from), Some(to)) = (
+            endpoint_id(conn, ctx, &leg.from)?,
+            endpoint_id(conn, ctx, &leg.to)?,
+        ) else {
+            refusal = Some(Refusal::AccountNotFound);
+            break;
+        };
+        if let Err(refused) =
+            move_money(conn, ctx, from, to, leg.amount, Mode::Pending, e2e.as_str())?
+        {
+            refusal = Some(refused);
+            break;
+        }
+    }
+    let end = if refusal.is_some() {
+        "ROLLBACK TO prepare; RELEASE prepare"
+    } else {
+        "RELEASE prepare"
+    };
+    conn.execute_batch(end)?;
+    let (yes, reason) = (refusal.is_none(), refusal.map(|r| r.code().to_string()));
+    let legs_json = serde_json::to_string(legs).expect("legs serialise");
+    let payment_json = payment.map(|p| serde_json::to_string(p).expect("payments serialise"));
+    conn.prepare_cached("INSERT INTO interbank_votes (e2e_id, coordinator, yes, reason, legs, payment, clock) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)")?
+        .execute(params![e2e.as_str(), coordinator.as_str(), yes, reason, legs_json, payment_json, ctx.stamp.to_string()])?;
+    Ok(Ok(Outcome::Vote { yes, reason }))
+}
+
+fn entry_kind(other: &Endpoint, outgoing: bool) -> &'static str {
+    match (other, outgoing) {
+        (Endpoint::Vault, false) => "deposit",
+        (Endpoint::Vault, true) => "withdrawal",
+        (_, false) => "transfer_in",
+        (_, true) => "transfer_out",
+    }
+}
+
+pub fn finish(conn: &Connection, ctx: &Ctx, e2e: &EndToEndId, commit: bool) -> Applied<Outcome> {
+    let known: Option<(bool, String, Option<String>, Option<String>)> = conn
+        .prepare_cached(
+            "SELECT yes, legs, payment, finished FROM interbank_votes WHERE e2e_id = ?1",
+        )?
+        .query_row(params![e2e.as_str()], |row| {
+            Ok((row.get(0)?, row.get(1)?, row.get(2)?, row.get(3)?))
+        })
+        .optional()?;
+    let finished = if commit { "commit" } else { "abort" };
+    let Some((yes, legs_json, payment_json, done)) = known else {
+        // Never prepared here (its prepare was lost or is late): remember the abort.
+        if commit {
+            tracing::error!(%e2e, "a commit arrived for a transaction this bank never voted on; not obeyed");
+            return Ok(Err(Refusal::Ledger(LedgerRefusal::HoldAlreadyResolved)));
+        }
+        conn.prepare_cached("INSERT INTO interbank_votes (e2e_id, yes, legs, finished, clock) VALUES (?1, 0, '[]', 'abort', ?2)")?
+            .execute(params![e2e.as_str(), ctx.stamp.to_string()])?;
+        return Ok(Ok(Outcome::Done));
+    };
+    if done.is_some() {
+        return Ok(Ok(Outcome::Done));
+    }
+    if commit && !yes {
+        tracing::error!(%e2e, "a commit arrived for a transaction this bank voted against; not obeyed");
+        return Ok(Err(Refusal::Ledger(LedgerRefusal::HoldAlreadyResolved)));
+    }
+    let legs: Vec<Leg> = serde_json::from_str(&legs_json).expect("stored legs parse");
+    let holds: Vec<i64> = conn
+        .prepare_cached(
+            "SELECT id FROM transfers WHERE e2e_id = ?1 AND flags = 'pending' ORDER BY id",
+        )?
+        .query_map(params![e2e.as_str()], |row| row.get(0))?
+        .collect::<rusqlite::Result<_>>()?;
+    assert!(
+        !yes || holds.len() == legs.len(),
+        "{e2e}: a yes vote holds every leg"
+    );
+    for (hold_id, leg) in holds.iter().zip(&legs) {
+        let moved = match resolve_hold(conn, ctx, *hold_id, commit)? {
+            Ok(moved) => moved,
+            Err(refusal) => return Ok(Err(refusal)),
+        };
+        if !commit {
+            continue;
+        }
+        let (from_id, to_id) = (
+            endpoint_id(conn, ctx, &leg.from)?,
+            endpoint_id(conn, ctx, &leg.to)?,
+        );
+        for (account_id, endpoint, other, outgoing, after, counterparty) in [
+            (
+                from_id,
+                &leg.from,
+                &leg.to,
+                true,
+                moved.debit_after.balance(),
+                &leg.memo.to_label,
+            ),
+            (
+                to_id,
+                &leg.to,
+                &leg.from,
+                false,
+                moved.credit_after.balance(),
+                &leg.memo.from_label,
+            ),
+        ] {
+            let (Some(account_id), Endpoint::Account(_)) = (account_id, endpoint) else {
+                continue;
+            };
+            let signed = if outgoing {
+                -leg.amount.cents()
+            } else {
+                leg.amount.cents()
+            };
+            let counterparty = if matches!(other, Endpoint::Vault) {
+                "cash".to_string()
+            } else {
+                counterparty.clone()
+            };
+            let draft = EntryDraft {
+                account_id,
+                transfer_id: moved.transfer_id,
+                kind: entry_kind(other, outgoing),
+                amount_cents: signed,
+                balance_after_cents: after,
+                counterparty,
+                description: if leg.memo.description.is_empty() {
+                    "Pix"
+                } else {
+                    &leg.memo.description
+                },
+                made_by: &leg.memo.made_by,
+                e2e: e2e.as_str(),
+            };
+            insert_entry(conn, ctx, draft)?;
+        }
+    }
+    conn.prepare_cached("UPDATE interbank_votes SET finished = ?2 WHERE e2e_id = ?1")?
+        .execute(params![e2e.as_str(), finished])?;
+    if let Some(payment_json) = payment_json {
+        let mut payment: PaymentRecord =
+            serde_json::from_str(&payment_json).expect("stored payments parse");
+        payment.status = if commit {
+            PaymentStatus::Committed
+        } else {
+            PaymentStatus::Aborted
+        };
+        settle_payment(conn, e2e, &payment, &touched_accounts(conn, ctx, &legs)?)?;
+    }
+    Ok(Ok(Outcome::Done))
+}
+
+/// Writes the payment's final state, unless a final state is already there.
+fn settle_payment(
+    conn: &Connection,
+    e2e: &EndToEndId,
+    payment: &PaymentRecord,
+    accounts: &[i64],
+) -> rusqlite::Result<()> {
+    let status: Option<String> = conn
+        .prepare_cached("SELECT status FROM payments WHERE e2e_id = ?1")?
+        .query_row(params![e2e.as_str()], |row| row.get(0))
+        .optional()?;
+    let outcome = Outcome::Payment(payment.clone());
+    match status.as_deref() {
+        None => record_payment(conn, e2e.as_str(), &payment.status, &outcome, accounts),
+        Some("pending") => {
+            let body = serde_json::to_string(&outcome).expect("outcomes serialise");
+            conn.prepare_cached("UPDATE payments SET status = ?2, body = ?3 WHERE e2e_id = ?1")?
+                .execute(params![e2e.as_str(), payment.status.as_str(), body])?;
+            for account in accounts {
+                conn.prepare_cached(
+                    "INSERT OR IGNORE INTO payment_accounts (e2e_id, account_id) VALUES (?1, ?2)",
+                )?
+                .execute(params![e2e.as_str(), account])?;
+            }
+            Ok(())
+        }
+        Some(_) => Ok(()),
+    }
+}
+
+pub fn record_decision(
+    conn: &Connection,
+    ctx: &Ctx,
+    e2e: &EndToEndId,
+    commit: bool,
+    participants: &[BankCode],
+    reason: Option<&str>,
+) -> Applied<Outcome> {
+    let stored: Option<bool> = conn
+        .prepare_cached("SELECT commit_flag FROM interbank_decisions WHERE e2e_id = ?1")?
+        .query_row(params![e2e.as_str()], |row| row.get(0))
+        .optional()?;
+    if let Some(first) = stored {
+        return Ok(Ok(Outcome::Decision { commit: first }));
+    }
+    let participants_json = serde_json::to_string(participants).expect("codes serialise");
+    conn.prepare_cached("INSERT INTO interbank_decisions (e2e_id, commit_flag, participants, clock) VALUES (?1, ?2, ?3, ?4)")?
+        .execute(params![e2e.as_str(), commit, participants_json, ctx.stamp.to_string()])?;
+    // The customer's payment, and any idempotency record waiting on it, take the outcome now.
+    let pending: Option<String> = conn
+        .prepare_cached("SELECT body FROM payments WHERE e2e_id = ?1 AND status = 'pending'")?
+        .query_row(params![e2e.as_str()], |row| row.get(0))
+        .optional()?;
+    if let Some(body) = pending {
+        let Outcome::Payment(mut payment) =
+            serde_json::from_str(&body).expect("stored payments parse")
+        else {
+            unreachable!("pending payments are transfers")
+        };
+        payment.status = if commit {
+            PaymentStatus::Committed
+        } else {
+            PaymentStatus::Aborted
+        };
+        payment.reason = if commit {
+            None
+        } else {
+            Some(reason.unwrap_or("aborted").to_string())
+        };
+        settle_payment(conn, e2e, &payment, &[])?;
+        let settled =
+            serde_json::to_string(&Outcome::Payment(payment)).expect("outcomes serialise");
+        conn.prepare_cached(
+            "UPDATE idempotency SET outcome = ?2, pending_e2e = NULL WHERE pending_e2e = ?1",
+        )?
+        .execute(params![e2e.as_str(), settled])?;
+    }
+    Ok(Ok(Outcome::Decision { commit }))
+}
+
+pub fn complete_decision(conn: &Connection, e2e: &EndToEndId) -> Applied<Outcome> {
+    conn.prepare_cached("UPDATE interbank_decisions SET completed = 1 WHERE e2e_id = ?1")?
+        .execute(params![e2e.as_str()])?;
+    Ok(Ok(Outcome::Done))
+}
+
+pub fn begin_payment(
+    conn: &Connection,
+    actor: CustomerId,
+    from: AccountNumber,
+    payment: &PaymentRecord,
+) -> Applied<Outcome> {
+    let Some((from_id, _)) = held_account(conn, actor, from)? else {
+        return Ok(Err(Refusal::AccountNotFound));
+    };
+    let e2e = EndToEndId::parse(&payment.e2e_id).expect("payments carry valid ids");
+    let outcome = Outcome::Pending(payment.clone());
+    record_payment(
+        conn,
+        e2e.as_str(),
+        &PaymentStatus::Pending,
+        &Outcome::Payment(payment.clone()),
+        &[from_id],
+    )?;
+    Ok(Ok(outcome))
+}
+
+/// What a restarted node must finish: its unfinished votes, and its decisions not yet
+/// acknowledged by every participant.
+pub fn open_work(conn: &Connection) -> rusqlite::Result<OpenInterbank> {
+    let votes = conn
+        .prepare("SELECT e2e_id, coordinator, yes FROM interbank_votes WHERE finished IS NULL")?
+        .query_map([], |row| {
+            Ok((
+                row.get::<_, String>(0)?,
+                row.get::<_, Option<String>>(1)?,
+                row.get::<_, bool>(2)?,
+            ))
+        })?
+        .filter_map(|row| match row {
+            Ok((e2e, Some(coordinator), yes)) => Some(Ok((
+                EndToEndId::parse(&e2e)?,
+                BankCode::parse(&coordinator)?,
+                yes,
+            ))),
+            Ok(_) => None,
+            Err(e) => Some(Err(e)),
+        })
+        .collect::<rusqlite::Result<_>>()?;
+    let decisions = conn
+        .prepare(
+            "SELECT e2e_id, commit_flag, participants FROM interbank_decisions WHERE completed = 0",
+        )?
+        .query_map([], |row| {
+            Ok((
+                row.get::<_, String>(0)?,
+                row.get::<_, bool>(1)?,
+                row.get::<_, String>(2)?,
+            ))
+        })?
+        .filter_map(|row| match row {
+            Ok((e2e, commit, participants)) => Some(Ok((
+                EndToEndId::parse(&e2e)?,
+                commit,
+                serde_json::from_str(&participants).ok()?,
+            ))),
+            Err(e) => Some(Err(e)),
+        })
+        .collect::<rusqlite::Result<_>>()?;
+    Ok(OpenInterbank { votes, decisions })
+}
+
+/// A decision recorded here, complete or not (for a participant asking about an old transaction).
+pub fn decision(conn: &Connection, e2e: &str) -> rusqlite::Result<Option<bool>> {
+    conn.prepare_cached("SELECT commit_flag FROM interbank_decisions WHERE e2e_id = ?1")?
+        .query_row(params![e2e], |row| row.get(0))
+        .optional()
+}
