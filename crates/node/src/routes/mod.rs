@@ -256,12 +256,16 @@ pub fn outcome_body(outcome: &Outcome) -> Result<Response, ApiError> {
         Outcome::PixKey(key) => Json(pix_key_wire(key, true)).into_response(),
         Outcome::Entry(entry) => Json(entry_wire(entry)).into_response(),
         Outcome::Payment(payment) => Json(payment_wire(payment)).into_response(),
-        Outcome::Pending(payment) => (StatusCode::ACCEPTED, Json(payment_wire(payment))).into_response(),
+        Outcome::Pending(payment) => {
+            (StatusCode::ACCEPTED, Json(payment_wire(payment))).into_response()
+        }
         Outcome::Package(package) => Json(package_wire(package)).into_response(),
         Outcome::Done => StatusCode::NO_CONTENT.into_response(),
         Outcome::Refused(refusal) => return Err(refusal.clone().into()),
         Outcome::Vote { .. } | Outcome::AlreadyFinished | Outcome::Decision { .. } => {
-            return Err(ApiError::internal("an interbank outcome reached the public API"));
+            return Err(ApiError::internal(
+                "an interbank outcome reached the public API",
+            ));
         }
     };
     Ok(body)
