@@ -3,9 +3,9 @@
 //! handlers' annotations.
 
 use crate::error::ApiError;
-use crate::routes::{accounts, customers, payments, pix, system};
+use crate::routes::{accounts, customers, interbank, payments, pix, system};
 use crate::state::AppState;
-use crate::{BODY_BYTES_MAX, HANDLER_TIMEOUT};
+use crate::{BODY_BYTES_MAX, HANDLER_TIMEOUT, INTERBANK_BODY_BYTES_MAX};
 use axum::Router;
 use axum::extract::{DefaultBodyLimit, Request, State};
 use axum::http::{HeaderValue, StatusCode};
@@ -78,13 +78,25 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route("/consortium", get(system::consortium))
         .route("/audit", get(system::audit))
         .route("/openapi.json", get(system::openapi));
-    Router::new()
+    // Envelopes of many protocol messages are larger than any customer's request.
+    let banks = Router::new()
+        .route(crate::interbank::MESSAGES_PATH, post(interbank::messages))
+        .route(crate::interbank::HEARTBEAT_PATH, post(interbank::messages))
+        .route(
+            &format!("{}/{{key}}", crate::interbank::PIX_KEYS_PATH),
+            get(interbank::pix_key),
+        )
+        .layer(DefaultBodyLimit::max(INTERBANK_BODY_BYTES_MAX));
+    let customers = Router::new()
         .nest("/api/v1", api)
         .route("/health", get(system::health))
         .route("/metrics", get(system::metrics))
+        .layer(DefaultBodyLimit::max(BODY_BYTES_MAX));
+    Router::new()
+        .merge(customers)
+        .merge(banks)
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
-        .layer(DefaultBodyLimit::max(BODY_BYTES_MAX))
         .layer(middleware::from_fn_with_state(
             state.clone(),
             stamp_and_bound,

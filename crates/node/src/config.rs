@@ -1,6 +1,7 @@
 //! How one bank is configured: a TOML file, every setting overridable by a `BANKD_*`
 //! environment variable, and the consortium file that lists every bank.
 
+use ed25519_dalek::SigningKey;
 use ledger::BankCode;
 use serde::Deserialize;
 use std::net::SocketAddr;
@@ -17,6 +18,8 @@ pub struct FileConfig {
     pub operator_token: Option<String>,
     pub consortium: Option<PathBuf>,
     pub session_ttl_seconds: Option<u64>,
+    /// This bank's Ed25519 secret key (`bankd keygen` writes one).
+    pub key_file: Option<PathBuf>,
 }
 
 /// A bank of the consortium, as the consortium file lists it.
@@ -26,9 +29,11 @@ pub struct Peer {
     pub code: String,
     pub name: String,
     pub url: String,
+    /// The bank's Ed25519 public key, hex; every interbank request it signs is checked with it.
+    pub public_key: String,
 }
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, serde::Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct Consortium {
     #[serde(rename = "bank")]
@@ -43,8 +48,11 @@ pub struct Config {
     pub listen: SocketAddr,
     pub data_dir: PathBuf,
     pub operator_token: String,
+    /// Every bank of the consortium, this one included.
     pub peers: Vec<Peer>,
     pub session_ttl: Duration,
+    /// Signs this bank's interbank requests.
+    pub key: SigningKey,
 }
 
 pub const SESSION_TTL_DEFAULT: Duration = Duration::from_secs(8 * 3600);
@@ -62,6 +70,7 @@ impl Config {
             operator_token: operator_token.to_string(),
             peers: Vec::new(),
             session_ttl: SESSION_TTL_DEFAULT,
+            key: generate_key(),
         }
     }
 
@@ -84,6 +93,7 @@ impl Config {
                 operator_token: None,
                 consortium: None,
                 session_ttl_seconds: None,
+                key_file: None,
             },
         };
         let env = |name: &str| std::env::var(name).ok().filter(|v| !v.is_empty());
@@ -95,6 +105,7 @@ impl Config {
         raw.consortium = env("BANKD_CONSORTIUM")
             .map(PathBuf::from)
             .or(raw.consortium);
+        raw.key_file = env("BANKD_KEY_FILE").map(PathBuf::from).or(raw.key_file);
         if let Some(ttl) = env("BANKD_SESSION_TTL_SECONDS") {
             raw.session_ttl_seconds = Some(ttl.parse().map_err(|_| {
                 "BANKD_SESSION_TTL_SECONDS must be a number of seconds".to_string()
@@ -133,6 +144,23 @@ impl Config {
             Some(path) => load_consortium(&resolve(path))?,
             None => Vec::new(),
         };
+        let key = match raw.key_file {
+            Some(path) => read_key(&resolve(path))?,
+            None if peers.iter().any(|p| p.code != code) => {
+                return Err(
+                    "a bank with peers needs its key (key_file or BANKD_KEY_FILE; `bankd keygen` makes one)"
+                        .into(),
+                );
+            }
+            None => generate_key(),
+        };
+        if let Some(me) = peers.iter().find(|p| p.code == code)
+            && parse_public_key(&me.public_key).ok() != Some(key.verifying_key())
+        {
+            return Err(format!(
+                "the consortium file lists another public key for bank {code} than its key file's"
+            ));
+        }
         Ok(Config {
             bank,
             name: raw.name.unwrap_or_else(|| format!("Bank {code}")),
@@ -144,6 +172,7 @@ impl Config {
                 .session_ttl_seconds
                 .map(Duration::from_secs)
                 .unwrap_or(SESSION_TTL_DEFAULT),
+            key,
         })
     }
 }
@@ -161,6 +190,50 @@ pub fn load_consortium(path: &Path) -> Result<Vec<Peer>, String> {
                 peer.code
             )
         })?;
+        parse_public_key(&peer.public_key)
+            .map_err(|e| format!("{}: bank {}: {e}", path.display(), peer.code))?;
     }
     Ok(consortium.banks)
+}
+
+/// A fresh Ed25519 key from the operating system's random source.
+pub fn generate_key() -> SigningKey {
+    let mut seed = [0u8; 32];
+    getrandom::fill(&mut seed).expect("the OS random source works");
+    SigningKey::from_bytes(&seed)
+}
+
+/// Reads a key file: the 32-byte secret seed in hex, as `bankd keygen` writes it.
+pub fn read_key(path: &Path) -> Result<SigningKey, String> {
+    let text = std::fs::read_to_string(path)
+        .map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+    let mut seed = [0u8; 32];
+    hex::decode_to_slice(text.trim(), &mut seed)
+        .map_err(|_| format!("{}: a key file holds 64 hex digits", path.display()))?;
+    Ok(SigningKey::from_bytes(&seed))
+}
+
+/// Writes a key file readable only by its owner.
+pub fn write_key(path: &Path, key: &SigningKey) -> Result<(), String> {
+    use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
+    let mut file = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(path)
+        .map_err(|e| format!("cannot create {}: {e}", path.display()))?;
+    writeln!(file, "{}", hex::encode(key.to_bytes()))
+        .map_err(|e| format!("cannot write {}: {e}", path.display()))
+}
+
+pub fn public_key_hex(key: &SigningKey) -> String {
+    hex::encode(key.verifying_key().to_bytes())
+}
+
+pub fn parse_public_key(text: &str) -> Result<ed25519_dalek::VerifyingKey, String> {
+    let mut bytes = [0u8; 32];
+    hex::decode_to_slice(text.trim(), &mut bytes)
+        .map_err(|_| "a public key is 64 hex digits".to_string())?;
+    ed25519_dalek::VerifyingKey::from_bytes(&bytes).map_err(|_| "not an Ed25519 public key".into())
 }

@@ -1,9 +1,12 @@
 //! `bankd demo`: a local consortium of three banks on 127.0.0.1, each with its own SQLite
-//! ledger under one folder. It writes `consortium.toml` (the banks' list) and `demo.json` (each
+//! ledger and Ed25519 key under one folder. It writes `consortium.toml` (the banks' list) and `demo.json` (each
 //! bank's code, name, URL and operator token) there; run again on the same folder, it resumes
 //! with all data and the same tokens.
 
-use crate::config::{Config, Peer, SESSION_TTL_DEFAULT};
+use crate::config::{
+    Config, Consortium, Peer, SESSION_TTL_DEFAULT, generate_key, public_key_hex, read_key,
+    write_key,
+};
 use ledger::BankCode;
 use serde::{Deserialize, Serialize};
 use std::path::Path;
@@ -49,31 +52,39 @@ pub async fn run(dir: &Path, base_port: u16) -> Result<(), String> {
             .map(|b| b.operator_token.clone())
             .unwrap_or_else(random_token)
     };
+    let mut keys = Vec::new();
+    for (code, _) in DEMO_BANKS {
+        let bank_dir = dir.join(code);
+        std::fs::create_dir_all(&bank_dir)
+            .map_err(|e| format!("cannot create {}: {e}", bank_dir.display()))?;
+        let key_path = bank_dir.join("bank.key");
+        if !key_path.exists() {
+            write_key(&key_path, &generate_key())?;
+        }
+        keys.push(read_key(&key_path)?);
+    }
     let peers: Vec<Peer> = DEMO_BANKS
         .iter()
+        .zip(&keys)
         .zip(0u16..)
-        .map(|((code, name), i)| Peer {
+        .map(|(((code, name), key), i)| Peer {
             code: code.to_string(),
             name: name.to_string(),
             url: format!("http://127.0.0.1:{}", base_port + i),
+            public_key: public_key_hex(key),
         })
         .collect();
     let consortium_path = dir.join("consortium.toml");
-    let consortium_text: String = peers
-        .iter()
-        .map(|p| {
-            format!(
-                "[[bank]]\ncode = \"{}\"\nname = \"{}\"\nurl = \"{}\"\n\n",
-                p.code, p.name, p.url
-            )
-        })
-        .collect();
+    let consortium_text = toml::to_string(&Consortium {
+        banks: peers.clone(),
+    })
+    .map_err(|e| format!("cannot write the consortium file: {e}"))?;
     std::fs::write(&consortium_path, consortium_text)
         .map_err(|e| format!("cannot write {}: {e}", consortium_path.display()))?;
 
     let mut running = Vec::new();
     let mut listed = Vec::new();
-    for (peer, i) in peers.iter().zip(0u16..) {
+    for ((peer, key), i) in peers.iter().zip(keys).zip(0u16..) {
         let config = Config {
             bank: BankCode::parse(&peer.code).expect("demo codes are valid"),
             name: peer.name.clone(),
@@ -82,6 +93,7 @@ pub async fn run(dir: &Path, base_port: u16) -> Result<(), String> {
             operator_token: token_of(&peer.code),
             peers: peers.clone(),
             session_ttl: SESSION_TTL_DEFAULT,
+            key,
         };
         listed.push(DemoBank {
             code: peer.code.clone(),

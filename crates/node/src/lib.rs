@@ -9,6 +9,7 @@ pub mod config;
 pub mod demo;
 pub mod error;
 pub mod extract;
+pub mod interbank;
 pub mod metrics;
 pub mod routes;
 pub mod state;
@@ -24,6 +25,8 @@ use tokio::task::JoinHandle;
 
 /// Request bodies larger than this are refused with 413.
 pub const BODY_BYTES_MAX: usize = 64 * 1024;
+/// Envelopes between banks may be larger: many protocol messages in one.
+pub const INTERBANK_BODY_BYTES_MAX: usize = 8 * 1024 * 1024;
 /// Every request is answered within this time.
 pub const HANDLER_TIMEOUT: Duration = Duration::from_secs(10);
 
@@ -42,6 +45,7 @@ impl RunningBank {
 
     /// Stops taking connections, lets requests in progress finish, and waits for the server.
     pub async fn stop(mut self) -> std::io::Result<()> {
+        self.state.interbank.stop();
         if let Some(shutdown) = self.shutdown.take() {
             let _ = shutdown.send(());
         }
@@ -70,16 +74,27 @@ pub async fn start(config: Config) -> Result<RunningBank, String> {
         .filter_map(|p| ledger::BankCode::parse(&p.code))
         .collect();
     let path = config.data_dir.join("ledger.db");
-    let store = SqliteStore::open(&path, config.bank, &peers, clock.clone())
-        .map_err(|e| format!("cannot open {}: {e}", path.display()))?;
+    let store: Arc<dyn store::Store> = Arc::new(
+        SqliteStore::open(&path, config.bank, &peers, clock.clone())
+            .map_err(|e| format!("cannot open {}: {e}", path.display()))?,
+    );
+    let interbank = interbank::Interbank::start(
+        config.bank,
+        config.key.clone(),
+        &config.peers,
+        store.clone(),
+        clock.clone(),
+    )
+    .await?;
     let state = Arc::new(AppState::new(
         config.bank,
         config.name.clone(),
-        Arc::new(store),
+        store,
         clock,
         config.operator_token.clone(),
         config.session_ttl,
         config.peers.clone(),
+        interbank,
     ));
     let listener = tokio::net::TcpListener::bind(config.listen)
         .await

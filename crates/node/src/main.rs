@@ -29,6 +29,12 @@ enum Command {
         #[arg(long, default_value_t = 8081)]
         base_port: u16,
     },
+    /// Make an Ed25519 key pair: the secret goes to FILE (readable only by you), the public key
+    /// is printed for the consortium file.
+    Keygen {
+        #[arg(long)]
+        out: PathBuf,
+    },
 }
 
 #[tokio::main]
@@ -40,6 +46,7 @@ async fn main() -> ExitCode {
             data_dir,
             base_port,
         } => node::demo::run(&data_dir, base_port).await,
+        Command::Keygen { out } => keygen(&out),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -58,4 +65,11 @@ async fn serve(config: Option<PathBuf>) -> Result<(), String> {
         result = bank.wait() => result.map_err(|e| e.to_string()),
         _ = tokio::signal::ctrl_c() => bank.stop().await.map_err(|e| e.to_string()),
     }
+}
+
+fn keygen(out: &std::path::Path) -> Result<(), String> {
+    let key = node::config::generate_key();
+    node::config::write_key(out, &key)?;
+    println!("{}", node::config::public_key_hex(&key));
+    Ok(())
 }

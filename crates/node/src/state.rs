@@ -28,6 +28,9 @@ pub struct AppState {
     pub operator_token: String,
     pub session_ttl: Duration,
     pub peers: Vec<crate::config::Peer>,
+    pub interbank: Arc<crate::interbank::Interbank>,
+    /// When this node started (Unix ms).
+    pub started_ms: u64,
     pub metrics: Metrics,
     inflight: Mutex<HashSet<(CustomerId, String)>>,
     throttle: Mutex<HashMap<String, Failures>>,
@@ -55,6 +58,7 @@ impl Drop for InFlight<'_> {
 }
 
 impl AppState {
+    #[allow(clippy::too_many_arguments)]
     pub fn new(
         bank: BankCode,
         name: String,
@@ -63,6 +67,7 @@ impl AppState {
         operator_token: String,
         session_ttl: Duration,
         peers: Vec<crate::config::Peer>,
+        interbank: Arc<crate::interbank::Interbank>,
     ) -> AppState {
         AppState {
             bank,
@@ -72,6 +77,8 @@ impl AppState {
             operator_token,
             session_ttl,
             peers,
+            interbank,
+            started_ms: store::wall_ms(),
             metrics: Metrics::default(),
             inflight: Mutex::new(HashSet::new()),
             throttle: Mutex::new(HashMap::new()),

@@ -429,4 +429,7 @@ pub struct OpenInterbank {
     pub votes: Vec<(EndToEndId, BankCode, bool)>,
     /// Decisions not yet acknowledged by every participant: transaction, commit, participants.
     pub decisions: Vec<(EndToEndId, bool, Vec<BankCode>)>,
+    /// Payments this bank began and never decided (it stopped in between): transaction and the
+    /// banks it touches. They are to be aborted.
+    pub undecided: Vec<(EndToEndId, Vec<BankCode>)>,
 }

@@ -276,10 +276,12 @@ pub struct BankStatus {
     pub code: String,
     pub name: String,
     pub url: String,
-    /// `up`, `suspect`, `down`, or `unknown` while this bank does not watch its peers.
+    /// `up`, `suspect` (silent for 2 s, or not heard from yet) or `down` (silent for 5 s).
     pub status: String,
-    /// RFC 3339, when the status last changed; null when unknown.
+    /// RFC 3339, when the status last changed.
     pub since: Option<String>,
+    /// The last heartbeat's round trip, in milliseconds; null for this bank and before the first.
+    pub rtt_ms: Option<u64>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]

@@ -4,6 +4,7 @@
 
 pub mod accounts;
 pub mod customers;
+pub mod interbank;
 pub mod payments;
 pub mod pix;
 pub mod system;
@@ -105,7 +106,7 @@ fn other_bank(state: &AppState, bank: BankCode) -> ApiError {
         ApiError::unprocessable(
             "interbank_not_supported",
             format!(
-                "bank {bank} is in the consortium, but payments between banks are not open yet"
+                "bank {bank} is in the consortium, but only payments to its accounts go through this bank; operate accounts there at bank {bank}"
             ),
         )
     } else {

@@ -4,13 +4,26 @@
 use super::{ApiPath, amount, body_account, description, destination, outcome_body, respond};
 use crate::error::ApiError;
 use crate::extract::{ApiJson, Caller};
+use crate::interbank::fault::{self, Point};
+use crate::interbank::peers::Status;
+use crate::interbank::{Part, RemoteKey};
 use crate::state::AppState;
 use axum::extract::State;
-use axum::http::{HeaderMap, Uri};
-use axum::response::Response;
-use ledger::EndToEndId;
+use axum::http::{HeaderMap, StatusCode, Uri};
+use axum::response::{IntoResponse, Response};
+use ledger::{AccountNumber, Amount, BankCode, EndToEndId, PixKey};
+use protocol::{Endpoint, Memo, Movement};
+use std::collections::BTreeMap;
 use std::sync::Arc;
-use store::{Command, Operation, OperationKind, PACKAGE_OPERATIONS_MAX};
+use std::time::Duration;
+use store::{
+    AccountAddress, Command, CustomerRecord, Operation, OperationKind, Outcome,
+    PACKAGE_OPERATIONS_MAX, PaymentRecord, PaymentStatus,
+};
+
+/// How long a customer's request waits for an interbank decision before it answers 202 pending
+/// (the payment then finishes on its own; `GET /transfers/{id}` follows it).
+const DECISION_WAIT: Duration = Duration::from_secs(8);
 
 #[utoipa::path(post, path = "/api/v1/transfers", tag = "payments", security(("bearer" = [])), request_body = wire::TransferRequest,
     params(("Idempotency-Key" = Option<String>, Header)),
@@ -26,9 +39,19 @@ pub async fn transfer(
 ) -> Result<Response, ApiError> {
     let request = body.value;
     let from = body_account(&state, "from", &request.from)?;
-    let to = destination(&state, "to", &request.to)?;
     let amount = amount("amount", &request.amount)?;
     let description = description(request.description)?;
+    let fingerprint = format!("POST {} {}", uri.path(), body.canonical);
+    if let Some(recipient) = elsewhere(&state, &request.to).await? {
+        let payment = Payment {
+            from,
+            recipient,
+            amount,
+            description,
+        };
+        return interbank_transfer(&state, &customer, &headers, &fingerprint, payment).await;
+    }
+    let to = destination(&state, "to", &request.to)?;
     let command = Command::Transfer {
         actor: customer.id,
         from,
@@ -38,12 +61,7 @@ pub async fn transfer(
         e2e: state.new_e2e(),
     };
     let executed = state
-        .execute(
-            customer.id,
-            &headers,
-            &format!("POST {} {}", uri.path(), body.canonical),
-            command,
-        )
+        .execute(customer.id, &headers, &fingerprint, command)
         .await?;
     Ok(respond(executed))
 }
@@ -145,4 +163,190 @@ pub async fn package(
         )
         .await?;
     Ok(respond(executed))
+}
+
+/// A recipient at another bank of the consortium.
+struct Recipient {
+    bank: BankCode,
+    number: AccountNumber,
+    holder_name: Option<String>,
+}
+
+struct Payment {
+    from: AccountNumber,
+    recipient: Recipient,
+    amount: Amount,
+    description: String,
+}
+
+/// The recipient when it is at another bank: an account named by `{bank, number}` there, or a
+/// Pix key this bank does not hold and another bank does. `None` for this bank's own accounts
+/// and keys (and for malformed destinations, which the local path refuses).
+async fn elsewhere(
+    state: &AppState,
+    to: &wire::Destination,
+) -> Result<Option<Recipient>, ApiError> {
+    match (&to.pix_key, &to.bank, &to.number) {
+        (None, Some(bank), Some(number)) => {
+            let Some(bank) = BankCode::parse(bank).filter(|b| *b != state.bank) else {
+                return Ok(None);
+            };
+            if state.interbank.link(bank).is_none() {
+                return Ok(None);
+            }
+            let number = AccountNumber::parse(number).ok_or_else(|| {
+                ApiError::unprocessable(
+                    "invalid_account_number",
+                    "`to.number` is an account number with its check digit, like 100001-2",
+                )
+            })?;
+            Ok(Some(Recipient {
+                bank,
+                number,
+                holder_name: None,
+            }))
+        }
+        (Some(key), None, None) => {
+            let Ok(key) = PixKey::parse_any(key) else {
+                return Ok(None);
+            };
+            if state.store.pix_key(&key).await?.is_some() {
+                return Ok(None);
+            }
+            let Some(RemoteKey {
+                bank,
+                number,
+                holder_name,
+                ..
+            }) = state.interbank.find_pix_key(&key).await
+            else {
+                return Ok(None);
+            };
+            match (BankCode::parse(&bank), AccountNumber::parse(&number)) {
+                (Some(bank), Some(number)) => Ok(Some(Recipient {
+                    bank,
+                    number,
+                    holder_name: Some(holder_name),
+                })),
+                _ => Ok(None),
+            }
+        }
+        _ => Ok(None),
+    }
+}
+
+/// Fails fast, leaving nothing behind, when the bank a payment needs is not answering.
+fn require_available(state: &AppState, bank: BankCode) -> Result<(), ApiError> {
+    let link = state.interbank.link(bank).ok_or_else(|| {
+        ApiError::unprocessable(
+            "unknown_bank",
+            format!("bank {bank} is not in this bank's consortium"),
+        )
+    })?;
+    let health = link.health();
+    if health.status == Status::Down || health.rtt_ms.is_none() {
+        return Err(ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "bank_unavailable",
+            format!(
+                "bank {bank} ({}) is not answering; nothing was done, try again later",
+                link.name
+            ),
+        )
+        .with_retry_after(2));
+    }
+    Ok(())
+}
+
+/// A payment to another bank: recorded here as pending (tied to the request's Idempotency-Key),
+/// then the atomic commit; the answer carries the decision, or 202 pending if it is slow.
+async fn interbank_transfer(
+    state: &AppState,
+    customer: &CustomerRecord,
+    headers: &HeaderMap,
+    fingerprint: &str,
+    payment: Payment,
+) -> Result<Response, ApiError> {
+    let Payment {
+        from,
+        recipient,
+        amount,
+        description,
+    } = payment;
+    require_available(state, recipient.bank)?;
+    let e2e = state.new_e2e();
+    let record = PaymentRecord {
+        e2e_id: e2e.to_string(),
+        status: PaymentStatus::Pending,
+        reason: None,
+        from: AccountAddress {
+            bank: state.bank.to_string(),
+            number: from.to_string(),
+        },
+        to: AccountAddress {
+            bank: recipient.bank.to_string(),
+            number: recipient.number.to_string(),
+        },
+        amount_cents: amount.cents(),
+        description: description.clone(),
+        clock: state.clock.tick().to_string(),
+    };
+    let command = Command::BeginPayment {
+        actor: customer.id,
+        from,
+        payment: record.clone(),
+    };
+    let executed = state
+        .execute(customer.id, headers, fingerprint, command)
+        .await?;
+    if executed.replayed || !matches!(executed.outcome, Outcome::Pending(_)) {
+        return Ok(respond(executed));
+    }
+    fault::hit(Point::AfterBegin);
+    let label = |name: &str, bank: BankCode, number: AccountNumber| {
+        if name.is_empty() {
+            format!("{bank}/{number}")
+        } else {
+            format!("{name} · {bank}/{number}")
+        }
+    };
+    let memo = Memo {
+        description,
+        made_by: customer.username.clone(),
+        from_label: label(&customer.name, state.bank, from),
+        to_label: label(
+            recipient.holder_name.as_deref().unwrap_or(""),
+            recipient.bank,
+            recipient.number,
+        ),
+    };
+    let movement = Movement {
+        from: (state.bank, Endpoint::Account(from)),
+        to: (recipient.bank, Endpoint::Account(recipient.number)),
+        amount,
+        memo,
+    };
+    let parts: BTreeMap<BankCode, Part> = protocol::plan(&[movement])
+        .into_iter()
+        .map(|(bank, legs)| {
+            let payment = (bank != state.bank).then(|| record.clone());
+            (bank, Part { legs, payment })
+        })
+        .collect();
+    let decided = state.interbank.begin(e2e.clone(), parts).await;
+    if let Some(decided) = decided {
+        let _ = tokio::time::timeout(DECISION_WAIT, decided).await;
+    }
+    match state.store.payment(customer.id, &e2e).await? {
+        Some(Outcome::Payment(payment)) if payment.status != PaymentStatus::Pending => {
+            let mut response = outcome_body(&Outcome::Payment(payment))?;
+            *response.status_mut() = StatusCode::CREATED;
+            Ok(response)
+        }
+        _ => Ok((
+            StatusCode::ACCEPTED,
+            axum::Json(super::payment_wire(&record)),
+        )
+            .into_response()),
+    }
 }

@@ -84,13 +84,23 @@ pub async fn consortium(
         .peers
         .iter()
         .map(|peer| {
-            let own = peer.code == state.bank.as_str();
+            let link =
+                ledger::BankCode::parse(&peer.code).and_then(|code| state.interbank.link(code));
+            let (status, since, rtt_ms) = match link.map(|link| link.health()) {
+                Some(health) => (
+                    health.status.as_str(),
+                    Some(super::rfc3339(health.since_ms)),
+                    health.rtt_ms,
+                ),
+                None => ("up", Some(super::rfc3339(state.started_ms)), None),
+            };
             wire::BankStatus {
                 code: peer.code.clone(),
                 name: peer.name.clone(),
                 url: peer.url.clone(),
-                status: if own { "up" } else { "unknown" }.into(),
-                since: None,
+                status: status.into(),
+                since,
+                rtt_ms,
             }
         })
         .collect();

@@ -198,8 +198,8 @@ async fn refused_transfers_change_nothing() {
         ),
         (
             json!({"from": account(&a), "to": {"bank": "20000002", "number": b}, "amount": "1.00"}),
-            StatusCode::UNPROCESSABLE_ENTITY,
-            "interbank_not_supported",
+            StatusCode::SERVICE_UNAVAILABLE,
+            "bank_unavailable",
         ),
         (
             json!({"from": account(&a), "to": {}, "amount": "1.00"}),

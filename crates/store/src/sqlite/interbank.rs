@@ -189,7 +189,12 @@ pub fn finish(conn: &Connection, ctx: &Ctx, e2e: &EndToEndId, commit: bool) -> A
                 } else {
                     &leg.memo.description
                 },
-                made_by: &leg.memo.made_by,
+                // Who asked is shown on the payer's side only: another bank's usernames stay there.
+                made_by: if outgoing || !matches!(other, Endpoint::Settlement(_)) {
+                    &leg.memo.made_by
+                } else {
+                    ""
+                },
                 e2e: e2e.as_str(),
             };
             insert_entry(conn, ctx, draft)?;
@@ -359,7 +364,31 @@ pub fn open_work(conn: &Connection) -> rusqlite::Result<OpenInterbank> {
             Err(e) => Some(Err(e)),
         })
         .collect::<rusqlite::Result<_>>()?;
-    Ok(OpenInterbank { votes, decisions })
+    let undecided = conn
+        .prepare(
+            "SELECT e2e_id, body FROM payments WHERE status = 'pending' AND e2e_id NOT IN (SELECT e2e_id FROM interbank_decisions)",
+        )?
+        .query_map([], |row| Ok((row.get::<_, String>(0)?, row.get::<_, String>(1)?)))?
+        .map(|row| {
+            let (e2e, body) = row?;
+            let Ok(Outcome::Payment(payment)) = serde_json::from_str::<Outcome>(&body) else {
+                return Ok(None);
+            };
+            let banks: Vec<BankCode> = [&payment.from.bank, &payment.to.bank]
+                .into_iter()
+                .filter_map(|code| BankCode::parse(code))
+                .collect::<std::collections::BTreeSet<_>>()
+                .into_iter()
+                .collect();
+            Ok(EndToEndId::parse(&e2e).map(|e2e| (e2e, banks)))
+        })
+        .filter_map(Result::transpose)
+        .collect::<rusqlite::Result<_>>()?;
+    Ok(OpenInterbank {
+        votes,
+        decisions,
+        undecided,
+    })
 }
 
 /// A decision recorded here, complete or not (for a participant asking about an old transaction).

@@ -1,0 +1,432 @@
+//! The one task that owns this bank's protocol state machines, and the effects it starts.
+//!
+//! Ordering rule (from `protocol::Output`): within one list of outputs, every durable write is
+//! finished before any later message is sent. Lists whose effects need the store run in their own
+//! task, so many transactions' writes meet in the store's group commit.
+
+use super::fault::{self, Point};
+use super::peers::PeerLink;
+use super::{Decided, Part};
+use ledger::BankCode;
+use protocol::{Coordinator, Endpoint, Message, Output, Participant, Timing, TxnId};
+use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::sync::Arc;
+use std::time::Duration;
+use store::{Command, Executed, Outcome, Request, Store, StoreError, wall_ms};
+use tokio::sync::{mpsc, oneshot, watch};
+
+/// How often time is fed to the state machines (retries, timeouts, queries).
+const TICK: Duration = Duration::from_millis(100);
+
+#[allow(clippy::large_enum_variant)] // Events pass through a channel; boxing buys nothing.
+pub enum Event {
+    /// A customer's payment this bank coordinates.
+    Begin {
+        txn: TxnId,
+        parts: BTreeMap<BankCode, Part>,
+        done: oneshot::Sender<Decided>,
+    },
+    /// A message from a bank (this one included).
+    Inbound {
+        from: BankCode,
+        message: Message<Part>,
+    },
+    /// The participant's prepare is durable (or was refused, or had finished before).
+    Prepared {
+        txn: TxnId,
+        yes: bool,
+        reason: Option<String>,
+        finished_before: bool,
+    },
+    /// The participant's commit or abort is durable.
+    Finished { txn: TxnId },
+    /// A bank asks about a transaction that neither memory nor the store has a decision for.
+    QueryUnknown { from: BankCode, txn: TxnId },
+}
+
+pub struct Engine {
+    me: BankCode,
+    coordinator: Coordinator<Part>,
+    participant: Participant<Part>,
+    waiters: HashMap<TxnId, oneshot::Sender<Decided>>,
+    effects: Arc<Effects>,
+}
+
+/// What effect tasks need: the store, the engine's inbox, the outboxes.
+struct Effects {
+    me: BankCode,
+    store: Arc<dyn Store>,
+    events: mpsc::Sender<Event>,
+    links: BTreeMap<BankCode, Arc<PeerLink>>,
+}
+
+impl Engine {
+    /// An engine holding every transaction the store says is unfinished: decisions not yet
+    /// acknowledged are resent, votes without a decision ask their coordinator, and payments this
+    /// bank began but never decided are aborted now (nobody can have committed them).
+    pub async fn recover(
+        me: BankCode,
+        store: Arc<dyn Store>,
+        events: mpsc::Sender<Event>,
+        links: BTreeMap<BankCode, Arc<PeerLink>>,
+    ) -> Result<Engine, String> {
+        let timing = Timing::default();
+        let mut coordinator = Coordinator::new(me, timing);
+        let mut participant = Participant::new(me, timing);
+        let open = store
+            .open_interbank()
+            .await
+            .map_err(|e| format!("cannot read unfinished interbank work: {e}"))?;
+        let now = wall_ms();
+        for (txn, participants) in open.undecided {
+            let command = Command::RecordDecision {
+                e2e: txn.clone(),
+                commit: false,
+                participants: participants.clone(),
+                reason: Some("bank_restarted".into()),
+            };
+            let executed = store
+                .execute(Request {
+                    command,
+                    idempotency: None,
+                })
+                .await
+                .map_err(|e| format!("cannot abort {txn}: {e}"))?;
+            let commit = matches!(executed.outcome, Outcome::Decision { commit: true });
+            coordinator.restore(txn, commit, participants, now);
+        }
+        for (txn, commit, participants) in open.decisions {
+            coordinator.restore(txn, commit, participants, now);
+        }
+        for (txn, from, yes) in open.votes {
+            participant.restore(txn, from, yes, now);
+        }
+        if coordinator.open() + participant.open() > 0 {
+            tracing::info!(
+                coordinating = coordinator.open(),
+                participating = participant.open(),
+                "finishing interbank transactions left open"
+            );
+        }
+        Ok(Engine {
+            me,
+            coordinator,
+            participant,
+            waiters: HashMap::new(),
+            effects: Arc::new(Effects {
+                me,
+                store,
+                events,
+                links,
+            }),
+        })
+    }
+
+    pub async fn run(mut self, mut events: mpsc::Receiver<Event>, mut stop: watch::Receiver<bool>) {
+        let mut tick = tokio::time::interval(TICK);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tokio::select! {
+                event = events.recv() => match event {
+                    Some(event) => self.handle(event),
+                    None => return,
+                },
+                _ = tick.tick() => {
+                    let now = wall_ms();
+                    let mut out = self.coordinator.tick(now);
+                    out.extend(self.participant.tick(now));
+                    self.dispatch(out);
+                }
+                _ = stop.changed() => return,
+            }
+        }
+    }
+
+    fn handle(&mut self, event: Event) {
+        let mut queue = VecDeque::from([event]);
+        while let Some(event) = queue.pop_front() {
+            let now = wall_ms();
+            let out = match event {
+                Event::Begin { txn, parts, done } => {
+                    self.waiters.insert(txn.clone(), done);
+                    self.coordinator.begin(txn, parts, now)
+                }
+                Event::Inbound { from, message } => match message {
+                    Message::Prepare { .. } | Message::Decide { .. } => {
+                        self.participant.on_message(from, message, now)
+                    }
+                    Message::Query { txn } if !self.coordinator.knows(&txn) => {
+                        tokio::spawn(self.effects.clone().answer_query(from, txn));
+                        Vec::new()
+                    }
+                    _ => self.coordinator.on_message(from, message, now),
+                },
+                Event::QueryUnknown { from, txn } => {
+                    self.coordinator
+                        .on_message(from, Message::Query { txn }, now)
+                }
+                Event::Prepared {
+                    txn,
+                    yes,
+                    reason,
+                    finished_before,
+                } => {
+                    if finished_before {
+                        self.participant.finished(txn)
+                    } else {
+                        self.participant.prepared(txn, yes, reason, now)
+                    }
+                }
+                Event::Finished { txn } => self.participant.finished(txn),
+            };
+            // Messages to this bank itself are handled at once, without a round trip.
+            let (own, out): (Vec<_>, Vec<_>) = out
+                .into_iter()
+                .partition(|o| matches!(o, Output::Send { to, .. } if *to == self.me));
+            self.dispatch(out);
+            for output in own {
+                if let Output::Send { message, .. } = output {
+                    queue.push_back(Event::Inbound {
+                        from: self.me,
+                        message,
+                    });
+                }
+            }
+        }
+    }
+
+    fn dispatch(&mut self, out: Vec<Output<Part>>) {
+        if out.is_empty() {
+            return;
+        }
+        if out.iter().all(|o| matches!(o, Output::Send { .. })) {
+            for output in out {
+                if let Output::Send { to, message } = output {
+                    self.effects.send(to, message);
+                }
+            }
+            return;
+        }
+        let waiters = out
+            .iter()
+            .filter_map(|o| match o {
+                Output::Decided { txn, .. } => self.waiters.remove(txn).map(|w| (txn.clone(), w)),
+                _ => None,
+            })
+            .collect();
+        tokio::spawn(self.effects.clone().carry_out(out, waiters));
+    }
+}
+
+impl Effects {
+    fn send(&self, to: BankCode, message: Message<Part>) {
+        if to == self.me {
+            if self
+                .events
+                .try_send(Event::Inbound { from: to, message })
+                .is_err()
+            {
+                tracing::warn!(
+                    "engine inbox full; a message to this bank is dropped (it is resent)"
+                );
+            }
+        } else if let Some(link) = self.links.get(&to) {
+            link.send(message);
+        } else {
+            tracing::error!(bank = %to, "a message for a bank outside the consortium");
+        }
+    }
+
+    /// Runs a command, waiting out a full store queue. `None` when the store is shutting down.
+    async fn execute(&self, command: Command) -> Option<Executed> {
+        let mut backoff = Duration::from_millis(5);
+        loop {
+            let request = Request {
+                command: command.clone(),
+                idempotency: None,
+            };
+            match self.store.execute(request).await {
+                Ok(executed) => return Some(executed),
+                Err(StoreError::Overloaded) => {
+                    tokio::time::sleep(backoff).await;
+                    backoff = (backoff * 2).min(Duration::from_secs(1));
+                }
+                Err(StoreError::Closed) => return None,
+                Err(error) => {
+                    // The protocol's promises rest on durable writes: stop rather than go on.
+                    tracing::error!(%error, "a durable interbank write failed; stopping the bank");
+                    eprintln!("bankd: a durable interbank write failed ({error}); stopping");
+                    std::process::exit(70);
+                }
+            }
+        }
+    }
+
+    async fn carry_out(
+        self: Arc<Self>,
+        out: Vec<Output<Part>>,
+        mut waiters: Vec<(TxnId, oneshot::Sender<Decided>)>,
+    ) {
+        let reasons: HashMap<TxnId, Option<String>> = out
+            .iter()
+            .filter_map(|o| match o {
+                Output::Decided { txn, reason, .. } => Some((txn.clone(), reason.clone())),
+                _ => None,
+            })
+            .collect();
+        // The decision that stands, when the store already held an earlier one.
+        let mut stands: HashMap<TxnId, bool> = HashMap::new();
+        for output in out {
+            match output {
+                Output::Send { to, mut message } => {
+                    if let Message::Decide { txn, commit } = &mut message
+                        && let Some(first) = stands.get(txn)
+                    {
+                        *commit = *first;
+                    }
+                    self.send(to, message);
+                }
+                Output::RecordDecision {
+                    txn,
+                    commit,
+                    participants,
+                } => {
+                    let reason = reasons.get(&txn).cloned().flatten();
+                    let command = Command::RecordDecision {
+                        e2e: txn.clone(),
+                        commit,
+                        participants,
+                        reason,
+                    };
+                    let Some(executed) = self.execute(command).await else {
+                        return;
+                    };
+                    if let Outcome::Decision { commit: first } = executed.outcome {
+                        if first != commit {
+                            tracing::warn!(%txn, first, "an earlier decision stands");
+                        }
+                        stands.insert(txn, first);
+                    }
+                    fault::hit(Point::AfterDecision);
+                }
+                Output::Decided {
+                    txn,
+                    commit,
+                    reason,
+                } => {
+                    let commit = stands.get(&txn).copied().unwrap_or(commit);
+                    if let Some(at) = waiters.iter().position(|(t, _)| *t == txn) {
+                        let (_, waiter) = waiters.swap_remove(at);
+                        let _ = waiter.send(Decided { commit, reason });
+                    }
+                }
+                Output::Completed { txn } => {
+                    if self
+                        .execute(Command::CompleteDecision { e2e: txn })
+                        .await
+                        .is_none()
+                    {
+                        return;
+                    }
+                }
+                Output::Prepare {
+                    txn,
+                    coordinator,
+                    part,
+                } => {
+                    let Some(event) = self.prepare(txn, coordinator, part).await else {
+                        return;
+                    };
+                    let _ = self.events.send(event).await;
+                }
+                Output::Finish { txn, commit } => {
+                    let command = Command::Finish {
+                        e2e: txn.clone(),
+                        commit,
+                    };
+                    let Some(executed) = self.execute(command).await else {
+                        return;
+                    };
+                    if let Outcome::Refused(refusal) = executed.outcome {
+                        tracing::error!(%txn, %refusal, "a decision was not obeyed; it is not acknowledged");
+                        continue;
+                    }
+                    fault::hit(Point::AfterFinish);
+                    let _ = self.events.send(Event::Finished { txn }).await;
+                }
+            }
+        }
+    }
+
+    /// Holds the part durably and says how this bank votes. Another bank may only move money
+    /// into this bank's customer accounts, out of this bank's settlement account with it; taking
+    /// money out of a customer account is for the bank the customer asked.
+    async fn prepare(&self, txn: TxnId, coordinator: BankCode, part: Part) -> Option<Event> {
+        let allowed = coordinator == self.me
+            || (!part.legs.is_empty()
+                && part.legs.iter().all(|leg| {
+                    leg.from == Endpoint::Settlement(coordinator)
+                        && matches!(leg.to, Endpoint::Account(_))
+                }));
+        if !allowed {
+            tracing::warn!(%txn, bank = %coordinator, "refused a part that would take money out of this bank");
+            return Some(Event::Prepared {
+                txn,
+                yes: false,
+                reason: Some("not_allowed".into()),
+                finished_before: false,
+            });
+        }
+        let command = Command::Prepare {
+            e2e: txn.clone(),
+            coordinator,
+            legs: part.legs,
+            payment: part.payment,
+        };
+        let executed = self.execute(command).await?;
+        fault::hit(Point::AfterPrepare);
+        Some(match executed.outcome {
+            Outcome::Vote { yes, reason } => Event::Prepared {
+                txn,
+                yes,
+                reason,
+                finished_before: false,
+            },
+            Outcome::AlreadyFinished => Event::Prepared {
+                txn,
+                yes: false,
+                reason: None,
+                finished_before: true,
+            },
+            Outcome::Refused(refusal) => Event::Prepared {
+                txn,
+                yes: false,
+                reason: Some(refusal.code().to_string()),
+                finished_before: false,
+            },
+            other => {
+                tracing::error!(%txn, ?other, "unexpected outcome of a prepare");
+                Event::Prepared {
+                    txn,
+                    yes: false,
+                    reason: Some("internal_error".into()),
+                    finished_before: false,
+                }
+            }
+        })
+    }
+
+    /// A bank asks about a transaction the coordinator has put away: the store's decision if it
+    /// has one, otherwise presumed abort (recorded by the coordinator before it answers).
+    async fn answer_query(self: Arc<Self>, from: BankCode, txn: TxnId) {
+        match self.store.decision(&txn).await {
+            Ok(Some(commit)) => self.send(from, Message::Decide { txn, commit }),
+            Ok(None) => {
+                let _ = self.events.send(Event::QueryUnknown { from, txn }).await;
+            }
+            Err(error) => {
+                tracing::warn!(%txn, %error, "cannot read a decision; the query will come again")
+            }
+        }
+    }
+}

@@ -1,0 +1,207 @@
+//! The consortium side of a bank: signed messages to and from the other banks, their health,
+//! and the engine that drives the interbank atomic commit (DESIGN §4).
+//!
+//! The protocol itself is the pure `protocol` crate. The engine is one task that owns this
+//! bank's `Coordinator` and `Participant`, feeds them events (a customer's payment, a message
+//! from a bank, a finished store write, the passing of time) and carries out what they ask:
+//! durable writes through the store, then messages through the per-peer outboxes. A write that
+//! must be durable before a message is sent is awaited first; a store that cannot write stops
+//! the node (fail-stop) rather than let the protocol run on a lie.
+
+pub mod engine;
+pub mod fault;
+pub mod peers;
+pub mod signing;
+
+use crate::config::{Peer, parse_public_key};
+use ed25519_dalek::SigningKey;
+use ledger::{BankCode, PixKey, Stamp};
+use peers::{PeerLink, Status};
+use protocol::{Leg, Message, TxnId};
+use serde::{Deserialize, Serialize};
+use signing::Verifier;
+use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
+use store::{PaymentRecord, SharedClock, Store};
+use tokio::sync::{mpsc, oneshot, watch};
+
+pub const MESSAGES_PATH: &str = "/interbank/v1/messages";
+pub const HEARTBEAT_PATH: &str = "/interbank/v1/heartbeat";
+pub const PIX_KEYS_PATH: &str = "/interbank/v1/pix-keys";
+
+/// Events waiting for the engine; a bank that sends more is told to retry (503).
+const EVENTS_MAX: usize = 65_536;
+
+/// A participant's part of a transaction: its legs, and the payment it belongs to so its
+/// customers can look it up.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Part {
+    pub legs: Vec<Leg>,
+    pub payment: Option<PaymentRecord>,
+}
+
+/// What one bank posts to another: protocol messages (none for a heartbeat) and its clock.
+#[derive(Debug, Serialize, Deserialize)]
+pub struct Envelope {
+    pub from: BankCode,
+    pub clock: Stamp,
+    pub messages: Vec<Message<Part>>,
+}
+
+/// A Pix key found at another bank.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct RemoteKey {
+    pub bank: String,
+    pub number: String,
+    pub holder_name: String,
+    pub document_masked: String,
+}
+
+/// The outcome of a transaction this bank coordinates, once it is durable.
+#[derive(Debug, Clone)]
+pub struct Decided {
+    pub commit: bool,
+    pub reason: Option<String>,
+}
+
+/// What the peer tasks and the engine share.
+pub struct Shared {
+    pub me: BankCode,
+    pub key: SigningKey,
+    pub clock: Arc<SharedClock>,
+    pub http: reqwest::Client,
+}
+
+pub struct Interbank {
+    shared: Arc<Shared>,
+    links: BTreeMap<BankCode, Arc<PeerLink>>,
+    pub verifier: Verifier,
+    events: mpsc::Sender<engine::Event>,
+    stop: watch::Sender<bool>,
+}
+
+impl Interbank {
+    /// Reloads unfinished interbank work from the store and starts the engine, the heartbeats and
+    /// the outboxes.
+    pub async fn start(
+        me: BankCode,
+        key: SigningKey,
+        peers: &[Peer],
+        store: Arc<dyn Store>,
+        clock: Arc<SharedClock>,
+    ) -> Result<Arc<Interbank>, String> {
+        let http = reqwest::Client::builder()
+            .tcp_nodelay(true)
+            .pool_max_idle_per_host(16)
+            .build()
+            .map_err(|e| format!("cannot build the HTTP client: {e}"))?;
+        let shared = Arc::new(Shared {
+            me,
+            key,
+            clock,
+            http,
+        });
+        let (stop, stopped) = watch::channel(false);
+        let mut keys = HashMap::new();
+        let mut links = BTreeMap::new();
+        for peer in peers {
+            let code = BankCode::parse(&peer.code)
+                .ok_or_else(|| format!("bank code {:?} is not 8 digits", peer.code))?;
+            if code == me {
+                continue;
+            }
+            keys.insert(
+                code,
+                parse_public_key(&peer.public_key).map_err(|e| format!("bank {code}: {e}"))?,
+            );
+            let (link, queue) = PeerLink::new(code, peer.name.clone(), peer.url.clone());
+            tokio::spawn(peers::run_outbox(
+                shared.clone(),
+                link.clone(),
+                queue,
+                stopped.clone(),
+            ));
+            tokio::spawn(peers::run_heartbeats(
+                shared.clone(),
+                link.clone(),
+                stopped.clone(),
+            ));
+            links.insert(code, link);
+        }
+        let (events, queue) = mpsc::channel(EVENTS_MAX);
+        let engine = engine::Engine::recover(me, store, events.clone(), links.clone()).await?;
+        tokio::spawn(engine.run(queue, stopped));
+        Ok(Arc::new(Interbank {
+            shared,
+            links,
+            verifier: Verifier::new(keys),
+            events,
+            stop,
+        }))
+    }
+
+    pub fn link(&self, bank: BankCode) -> Option<&Arc<PeerLink>> {
+        self.links.get(&bank)
+    }
+
+    pub fn links(&self) -> impl Iterator<Item = &Arc<PeerLink>> {
+        self.links.values()
+    }
+
+    /// Starts a transaction this bank coordinates; the answer comes once the decision is durable.
+    pub async fn begin(
+        &self,
+        txn: TxnId,
+        parts: BTreeMap<BankCode, Part>,
+    ) -> Option<oneshot::Receiver<Decided>> {
+        let (done, decided) = oneshot::channel();
+        self.events
+            .send(engine::Event::Begin { txn, parts, done })
+            .await
+            .ok()?;
+        Some(decided)
+    }
+
+    /// Hands messages from a bank to the engine; `false` if the engine is too busy to take them.
+    pub fn deliver(&self, from: BankCode, messages: Vec<Message<Part>>) -> bool {
+        if self.events.capacity() < messages.len() {
+            return false;
+        }
+        messages.into_iter().all(|message| {
+            self.events
+                .try_send(engine::Event::Inbound { from, message })
+                .is_ok()
+        })
+    }
+
+    /// Asks every bank that is not down whether it holds the key.
+    pub async fn find_pix_key(&self, key: &PixKey) -> Option<RemoteKey> {
+        let mut asking = tokio::task::JoinSet::new();
+        for link in self
+            .links
+            .values()
+            .filter(|l| l.health().status != Status::Down)
+        {
+            let (shared, link) = (self.shared.clone(), link.clone());
+            let path = format!("{PIX_KEYS_PATH}/{}", key.as_str());
+            asking.spawn(async move {
+                let response = peers::get(&shared, &link, &path).await.ok()?;
+                if !response.status().is_success() {
+                    return None;
+                }
+                let found: RemoteKey = response.json().await.ok()?;
+                (found.bank == link.code.as_str()).then_some(found)
+            });
+        }
+        while let Some(answer) = asking.join_next().await {
+            if let Ok(Some(found)) = answer {
+                return Some(found);
+            }
+        }
+        None
+    }
+
+    pub fn stop(&self) {
+        let _ = self.stop.send(true);
+    }
+}

@@ -1,0 +1,266 @@
+//! The other banks as this bank sees them: where they are, whether they answer (a heartbeat
+//! each second; suspect after 2 s of silence, down after 5 s, up again at the first answer), and
+//! a per-peer outbox that sends protocol messages in batches over kept-alive connections.
+//!
+//! The outbox may drop messages (a full queue, a bank that does not answer): the protocol resends
+//! whatever is not acknowledged, so nothing here needs to be reliable.
+
+use super::signing;
+use super::{Envelope, Part, Shared};
+use ledger::{BankCode, Stamp};
+use protocol::Message;
+use std::sync::Arc;
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+use store::wall_ms;
+use tokio::sync::{Semaphore, mpsc, watch};
+
+pub const HEARTBEAT_EVERY: Duration = Duration::from_secs(1);
+/// Silence after which a bank is suspect.
+pub const SUSPECT_AFTER_MS: u64 = 2_000;
+/// Silence after which a bank is down (the seed systems' figure).
+pub const DOWN_AFTER_MS: u64 = 5_000;
+/// Messages in one envelope.
+pub const BATCH_MAX: usize = 1_024;
+/// Messages waiting for one peer; more are dropped (and resent by the protocol).
+const OUTBOX_MAX: usize = 65_536;
+/// Envelopes in flight to one peer at once.
+const SENDS_IN_FLIGHT_MAX: usize = 8;
+const REQUEST_TIMEOUT: Duration = Duration::from_secs(3);
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Status {
+    Up,
+    Suspect,
+    Down,
+}
+
+impl Status {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Status::Up => "up",
+            Status::Suspect => "suspect",
+            Status::Down => "down",
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy)]
+pub struct Health {
+    pub status: Status,
+    /// When the status last changed (Unix ms).
+    pub since_ms: u64,
+    /// The last heartbeat's round trip.
+    pub rtt_ms: Option<u64>,
+    heard_ms: Option<u64>,
+    started_ms: u64,
+}
+
+impl Health {
+    fn new(now_ms: u64) -> Health {
+        Health {
+            status: Status::Suspect,
+            since_ms: now_ms,
+            rtt_ms: None,
+            heard_ms: None,
+            started_ms: now_ms,
+        }
+    }
+
+    fn refresh(&mut self, now_ms: u64) {
+        let silence = now_ms.saturating_sub(self.heard_ms.unwrap_or(self.started_ms));
+        let status = if self.heard_ms.is_some() && silence < SUSPECT_AFTER_MS {
+            Status::Up
+        } else if silence < DOWN_AFTER_MS {
+            Status::Suspect
+        } else {
+            Status::Down
+        };
+        if status != self.status {
+            tracing::info!(
+                from = self.status.as_str(),
+                to = status.as_str(),
+                "peer status"
+            );
+            self.status = status;
+            self.since_ms = now_ms;
+        }
+    }
+}
+
+pub struct PeerLink {
+    pub code: BankCode,
+    pub name: String,
+    pub url: String,
+    health: Mutex<Health>,
+    outbox: mpsc::Sender<Message<Part>>,
+}
+
+impl PeerLink {
+    pub fn new(
+        code: BankCode,
+        name: String,
+        url: String,
+    ) -> (Arc<PeerLink>, mpsc::Receiver<Message<Part>>) {
+        let (outbox, queue) = mpsc::channel(OUTBOX_MAX);
+        let link = PeerLink {
+            code,
+            name,
+            url: url.trim_end_matches('/').to_string(),
+            health: Mutex::new(Health::new(wall_ms())),
+            outbox,
+        };
+        (Arc::new(link), queue)
+    }
+
+    pub fn health(&self) -> Health {
+        let mut health = self.health.lock().expect("health lock");
+        health.refresh(wall_ms());
+        *health
+    }
+
+    /// The bank answered, or sent a valid signed request.
+    pub fn heard(&self, rtt_ms: Option<u64>) {
+        let mut health = self.health.lock().expect("health lock");
+        let now = wall_ms();
+        health.heard_ms = Some(now);
+        if rtt_ms.is_some() {
+            health.rtt_ms = rtt_ms;
+        }
+        health.refresh(now);
+    }
+
+    /// Queues a message; a full queue drops it (the protocol resends).
+    pub fn send(&self, message: Message<Part>) {
+        if self.outbox.try_send(message).is_err() {
+            tracing::debug!(bank = %self.code, "outbox full; message dropped");
+        }
+    }
+}
+
+/// Posts a signed request to a peer; the answer's clock moves this bank's clock forward.
+pub async fn post(
+    shared: &Shared,
+    link: &PeerLink,
+    path: &str,
+    body: Vec<u8>,
+) -> Result<reqwest::Response, String> {
+    let signed = signing::sign(&shared.key, shared.me, "POST", path, &body, wall_ms());
+    let mut request = shared
+        .http
+        .post(format!("{}{path}", link.url))
+        .header("content-type", "application/json")
+        .timeout(REQUEST_TIMEOUT)
+        .body(body);
+    for (name, value) in signed {
+        request = request.header(name, value);
+    }
+    let started = Instant::now();
+    let response = request.send().await.map_err(|e| e.to_string())?;
+    observe_clock(shared, &response);
+    if response.status().is_success() {
+        link.heard(Some(started.elapsed().as_millis() as u64));
+        Ok(response)
+    } else {
+        Err(format!("{} answered {}", link.code, response.status()))
+    }
+}
+
+/// A signed GET to a peer.
+pub async fn get(
+    shared: &Shared,
+    link: &PeerLink,
+    path: &str,
+) -> Result<reqwest::Response, String> {
+    let signed = signing::sign(&shared.key, shared.me, "GET", path, b"", wall_ms());
+    let mut request = shared
+        .http
+        .get(format!("{}{path}", link.url))
+        .timeout(REQUEST_TIMEOUT);
+    for (name, value) in signed {
+        request = request.header(name, value);
+    }
+    let response = request.send().await.map_err(|e| e.to_string())?;
+    observe_clock(shared, &response);
+    link.heard(None);
+    Ok(response)
+}
+
+fn observe_clock(shared: &Shared, response: &reqwest::Response) {
+    if let Some(stamp) = response
+        .headers()
+        .get("x-clock")
+        .and_then(|v| v.to_str().ok())
+        .and_then(Stamp::parse)
+    {
+        shared.clock.observe(stamp);
+    }
+}
+
+/// Sends the peer's queued messages, many per envelope, a few envelopes at once.
+pub async fn run_outbox(
+    shared: Arc<Shared>,
+    link: Arc<PeerLink>,
+    mut queue: mpsc::Receiver<Message<Part>>,
+    mut stop: watch::Receiver<bool>,
+) {
+    let in_flight = Arc::new(Semaphore::new(SENDS_IN_FLIGHT_MAX));
+    loop {
+        let first = tokio::select! {
+            message = queue.recv() => match message {
+                Some(message) => message,
+                None => return,
+            },
+            _ = stop.changed() => return,
+        };
+        let Ok(permit) = in_flight.clone().acquire_owned().await else {
+            return;
+        };
+        let mut messages = vec![first];
+        while messages.len() < BATCH_MAX {
+            match queue.try_recv() {
+                Ok(message) => messages.push(message),
+                Err(_) => break,
+            }
+        }
+        let (shared, link) = (shared.clone(), link.clone());
+        tokio::spawn(async move {
+            let _permit = permit;
+            let envelope = Envelope {
+                from: shared.me,
+                clock: shared.clock.tick(),
+                messages,
+            };
+            let body = serde_json::to_vec(&envelope).expect("envelopes serialise");
+            if let Err(error) = post(&shared, &link, super::MESSAGES_PATH, body).await {
+                tracing::debug!(bank = %link.code, %error, "interbank messages not delivered; the protocol resends");
+            }
+        });
+    }
+}
+
+/// Sends a heartbeat every second and keeps the peer's status current.
+pub async fn run_heartbeats(
+    shared: Arc<Shared>,
+    link: Arc<PeerLink>,
+    mut stop: watch::Receiver<bool>,
+) {
+    let mut every = tokio::time::interval(HEARTBEAT_EVERY);
+    every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            _ = every.tick() => {}
+            _ = stop.changed() => return,
+        }
+        let envelope = Envelope {
+            from: shared.me,
+            clock: shared.clock.tick(),
+            messages: Vec::new(),
+        };
+        let body = serde_json::to_vec(&envelope).expect("envelopes serialise");
+        if let Err(error) = post(&shared, &link, super::HEARTBEAT_PATH, body).await {
+            tracing::debug!(bank = %link.code, %error, "heartbeat unanswered");
+        }
+        link.health();
+    }
+}

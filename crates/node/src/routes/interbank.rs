@@ -1,0 +1,89 @@
+//! What other banks call, every request signed (see `interbank::signing`): protocol messages in
+//! batches, heartbeats, and Pix key lookups. Nothing here is for customers.
+
+use crate::error::ApiError;
+use crate::interbank::{Envelope, RemoteKey};
+use crate::routes::ApiPath;
+use crate::state::AppState;
+use axum::Json;
+use axum::body::Bytes;
+use axum::extract::State;
+use axum::http::{HeaderMap, Method, StatusCode, Uri};
+use ledger::{BankCode, PixKey};
+use std::sync::Arc;
+use store::wall_ms;
+
+fn verify(
+    state: &AppState,
+    method: &Method,
+    uri: &Uri,
+    headers: &HeaderMap,
+    body: &[u8],
+) -> Result<BankCode, ApiError> {
+    let from =
+        state
+            .interbank
+            .verifier
+            .verify(method.as_str(), uri.path(), headers, body, wall_ms())?;
+    if let Some(link) = state.interbank.link(from) {
+        link.heard(None);
+    }
+    Ok(from)
+}
+
+/// Protocol messages from a bank (none in a heartbeat). Accepted means queued for the engine;
+/// the answer to each message comes later, as a message the other way.
+pub async fn messages(
+    State(state): State<Arc<AppState>>,
+    method: Method,
+    uri: Uri,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Result<Json<serde_json::Value>, ApiError> {
+    let from = verify(&state, &method, &uri, &headers, &body)?;
+    let envelope: Envelope = serde_json::from_slice(&body).map_err(|e| {
+        ApiError::bad_request(
+            "invalid_envelope",
+            format!("not an interbank envelope: {e}"),
+        )
+    })?;
+    if envelope.from != from {
+        return Err(ApiError::new(
+            StatusCode::UNAUTHORIZED,
+            "bad_signature",
+            "the envelope names another bank than its signature",
+        ));
+    }
+    state.clock.observe(envelope.clock);
+    if !state.interbank.deliver(from, envelope.messages) {
+        return Err(ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "busy",
+            "too many interbank messages waiting; they will be resent",
+        )
+        .with_retry_after(1));
+    }
+    Ok(Json(
+        serde_json::json!({ "bank": state.bank, "clock": state.clock.last() }),
+    ))
+}
+
+/// Whether this bank holds a Pix key, for a bank whose customer pays it.
+pub async fn pix_key(
+    State(state): State<Arc<AppState>>,
+    method: Method,
+    uri: Uri,
+    headers: HeaderMap,
+    ApiPath(key): ApiPath<String>,
+) -> Result<Json<RemoteKey>, ApiError> {
+    verify(&state, &method, &uri, &headers, b"")?;
+    let not_found = || ApiError::not_found("pix_key_not_found", "no such Pix key at this bank");
+    let key = PixKey::parse_any(&key).map_err(|_| not_found())?;
+    let record = state.store.pix_key(&key).await?.ok_or_else(not_found)?;
+    Ok(Json(RemoteKey {
+        bank: state.bank.to_string(),
+        number: record.account_number.clone(),
+        holder_name: record.holder_name.clone(),
+        document_masked: record.document_masked.clone(),
+    }))
+}
