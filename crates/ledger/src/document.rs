@@ -84,6 +84,21 @@ fn cnpj_digit(values: &[u32]) -> u32 {
 }
 
 impl Cpf {
+    /// The CPF whose first nine digits are `base` (below 10⁹), with its check digits; `None`
+    /// when all nine digits repeat (such numbers are not issued). For test data and demos.
+    pub fn from_base(base: u32) -> Option<Cpf> {
+        if base >= 1_000_000_000 {
+            return None;
+        }
+        let mut digits: Vec<u8> = format!("{base:09}").bytes().map(|b| b - b'0').collect();
+        if digits.iter().all(|&d| d == digits[0]) {
+            return None;
+        }
+        digits.push(cpf_digit(&digits));
+        digits.push(cpf_digit(&digits));
+        Some(Cpf(digits.iter().map(|d| char::from(b'0' + d)).collect()))
+    }
+
     pub fn parse(text: &str) -> Result<Cpf, DocumentError> {
         let bare = bare(text)?;
         Self::from_bare(&bare)
@@ -197,6 +212,18 @@ impl fmt::Display for Document {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn cpfs_built_from_a_base_parse() {
+        assert_eq!(Cpf::from_base(529_982_247).unwrap().as_str(), "52998224725");
+        assert_eq!(Cpf::from_base(111_111_111), None);
+        assert_eq!(Cpf::from_base(1_000_000_000), None);
+        for base in (0..1_000_000_000u32).step_by(9_999_991) {
+            if let Some(cpf) = Cpf::from_base(base) {
+                assert_eq!(Cpf::parse(cpf.as_str()), Ok(cpf));
+            }
+        }
+    }
 
     #[test]
     fn cpf_vectors() {

@@ -51,6 +51,8 @@ pub struct Envelope {
 /// A Pix key found at another bank.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct RemoteKey {
+    pub key: String,
+    pub key_type: String,
     pub bank: String,
     pub number: String,
     pub holder_name: String,

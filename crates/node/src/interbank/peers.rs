@@ -67,6 +67,11 @@ impl Health {
         }
     }
 
+    /// Worth asking: not down, and heard from at least once since this bank started.
+    pub fn reachable(&self) -> bool {
+        self.status != Status::Down && self.heard_ms.is_some()
+    }
+
     fn refresh(&mut self, now_ms: u64) {
         let silence = now_ms.saturating_sub(self.heard_ms.unwrap_or(self.started_ms));
         let status = if self.heard_ms.is_some() && silence < SUSPECT_AFTER_MS {

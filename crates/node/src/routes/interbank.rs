@@ -81,6 +81,8 @@ pub async fn pix_key(
     let key = PixKey::parse_any(&key).map_err(|_| not_found())?;
     let record = state.store.pix_key(&key).await?.ok_or_else(not_found)?;
     Ok(Json(RemoteKey {
+        key: record.key.clone(),
+        key_type: record.key_type.clone(),
         bank: state.bank.to_string(),
         number: record.account_number.clone(),
         holder_name: record.holder_name.clone(),

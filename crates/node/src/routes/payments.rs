@@ -5,7 +5,6 @@ use super::{ApiPath, amount, body_account, description, destination, outcome_bod
 use crate::error::ApiError;
 use crate::extract::{ApiJson, Caller};
 use crate::interbank::fault::{self, Point};
-use crate::interbank::peers::Status;
 use crate::interbank::{Part, RemoteKey};
 use crate::state::AppState;
 use axum::extract::State;
@@ -243,8 +242,7 @@ fn require_available(state: &AppState, bank: BankCode) -> Result<(), ApiError> {
             format!("bank {bank} is not in this bank's consortium"),
         )
     })?;
-    let health = link.health();
-    if health.status == Status::Down || health.rtt_ms.is_none() {
+    if !link.health().reachable() {
         return Err(ApiError::new(
             StatusCode::SERVICE_UNAVAILABLE,
             "bank_unavailable",

@@ -83,7 +83,7 @@ pub async fn list(
 
 #[utoipa::path(get, path = "/api/v1/pix-keys/{key}", tag = "pix", security(("bearer" = [])),
     params(("key" = String, Path, description = "CPF, CNPJ, e-mail, +55 phone or random UUID")),
-    responses((status = 200, description = "the holder's name, bank and masked document; never the account or balance", body = wire::PixKey),
+    responses((status = 200, description = "the holder's name, bank and masked document, from this bank or another of the consortium; never the account or balance", body = wire::PixKey),
               (status = 404, description = "pix_key_not_found", body = wire::Problem)))]
 pub async fn lookup(
     State(state): State<Arc<AppState>>,
@@ -91,12 +91,21 @@ pub async fn lookup(
     ApiPath(key): ApiPath<String>,
 ) -> Result<Json<wire::PixKey>, ApiError> {
     let key = parse_key(&key)?;
-    let record = state
-        .store
-        .pix_key(&key)
-        .await?
-        .ok_or_else(|| ApiError::not_found("pix_key_not_found", "no such Pix key"))?;
-    Ok(Json(pix_key_wire(&record, false)))
+    if let Some(record) = state.store.pix_key(&key).await? {
+        return Ok(Json(pix_key_wire(&record, false)));
+    }
+    // Not here: the other banks of the consortium are asked.
+    let found = state.interbank.find_pix_key(&key).await.ok_or_else(|| {
+        ApiError::not_found("pix_key_not_found", "no such Pix key in the consortium")
+    })?;
+    Ok(Json(wire::PixKey {
+        key: found.key,
+        kind: found.key_type,
+        bank: found.bank,
+        holder_name: found.holder_name,
+        document_masked: found.document_masked,
+        account: None,
+    }))
 }
 
 #[utoipa::path(delete, path = "/api/v1/pix-keys/{key}", tag = "pix", security(("bearer" = [])),

@@ -92,22 +92,11 @@ pub fn unique() -> u64 {
 
 /// A valid CPF built from `seed` (its first nine digits), with its two check digits.
 pub fn cpf(seed: u64) -> String {
-    let mut digits: Vec<u32> = format!("{:09}", seed % 1_000_000_000)
-        .chars()
-        .map(|c| c.to_digit(10).unwrap())
-        .collect();
-    if digits.iter().all(|d| *d == digits[0]) {
-        digits[8] = (digits[8] + 1) % 10;
-    }
-    for n in [10u32, 11] {
-        let sum: u32 = digits.iter().zip((2..=n).rev()).map(|(d, w)| d * w).sum();
-        let rest = sum * 10 % 11;
-        digits.push(if rest == 10 { 0 } else { rest });
-    }
-    digits
-        .iter()
-        .map(|d| char::from_digit(*d, 10).unwrap())
-        .collect()
+    (seed..)
+        .find_map(|base| ledger::Cpf::from_base((base % 1_000_000_000) as u32))
+        .expect("most bases make a CPF")
+        .as_str()
+        .to_string()
 }
 
 /// A valid alphanumeric CNPJ built from `seed`.

@@ -1,0 +1,459 @@
+//! A consortium of real `bankd` processes on 127.0.0.1, each with its own data directory, key
+//! and port, and the consortium-wide audit of DESIGN §3 invariants 1–4.
+
+use serde_json::{Value, json};
+use std::collections::BTreeMap;
+use std::io::{BufRead, BufReader};
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+pub const OPERATOR_TOKEN: &str = "operator-token-for-consortium-tests";
+pub const PASSWORD: &str = "correct-horse-9";
+pub const CODES: [&str; 3] = ["10000001", "20000002", "30000003"];
+
+pub struct Bank {
+    pub code: String,
+    pub url: String,
+    port: u16,
+    data_dir: PathBuf,
+    key_file: PathBuf,
+    process: Option<Child>,
+}
+
+pub struct Cluster {
+    pub banks: Vec<Bank>,
+    consortium: PathBuf,
+    pub http: reqwest::Client,
+    _dir: tempfile::TempDir,
+}
+
+/// Free ports, all held until every one is chosen so none repeats.
+fn free_ports(n: usize) -> Vec<u16> {
+    let held: Vec<std::net::TcpListener> = (0..n)
+        .map(|_| std::net::TcpListener::bind("127.0.0.1:0").expect("a free port"))
+        .collect();
+    held.iter()
+        .map(|l| l.local_addr().unwrap().port())
+        .collect()
+}
+
+impl Cluster {
+    /// Three banks, configured but not started.
+    pub fn new() -> Cluster {
+        let dir = tempfile::tempdir().unwrap();
+        let ports = free_ports(CODES.len());
+        let mut banks = Vec::new();
+        let mut listed = String::new();
+        for (code, port) in CODES.iter().zip(ports) {
+            let key = node::config::generate_key();
+            let key_file = dir.path().join(format!("{code}.key"));
+            node::config::write_key(&key_file, &key).unwrap();
+            let url = format!("http://127.0.0.1:{port}");
+            listed.push_str(&format!(
+                "[[bank]]\ncode = \"{code}\"\nname = \"Banco {code}\"\nurl = \"{url}\"\npublic_key = \"{}\"\n\n",
+                node::config::public_key_hex(&key)
+            ));
+            banks.push(Bank {
+                code: code.to_string(),
+                url,
+                port,
+                data_dir: dir.path().join(code),
+                key_file,
+                process: None,
+            });
+        }
+        let consortium = dir.path().join("consortium.toml");
+        std::fs::write(&consortium, listed).unwrap();
+        Cluster {
+            banks,
+            consortium,
+            http: reqwest::Client::new(),
+            _dir: dir,
+        }
+    }
+
+    /// Starts every bank and waits until each sees every other as up.
+    pub async fn started() -> Cluster {
+        let mut cluster = Cluster::new();
+        for i in 0..cluster.banks.len() {
+            cluster.start(i, None);
+        }
+        cluster.wait_all_up().await;
+        cluster
+    }
+
+    pub fn key_file(&self, i: usize) -> &PathBuf {
+        &self.banks[i].key_file
+    }
+
+    /// Starts bank `i`; `fault` is a `BANKD_FAULT` kill point.
+    pub fn start(&mut self, i: usize, fault: Option<&str>) {
+        let bank = &mut self.banks[i];
+        assert!(bank.process.is_none(), "bank {} is running", bank.code);
+        let mut command = Command::new(env!("CARGO_BIN_EXE_bankd"));
+        command
+            .arg("serve")
+            .env("BANKD_CODE", &bank.code)
+            .env("BANKD_NAME", format!("Banco {}", bank.code))
+            .env("BANKD_LISTEN", format!("127.0.0.1:{}", bank.port))
+            .env("BANKD_DATA_DIR", &bank.data_dir)
+            .env("BANKD_OPERATOR_TOKEN", OPERATOR_TOKEN)
+            .env("BANKD_CONSORTIUM", &self.consortium)
+            .env("BANKD_KEY_FILE", &bank.key_file)
+            .env("RUST_LOG", "warn")
+            .env_remove("BANKD_FAULT")
+            .stdout(Stdio::piped());
+        if let Some(fault) = fault {
+            command.env("BANKD_FAULT", fault);
+        }
+        let mut child = command.spawn().expect("bankd starts");
+        let mut line = String::new();
+        BufReader::new(child.stdout.take().unwrap())
+            .read_line(&mut line)
+            .unwrap();
+        assert!(
+            line.contains("serving on"),
+            "bankd {} said {line:?}",
+            bank.code
+        );
+        bank.process = Some(child);
+    }
+
+    /// `kill -9`.
+    pub fn kill(&mut self, i: usize) {
+        if let Some(mut child) = self.banks[i].process.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
+    /// Waits for bank `i` to stop by itself (a fault point), at most `limit`.
+    pub fn wait_stopped(&mut self, i: usize, limit: Duration) -> bool {
+        let deadline = Instant::now() + limit;
+        while Instant::now() < deadline {
+            if let Some(child) = self.banks[i].process.as_mut()
+                && child.try_wait().unwrap().is_some()
+            {
+                self.banks[i].process = None;
+                return true;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        false
+    }
+
+    /// Bank `viewer`'s view of bank `other`: up, suspect or down.
+    pub async fn status(&self, viewer: usize, other: usize) -> Option<String> {
+        let view: Value = self
+            .http
+            .get(format!("{}/api/v1/consortium", self.banks[viewer].url))
+            .send()
+            .await
+            .ok()?
+            .json()
+            .await
+            .ok()?;
+        view["banks"]
+            .as_array()?
+            .iter()
+            .find(|b| b["code"] == self.banks[other].code.as_str())
+            .and_then(|b| b["status"].as_str().map(str::to_string))
+    }
+
+    /// Waits until `viewer` sees `other` as `status` (at most 15 s).
+    pub async fn wait_status(&self, viewer: usize, other: usize, status: &str) {
+        let deadline = Instant::now() + Duration::from_secs(15);
+        loop {
+            if self.status(viewer, other).await.as_deref() == Some(status) {
+                return;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "bank {viewer} never saw bank {other} {status}"
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+
+    pub async fn wait_all_up(&self) {
+        for viewer in 0..self.banks.len() {
+            for other in 0..self.banks.len() {
+                if viewer != other {
+                    self.wait_status(viewer, other, "up").await;
+                }
+            }
+        }
+    }
+
+    pub async fn call(
+        &self,
+        i: usize,
+        method: reqwest::Method,
+        path: &str,
+        body: Option<Value>,
+        token: Option<&str>,
+        key: Option<&str>,
+    ) -> (u16, Value) {
+        let mut request = self
+            .http
+            .request(method, format!("{}{path}", self.banks[i].url));
+        if let Some(body) = body {
+            request = request.json(&body);
+        }
+        if let Some(token) = token {
+            request = request.bearer_auth(token);
+        }
+        if let Some(key) = key {
+            request = request.header("Idempotency-Key", key);
+        }
+        match request.send().await {
+            Ok(response) => {
+                let status = response.status().as_u16();
+                (status, response.json().await.unwrap_or(Value::Null))
+            }
+            Err(error) => (0, json!({ "error": error.to_string() })),
+        }
+    }
+
+    /// A customer of bank `i` with an individual account opened with `opening`.
+    pub async fn customer(&self, i: usize, opening: &str) -> Customer {
+        let username = unique("c");
+        let (status, body) = self
+            .call(
+                i,
+                reqwest::Method::POST,
+                "/api/v1/customers",
+                Some(json!({"name": format!("Cliente {username}"), "document": cpf(), "username": username, "password": PASSWORD})),
+                None,
+                None,
+            )
+            .await;
+        assert_eq!(status, 201, "{body}");
+        let (_, session) = self
+            .call(
+                i,
+                reqwest::Method::POST,
+                "/api/v1/sessions",
+                Some(json!({"username": username, "password": PASSWORD})),
+                None,
+                None,
+            )
+            .await;
+        let token = session["token"].as_str().expect("a token").to_string();
+        let (status, account) = self
+            .call(
+                i,
+                reqwest::Method::POST,
+                "/api/v1/accounts",
+                Some(json!({"kind": "individual", "opening_deposit": opening})),
+                Some(&token),
+                None,
+            )
+            .await;
+        assert_eq!(status, 201, "{account}");
+        Customer {
+            bank: i,
+            token,
+            number: account["number"].as_str().unwrap().to_string(),
+        }
+    }
+
+    /// Pays from `from` to `to`'s account (at any bank).
+    pub async fn pay(
+        &self,
+        from: &Customer,
+        to: &Customer,
+        amount: &str,
+        key: &str,
+    ) -> (u16, Value) {
+        let body = json!({
+            "from": {"bank": CODES[from.bank], "number": from.number},
+            "to": {"bank": CODES[to.bank], "number": to.number},
+            "amount": amount,
+        });
+        self.call(
+            from.bank,
+            reqwest::Method::POST,
+            "/api/v1/transfers",
+            Some(body),
+            Some(&from.token),
+            Some(key),
+        )
+        .await
+    }
+
+    /// Every statement entry of the customer's account.
+    pub async fn statement(&self, customer: &Customer) -> Vec<Value> {
+        let mut entries = Vec::new();
+        let mut cursor: Option<String> = None;
+        for _ in 0..1000 {
+            let mut path = format!(
+                "/api/v1/accounts/{}/{}/statement?limit=100",
+                CODES[customer.bank], customer.number
+            );
+            if let Some(cursor) = &cursor {
+                path.push_str(&format!("&cursor={cursor}"));
+            }
+            let (status, page) = self
+                .call(
+                    customer.bank,
+                    reqwest::Method::GET,
+                    &path,
+                    None,
+                    Some(&customer.token),
+                    None,
+                )
+                .await;
+            assert_eq!(status, 200, "{page}");
+            entries.extend(page["entries"].as_array().unwrap().iter().cloned());
+            match page["next_cursor"].as_str() {
+                Some(next) => cursor = Some(next.to_string()),
+                None => return entries,
+            }
+        }
+        panic!("a statement without end");
+    }
+
+    pub async fn audits(&self) -> Vec<Value> {
+        let mut audits = Vec::new();
+        for bank in &self.banks {
+            let audit: Value = self
+                .http
+                .get(format!("{}/api/v1/audit", bank.url))
+                .bearer_auth(OPERATOR_TOKEN)
+                .send()
+                .await
+                .expect("the audit answers")
+                .json()
+                .await
+                .unwrap();
+            audits.push(audit);
+        }
+        audits
+    }
+
+    /// Waits until no bank holds anything pending (every transaction finished), at most 30 s,
+    /// then checks DESIGN §3 invariants 1–4 across the consortium.
+    pub async fn settle_and_audit(&self) {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            let audits = self.audits().await;
+            let pending = audits
+                .iter()
+                .any(|a| a["totals"]["debits_pending"] != "0.00");
+            if !pending {
+                let violations = violations(&audits);
+                assert!(
+                    violations.is_empty(),
+                    "consortium audit failed:\n{}",
+                    violations.join("\n")
+                );
+                return;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "holds still pending after 30 s: {audits:#?}"
+            );
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+    }
+}
+
+impl Drop for Cluster {
+    fn drop(&mut self) {
+        for i in 0..self.banks.len() {
+            self.kill(i);
+        }
+    }
+}
+
+pub struct Customer {
+    pub bank: usize,
+    pub token: String,
+    pub number: String,
+}
+
+/// Signed centavos of a decimal string such as "-12.30".
+pub fn cents(text: &str) -> i64 {
+    let (negative, digits) = match text.strip_prefix('-') {
+        Some(rest) => (true, rest),
+        None => (false, text),
+    };
+    let (whole, fraction) = digits.split_once('.').expect("two decimals");
+    let value = whole.parse::<i64>().unwrap() * 100 + fraction.parse::<i64>().unwrap();
+    if negative { -value } else { value }
+}
+
+/// DESIGN §3 invariants 1–4 over every bank's audit; one line per violation.
+pub fn violations(audits: &[Value]) -> Vec<String> {
+    let mut found = Vec::new();
+    let mut positions: BTreeMap<(String, String), i64> = BTreeMap::new();
+    let (mut customers, mut cash) = (0i64, 0i64);
+    for audit in audits {
+        let bank = audit["bank"].as_str().unwrap_or("?").to_string();
+        let totals = &audit["totals"];
+        // 1. Every bank's books balance, posted and pending.
+        if totals["debits_posted"] != totals["credits_posted"]
+            || totals["debits_pending"] != totals["credits_pending"]
+        {
+            found.push(format!("{bank}: debits and credits differ: {totals}"));
+        }
+        // 2. (and the bank's own checks) No customer account below zero.
+        for check in audit["checks"].as_array().into_iter().flatten() {
+            if check["ok"] != true {
+                found.push(format!(
+                    "{bank}: {} failed: {}",
+                    check["name"], check["detail"]
+                ));
+            }
+        }
+        for position in audit["settlement"].as_array().into_iter().flatten() {
+            positions.insert(
+                (bank.clone(), position["bank"].as_str().unwrap().to_string()),
+                cents(position["position"].as_str().unwrap()),
+            );
+        }
+        customers += cents(audit["customer_balances"].as_str().unwrap());
+        cash +=
+            cents(audit["cash_in"].as_str().unwrap()) - cents(audit["cash_out"].as_str().unwrap());
+    }
+    // 3. A's position with B is the opposite of B's with A.
+    for ((a, b), position) in &positions {
+        let mirror = positions.get(&(b.clone(), a.clone())).copied().unwrap_or(0);
+        if *position != -mirror {
+            found.push(format!(
+                "{a} has {position} with {b}, but {b} has {mirror} with {a}"
+            ));
+        }
+    }
+    // 4. All customer money is the cash that came in minus the cash that went out.
+    if customers != cash {
+        found.push(format!(
+            "customers hold {customers} but cash in minus out is {cash}"
+        ));
+    }
+    found
+}
+
+pub fn unique(prefix: &str) -> String {
+    static NEXT: AtomicU64 = AtomicU64::new(0);
+    format!(
+        "{prefix}{}x{}",
+        std::process::id(),
+        NEXT.fetch_add(1, Ordering::Relaxed)
+    )
+}
+
+/// A valid CPF, different each call.
+pub fn cpf() -> String {
+    static NEXT: AtomicU64 = AtomicU64::new(1);
+    loop {
+        let seed =
+            NEXT.fetch_add(1, Ordering::Relaxed) * 7_919 + u64::from(std::process::id()) * 104_729;
+        if let Some(cpf) = ledger::Cpf::from_base((seed % 1_000_000_000) as u32) {
+            return cpf.as_str().to_string();
+        }
+    }
+}

@@ -1,0 +1,469 @@
+//! The consortium end to end: three real `bankd` processes on 127.0.0.1 paying each other,
+//! killed at chosen protocol points (`BANKD_FAULT`, honoured by debug builds only) and
+//! restarted; afterwards every acknowledged payment is committed exactly once, no hold is left,
+//! and DESIGN §3 invariants 1–4 hold across the banks.
+
+mod cluster;
+
+use cluster::{CODES, Cluster, Customer, cents, unique, violations};
+use reqwest::Method;
+use serde_json::{Value, json};
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+/// How many times `e2e` appears in the customer's statement.
+async fn entries_with(cluster: &Cluster, customer: &Customer, e2e: &str) -> usize {
+    cluster
+        .statement(customer)
+        .await
+        .iter()
+        .filter(|e| e["e2e_id"] == e2e)
+        .count()
+}
+
+async fn balance(cluster: &Cluster, customer: &Customer) -> (i64, i64) {
+    let path = format!(
+        "/api/v1/accounts/{}/{}",
+        CODES[customer.bank], customer.number
+    );
+    let (status, account) = cluster
+        .call(
+            customer.bank,
+            Method::GET,
+            &path,
+            None,
+            Some(&customer.token),
+            None,
+        )
+        .await;
+    assert_eq!(status, 200, "{account}");
+    (
+        cents(account["balance"].as_str().unwrap()),
+        cents(account["available"].as_str().unwrap()),
+    )
+}
+
+/// Retries a payment under its Idempotency-Key until it has an outcome (the bank may be
+/// restarting), at most 30 s.
+async fn outcome_of(
+    cluster: &Cluster,
+    from: &Customer,
+    to: &Customer,
+    amount: &str,
+    key: &str,
+) -> Value {
+    for _ in 0..150 {
+        let (status, body) = cluster.pay(from, to, amount, key).await;
+        if status == 201 {
+            return body;
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    panic!("payment {key} never got an outcome");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn concurrent_payments_between_three_banks_commit_exactly_once() {
+    let cluster = Arc::new(Cluster::started().await);
+    let mut customers = Vec::new();
+    for bank in 0..3 {
+        for _ in 0..2 {
+            customers.push(cluster.customer(bank, "100.00").await);
+        }
+    }
+    let customers = Arc::new(customers);
+    const CLIENTS: usize = 6;
+    const PAYMENTS_EACH: usize = 12;
+    let mut clients = Vec::new();
+    for client in 0..CLIENTS {
+        let (cluster, customers) = (cluster.clone(), customers.clone());
+        clients.push(tokio::spawn(async move {
+            let mut answers = Vec::new();
+            for n in 0..PAYMENTS_EACH {
+                let from = &customers[client];
+                // Always another bank; sometimes more than the payer has.
+                let to = &customers[(client + 2 + n % 3) % customers.len()];
+                if to.bank == from.bank {
+                    continue;
+                }
+                let amount = format!("{}.{:02}", (client * 7 + n * 13) % 60, (n * 37) % 100);
+                if amount == "0.00" {
+                    continue;
+                }
+                let (status, body) = cluster.pay(from, to, &amount, &unique("k")).await;
+                assert!(status == 201, "{status} {body}");
+                answers.push((client, (client + 2 + n % 3) % customers.len(), body));
+            }
+            answers
+        }));
+    }
+    let mut answers = Vec::new();
+    for client in clients {
+        answers.extend(client.await.unwrap());
+    }
+    let committed = answers
+        .iter()
+        .filter(|(_, _, b)| b["status"] == "committed")
+        .count();
+    assert!(
+        committed > answers.len() / 2,
+        "most payments commit: {committed} of {}",
+        answers.len()
+    );
+    assert!(
+        answers
+            .iter()
+            .any(|(_, _, b)| b["status"] == "aborted" && b["reason"] == "insufficient_funds")
+    );
+    cluster.settle_and_audit().await;
+    // Each payment is in both statements exactly once if committed, in neither if aborted.
+    let mut statements: HashMap<usize, Vec<Value>> = HashMap::new();
+    for (i, customer) in customers.iter().enumerate() {
+        statements.insert(i, cluster.statement(customer).await);
+    }
+    for (from, to, body) in &answers {
+        let id = body["id"].as_str().unwrap();
+        let count = |i: usize| statements[&i].iter().filter(|e| e["e2e_id"] == id).count();
+        let expected = usize::from(body["status"] == "committed");
+        assert_eq!((count(*from), count(*to)), (expected, expected), "{body}");
+    }
+    // The payer's statement names the recipient's bank, and the other way round.
+    let (from, to, body) = answers
+        .iter()
+        .find(|(_, _, b)| b["status"] == "committed")
+        .unwrap();
+    let id = body["id"].as_str().unwrap();
+    let line = |i: usize| {
+        statements[&i]
+            .iter()
+            .find(|e| e["e2e_id"] == id)
+            .unwrap()
+            .clone()
+    };
+    assert!(
+        line(*from)["counterparty"]
+            .as_str()
+            .unwrap()
+            .contains(CODES[customers[*to].bank]),
+        "{}",
+        line(*from)
+    );
+    assert!(
+        line(*to)["counterparty"]
+            .as_str()
+            .unwrap()
+            .contains(CODES[customers[*from].bank]),
+        "{}",
+        line(*to)
+    );
+    // Either bank tells the payment's status to its own customer.
+    let (status, seen) = cluster
+        .call(
+            customers[*to].bank,
+            Method::GET,
+            &format!("/api/v1/transfers/{id}"),
+            None,
+            Some(&customers[*to].token),
+            None,
+        )
+        .await;
+    assert_eq!(
+        (status, &seen["status"]),
+        (200, &json!("committed")),
+        "{seen}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_pix_key_at_another_bank_is_paid_through_the_consortium() {
+    let cluster = Cluster::started().await;
+    let (ana, bia) = (
+        cluster.customer(0, "80.00").await,
+        cluster.customer(1, "50.00").await,
+    );
+    let (status, key) = cluster
+        .call(
+            1,
+            Method::POST,
+            "/api/v1/pix-keys",
+            Some(json!({"account": {"bank": CODES[1], "number": bia.number}, "type": "random"})),
+            Some(&bia.token),
+            None,
+        )
+        .await;
+    assert_eq!(status, 201, "{key}");
+    let (status, found) = cluster
+        .call(
+            0,
+            Method::GET,
+            &format!("/api/v1/pix-keys/{}", key["key"].as_str().unwrap()),
+            None,
+            Some(&ana.token),
+            None,
+        )
+        .await;
+    assert_eq!((status, &found["bank"]), (200, &json!(CODES[1])), "{found}");
+    let body = json!({"from": {"bank": CODES[0], "number": ana.number}, "to": {"pix_key": key["key"]}, "amount": "12.34"});
+    let (status, paid) = cluster
+        .call(
+            0,
+            Method::POST,
+            "/api/v1/transfers",
+            Some(body),
+            Some(&ana.token),
+            None,
+        )
+        .await;
+    assert_eq!(
+        (status, &paid["status"]),
+        (201, &json!("committed")),
+        "{paid}"
+    );
+    // Committed means decided; the recipient's bank posts it as soon as the decision reaches it.
+    cluster.settle_and_audit().await;
+    assert_eq!(balance(&cluster, &ana).await, (8000 - 1234, 8000 - 1234));
+    assert_eq!(balance(&cluster, &bia).await, (5000 + 1234, 5000 + 1234));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_bank_that_is_down_fails_fast_and_is_paid_again_when_back() {
+    let mut cluster = Cluster::started().await;
+    let (ana, caio) = (
+        cluster.customer(0, "90.00").await,
+        cluster.customer(2, "50.00").await,
+    );
+    cluster.kill(2);
+    cluster.wait_status(0, 2, "down").await;
+    let (status, refused) = cluster.pay(&ana, &caio, "5.00", &unique("k")).await;
+    assert_eq!(
+        (status, &refused["code"]),
+        (503, &json!("bank_unavailable")),
+        "{refused}"
+    );
+    assert!(
+        refused["detail"].as_str().unwrap().contains(CODES[2]),
+        "the problem names the bank: {refused}"
+    );
+    assert_eq!(
+        balance(&cluster, &ana).await,
+        (9000, 9000),
+        "nothing held or moved"
+    );
+    cluster.start(2, None);
+    cluster.wait_status(0, 2, "up").await;
+    let (status, paid) = cluster.pay(&ana, &caio, "5.00", &unique("k")).await;
+    assert_eq!(
+        (status, &paid["status"]),
+        (201, &json!("committed")),
+        "{paid}"
+    );
+    cluster.settle_and_audit().await;
+    assert_eq!(balance(&cluster, &caio).await.0, 5500);
+}
+
+/// The coordinator dies right after its decision is durable, before anyone hears it: restarted,
+/// it tells the participants, and the payment commits exactly once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn coordinator_killed_after_its_decision_finishes_on_restart() {
+    let mut cluster = Cluster::started().await;
+    let (ana, bia) = (
+        cluster.customer(0, "100.00").await,
+        cluster.customer(1, "50.00").await,
+    );
+    cluster.kill(0);
+    cluster.start(0, Some("after_decision"));
+    cluster.wait_status(0, 1, "up").await;
+    let key = unique("k");
+    let (status, _) = cluster.pay(&ana, &bia, "30.00", &key).await;
+    assert_eq!(status, 0, "the coordinator died before answering");
+    assert!(
+        cluster.wait_stopped(0, Duration::from_secs(10)),
+        "the fault point stopped bank 0"
+    );
+    cluster.start(0, None);
+    let paid = outcome_of(&cluster, &ana, &bia, "30.00", &key).await;
+    assert_eq!(paid["status"], "committed", "{paid}");
+    cluster.settle_and_audit().await;
+    let id = paid["id"].as_str().unwrap();
+    assert_eq!(entries_with(&cluster, &bia, id).await, 1);
+    assert_eq!(entries_with(&cluster, &ana, id).await, 1);
+    assert_eq!(balance(&cluster, &bia).await, (8000, 8000));
+}
+
+/// The coordinator dies after recording the payment as pending, before asking any bank:
+/// restarted, it aborts the payment, and a retry under the same key says so.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn coordinator_killed_before_asking_anyone_aborts_on_restart() {
+    let mut cluster = Cluster::started().await;
+    let (ana, bia) = (
+        cluster.customer(0, "100.00").await,
+        cluster.customer(1, "50.00").await,
+    );
+    cluster.kill(0);
+    cluster.start(0, Some("after_begin"));
+    cluster.wait_status(0, 1, "up").await;
+    let key = unique("k");
+    let (status, _) = cluster.pay(&ana, &bia, "30.00", &key).await;
+    assert_eq!(status, 0);
+    assert!(cluster.wait_stopped(0, Duration::from_secs(10)));
+    cluster.start(0, None);
+    let paid = outcome_of(&cluster, &ana, &bia, "30.00", &key).await;
+    assert_eq!(
+        (&paid["status"], &paid["reason"]),
+        (&json!("aborted"), &json!("bank_restarted")),
+        "{paid}"
+    );
+    cluster.settle_and_audit().await;
+    assert_eq!(balance(&cluster, &ana).await, (10000, 10000));
+    assert_eq!(balance(&cluster, &bia).await, (5000, 5000));
+}
+
+/// A participant dies holding the money, before its vote leaves: the coordinator times out and
+/// aborts, and the restarted participant learns it and releases the hold.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn participant_killed_after_holding_releases_on_restart() {
+    let mut cluster = Cluster::started().await;
+    let (ana, bia) = (
+        cluster.customer(0, "100.00").await,
+        cluster.customer(1, "50.00").await,
+    );
+    cluster.kill(1);
+    cluster.start(1, Some("after_prepare"));
+    cluster.wait_status(0, 1, "up").await;
+    let key = unique("k");
+    let (status, paid) = cluster.pay(&ana, &bia, "30.00", &key).await;
+    assert_eq!(
+        (status, &paid["status"]),
+        (201, &json!("aborted")),
+        "{paid}"
+    );
+    assert!(cluster.wait_stopped(1, Duration::from_secs(10)));
+    cluster.start(1, None);
+    cluster.settle_and_audit().await;
+    assert_eq!(balance(&cluster, &ana).await, (10000, 10000));
+    assert_eq!(balance(&cluster, &bia).await, (5000, 5000));
+    assert_eq!(
+        entries_with(&cluster, &bia, paid["id"].as_str().unwrap()).await,
+        0
+    );
+}
+
+/// A participant dies after posting, before its acknowledgement leaves: the coordinator resends
+/// the decision until the restarted participant acknowledges it, and nothing is posted twice.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn participant_killed_after_posting_acknowledges_once_on_restart() {
+    let mut cluster = Cluster::started().await;
+    let (ana, bia) = (
+        cluster.customer(0, "100.00").await,
+        cluster.customer(1, "50.00").await,
+    );
+    cluster.kill(1);
+    cluster.start(1, Some("after_finish"));
+    cluster.wait_status(0, 1, "up").await;
+    let (status, paid) = cluster.pay(&ana, &bia, "30.00", &unique("k")).await;
+    assert_eq!(
+        (status, &paid["status"]),
+        (201, &json!("committed")),
+        "{paid}"
+    );
+    assert!(cluster.wait_stopped(1, Duration::from_secs(10)));
+    cluster.start(1, None);
+    cluster.settle_and_audit().await;
+    assert_eq!(
+        entries_with(&cluster, &bia, paid["id"].as_str().unwrap()).await,
+        1
+    );
+    assert_eq!(balance(&cluster, &bia).await, (8000, 8000));
+    assert_eq!(balance(&cluster, &ana).await, (7000, 7000));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn forged_stale_and_replayed_interbank_requests_are_refused() {
+    let cluster = Cluster::started().await;
+    let key = node::config::read_key(cluster.key_file(0)).unwrap();
+    let bank = ledger::BankCode::parse(CODES[0]).unwrap();
+    let path = node::interbank::MESSAGES_PATH;
+    let body = json!({"from": CODES[0], "clock": "1.0", "messages": []}).to_string();
+    let post = |headers: Vec<(&'static str, String)>| {
+        let mut request = cluster
+            .http
+            .post(format!("{}{path}", cluster.banks[1].url))
+            .body(body.clone());
+        for (name, value) in headers {
+            request = request.header(name, value);
+        }
+        request.send()
+    };
+    let code = |response: reqwest::Response| async move {
+        let status = response.status().as_u16();
+        let problem: Value = response.json().await.unwrap();
+        (status, problem["code"].as_str().unwrap_or("").to_string())
+    };
+    let now = store::wall_ms();
+    let signed =
+        node::interbank::signing::sign(&key, bank, "POST", path, body.as_bytes(), now).to_vec();
+    assert_eq!(
+        post(signed.clone()).await.unwrap().status().as_u16(),
+        200,
+        "a signed request passes"
+    );
+    assert_eq!(
+        code(post(signed).await.unwrap()).await,
+        (401, "replayed_request".into())
+    );
+    assert_eq!(
+        code(post(Vec::new()).await.unwrap()).await,
+        (401, "unsigned_request".into())
+    );
+    let stale =
+        node::interbank::signing::sign(&key, bank, "POST", path, body.as_bytes(), now - 60_000)
+            .to_vec();
+    assert_eq!(
+        code(post(stale).await.unwrap()).await,
+        (401, "stale_request".into())
+    );
+    let forger = node::config::generate_key();
+    let forged =
+        node::interbank::signing::sign(&forger, bank, "POST", path, body.as_bytes(), now).to_vec();
+    assert_eq!(
+        code(post(forged).await.unwrap()).await,
+        (401, "bad_signature".into())
+    );
+    // A valid signature over another body does not cover this one.
+    let other = node::interbank::signing::sign(&key, bank, "POST", path, b"{}", now).to_vec();
+    assert_eq!(
+        code(post(other).await.unwrap()).await,
+        (401, "bad_signature".into())
+    );
+}
+
+#[test]
+fn the_consortium_audit_catches_each_broken_invariant() {
+    let audit = |bank: &str, other: &str, position: &str, balances: &str, cash_in: &str| {
+        json!({
+            "bank": bank,
+            "totals": {"debits_posted": "10.00", "credits_posted": "10.00", "debits_pending": "0.00", "credits_pending": "0.00"},
+            "checks": [{"name": "no_negative_balance", "ok": true, "detail": ""}],
+            "settlement": [{"bank": other, "position": position}],
+            "customer_balances": balances, "cash_in": cash_in, "cash_out": "0.00",
+        })
+    };
+    let good = vec![
+        audit("1", "2", "5.00", "95.00", "100.00"),
+        audit("2", "1", "-5.00", "105.00", "100.00"),
+    ];
+    assert!(violations(&good).is_empty(), "{:?}", violations(&good));
+    let mut unbalanced = good.clone();
+    unbalanced[0]["totals"]["debits_posted"] = json!("11.00");
+    assert_eq!(violations(&unbalanced).len(), 1);
+    let mut failed_check = good.clone();
+    failed_check[1]["checks"][0]["ok"] = json!(false);
+    assert_eq!(violations(&failed_check).len(), 1);
+    let mut mismatched = good.clone();
+    mismatched[1]["settlement"][0]["position"] = json!("-4.00");
+    assert!(violations(&mismatched).iter().any(|v| v.contains("but")));
+    let mut created = good;
+    created[1]["customer_balances"] = json!("106.00");
+    assert!(violations(&created).iter().any(|v| v.contains("cash")));
+}
