@@ -183,7 +183,7 @@ impl<P: Clone> Coordinator<P> {
         }
         txn.votes.insert(from, yes);
         if !yes {
-            let reason = reason.unwrap_or_else(|| format!("bank {from} voted no"));
+            let reason = reason.unwrap_or_else(|| crate::reasons::REFUSED.to_string());
             return self.decide(id, false, Some(reason), now_ms);
         }
         if txn.votes.len() == txn.participants.len() {
@@ -216,12 +216,7 @@ impl<P: Clone> Coordinator<P> {
                 to: from,
                 message: Message::Decide { txn: id, commit },
             }],
-            Some(None) => self.decide(
-                id,
-                false,
-                Some("a participant asked before every vote was in".into()),
-                now_ms,
-            ),
+            Some(None) => self.decide(id, false, Some(crate::reasons::TIMEOUT.into()), now_ms),
             None => vec![
                 Output::RecordDecision {
                     txn: id.clone(),
@@ -285,12 +280,7 @@ impl<P: Clone> Coordinator<P> {
             }
         }
         for id in timed_out {
-            out.extend(self.decide(
-                id,
-                false,
-                Some("not every bank answered in time".into()),
-                now_ms,
-            ));
+            out.extend(self.decide(id, false, Some(crate::reasons::TIMEOUT.into()), now_ms));
         }
         out
     }

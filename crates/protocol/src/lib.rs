@@ -28,6 +28,45 @@ use serde::{Deserialize, Serialize};
 /// A transaction is named by its Pix end-to-end id.
 pub type TxnId = EndToEndId;
 
+/// Why a participant voted no, as the reason in its vote: which of its legs was refused and the
+/// refusal's stable code, written `bank/leg/code` (e.g. `20000002/1/insufficient_funds`), so the
+/// coordinator can tell which operation of a package failed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LegRefusal {
+    pub bank: BankCode,
+    pub leg: usize,
+    pub code: String,
+}
+
+impl LegRefusal {
+    pub fn parse(text: &str) -> Option<LegRefusal> {
+        let mut fields = text.splitn(3, '/');
+        let bank = BankCode::parse(fields.next()?)?;
+        let leg = fields.next()?.parse().ok()?;
+        let code = fields.next()?.to_string();
+        Some(LegRefusal { bank, leg, code })
+    }
+
+    /// The stable code in a vote's reason, whether or not it names a leg.
+    pub fn code_of(reason: &str) -> &str {
+        reason.rsplit('/').next().unwrap_or(reason)
+    }
+}
+
+impl std::fmt::Display for LegRefusal {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}/{}/{}", self.bank, self.leg, self.code)
+    }
+}
+
+/// Reasons the coordinator gives for an abort no participant explained.
+pub mod reasons {
+    /// A participant voted no without saying why.
+    pub const REFUSED: &str = "refused";
+    /// Not every vote came in time (a bank is slow, down, or lost the prepare).
+    pub const TIMEOUT: &str = "bank_timeout";
+}
+
 /// How long things may take, in milliseconds of the caller's clock.
 #[derive(Debug, Clone, Copy)]
 pub struct Timing {
@@ -126,4 +165,26 @@ pub enum Output<P> {
         txn: TxnId,
         commit: bool,
     },
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn leg_refusals_read_back() {
+        let refusal = LegRefusal {
+            bank: BankCode::parse("20000002").unwrap(),
+            leg: 3,
+            code: "insufficient_funds".into(),
+        };
+        assert_eq!(refusal.to_string(), "20000002/3/insufficient_funds");
+        assert_eq!(LegRefusal::parse(&refusal.to_string()), Some(refusal));
+        assert_eq!(LegRefusal::parse("bank_timeout"), None);
+        assert_eq!(
+            LegRefusal::code_of("20000002/3/insufficient_funds"),
+            "insufficient_funds"
+        );
+        assert_eq!(LegRefusal::code_of("bank_timeout"), "bank_timeout");
+    }
 }

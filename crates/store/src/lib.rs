@@ -82,4 +82,11 @@ pub trait Store: Send + Sync + 'static {
     async fn open_interbank(&self) -> Result<OpenInterbank, StoreError>;
     /// The decision recorded for an interbank transaction this bank coordinated, if any.
     async fn decision(&self, e2e: &ledger::EndToEndId) -> Result<Option<bool>, StoreError>;
+    /// Whether a customer with this document (bare CPF or CNPJ) holds the account: how a bank
+    /// checks a request another bank forwards on its customer's behalf.
+    async fn held_by_document(
+        &self,
+        number: ledger::AccountNumber,
+        document: &str,
+    ) -> Result<bool, StoreError>;
 }

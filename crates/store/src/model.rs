@@ -129,6 +129,14 @@ pub enum Command {
         from: AccountNumber,
         payment: PaymentRecord,
     },
+    /// Interbank coordinator: a customer starts a package over several banks. Checks they hold
+    /// every account of this bank it operates, and records it pending (tied to the request's
+    /// idempotency key) before any bank hears of it.
+    BeginPackage {
+        actor: CustomerId,
+        accounts: Vec<AccountNumber>,
+        package: PackageRecord,
+    },
 }
 
 /// Where a transfer goes, inside this bank.
@@ -356,6 +364,8 @@ pub struct PaymentRecord {
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub enum OperationStatus {
+    /// The package's banks have not all decided yet.
+    Pending,
     Committed,
     /// This operation was refused; `reason` says why.
     Rejected,
@@ -366,6 +376,7 @@ pub enum OperationStatus {
 impl OperationStatus {
     pub fn as_str(&self) -> &'static str {
         match self {
+            OperationStatus::Pending => "pending",
             OperationStatus::Committed => "committed",
             OperationStatus::Rejected => "rejected",
             OperationStatus::Aborted => "aborted",
@@ -385,6 +396,29 @@ pub struct PackageRecord {
     pub status: PaymentStatus,
     pub results: Vec<OperationRecord>,
     pub clock: String,
+    /// Between banks: the banks each operation touches, in order, so a refusal of one bank's
+    /// n-th leg names its operation. Empty for a package inside one bank.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub banks: Vec<Vec<BankCode>>,
+}
+
+impl PackageRecord {
+    /// The operation a bank's `leg`-th leg belongs to.
+    pub fn operation_of(&self, bank: BankCode, leg: usize) -> Option<usize> {
+        self.banks
+            .iter()
+            .enumerate()
+            .filter(|(_, banks)| banks.contains(&bank))
+            .nth(leg)
+            .map(|(index, _)| index)
+    }
+
+    /// Every bank the package touches.
+    pub fn participants(&self) -> Vec<BankCode> {
+        let all: std::collections::BTreeSet<BankCode> =
+            self.banks.iter().flatten().copied().collect();
+        all.into_iter().collect()
+    }
 }
 
 /// The four counters summed over a set of accounts.

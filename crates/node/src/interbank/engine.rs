@@ -8,7 +8,7 @@ use super::fault::{self, Point};
 use super::peers::PeerLink;
 use super::{Decided, Part};
 use ledger::BankCode;
-use protocol::{Coordinator, Endpoint, Message, Output, Participant, Timing, TxnId};
+use protocol::{Coordinator, Endpoint, LegRefusal, Message, Output, Participant, Timing, TxnId};
 use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::sync::Arc;
 use std::time::Duration;
@@ -358,22 +358,19 @@ impl Effects {
         }
     }
 
-    /// Holds the part durably and says how this bank votes. Another bank may only move money
-    /// into this bank's customer accounts, out of this bank's settlement account with it; taking
-    /// money out of a customer account is for the bank the customer asked.
+    /// Holds the part durably and says how this bank votes.
     async fn prepare(&self, txn: TxnId, coordinator: BankCode, part: Part) -> Option<Event> {
-        let allowed = coordinator == self.me
-            || (!part.legs.is_empty()
-                && part.legs.iter().all(|leg| {
-                    leg.from == Endpoint::Settlement(coordinator)
-                        && matches!(leg.to, Endpoint::Account(_))
-                }));
-        if !allowed {
-            tracing::warn!(%txn, bank = %coordinator, "refused a part that would take money out of this bank");
+        if let Some((leg, code)) = self.refusal(coordinator, &part).await {
+            tracing::warn!(%txn, bank = %coordinator, leg, code, "refused a part another bank sent");
+            let reason = LegRefusal {
+                bank: self.me,
+                leg,
+                code: code.into(),
+            };
             return Some(Event::Prepared {
                 txn,
                 yes: false,
-                reason: Some("not_allowed".into()),
+                reason: Some(reason.to_string()),
                 finished_before: false,
             });
         }
@@ -401,7 +398,14 @@ impl Effects {
             Outcome::Refused(refusal) => Event::Prepared {
                 txn,
                 yes: false,
-                reason: Some(refusal.code().to_string()),
+                reason: Some(
+                    LegRefusal {
+                        bank: self.me,
+                        leg: 0,
+                        code: refusal.code().into(),
+                    }
+                    .to_string(),
+                ),
                 finished_before: false,
             },
             other => {
@@ -414,6 +418,42 @@ impl Effects {
                 }
             }
         })
+    }
+
+    /// What another bank may ask of this one: to credit a customer account out of a settlement
+    /// account (a payment arriving); anything touching a customer's money otherwise (a debit, a
+    /// cash deposit) only on behalf of a customer holding that account here. Parts from this
+    /// bank's own coordinator were authorised when the customer asked.
+    async fn refusal(&self, coordinator: BankCode, part: &Part) -> Option<(usize, &'static str)> {
+        if coordinator == self.me {
+            return None;
+        }
+        if part.legs.is_empty() {
+            return Some((0, "not_allowed"));
+        }
+        for (index, leg) in part.legs.iter().enumerate() {
+            let holder_needed = match (&leg.from, &leg.to) {
+                (Endpoint::Settlement(_), Endpoint::Account(_)) => None,
+                (Endpoint::Account(number), _) | (Endpoint::Vault, Endpoint::Account(number)) => {
+                    Some(*number)
+                }
+                _ => return Some((index, "not_allowed")),
+            };
+            if let Some(number) = holder_needed {
+                let Some(document) = &part.on_behalf_of else {
+                    return Some((index, "not_allowed"));
+                };
+                match self.store.held_by_document(number, document).await {
+                    Ok(true) => {}
+                    Ok(false) => return Some((index, "account_not_found")),
+                    Err(error) => {
+                        tracing::warn!(%error, "cannot check an account's holder; voting no");
+                        return Some((index, "bank_busy"));
+                    }
+                }
+            }
+        }
+        None
     }
 
     /// A bank asks about a transaction the coordinator has put away: the store's decision if it

@@ -38,6 +38,11 @@ const EVENTS_MAX: usize = 65_536;
 pub struct Part {
     pub legs: Vec<Leg>,
     pub payment: Option<PaymentRecord>,
+    /// The document (bare CPF or CNPJ) of the customer the coordinating bank authenticated, when
+    /// the part takes money out of, or puts cash into, that customer's accounts here. Banks of the
+    /// consortium trust each other's logins; the signature on the envelope says which bank vouches.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub on_behalf_of: Option<String>,
 }
 
 /// What one bank posts to another: protocol messages (none for a heartbeat) and its clock.

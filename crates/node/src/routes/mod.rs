@@ -256,9 +256,15 @@ pub fn outcome_body(outcome: &Outcome) -> Result<Response, ApiError> {
         Outcome::Account(account) => Json(account_wire(account)).into_response(),
         Outcome::PixKey(key) => Json(pix_key_wire(key, true)).into_response(),
         Outcome::Entry(entry) => Json(entry_wire(entry)).into_response(),
+        Outcome::Payment(payment) if payment.status == PaymentStatus::Pending => {
+            (StatusCode::ACCEPTED, Json(payment_wire(payment))).into_response()
+        }
         Outcome::Payment(payment) => Json(payment_wire(payment)).into_response(),
         Outcome::Pending(payment) => {
             (StatusCode::ACCEPTED, Json(payment_wire(payment))).into_response()
+        }
+        Outcome::Package(package) if package.status == PaymentStatus::Pending => {
+            (StatusCode::ACCEPTED, Json(package_wire(package))).into_response()
         }
         Outcome::Package(package) => Json(package_wire(package)).into_response(),
         Outcome::Done => StatusCode::NO_CONTENT.into_response(),

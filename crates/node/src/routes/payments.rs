@@ -9,7 +9,7 @@ use crate::interbank::{Part, RemoteKey};
 use crate::state::AppState;
 use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode, Uri};
-use axum::response::{IntoResponse, Response};
+use axum::response::Response;
 use ledger::{AccountNumber, Amount, BankCode, EndToEndId, PixKey};
 use protocol::{Endpoint, Memo, Movement};
 use std::collections::BTreeMap;
@@ -113,6 +113,10 @@ pub async fn package(
             format!("a package has at most {PACKAGE_OPERATIONS_MAX} operations"),
         ));
     }
+    let fingerprint = format!("POST {} {}", uri.path(), body.canonical);
+    if spans_banks(&state, &requests).await? {
+        return interbank_package(&state, &customer, &headers, &fingerprint, &requests).await;
+    }
     let mut operations = Vec::with_capacity(requests.len());
     for (index, op) in requests.into_iter().enumerate() {
         let field = format!("operations[{index}]");
@@ -154,12 +158,7 @@ pub async fn package(
         e2e: state.new_e2e(),
     };
     let executed = state
-        .execute(
-            customer.id,
-            &headers,
-            &format!("POST {} {}", uri.path(), body.canonical),
-            command,
-        )
+        .execute(customer.id, &headers, &fingerprint, command)
         .await?;
     Ok(respond(executed))
 }
@@ -301,13 +300,6 @@ async fn interbank_transfer(
         return Ok(respond(executed));
     }
     fault::hit(Point::AfterBegin);
-    let label = |name: &str, bank: BankCode, number: AccountNumber| {
-        if name.is_empty() {
-            format!("{bank}/{number}")
-        } else {
-            format!("{name} · {bank}/{number}")
-        }
-    };
     let memo = Memo {
         description,
         made_by: customer.username.clone(),
@@ -328,23 +320,246 @@ async fn interbank_transfer(
         .into_iter()
         .map(|(bank, legs)| {
             let payment = (bank != state.bank).then(|| record.clone());
-            (bank, Part { legs, payment })
+            (
+                bank,
+                Part {
+                    legs,
+                    payment,
+                    on_behalf_of: None,
+                },
+            )
         })
         .collect();
-    let decided = state.interbank.begin(e2e.clone(), parts).await;
-    if let Some(decided) = decided {
+    decided_answer(state, customer, e2e, parts, Outcome::Pending(record)).await
+}
+
+/// Whether a package names an account at another bank of the consortium, or pays one.
+async fn spans_banks(
+    state: &AppState,
+    requests: &[wire::OperationRequest],
+) -> Result<bool, ApiError> {
+    for op in requests {
+        if BankCode::parse(&op.account.bank)
+            .is_some_and(|bank| bank != state.bank && state.interbank.link(bank).is_some())
+        {
+            return Ok(true);
+        }
+        if let Some(to) = &op.to
+            && elsewhere(state, to).await?.is_some()
+        {
+            return Ok(true);
+        }
+    }
+    Ok(false)
+}
+
+/// An account named in a package between banks: at this bank or another of the consortium.
+fn any_account(
+    state: &AppState,
+    field: &str,
+    account: &wire::AccountRef,
+) -> Result<(BankCode, AccountNumber), ApiError> {
+    let bank = BankCode::parse(&account.bank).ok_or_else(|| {
+        ApiError::unprocessable(
+            "invalid_bank",
+            format!("`{field}.bank` is a bank's 8-digit code"),
+        )
+    })?;
+    if bank != state.bank && state.interbank.link(bank).is_none() {
+        return Err(ApiError::unprocessable(
+            "unknown_bank",
+            format!("`{field}.bank`: bank {bank} is not in this bank's consortium"),
+        ));
+    }
+    let number = AccountNumber::parse(&account.number).ok_or_else(|| {
+        ApiError::unprocessable(
+            "invalid_account_number",
+            format!("`{field}.number` is an account number with its check digit, like 100001-2"),
+        )
+    })?;
+    Ok((bank, number))
+}
+
+/// Where a transfer in a package between banks goes, with the holder's name when known.
+async fn any_destination(
+    state: &AppState,
+    field: &str,
+    to: &wire::Destination,
+) -> Result<Recipient, ApiError> {
+    if let Some(recipient) = elsewhere(state, to).await? {
+        return Ok(recipient);
+    }
+    match destination(state, field, to)? {
+        store::Target::Account(number) => Ok(Recipient {
+            bank: state.bank,
+            number,
+            holder_name: None,
+        }),
+        store::Target::Key(key) => {
+            let record = state.store.pix_key(&key).await?.ok_or_else(|| {
+                ApiError::not_found(
+                    "pix_key_not_found",
+                    format!("`{field}.pix_key`: no such Pix key in the consortium"),
+                )
+            })?;
+            let number = AccountNumber::parse(&record.account_number)
+                .ok_or_else(|| ApiError::internal("a stored key names a bad account"))?;
+            Ok(Recipient {
+                bank: state.bank,
+                number,
+                holder_name: Some(record.holder_name),
+            })
+        }
+    }
+}
+
+/// How a statement names an account: its holder (when known), bank and number.
+fn label(name: &str, bank: BankCode, number: AccountNumber) -> String {
+    if name.is_empty() {
+        format!("{bank}/{number}")
+    } else {
+        format!("{name} · {bank}/{number}")
+    }
+}
+
+/// A package over several banks: every operation becomes a movement, the movements become each
+/// bank's part, and the atomic commit makes them all happen or none. Accounts at other banks are
+/// operated on the customer's behalf: their bank checks the customer holds them.
+async fn interbank_package(
+    state: &AppState,
+    customer: &CustomerRecord,
+    headers: &HeaderMap,
+    fingerprint: &str,
+    requests: &[wire::OperationRequest],
+) -> Result<Response, ApiError> {
+    let mut movements = Vec::with_capacity(requests.len());
+    let mut banks = Vec::with_capacity(requests.len());
+    let mut own_accounts = Vec::new();
+    for (index, op) in requests.iter().enumerate() {
+        let field = format!("operations[{index}]");
+        let (bank, number) = any_account(state, &format!("{field}.account"), &op.account)?;
+        let amount = amount(&format!("{field}.amount"), &op.amount)?;
+        let mut memo = Memo {
+            description: description(op.description.clone())?,
+            made_by: customer.username.clone(),
+            from_label: label(&customer.name, bank, number),
+            to_label: label(&customer.name, bank, number),
+        };
+        let account = (bank, Endpoint::Account(number));
+        let (from, to) = match (op.kind.as_str(), &op.to) {
+            ("deposit", None) => ((bank, Endpoint::Vault), account),
+            ("withdrawal", None) => (account, (bank, Endpoint::Vault)),
+            ("transfer", Some(to)) => {
+                let recipient = any_destination(state, &format!("{field}.to"), to).await?;
+                memo.to_label = label(
+                    recipient.holder_name.as_deref().unwrap_or(""),
+                    recipient.bank,
+                    recipient.number,
+                );
+                (
+                    account,
+                    (recipient.bank, Endpoint::Account(recipient.number)),
+                )
+            }
+            ("transfer", None) => {
+                return Err(ApiError::unprocessable(
+                    "invalid_destination",
+                    format!("`{field}.to` is required for a transfer"),
+                ));
+            }
+            ("deposit" | "withdrawal", Some(_)) => {
+                return Err(ApiError::unprocessable(
+                    "invalid_operation",
+                    format!("`{field}.to` is only for transfers"),
+                ));
+            }
+            _ => {
+                return Err(ApiError::unprocessable(
+                    "invalid_operation",
+                    format!("`{field}.type` is deposit, withdrawal or transfer"),
+                ));
+            }
+        };
+        if bank == state.bank {
+            own_accounts.push(number);
+        }
+        let mut touched = vec![from.0, to.0];
+        touched.dedup();
+        banks.push(touched);
+        movements.push(Movement {
+            from,
+            to,
+            amount,
+            memo,
+        });
+    }
+    let e2e = state.new_e2e();
+    let pending = store::OperationRecord {
+        status: store::OperationStatus::Pending,
+        reason: None,
+    };
+    let record = store::PackageRecord {
+        e2e_id: e2e.to_string(),
+        status: PaymentStatus::Pending,
+        results: vec![pending; requests.len()],
+        clock: state.clock.tick().to_string(),
+        banks,
+    };
+    for bank in record.participants() {
+        if bank != state.bank {
+            require_available(state, bank)?;
+        }
+    }
+    own_accounts.sort();
+    own_accounts.dedup();
+    let command = Command::BeginPackage {
+        actor: customer.id,
+        accounts: own_accounts,
+        package: record.clone(),
+    };
+    let executed = state
+        .execute(customer.id, headers, fingerprint, command)
+        .await?;
+    let begun =
+        matches!(&executed.outcome, Outcome::Package(p) if p.status == PaymentStatus::Pending);
+    if executed.replayed || !begun {
+        return Ok(respond(executed));
+    }
+    fault::hit(Point::AfterBegin);
+    let parts: BTreeMap<BankCode, Part> = protocol::plan(&movements)
+        .into_iter()
+        .map(|(bank, legs)| {
+            let part = Part {
+                legs,
+                payment: None,
+                on_behalf_of: (bank != state.bank).then(|| customer.document.clone()),
+            };
+            (bank, part)
+        })
+        .collect();
+    decided_answer(state, customer, e2e, parts, Outcome::Package(record)).await
+}
+
+/// Starts the atomic commit and answers with its outcome: 201 once decided, 202 with the
+/// pending record if the decision is slow (it still finishes; `GET /transfers/{id}` follows it).
+async fn decided_answer(
+    state: &AppState,
+    customer: &CustomerRecord,
+    e2e: EndToEndId,
+    parts: BTreeMap<BankCode, Part>,
+    pending: Outcome,
+) -> Result<Response, ApiError> {
+    if let Some(decided) = state.interbank.begin(e2e.clone(), parts).await {
         let _ = tokio::time::timeout(DECISION_WAIT, decided).await;
     }
-    match state.store.payment(customer.id, &e2e).await? {
-        Some(Outcome::Payment(payment)) if payment.status != PaymentStatus::Pending => {
-            let mut response = outcome_body(&Outcome::Payment(payment))?;
-            *response.status_mut() = StatusCode::CREATED;
-            Ok(response)
-        }
-        _ => Ok((
-            StatusCode::ACCEPTED,
-            axum::Json(super::payment_wire(&record)),
-        )
-            .into_response()),
+    let outcome = state
+        .store
+        .payment(customer.id, &e2e)
+        .await?
+        .unwrap_or(pending);
+    let mut response = outcome_body(&outcome)?;
+    if response.status() == StatusCode::OK {
+        *response.status_mut() = StatusCode::CREATED;
     }
+    Ok(response)
 }

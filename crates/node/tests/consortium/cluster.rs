@@ -219,13 +219,22 @@ impl Cluster {
 
     /// A customer of bank `i` with an individual account opened with `opening`.
     pub async fn customer(&self, i: usize, opening: &str) -> Customer {
-        let username = unique("c");
+        self.register(i, &unique("c"), &cpf(), opening).await
+    }
+
+    /// The same person (same CPF and username) as `customer`, registered at bank `i` too.
+    pub async fn also_at(&self, i: usize, customer: &Customer, opening: &str) -> Customer {
+        self.register(i, &customer.username, &customer.document, opening)
+            .await
+    }
+
+    async fn register(&self, i: usize, username: &str, document: &str, opening: &str) -> Customer {
         let (status, body) = self
             .call(
                 i,
                 reqwest::Method::POST,
                 "/api/v1/customers",
-                Some(json!({"name": format!("Cliente {username}"), "document": cpf(), "username": username, "password": PASSWORD})),
+                Some(json!({"name": format!("Cliente {username}"), "document": document, "username": username, "password": PASSWORD})),
                 None,
                 None,
             )
@@ -257,6 +266,8 @@ impl Cluster {
             bank: i,
             token,
             number: account["number"].as_str().unwrap().to_string(),
+            username: username.to_string(),
+            document: document.to_string(),
         }
     }
 
@@ -373,6 +384,8 @@ pub struct Customer {
     pub bank: usize,
     pub token: String,
     pub number: String,
+    pub username: String,
+    pub document: String,
 }
 
 /// Signed centavos of a decimal string such as "-12.30".

@@ -64,7 +64,7 @@ async fn outcome_of(
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn concurrent_payments_between_three_banks_commit_exactly_once() {
+async fn concurrent_payments_and_packages_between_three_banks_commit_exactly_once() {
     let cluster = Arc::new(Cluster::started().await);
     let mut customers = Vec::new();
     for bank in 0..3 {
@@ -89,6 +89,29 @@ async fn concurrent_payments_between_three_banks_commit_exactly_once() {
                 }
                 let amount = format!("{}.{:02}", (client * 7 + n * 13) % 60, (n * 37) % 100);
                 if amount == "0.00" {
+                    continue;
+                }
+                if n % 4 == 3 {
+                    // Now and then a package: pay across banks and withdraw, all or nothing.
+                    let at = |c: &Customer| json!({"bank": CODES[c.bank], "number": c.number});
+                    let operations = json!([
+                        {"type": "transfer", "account": at(from), "to": at(to), "amount": amount},
+                        {"type": "withdrawal", "account": at(from), "amount": "1.00"},
+                    ]);
+                    let (status, body) = cluster
+                        .call(
+                            from.bank,
+                            Method::POST,
+                            "/api/v1/packages",
+                            Some(json!({ "operations": operations })),
+                            Some(&from.token),
+                            None,
+                        )
+                        .await;
+                    assert!(
+                        status == 201 && body["status"] != "pending",
+                        "{status} {body}"
+                    );
                     continue;
                 }
                 let (status, body) = cluster.pay(from, to, &amount, &unique("k")).await;
@@ -466,4 +489,106 @@ fn the_consortium_audit_catches_each_broken_invariant() {
     let mut created = good;
     created[1]["customer_balances"] = json!("106.00");
     assert!(violations(&created).iter().any(|v| v.contains("cash")));
+}
+
+/// The seed systems' example: from one bank, a transfer out of an account there, a deposit at a
+/// second bank and a withdrawal at a third, all committed or none; a refused operation names
+/// itself and undoes the rest; another person's account elsewhere cannot be operated.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_package_over_three_banks_commits_all_or_nothing() {
+    let cluster = Cluster::started().await;
+    let ana0 = cluster.customer(0, "100.00").await;
+    let ana1 = cluster.also_at(1, &ana0, "50.00").await;
+    let ana2 = cluster.also_at(2, &ana0, "80.00").await;
+    let bia1 = cluster.customer(1, "50.00").await;
+    let at = |c: &Customer| json!({"bank": CODES[c.bank], "number": c.number});
+    let package = |operations: Value| {
+        cluster.call(
+            0,
+            Method::POST,
+            "/api/v1/packages",
+            Some(json!({ "operations": operations })),
+            Some(&ana0.token),
+            None,
+        )
+    };
+
+    let (status, done) = package(json!([
+        {"type": "transfer", "account": at(&ana0), "to": at(&bia1), "amount": "20.00"},
+        {"type": "deposit", "account": at(&ana1), "amount": "15.00"},
+        {"type": "withdrawal", "account": at(&ana2), "amount": "10.00"},
+    ]))
+    .await;
+    assert_eq!(
+        (status, &done["status"]),
+        (201, &json!("committed")),
+        "{done}"
+    );
+    assert!(
+        done["results"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|r| r["status"] == "committed"),
+        "{done}"
+    );
+    cluster.settle_and_audit().await;
+    assert_eq!(balance(&cluster, &ana0).await, (8000, 8000));
+    assert_eq!(balance(&cluster, &bia1).await, (7000, 7000));
+    assert_eq!(balance(&cluster, &ana1).await, (6500, 6500));
+    assert_eq!(balance(&cluster, &ana2).await, (7000, 7000));
+
+    let (status, refused) = package(json!([
+        {"type": "transfer", "account": at(&ana0), "to": at(&bia1), "amount": "5.00"},
+        {"type": "deposit", "account": at(&ana1), "amount": "1.00"},
+        {"type": "withdrawal", "account": at(&ana2), "amount": "1000.00"},
+    ]))
+    .await;
+    assert_eq!(
+        (status, &refused["status"]),
+        (201, &json!("aborted")),
+        "{refused}"
+    );
+    let results = refused["results"].as_array().unwrap();
+    assert_eq!(
+        (&results[2]["status"], &results[2]["reason"]),
+        (&json!("rejected"), &json!("insufficient_funds")),
+        "{refused}"
+    );
+    assert!(
+        results[..2].iter().all(|r| r["status"] == "aborted"),
+        "{refused}"
+    );
+
+    let (status, stranger) = package(json!([
+        {"type": "withdrawal", "account": at(&bia1), "amount": "1.00"},
+    ]))
+    .await;
+    assert_eq!(
+        (status, &stranger["results"][0]["reason"]),
+        (201, &json!("account_not_found")),
+        "{stranger}"
+    );
+
+    cluster.settle_and_audit().await;
+    assert_eq!(balance(&cluster, &ana0).await, (8000, 8000));
+    assert_eq!(balance(&cluster, &bia1).await, (7000, 7000));
+    assert_eq!(balance(&cluster, &ana1).await, (6500, 6500));
+    assert_eq!(balance(&cluster, &ana2).await, (7000, 7000));
+    // The package is followed by its id at the bank that took it.
+    let (status, seen) = cluster
+        .call(
+            0,
+            Method::GET,
+            &format!("/api/v1/transfers/{}", done["id"].as_str().unwrap()),
+            None,
+            Some(&ana0.token),
+            None,
+        )
+        .await;
+    assert_eq!(
+        (status, &seen["status"]),
+        (200, &json!("committed")),
+        "{seen}"
+    );
 }

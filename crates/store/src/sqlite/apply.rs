@@ -159,6 +159,11 @@ pub fn apply(conn: &Connection, ctx: &Ctx, command: &Command) -> Applied<Outcome
             from,
             payment,
         } => super::interbank::begin_payment(conn, *actor, *from, payment),
+        Command::BeginPackage {
+            actor,
+            accounts,
+            package,
+        } => super::interbank::begin_package(conn, *actor, accounts, package),
     }
 }
 
@@ -915,6 +920,7 @@ fn package(
         status: status.clone(),
         results,
         clock: ctx.stamp.to_string(),
+        banks: Vec::new(),
     };
     record_payment(
         conn,

@@ -7,7 +7,7 @@ use super::apply::{
 };
 use crate::model::*;
 use ledger::{AccountNumber, BankCode, EndToEndId};
-use protocol::{Endpoint, Leg};
+use protocol::{Endpoint, Leg, LegRefusal};
 use rusqlite::{Connection, OptionalExtension, params};
 
 fn endpoint_id(conn: &Connection, ctx: &Ctx, endpoint: &Endpoint) -> rusqlite::Result<Option<i64>> {
@@ -58,18 +58,18 @@ pub fn prepare(
     }
     conn.execute_batch("SAVEPOINT prepare")?;
     let mut refusal = None;
-    for leg in legs {
+    for (index, leg) in legs.iter().enumerate() {
         let (Some(from), Some(to)) = (
             endpoint_id(conn, ctx, &leg.from)?,
             endpoint_id(conn, ctx, &leg.to)?,
         ) else {
-            refusal = Some(Refusal::AccountNotFound);
+            refusal = Some((index, Refusal::AccountNotFound));
             break;
         };
         if let Err(refused) =
             move_money(conn, ctx, from, to, leg.amount, Mode::Pending, e2e.as_str())?
         {
-            refusal = Some(refused);
+            refusal = Some((index, refused));
             break;
         }
     }
@@ -79,7 +79,16 @@ pub fn prepare(
         "RELEASE prepare"
     };
     conn.execute_batch(end)?;
-    let (yes, reason) = (refusal.is_none(), refusal.map(|r| r.code().to_string()));
+    let reason = refusal.map(|(leg, refused)| {
+        let bank = BankCode::parse(&ctx.bank).expect("the bank's own code is valid");
+        LegRefusal {
+            bank,
+            leg,
+            code: refused.code().to_string(),
+        }
+        .to_string()
+    });
+    let yes = reason.is_none();
     let legs_json = serde_json::to_string(legs).expect("legs serialise");
     let payment_json = payment.map(|p| serde_json::to_string(p).expect("payments serialise"));
     conn.prepare_cached("INSERT INTO interbank_votes (e2e_id, coordinator, yes, reason, legs, payment, clock) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)")?
@@ -263,36 +272,73 @@ pub fn record_decision(
     let participants_json = serde_json::to_string(participants).expect("codes serialise");
     conn.prepare_cached("INSERT INTO interbank_decisions (e2e_id, commit_flag, participants, clock) VALUES (?1, ?2, ?3, ?4)")?
         .execute(params![e2e.as_str(), commit, participants_json, ctx.stamp.to_string()])?;
-    // The customer's payment, and any idempotency record waiting on it, take the outcome now.
+    // The customer's payment or package, and any idempotency record waiting on it, take the
+    // outcome now.
     let pending: Option<String> = conn
         .prepare_cached("SELECT body FROM payments WHERE e2e_id = ?1 AND status = 'pending'")?
         .query_row(params![e2e.as_str()], |row| row.get(0))
         .optional()?;
     if let Some(body) = pending {
-        let Outcome::Payment(mut payment) =
-            serde_json::from_str(&body).expect("stored payments parse")
-        else {
-            unreachable!("pending payments are transfers")
-        };
-        payment.status = if commit {
+        let status = if commit {
             PaymentStatus::Committed
         } else {
             PaymentStatus::Aborted
         };
-        payment.reason = if commit {
-            None
-        } else {
-            Some(reason.unwrap_or("aborted").to_string())
+        let reason = reason.unwrap_or(protocol::reasons::REFUSED);
+        let settled = match serde_json::from_str(&body).expect("stored payments parse") {
+            Outcome::Payment(mut payment) => {
+                payment.status = status;
+                payment.reason = (!commit).then(|| LegRefusal::code_of(reason).to_string());
+                settle_payment(conn, e2e, &payment, &[])?;
+                Outcome::Payment(payment)
+            }
+            Outcome::Package(mut package) => {
+                package.status = status;
+                package.results = package_results(&package, commit, reason);
+                let body = serde_json::to_string(&Outcome::Package(package.clone()))
+                    .expect("outcomes serialise");
+                conn.prepare_cached(
+                    "UPDATE payments SET status = ?2, body = ?3 WHERE e2e_id = ?1",
+                )?
+                .execute(params![e2e.as_str(), package.status.as_str(), body])?;
+                Outcome::Package(package)
+            }
+            other => unreachable!("a pending payment is a transfer or a package, not {other:?}"),
         };
-        settle_payment(conn, e2e, &payment, &[])?;
-        let settled =
-            serde_json::to_string(&Outcome::Payment(payment)).expect("outcomes serialise");
+        let settled = serde_json::to_string(&settled).expect("outcomes serialise");
         conn.prepare_cached(
             "UPDATE idempotency SET outcome = ?2, pending_e2e = NULL WHERE pending_e2e = ?1",
         )?
         .execute(params![e2e.as_str(), settled])?;
     }
     Ok(Ok(Outcome::Decision { commit }))
+}
+
+/// Each operation's result once a package between banks is decided: all committed, or the one a
+/// bank refused with its code and the others aborted with it.
+fn package_results(package: &PackageRecord, commit: bool, reason: &str) -> Vec<OperationRecord> {
+    let refused = LegRefusal::parse(reason)
+        .and_then(|r| Some((package.operation_of(r.bank, r.leg)?, r.code)));
+    (0..package.banks.len())
+        .map(|index| match (&refused, commit) {
+            (_, true) => OperationRecord {
+                status: OperationStatus::Committed,
+                reason: None,
+            },
+            (Some((at, code)), false) if *at == index => OperationRecord {
+                status: OperationStatus::Rejected,
+                reason: Some(code.clone()),
+            },
+            (Some(_), false) => OperationRecord {
+                status: OperationStatus::Aborted,
+                reason: Some("package_aborted".into()),
+            },
+            (None, false) => OperationRecord {
+                status: OperationStatus::Aborted,
+                reason: Some(LegRefusal::code_of(reason).to_string()),
+            },
+        })
+        .collect()
 }
 
 pub fn complete_decision(conn: &Connection, e2e: &EndToEndId) -> Applied<Outcome> {
@@ -319,7 +365,39 @@ pub fn begin_payment(
         &Outcome::Payment(payment.clone()),
         &[from_id],
     )?;
+    started_by(conn, e2e.as_str(), actor)?;
     Ok(Ok(outcome))
+}
+
+pub fn begin_package(
+    conn: &Connection,
+    actor: CustomerId,
+    accounts: &[AccountNumber],
+    package: &PackageRecord,
+) -> Applied<Outcome> {
+    let mut ids = Vec::with_capacity(accounts.len());
+    for number in accounts {
+        let Some((id, _)) = held_account(conn, actor, *number)? else {
+            return Ok(Err(Refusal::AccountNotFound));
+        };
+        ids.push(id);
+    }
+    let outcome = Outcome::Package(package.clone());
+    record_payment(
+        conn,
+        &package.e2e_id,
+        &PaymentStatus::Pending,
+        &outcome,
+        &ids,
+    )?;
+    started_by(conn, &package.e2e_id, actor)?;
+    Ok(Ok(outcome))
+}
+
+fn started_by(conn: &Connection, e2e: &str, actor: CustomerId) -> rusqlite::Result<()> {
+    conn.prepare_cached("UPDATE payments SET started_by = ?2 WHERE e2e_id = ?1")?
+        .execute(params![e2e, actor])?;
+    Ok(())
 }
 
 /// What a restarted node must finish: its unfinished votes, and its decisions not yet
@@ -371,15 +449,16 @@ pub fn open_work(conn: &Connection) -> rusqlite::Result<OpenInterbank> {
         .query_map([], |row| Ok((row.get::<_, String>(0)?, row.get::<_, String>(1)?)))?
         .map(|row| {
             let (e2e, body) = row?;
-            let Ok(Outcome::Payment(payment)) = serde_json::from_str::<Outcome>(&body) else {
-                return Ok(None);
+            let banks: Vec<BankCode> = match serde_json::from_str::<Outcome>(&body) {
+                Ok(Outcome::Payment(payment)) => [&payment.from.bank, &payment.to.bank]
+                    .into_iter()
+                    .filter_map(|code| BankCode::parse(code))
+                    .collect::<std::collections::BTreeSet<_>>()
+                    .into_iter()
+                    .collect(),
+                Ok(Outcome::Package(package)) => package.participants(),
+                _ => return Ok(None),
             };
-            let banks: Vec<BankCode> = [&payment.from.bank, &payment.to.bank]
-                .into_iter()
-                .filter_map(|code| BankCode::parse(code))
-                .collect::<std::collections::BTreeSet<_>>()
-                .into_iter()
-                .collect();
             Ok(EndToEndId::parse(&e2e).map(|e2e| (e2e, banks)))
         })
         .filter_map(Result::transpose)

@@ -269,6 +269,9 @@ impl Writer {
             let body = serde_json::to_string(&outcome).expect("outcomes serialise");
             let pending = match &outcome {
                 Outcome::Pending(payment) => Some(payment.e2e_id.clone()),
+                Outcome::Package(package) if package.status == PaymentStatus::Pending => {
+                    Some(package.e2e_id.clone())
+                }
                 _ => None,
             };
             conn.prepare_cached("INSERT INTO idempotency (scope, key, fingerprint, outcome, clock, pending_e2e) VALUES (?1, ?2, ?3, ?4, ?5, ?6)")?
@@ -375,6 +378,22 @@ impl Store for SqliteStore {
     async fn decision(&self, e2e: &EndToEndId) -> Result<Option<bool>, StoreError> {
         let e2e = e2e.as_str().to_string();
         self.read(move |conn| interbank::decision(conn, &e2e)).await
+    }
+
+    async fn held_by_document(
+        &self,
+        number: AccountNumber,
+        document: &str,
+    ) -> Result<bool, StoreError> {
+        let document = document.to_string();
+        self.read(move |conn| {
+            conn.prepare_cached(
+                "SELECT EXISTS (SELECT 1 FROM accounts a JOIN account_holders h ON h.account_id = a.id
+                 JOIN customers c ON c.id = h.customer_id WHERE a.number = ?1 AND c.document = ?2)",
+            )?
+            .query_row(rusqlite::params![number.base() as i64, document], |row| row.get(0))
+        })
+        .await
     }
 
     async fn audit(&self) -> Result<AuditRecord, StoreError> {

@@ -243,9 +243,9 @@ pub fn payment(
     e2e: &str,
 ) -> rusqlite::Result<Option<String>> {
     conn.prepare_cached(
-        "SELECT p.body FROM payments p WHERE p.e2e_id = ?1 AND EXISTS (
+        "SELECT p.body FROM payments p WHERE p.e2e_id = ?1 AND (p.started_by = ?2 OR EXISTS (
              SELECT 1 FROM payment_accounts pa JOIN account_holders h ON h.account_id = pa.account_id
-             WHERE pa.e2e_id = p.e2e_id AND h.customer_id = ?2)",
+             WHERE pa.e2e_id = p.e2e_id AND h.customer_id = ?2))",
     )?
     .query_row(params![e2e, viewer], |row| row.get(0))
     .optional()

@@ -85,9 +85,12 @@ const MIGRATIONS: &[&str] = &[
     CREATE INDEX entries_by_account ON entries (account_id, id);
 
     CREATE TABLE payments (
-        e2e_id TEXT PRIMARY KEY,
-        status TEXT NOT NULL CHECK (status IN ('pending', 'committed', 'aborted')),
-        body   TEXT NOT NULL
+        e2e_id     TEXT PRIMARY KEY,
+        status     TEXT NOT NULL CHECK (status IN ('pending', 'committed', 'aborted')),
+        body       TEXT NOT NULL,
+        -- The customer who asked for it, when it was asked here (they see it even if it touches
+        -- none of their accounts at this bank).
+        started_by INTEGER REFERENCES customers (id)
     ) WITHOUT ROWID;
 
     CREATE TABLE payment_accounts (
