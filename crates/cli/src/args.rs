@@ -1,0 +1,322 @@
+//! The command line of `bank`: one subcommand per endpoint of the public API, plus the ATM and
+//! the consortium audit. Amounts, accounts and package operations are parsed here, by clap's
+//! value parsers, so a malformed one is a usage error (exit 2) before anything is sent.
+
+use crate::amount::amount_arg;
+use clap::{Parser, Subcommand, ValueEnum};
+use ledger::Amount;
+use std::path::PathBuf;
+
+const AFTER_HELP: &str = "\
+Amounts: 10 | 10,50 | 10.50 | 1.234,56 | 1234,56 | R$ 1.234,56 (ambiguous ones like 1.234 are refused).
+Accounts: BANK/NUMBER (10000001/100001-2) or NUMBER at your bank; optional when you hold one account.
+
+Exit codes: 0 ok, 1 other error, 2 usage (or an argument refused before sending),
+3 refused by the bank (4xx, or a payment it aborted), 4 bank unavailable (connection, timeout, 5xx),
+5 the audit found a violation.
+
+The bank: --bank URL, else $BANK_URL, else the bank of the current session, else `bank` in
+config.json (recorded by `bank login`). Both files live in $BANK_CONFIG_DIR, else
+$XDG_CONFIG_HOME/interbank, else ~/.config/interbank; session.json (the token) is mode 0600.";
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "bank",
+    version,
+    about = "Interbank's terminal client: your accounts, Pix payments, the ATM and the audit.",
+    after_help = AFTER_HELP
+)]
+pub struct Args {
+    /// The bank's URL; else $BANK_URL; else your session's bank; else config.json's `bank`.
+    #[arg(long, global = true, env = "BANK_URL", value_name = "URL")]
+    pub bank: Option<String>,
+    /// Print the API's JSON instead of tables (for scripts).
+    #[arg(long, global = true)]
+    pub json: bool,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Become a customer of the bank (the password is asked, or read from $BANK_PASSWORD).
+    Register {
+        /// Full name.
+        #[arg(long)]
+        name: String,
+        /// CPF or CNPJ, bare or formatted.
+        #[arg(long)]
+        document: String,
+        #[arg(long)]
+        username: String,
+    },
+    /// Log in and keep the session (and the bank's URL) for the next commands.
+    Login { username: String },
+    /// End the session at the bank and forget it here.
+    Logout,
+    /// Who you are, and every account you hold.
+    Me,
+    /// Your accounts with their balances.
+    Accounts,
+    /// Open an account with an opening deposit (at least R$ 50,00).
+    Open {
+        /// individual, company or joint; by default your own kind (joint with --co-holder).
+        #[arg(long, value_parser = ["individual", "company", "joint"])]
+        kind: Option<String>,
+        /// Another holder of a joint account (a username); repeat for more.
+        #[arg(long = "co-holder", value_name = "USERNAME")]
+        co_holders: Vec<String>,
+        /// The opening deposit.
+        #[arg(long, value_parser = amount_arg, allow_hyphen_values = true)]
+        deposit: Amount,
+    },
+    /// Deposit cash into an account.
+    Deposit {
+        #[arg(value_parser = amount_arg, allow_hyphen_values = true)]
+        amount: Amount,
+        #[arg(long, short)]
+        account: Option<String>,
+        #[arg(long)]
+        description: Option<String>,
+    },
+    /// Withdraw cash from an account.
+    Withdraw {
+        #[arg(value_parser = amount_arg, allow_hyphen_values = true)]
+        amount: Amount,
+        #[arg(long, short)]
+        account: Option<String>,
+        #[arg(long)]
+        description: Option<String>,
+    },
+    /// Pay a Pix key or an account (BANK/NUMBER).
+    Pay {
+        /// A Pix key (CPF, CNPJ, e-mail, +55 phone, random) or BANK/NUMBER.
+        to: String,
+        #[arg(value_parser = amount_arg, allow_hyphen_values = true)]
+        amount: Amount,
+        /// The paying account.
+        #[arg(long, short)]
+        from: Option<String>,
+        #[arg(long)]
+        description: Option<String>,
+    },
+    /// Several operations that commit all together or not at all.
+    #[command(after_help = "\
+Operations come from a JSON file (`-` for standard input) or from repeated --op flags:
+  --op deposit:100,00  --op withdraw:20  --op transfer:10,50:ana@example.com
+The file is the API's body or a bare list; amounts are strings in any accepted format, `account`
+is optional (default --account), and `to` is a Pix key, BANK/NUMBER, or {\"pix_key\"} / {\"bank\", \"number\"}:
+  {\"operations\": [{\"type\": \"deposit\", \"amount\": \"100,00\"},
+                  {\"type\": \"transfer\", \"amount\": \"10.50\", \"to\": \"ana@example.com\"}]}")]
+    Package {
+        /// A JSON file with the operations; `-` reads standard input.
+        #[arg(long, short, conflicts_with = "ops")]
+        file: Option<PathBuf>,
+        /// An operation: deposit:AMOUNT, withdraw:AMOUNT or transfer:AMOUNT:TO. Repeatable.
+        #[arg(long = "op", value_name = "OPERATION", value_parser = operation_arg)]
+        ops: Vec<OperationArg>,
+        /// The account for operations that name none.
+        #[arg(long, short)]
+        account: Option<String>,
+    },
+    /// An account's statement, newest first.
+    Statement {
+        #[arg(long, short)]
+        account: Option<String>,
+        /// Entries per page (1 to 100).
+        #[arg(long, value_parser = clap::value_parser!(u32).range(1..=100))]
+        limit: Option<u32>,
+        /// Continue from a previous page's cursor.
+        #[arg(long, conflicts_with = "all")]
+        cursor: Option<String>,
+        /// Every entry, following the pages to the first.
+        #[arg(long)]
+        all: bool,
+    },
+    /// Pix keys: add, list, look up, remove.
+    Keys {
+        #[command(subcommand)]
+        action: KeysCommand,
+    },
+    /// Look up payments.
+    Transfer {
+        #[command(subcommand)]
+        action: TransferCommand,
+    },
+    /// The banks of the consortium and this bank's settlement position with each.
+    Consortium,
+    /// Audit one bank (--bank and --operator-token) or a whole consortium (--consortium FILE).
+    Audit {
+        /// A demo.json as written by `bankd demo` (every bank's code, name, URL, operator token),
+        /// or the demo's folder holding it.
+        #[arg(long, value_name = "FILE", conflicts_with = "operator_token")]
+        consortium: Option<PathBuf>,
+        /// The bank's operator token, to audit the one bank given by --bank.
+        #[arg(long, env = "BANK_OPERATOR_TOKEN", hide_env_values = true)]
+        operator_token: Option<String>,
+    },
+    /// Whether the bank is up.
+    Health,
+    /// An interactive ATM session ("Caixa Eletrônico").
+    Atm {
+        #[arg(long, value_enum, default_value_t = LangArg::Pt)]
+        lang: LangArg,
+        /// Print the bank's logical clock (X-Clock) after each answer.
+        #[arg(long)]
+        show_clock: bool,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum KeysCommand {
+    /// Register a key on one of your accounts.
+    Add {
+        #[arg(value_enum)]
+        kind: KeyKind,
+        /// The key (none for `random`, which the bank generates).
+        value: Option<String>,
+        #[arg(long, short)]
+        account: Option<String>,
+    },
+    /// Every key on your accounts.
+    List,
+    /// Whom a key pays.
+    Lookup { key: String },
+    /// Remove one of your keys.
+    Remove { key: String },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum TransferCommand {
+    /// A transfer (or a package) by its end-to-end id.
+    Show { id: String },
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+pub enum KeyKind {
+    Cpf,
+    Cnpj,
+    Email,
+    Phone,
+    Random,
+}
+
+impl KeyKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            KeyKind::Cpf => "cpf",
+            KeyKind::Cnpj => "cnpj",
+            KeyKind::Email => "email",
+            KeyKind::Phone => "phone",
+            KeyKind::Random => "random",
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum, PartialEq, Eq)]
+pub enum LangArg {
+    Pt,
+    En,
+}
+
+/// One `--op` of `bank package`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OperationArg {
+    /// `deposit`, `withdrawal` or `transfer` (the API's words).
+    pub kind: &'static str,
+    pub amount: Amount,
+    pub to: Option<wire::Destination>,
+}
+
+fn operation_arg(text: &str) -> Result<OperationArg, String> {
+    let mut parts = text.splitn(3, ':');
+    let kind = parts.next().unwrap_or_default().trim();
+    let amount_text = parts
+        .next()
+        .ok_or("an operation is deposit:AMOUNT, withdraw:AMOUNT or transfer:AMOUNT:TO")?;
+    let amount = amount_arg(amount_text)?;
+    let to = parts.next();
+    let (kind, to) = match (kind, to) {
+        ("deposit", None) => ("deposit", None),
+        ("withdraw" | "withdrawal", None) => ("withdrawal", None),
+        ("transfer", Some(to)) if !to.trim().is_empty() => {
+            ("transfer", Some(destination(to.trim())))
+        }
+        ("transfer", _) => return Err("a transfer is transfer:AMOUNT:TO".into()),
+        ("deposit" | "withdraw" | "withdrawal", Some(_)) => {
+            return Err(format!("{kind} takes no destination: {kind}:AMOUNT"));
+        }
+        _ => return Err(format!("{kind:?} is not deposit, withdraw or transfer")),
+    };
+    Ok(OperationArg { kind, amount, to })
+}
+
+/// `BANK/NUMBER` (eight digits, a slash, the number) is an account; anything else a Pix key.
+pub fn destination(text: &str) -> wire::Destination {
+    match text.split_once('/') {
+        Some((bank, number))
+            if bank.len() == 8
+                && bank.bytes().all(|b| b.is_ascii_digit())
+                && !number.is_empty() =>
+        {
+            wire::Destination {
+                pix_key: None,
+                bank: Some(bank.to_string()),
+                number: Some(number.to_string()),
+            }
+        }
+        _ => wire::Destination {
+            pix_key: Some(text.to_string()),
+            bank: None,
+            number: None,
+        },
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_command_line_is_consistent() {
+        use clap::CommandFactory;
+        Args::command().debug_assert();
+    }
+
+    #[test]
+    fn destinations() {
+        let account = destination("10000001/100001-2");
+        assert_eq!(account.bank.as_deref(), Some("10000001"));
+        assert_eq!(account.number.as_deref(), Some("100001-2"));
+        assert_eq!(account.pix_key, None);
+        for key in [
+            "ana@example.com",
+            "+5511999998888",
+            "12345678909",
+            "123/456",
+            "10000001/",
+        ] {
+            assert_eq!(destination(key).pix_key.as_deref(), Some(key), "{key}");
+        }
+    }
+
+    #[test]
+    fn operations() {
+        let op = operation_arg("transfer:1.234,56:ana@example.com").unwrap();
+        assert_eq!(op.kind, "transfer");
+        assert_eq!(op.amount.cents(), 123_456);
+        assert_eq!(op.to.unwrap().pix_key.as_deref(), Some("ana@example.com"));
+        assert_eq!(operation_arg("withdraw:20").unwrap().kind, "withdrawal");
+        assert_eq!(operation_arg("deposit:R$ 10").unwrap().amount.cents(), 1000);
+        for bad in [
+            "deposit",
+            "deposit:1.234",
+            "deposit:10:x",
+            "transfer:10",
+            "transfer:10:",
+            "refund:10",
+        ] {
+            assert!(operation_arg(bad).is_err(), "{bad}");
+        }
+    }
+}

@@ -1,0 +1,689 @@
+//! A typed async client for one bank's public REST API (`/api/v1`), over the `wire` types, so the
+//! terminal client, tools and tests speak the API one way instead of each building URLs and
+//! parsing problems by hand.
+//!
+//! What it guarantees to its callers:
+//! - every `POST` that moves money or creates something (and every `DELETE` of a Pix key) carries
+//!   an `Idempotency-Key`: the caller's, or a fresh random one per call; a caller that wants to
+//!   retry after a lost answer passes its own key from [`new_idempotency_key`];
+//! - every answer's `X-Clock` (the bank's hybrid logical clock) is returned beside the value, and
+//!   the exact JSON the bank sent is kept for callers that print it;
+//! - a `problem+json` answer becomes [`ClientError::Problem`] with its status, code, title and
+//!   detail; a bank that cannot be reached or does not answer in time is
+//!   [`ClientError::Unavailable`], a different thing from a refusal.
+//!
+//! Architecture invariant: this crate knows HTTP and the wire shapes only; it never interprets
+//! money or business rules, and it keeps no state beyond the bearer token it was given.
+
+use reqwest::header::{HeaderMap, RETRY_AFTER};
+use reqwest::{Method, Url};
+use serde::de::DeserializeOwned;
+use serde::{Deserialize, Serialize};
+use std::time::Duration;
+
+pub use wire;
+
+/// How long to wait for a TCP connection to the bank.
+pub const CONNECT_TIMEOUT_DEFAULT: Duration = Duration::from_secs(5);
+/// How long to wait for a whole answer. The node answers every request within 10 s (503 after),
+/// so this only fires when the bank or the network is stuck.
+pub const REQUEST_TIMEOUT_DEFAULT: Duration = Duration::from_secs(20);
+/// Characters of an unexpected (non-problem) body kept in [`ClientError::Unexpected`].
+const UNEXPECTED_BODY_CHARS_MAX: usize = 300;
+
+/// A fresh, random `Idempotency-Key` (a v4 UUID). Keep it to retry a call whose answer was lost:
+/// the bank then replays the first outcome instead of doing the thing twice.
+pub fn new_idempotency_key() -> String {
+    uuid::Uuid::new_v4().to_string()
+}
+
+/// A successful answer: the typed value, the JSON exactly as the bank sent it (`null` for an
+/// answer without a body), and the headers that matter to callers.
+#[derive(Debug, Clone)]
+pub struct Reply<T> {
+    pub value: T,
+    pub status: u16,
+    /// The bank's hybrid logical clock (`X-Clock`) when it answered.
+    pub clock: Option<String>,
+    pub json: serde_json::Value,
+    /// The bank replayed the first answer to this `Idempotency-Key`.
+    pub replayed: bool,
+    /// The `Idempotency-Key` that was sent, if any.
+    pub idempotency_key: Option<String>,
+}
+
+/// What `GET /api/v1/transfers/{id}` answers: a transfer, or a package looked up by its id.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(untagged)]
+pub enum Payment {
+    /// Tried first: only a package has `results`.
+    Package(wire::Package),
+    Transfer(wire::Transfer),
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ClientError {
+    /// The bank answered with an RFC 9457 problem: a refusal (4xx) or its own failure (5xx).
+    #[error("{} [{}]: {}", .problem.title, .problem.code, .problem.detail)]
+    Problem {
+        status: u16,
+        /// Boxed: a problem is rare and large, and every `Result` would carry its size.
+        problem: Box<wire::Problem>,
+        clock: Option<String>,
+        /// Seconds, from `Retry-After` (429 and 503 answers).
+        retry_after_seconds: Option<u64>,
+    },
+    /// The bank could not be reached, dropped the connection, or did not answer in time.
+    #[error("the bank at {url} is unavailable: {reason}")]
+    Unavailable { url: String, reason: String },
+    /// The bank answered something this client cannot read: an error without a problem
+    /// document, or a success whose body does not have the documented shape.
+    #[error("the bank answered {status} with an unexpected body: {body}")]
+    Unexpected {
+        status: u16,
+        body: String,
+        clock: Option<String>,
+    },
+    #[error("{url:?} is not a bank URL (like http://127.0.0.1:8081): {reason}")]
+    InvalidUrl { url: String, reason: String },
+}
+
+impl ClientError {
+    /// The HTTP status the bank answered, when it answered.
+    pub fn status(&self) -> Option<u16> {
+        match self {
+            ClientError::Problem { status, .. } | ClientError::Unexpected { status, .. } => {
+                Some(*status)
+            }
+            ClientError::Unavailable { .. } | ClientError::InvalidUrl { .. } => None,
+        }
+    }
+
+    /// The problem's stable machine code (`insufficient_funds`, ...).
+    pub fn code(&self) -> Option<&str> {
+        match self {
+            ClientError::Problem { problem, .. } => Some(&problem.code),
+            _ => None,
+        }
+    }
+
+    pub fn problem(&self) -> Option<&wire::Problem> {
+        match self {
+            ClientError::Problem { problem, .. } => Some(problem),
+            _ => None,
+        }
+    }
+
+    /// The bank's clock on an error answer.
+    pub fn clock(&self) -> Option<&str> {
+        match self {
+            ClientError::Problem { clock, .. } | ClientError::Unexpected { clock, .. } => {
+                clock.as_deref()
+            }
+            _ => None,
+        }
+    }
+
+    /// The bank refused the request (a 4xx answer): retrying the same request will not help.
+    pub fn is_refusal(&self) -> bool {
+        self.status().is_some_and(|s| (400..500).contains(&s))
+    }
+
+    /// The bank could not do it right now: not reachable, too slow, or a 5xx answer. A retry
+    /// with the same `Idempotency-Key` is safe.
+    pub fn is_unavailable(&self) -> bool {
+        matches!(self, ClientError::Unavailable { .. }) || self.status().is_some_and(|s| s >= 500)
+    }
+}
+
+/// A client for one bank. Cheap to clone; clones share the connection pool.
+#[derive(Debug, Clone)]
+pub struct Client {
+    http: reqwest::Client,
+    base: Url,
+    token: Option<String>,
+}
+
+/// Which `Idempotency-Key` a call sends.
+enum Idempotency<'a> {
+    None,
+    /// The caller's key, or a fresh one.
+    Key(Option<&'a str>),
+}
+
+impl Client {
+    /// A client for the bank at `base_url` (`http://host:port`, a path prefix allowed; a bare
+    /// `host:port` means `http://host:port`), with the default timeouts.
+    pub fn new(base_url: &str) -> Result<Client, ClientError> {
+        Client::with_timeouts(base_url, CONNECT_TIMEOUT_DEFAULT, REQUEST_TIMEOUT_DEFAULT)
+    }
+
+    pub fn with_timeouts(
+        base_url: &str,
+        connect_timeout: Duration,
+        request_timeout: Duration,
+    ) -> Result<Client, ClientError> {
+        let base = parse_base_url(base_url)?;
+        let http = reqwest::Client::builder()
+            .connect_timeout(connect_timeout)
+            .timeout(request_timeout)
+            .user_agent(concat!("interbank-client/", env!("CARGO_PKG_VERSION")))
+            .build()
+            .map_err(|e| ClientError::InvalidUrl {
+                url: base_url.to_string(),
+                reason: chain(&e),
+            })?;
+        Ok(Client {
+            http,
+            base,
+            token: None,
+        })
+    }
+
+    /// The same client, sending `Authorization: Bearer <token>` (a session token, or the bank's
+    /// operator token for [`Client::audit`]).
+    pub fn with_token(mut self, token: impl Into<String>) -> Client {
+        self.token = Some(token.into());
+        self
+    }
+
+    pub fn set_token(&mut self, token: Option<String>) {
+        self.token = token;
+    }
+
+    pub fn token(&self) -> Option<&str> {
+        self.token.as_deref()
+    }
+
+    /// The bank's base URL, without a trailing slash.
+    pub fn base_url(&self) -> String {
+        self.base.as_str().trim_end_matches('/').to_string()
+    }
+
+    // --- customers and sessions ---
+
+    pub async fn register(
+        &self,
+        body: &wire::RegisterCustomer,
+        key: Option<&str>,
+    ) -> Result<Reply<wire::Customer>, ClientError> {
+        self.call(
+            Method::POST,
+            self.api(&["customers"]),
+            Some(json(body)),
+            Idempotency::Key(key),
+        )
+        .await
+    }
+
+    /// Logs in; the token is in the answer (this client does not keep it: see
+    /// [`Client::with_token`]).
+    pub async fn login(
+        &self,
+        body: &wire::Credentials,
+    ) -> Result<Reply<wire::Session>, ClientError> {
+        self.call(
+            Method::POST,
+            self.api(&["sessions"]),
+            Some(json(body)),
+            Idempotency::None,
+        )
+        .await
+    }
+
+    /// Ends the session whose token this client sends.
+    pub async fn logout(&self) -> Result<Reply<()>, ClientError> {
+        self.call(
+            Method::DELETE,
+            self.api(&["sessions", "current"]),
+            None,
+            Idempotency::None,
+        )
+        .await
+    }
+
+    pub async fn me(&self) -> Result<Reply<wire::Me>, ClientError> {
+        self.call(Method::GET, self.api(&["me"]), None, Idempotency::None)
+            .await
+    }
+
+    // --- accounts ---
+
+    pub async fn open_account(
+        &self,
+        body: &wire::OpenAccount,
+        key: Option<&str>,
+    ) -> Result<Reply<wire::Account>, ClientError> {
+        self.call(
+            Method::POST,
+            self.api(&["accounts"]),
+            Some(json(body)),
+            Idempotency::Key(key),
+        )
+        .await
+    }
+
+    pub async fn account(
+        &self,
+        account: &wire::AccountRef,
+    ) -> Result<Reply<wire::Account>, ClientError> {
+        self.call(
+            Method::GET,
+            self.api(&["accounts", &account.bank, &account.number]),
+            None,
+            Idempotency::None,
+        )
+        .await
+    }
+
+    /// One page of the account's statement, newest first; pass the answer's `next_cursor` to get
+    /// the next (older) page.
+    pub async fn statement(
+        &self,
+        account: &wire::AccountRef,
+        limit: Option<u32>,
+        cursor: Option<&str>,
+    ) -> Result<Reply<wire::Statement>, ClientError> {
+        let mut url = self.api(&["accounts", &account.bank, &account.number, "statement"]);
+        {
+            let mut query = url.query_pairs_mut();
+            if let Some(limit) = limit {
+                query.append_pair("limit", &limit.to_string());
+            }
+            if let Some(cursor) = cursor {
+                query.append_pair("cursor", cursor);
+            }
+        }
+        if url.query() == Some("") {
+            url.set_query(None);
+        }
+        self.call(Method::GET, url, None, Idempotency::None).await
+    }
+
+    pub async fn deposit(
+        &self,
+        account: &wire::AccountRef,
+        body: &wire::MoneyRequest,
+        key: Option<&str>,
+    ) -> Result<Reply<wire::StatementEntry>, ClientError> {
+        self.call(
+            Method::POST,
+            self.api(&["accounts", &account.bank, &account.number, "deposits"]),
+            Some(json(body)),
+            Idempotency::Key(key),
+        )
+        .await
+    }
+
+    pub async fn withdraw(
+        &self,
+        account: &wire::AccountRef,
+        body: &wire::MoneyRequest,
+        key: Option<&str>,
+    ) -> Result<Reply<wire::StatementEntry>, ClientError> {
+        self.call(
+            Method::POST,
+            self.api(&["accounts", &account.bank, &account.number, "withdrawals"]),
+            Some(json(body)),
+            Idempotency::Key(key),
+        )
+        .await
+    }
+
+    // --- Pix keys ---
+
+    pub async fn add_pix_key(
+        &self,
+        body: &wire::AddPixKey,
+        key: Option<&str>,
+    ) -> Result<Reply<wire::PixKey>, ClientError> {
+        self.call(
+            Method::POST,
+            self.api(&["pix-keys"]),
+            Some(json(body)),
+            Idempotency::Key(key),
+        )
+        .await
+    }
+
+    /// Every key on the accounts the caller holds.
+    pub async fn pix_keys(&self) -> Result<Reply<wire::PixKeys>, ClientError> {
+        self.call(
+            Method::GET,
+            self.api(&["pix-keys"]),
+            None,
+            Idempotency::None,
+        )
+        .await
+    }
+
+    /// Who a key pays: holder name, bank and masked document (never an account or balance).
+    pub async fn lookup_pix_key(&self, key: &str) -> Result<Reply<wire::PixKey>, ClientError> {
+        self.call(
+            Method::GET,
+            self.api(&["pix-keys", key]),
+            None,
+            Idempotency::None,
+        )
+        .await
+    }
+
+    pub async fn remove_pix_key(
+        &self,
+        key: &str,
+        idempotency_key: Option<&str>,
+    ) -> Result<Reply<()>, ClientError> {
+        self.call(
+            Method::DELETE,
+            self.api(&["pix-keys", key]),
+            None,
+            Idempotency::Key(idempotency_key),
+        )
+        .await
+    }
+
+    // --- payments ---
+
+    /// A transfer to a Pix key or an account. A transfer the bank refuses for a business reason
+    /// (such as insufficient funds) is still a `201` answer, with `status: "aborted"`.
+    pub async fn transfer(
+        &self,
+        body: &wire::TransferRequest,
+        key: Option<&str>,
+    ) -> Result<Reply<wire::Transfer>, ClientError> {
+        self.call(
+            Method::POST,
+            self.api(&["transfers"]),
+            Some(json(body)),
+            Idempotency::Key(key),
+        )
+        .await
+    }
+
+    /// A transfer, or a package, by its end-to-end id.
+    pub async fn payment(&self, id: &str) -> Result<Reply<Payment>, ClientError> {
+        self.call(
+            Method::GET,
+            self.api(&["transfers", id]),
+            None,
+            Idempotency::None,
+        )
+        .await
+    }
+
+    /// Operations that commit all together or not at all.
+    pub async fn package(
+        &self,
+        body: &wire::PackageRequest,
+        key: Option<&str>,
+    ) -> Result<Reply<wire::Package>, ClientError> {
+        self.call(
+            Method::POST,
+            self.api(&["packages"]),
+            Some(json(body)),
+            Idempotency::Key(key),
+        )
+        .await
+    }
+
+    // --- the node ---
+
+    pub async fn consortium(&self) -> Result<Reply<wire::ConsortiumView>, ClientError> {
+        self.call(
+            Method::GET,
+            self.api(&["consortium"]),
+            None,
+            Idempotency::None,
+        )
+        .await
+    }
+
+    /// The bank's ledger totals and invariant checks; needs the operator token.
+    pub async fn audit(&self) -> Result<Reply<wire::Audit>, ClientError> {
+        self.call(Method::GET, self.api(&["audit"]), None, Idempotency::None)
+            .await
+    }
+
+    pub async fn health(&self) -> Result<Reply<wire::Health>, ClientError> {
+        self.call(Method::GET, self.url(&["health"]), None, Idempotency::None)
+            .await
+    }
+
+    // --- plumbing ---
+
+    /// `base` + the path segments, each percent-encoded (a Pix key may hold `@`, `+` or `/`).
+    fn url(&self, segments: &[&str]) -> Url {
+        let mut url = self.base.clone();
+        url.path_segments_mut()
+            .expect("parse_base_url accepts only http(s) URLs, which have a path")
+            .pop_if_empty()
+            .extend(segments);
+        url
+    }
+
+    fn api(&self, segments: &[&str]) -> Url {
+        let mut all = vec!["api", "v1"];
+        all.extend_from_slice(segments);
+        self.url(&all)
+    }
+
+    async fn call<T: DeserializeOwned>(
+        &self,
+        method: Method,
+        url: Url,
+        body: Option<serde_json::Value>,
+        idempotency: Idempotency<'_>,
+    ) -> Result<Reply<T>, ClientError> {
+        let mut request = self.http.request(method, url);
+        if let Some(token) = &self.token {
+            request = request.bearer_auth(token);
+        }
+        let idempotency_key = match idempotency {
+            Idempotency::None => None,
+            Idempotency::Key(given) => Some(given.map_or_else(new_idempotency_key, str::to_string)),
+        };
+        if let Some(key) = &idempotency_key {
+            request = request.header("Idempotency-Key", key);
+        }
+        if let Some(body) = &body {
+            request = request.json(body);
+        }
+        let response = request.send().await.map_err(|e| self.unavailable(&e))?;
+        let status = response.status().as_u16();
+        let headers = response.headers().clone();
+        let bytes = response.bytes().await.map_err(|e| self.unavailable(&e))?;
+        let clock = header(&headers, "x-clock");
+        if !(200..300).contains(&status) {
+            return Err(error_from_answer(status, &headers, &bytes, clock));
+        }
+        let unexpected = |reason: String| ClientError::Unexpected {
+            status,
+            body: reason,
+            clock: clock.clone(),
+        };
+        let json: serde_json::Value = if bytes.is_empty() {
+            serde_json::Value::Null
+        } else {
+            serde_json::from_slice(&bytes)
+                .map_err(|e| unexpected(format!("{e}: {}", snippet(&bytes))))?
+        };
+        let value = T::deserialize(&json).map_err(|e| unexpected(format!("{e}: {json}")))?;
+        Ok(Reply {
+            value,
+            status,
+            clock: clock.clone(),
+            json,
+            replayed: header(&headers, "idempotent-replayed").as_deref() == Some("true"),
+            idempotency_key,
+        })
+    }
+
+    fn unavailable(&self, error: &reqwest::Error) -> ClientError {
+        let reason = if error.is_timeout() {
+            format!("no answer in time ({})", chain(error))
+        } else {
+            chain(error)
+        };
+        ClientError::Unavailable {
+            url: self.base_url(),
+            reason,
+        }
+    }
+}
+
+fn json(body: &impl Serialize) -> serde_json::Value {
+    serde_json::to_value(body).expect("wire types always serialise")
+}
+
+fn header(headers: &HeaderMap, name: &str) -> Option<String> {
+    headers
+        .get(name)
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_string)
+}
+
+fn snippet(bytes: &[u8]) -> String {
+    String::from_utf8_lossy(bytes)
+        .chars()
+        .take(UNEXPECTED_BODY_CHARS_MAX)
+        .collect()
+}
+
+/// An error answer: a problem document when the bank sent one, else [`ClientError::Unexpected`].
+fn error_from_answer(
+    status: u16,
+    headers: &HeaderMap,
+    bytes: &[u8],
+    clock: Option<String>,
+) -> ClientError {
+    let is_problem =
+        header(headers, "content-type").is_some_and(|t| t.starts_with("application/problem+json"));
+    match serde_json::from_slice::<wire::Problem>(bytes) {
+        Ok(problem) if is_problem || !problem.code.is_empty() => ClientError::Problem {
+            // The status line is authoritative; the body's copy is informational.
+            status,
+            problem: Box::new(problem),
+            clock,
+            retry_after_seconds: header(headers, RETRY_AFTER.as_str())
+                .and_then(|v| v.trim().parse().ok()),
+        },
+        _ => ClientError::Unexpected {
+            status,
+            body: snippet(bytes),
+            clock,
+        },
+    }
+}
+
+/// An error and its causes, `outer: inner: innermost`, since reqwest's own message alone
+/// ("error sending request") does not say that the connection was refused.
+fn chain(error: &dyn std::error::Error) -> String {
+    let mut text = error.to_string();
+    let mut source = error.source();
+    while let Some(cause) = source {
+        let cause_text = cause.to_string();
+        if !text.contains(&cause_text) {
+            text.push_str(": ");
+            text.push_str(&cause_text);
+        }
+        source = cause.source();
+    }
+    text
+}
+
+fn parse_base_url(text: &str) -> Result<Url, ClientError> {
+    let invalid = |reason: &str| ClientError::InvalidUrl {
+        url: text.to_string(),
+        reason: reason.to_string(),
+    };
+    let trimmed = text.trim();
+    let with_scheme = if trimmed.contains("://") {
+        trimmed.to_string()
+    } else {
+        format!("http://{trimmed}")
+    };
+    let url = Url::parse(&with_scheme).map_err(|e| invalid(&e.to_string()))?;
+    if !matches!(url.scheme(), "http" | "https") {
+        return Err(invalid("the scheme must be http or https"));
+    }
+    if url.host_str().is_none_or(str::is_empty) {
+        return Err(invalid("there is no host"));
+    }
+    if url.query().is_some() || url.fragment().is_some() {
+        return Err(invalid("a bank URL has no query or fragment"));
+    }
+    Ok(url)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn base_urls() {
+        let ok = [
+            ("http://127.0.0.1:8081", "http://127.0.0.1:8081/api/v1/me"),
+            ("http://127.0.0.1:8081/", "http://127.0.0.1:8081/api/v1/me"),
+            ("127.0.0.1:8081", "http://127.0.0.1:8081/api/v1/me"),
+            (
+                "https://bank.example/a/",
+                "https://bank.example/a/api/v1/me",
+            ),
+            ("https://bank.example/a", "https://bank.example/a/api/v1/me"),
+        ];
+        for (base, me) in ok {
+            let client = Client::new(base).unwrap();
+            assert_eq!(client.api(&["me"]).as_str(), me, "{base}");
+        }
+        for bad in ["ftp://x", "http://", "http://x/?a=1", "http://x/#f", ""] {
+            assert!(
+                matches!(Client::new(bad), Err(ClientError::InvalidUrl { .. })),
+                "{bad:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn path_segments_are_encoded() {
+        let client = Client::new("http://127.0.0.1:1").unwrap();
+        assert_eq!(
+            client.api(&["pix-keys", "a/b?c#d%e"]).path(),
+            "/api/v1/pix-keys/a%2Fb%3Fc%23d%25e"
+        );
+        assert_eq!(
+            client.api(&["pix-keys", "ana@example.com"]).path(),
+            "/api/v1/pix-keys/ana@example.com"
+        );
+    }
+
+    #[test]
+    fn problems_and_other_errors() {
+        let mut headers = HeaderMap::new();
+        headers.insert("content-type", "application/problem+json".parse().unwrap());
+        headers.insert("retry-after", "3".parse().unwrap());
+        let body = br#"{"type":"t","title":"Unprocessable Entity","status":422,"detail":"d","code":"insufficient_funds"}"#;
+        let error = error_from_answer(422, &headers, body, Some("c1".into()));
+        assert_eq!(error.code(), Some("insufficient_funds"));
+        assert_eq!(error.status(), Some(422));
+        assert_eq!(error.clock(), Some("c1"));
+        assert!(error.is_refusal() && !error.is_unavailable());
+        assert!(matches!(
+            error,
+            ClientError::Problem {
+                retry_after_seconds: Some(3),
+                ..
+            }
+        ));
+        let proxy = error_from_answer(502, &HeaderMap::new(), b"<html>bad gateway</html>", None);
+        assert!(matches!(proxy, ClientError::Unexpected { status: 502, .. }));
+        assert!(proxy.is_unavailable() && !proxy.is_refusal());
+    }
+
+    #[test]
+    fn fresh_keys_differ() {
+        let a = new_idempotency_key();
+        let b = new_idempotency_key();
+        assert_ne!(a, b);
+        assert_eq!(a.len(), 36);
+    }
+}
