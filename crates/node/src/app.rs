@@ -86,6 +86,24 @@ pub fn router(state: Arc<AppState>) -> Router {
             &format!("{}/{{key}}", crate::interbank::PIX_KEYS_PATH),
             get(interbank::pix_key),
         )
+        .route(
+            &format!("{}/{{document}}/accounts", crate::interbank::CUSTOMERS_PATH),
+            get(interbank::customer_accounts),
+        )
+        .route(
+            &format!(
+                "{}/{{document}}/accounts/{{number}}",
+                crate::interbank::CUSTOMERS_PATH
+            ),
+            get(interbank::customer_account),
+        )
+        .route(
+            &format!(
+                "{}/{{document}}/accounts/{{number}}/statement",
+                crate::interbank::CUSTOMERS_PATH
+            ),
+            get(interbank::customer_statement),
+        )
         .layer(DefaultBodyLimit::max(INTERBANK_BODY_BYTES_MAX));
     let customers = Router::new()
         .nest("/api/v1", api)

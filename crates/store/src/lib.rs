@@ -51,6 +51,11 @@ pub trait Store: Send + Sync + 'static {
         now_ms: u64,
     ) -> Result<Option<CustomerRecord>, StoreError>;
     async fn customer(&self, id: CustomerId) -> Result<Option<CustomerRecord>, StoreError>;
+    /// The customer registered here with this document (bare CPF or CNPJ), if any.
+    async fn customer_by_document(
+        &self,
+        document: &str,
+    ) -> Result<Option<CustomerRecord>, StoreError>;
     /// Every account the customer holds here.
     async fn accounts_of(&self, id: CustomerId) -> Result<Vec<AccountRecord>, StoreError>;
     /// The account, only if `viewer` holds it.

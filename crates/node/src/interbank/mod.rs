@@ -28,6 +28,11 @@ use tokio::sync::{mpsc, oneshot, watch};
 pub const MESSAGES_PATH: &str = "/interbank/v1/messages";
 pub const HEARTBEAT_PATH: &str = "/interbank/v1/heartbeat";
 pub const PIX_KEYS_PATH: &str = "/interbank/v1/pix-keys";
+/// `{CUSTOMERS_PATH}/{document}/accounts[/{number}[/statement]]`: a customer's accounts here, read
+/// by another bank on that customer's behalf.
+pub const CUSTOMERS_PATH: &str = "/interbank/v1/customers";
+/// How long a read forwarded to another bank may take.
+const FORWARD_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(3);
 
 /// Events waiting for the engine; a bank that sends more is told to retry (503).
 const EVENTS_MAX: usize = 65_536;
@@ -208,7 +213,87 @@ impl Interbank {
         None
     }
 
+    /// A signed GET at another bank: `Some` on 200, `None` on 404, an error when the bank cannot
+    /// answer (down, unreachable, or anything else).
+    pub async fn forward_get<T: serde::de::DeserializeOwned>(
+        &self,
+        bank: BankCode,
+        path: &str,
+    ) -> Result<Option<T>, String> {
+        let link = self
+            .link(bank)
+            .ok_or_else(|| format!("bank {bank} is not in the consortium"))?;
+        if !link.health().reachable() {
+            return Err(format!("bank {bank} is not answering"));
+        }
+        let response = tokio::time::timeout(FORWARD_TIMEOUT, peers::get(&self.shared, link, path))
+            .await
+            .map_err(|_| format!("bank {bank} did not answer in time"))??;
+        match response.status().as_u16() {
+            200 => response
+                .json()
+                .await
+                .map(Some)
+                .map_err(|e| format!("bank {bank} answered badly: {e}")),
+            404 => Ok(None),
+            status => Err(format!("bank {bank} answered {status}")),
+        }
+    }
+
+    /// Every account the person with this document holds at the other banks that answer, each
+    /// asked at once; a bank that does not answer is left out.
+    pub async fn accounts_elsewhere(&self, document: &str) -> Vec<wire::Account> {
+        let mut asking = tokio::task::JoinSet::new();
+        for link in self.links.values().filter(|l| l.health().reachable()) {
+            let (shared, link) = (self.shared.clone(), link.clone());
+            let path = format!("{CUSTOMERS_PATH}/{document}/accounts");
+            asking.spawn(async move {
+                let response =
+                    tokio::time::timeout(FORWARD_TIMEOUT, peers::get(&shared, &link, &path))
+                        .await
+                        .ok()?
+                        .ok()?;
+                if !response.status().is_success() {
+                    return None;
+                }
+                let accounts: Vec<wire::Account> = response.json().await.ok()?;
+                Some(
+                    accounts
+                        .into_iter()
+                        .filter(|a| a.bank == link.code.as_str())
+                        .collect::<Vec<_>>(),
+                )
+            });
+        }
+        let mut found = Vec::new();
+        while let Some(answer) = asking.join_next().await {
+            found.extend(answer.ok().flatten().unwrap_or_default());
+        }
+        found.sort_by(|a, b| (&a.bank, &a.number).cmp(&(&b.bank, &b.number)));
+        found
+    }
+
     pub fn stop(&self) {
         let _ = self.stop.send(true);
     }
+}
+
+/// The problem a customer gets when a bank their request needs cannot answer.
+pub fn unavailable(
+    state: &crate::state::AppState,
+    bank: BankCode,
+    why: &str,
+) -> crate::error::ApiError {
+    let name = state
+        .interbank
+        .link(bank)
+        .map(|l| l.name.clone())
+        .unwrap_or_default();
+    tracing::debug!(%bank, why, "a bank a request needs is unavailable");
+    crate::error::ApiError::new(
+        axum::http::StatusCode::SERVICE_UNAVAILABLE,
+        "bank_unavailable",
+        format!("bank {bank} ({name}) is not answering; nothing was done, try again later"),
+    )
+    .with_retry_after(2)
 }

@@ -10,7 +10,7 @@ use axum::Json;
 use axum::extract::State;
 use axum::http::{HeaderMap, Uri};
 use axum::response::Response;
-use ledger::AccountKind;
+use ledger::{AccountKind, AccountNumber, BankCode};
 use serde::Deserialize;
 use std::sync::Arc;
 use store::Command;
@@ -70,7 +70,14 @@ pub async fn get(
     Caller(customer): Caller,
     ApiPath((bank, number)): ApiPath<(String, String)>,
 ) -> Result<Json<wire::Account>, ApiError> {
-    let number = path_account(&state, &bank, &number)?;
+    let bank = BankCode::parse(&bank).ok_or_else(ApiError::account_not_found)?;
+    if bank != state.bank && state.interbank.link(bank).is_some() {
+        let number = AccountNumber::parse(&number).ok_or_else(ApiError::account_not_found)?;
+        return forwarded(&state, &customer, bank, &format!("/accounts/{number}"))
+            .await
+            .map(Json);
+    }
+    let number = path_account(&state, bank.as_str(), &number)?;
     let account = state
         .store
         .account(customer.id, number)
@@ -82,9 +89,9 @@ pub async fn get(
 #[derive(Debug, Deserialize, utoipa::IntoParams)]
 pub struct StatementQuery {
     /// Entries per page, 1 to 100 (default 20).
-    limit: Option<String>,
+    pub limit: Option<String>,
     /// `next_cursor` from the previous page.
-    cursor: Option<String>,
+    pub cursor: Option<String>,
 }
 
 #[utoipa::path(get, path = "/api/v1/accounts/{bank}/{number}/statement", tag = "accounts", security(("bearer" = [])),
@@ -96,8 +103,32 @@ pub async fn statement(
     ApiPath((bank, number)): ApiPath<(String, String)>,
     ApiQuery(query): ApiQuery<StatementQuery>,
 ) -> Result<Json<wire::Statement>, ApiError> {
-    let number = path_account(&state, &bank, &number)?;
-    let limit = match query.limit {
+    let bank = BankCode::parse(&bank).ok_or_else(ApiError::account_not_found)?;
+    if bank != state.bank && state.interbank.link(bank).is_some() {
+        let number = AccountNumber::parse(&number).ok_or_else(ApiError::account_not_found)?;
+        let mut path = format!(
+            "/accounts/{number}/statement?limit={}",
+            query.limit.unwrap_or_default()
+        );
+        if let Some(cursor) = query.cursor {
+            path.push_str(&format!("&cursor={cursor}"));
+        }
+        return forwarded(&state, &customer, bank, &path).await.map(Json);
+    }
+    let number = path_account(&state, bank.as_str(), &number)?;
+    statement_page(&state, customer.id, number, query)
+        .await
+        .map(Json)
+}
+
+/// A page of an account's statement as `viewer` may see it.
+pub async fn statement_page(
+    state: &AppState,
+    viewer: store::CustomerId,
+    number: AccountNumber,
+    query: StatementQuery,
+) -> Result<wire::Statement, ApiError> {
+    let limit = match query.limit.filter(|l| !l.is_empty()) {
         None => STATEMENT_PAGE_DEFAULT,
         Some(text) => text
             .parse()
@@ -122,15 +153,34 @@ pub async fn statement(
     // One extra row tells whether there is a next page.
     let mut entries = state
         .store
-        .statement(customer.id, number, before, limit + 1)
+        .statement(viewer, number, before, limit + 1)
         .await?
         .ok_or_else(ApiError::account_not_found)?;
     let next_cursor = (entries.len() > limit).then(|| entries[limit - 1].id.to_string());
     entries.truncate(limit);
-    Ok(Json(wire::Statement {
+    Ok(wire::Statement {
         entries: entries.iter().map(entry_wire).collect(),
         next_cursor,
-    }))
+    })
+}
+
+/// An account the customer holds at another bank, read there on their behalf.
+async fn forwarded<T: serde::de::DeserializeOwned>(
+    state: &AppState,
+    customer: &store::CustomerRecord,
+    bank: BankCode,
+    path: &str,
+) -> Result<T, ApiError> {
+    let path = format!(
+        "{}/{}{path}",
+        crate::interbank::CUSTOMERS_PATH,
+        customer.document
+    );
+    match state.interbank.forward_get(bank, &path).await {
+        Ok(Some(value)) => Ok(value),
+        Ok(None) => Err(ApiError::account_not_found()),
+        Err(error) => Err(crate::interbank::unavailable(state, bank, &error)),
+    }
 }
 
 #[derive(Clone, Copy)]

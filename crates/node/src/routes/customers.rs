@@ -199,9 +199,12 @@ pub async fn me(
     State(state): State<Arc<AppState>>,
     Caller(customer): Caller,
 ) -> Result<Json<wire::Me>, ApiError> {
-    let accounts = state.store.accounts_of(customer.id).await?;
+    let here = state.store.accounts_of(customer.id).await?;
+    let mut accounts: Vec<wire::Account> = here.iter().map(account_wire).collect();
+    // The same person's accounts at the other banks that answer (banks know them by document).
+    accounts.extend(state.interbank.accounts_elsewhere(&customer.document).await);
     Ok(Json(wire::Me {
         customer: customer_wire(&customer),
-        accounts: accounts.iter().map(account_wire).collect(),
+        accounts,
     }))
 }

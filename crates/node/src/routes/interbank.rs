@@ -1,17 +1,24 @@
 //! What other banks call, every request signed (see `interbank::signing`): protocol messages in
-//! batches, heartbeats, and Pix key lookups. Nothing here is for customers.
+//! batches, heartbeats, Pix key lookups, and reads of a customer's accounts on their behalf.
+//! Nothing here is for customers directly.
 
 use crate::error::ApiError;
 use crate::interbank::{Envelope, RemoteKey};
-use crate::routes::ApiPath;
+use crate::routes::accounts::{StatementQuery, statement_page};
+use crate::routes::{ApiPath, ApiQuery, account_wire};
 use crate::state::AppState;
 use axum::Json;
 use axum::body::Bytes;
 use axum::extract::State;
 use axum::http::{HeaderMap, Method, StatusCode, Uri};
-use ledger::{BankCode, PixKey};
+use ledger::{AccountNumber, BankCode, PixKey};
 use std::sync::Arc;
 use store::wall_ms;
+
+/// The path and query, as the sender signed them.
+fn signed_path(uri: &Uri) -> &str {
+    uri.path_and_query().map_or(uri.path(), |p| p.as_str())
+}
 
 fn verify(
     state: &AppState,
@@ -20,11 +27,13 @@ fn verify(
     headers: &HeaderMap,
     body: &[u8],
 ) -> Result<BankCode, ApiError> {
-    let from =
-        state
-            .interbank
-            .verifier
-            .verify(method.as_str(), uri.path(), headers, body, wall_ms())?;
+    let from = state.interbank.verifier.verify(
+        method.as_str(),
+        signed_path(uri),
+        headers,
+        body,
+        wall_ms(),
+    )?;
     if let Some(link) = state.interbank.link(from) {
         link.heard(None);
     }
@@ -88,4 +97,63 @@ pub async fn pix_key(
         holder_name: record.holder_name.clone(),
         document_masked: record.document_masked.clone(),
     }))
+}
+
+/// The customer with this document here, for a bank asking on their behalf.
+async fn on_behalf_of(state: &AppState, document: &str) -> Result<store::CustomerRecord, ApiError> {
+    state
+        .store
+        .customer_by_document(document)
+        .await?
+        .ok_or_else(ApiError::account_not_found)
+}
+
+/// Every account the customer holds here (empty when they are not a customer here).
+pub async fn customer_accounts(
+    State(state): State<Arc<AppState>>,
+    method: Method,
+    uri: Uri,
+    headers: HeaderMap,
+    ApiPath(document): ApiPath<String>,
+) -> Result<Json<Vec<wire::Account>>, ApiError> {
+    verify(&state, &method, &uri, &headers, b"")?;
+    let Some(customer) = state.store.customer_by_document(&document).await? else {
+        return Ok(Json(Vec::new()));
+    };
+    let accounts = state.store.accounts_of(customer.id).await?;
+    Ok(Json(accounts.iter().map(account_wire).collect()))
+}
+
+pub async fn customer_account(
+    State(state): State<Arc<AppState>>,
+    method: Method,
+    uri: Uri,
+    headers: HeaderMap,
+    ApiPath((document, number)): ApiPath<(String, String)>,
+) -> Result<Json<wire::Account>, ApiError> {
+    verify(&state, &method, &uri, &headers, b"")?;
+    let customer = on_behalf_of(&state, &document).await?;
+    let number = AccountNumber::parse(&number).ok_or_else(ApiError::account_not_found)?;
+    let account = state
+        .store
+        .account(customer.id, number)
+        .await?
+        .ok_or_else(ApiError::account_not_found)?;
+    Ok(Json(account_wire(&account)))
+}
+
+pub async fn customer_statement(
+    State(state): State<Arc<AppState>>,
+    method: Method,
+    uri: Uri,
+    headers: HeaderMap,
+    ApiPath((document, number)): ApiPath<(String, String)>,
+    ApiQuery(query): ApiQuery<StatementQuery>,
+) -> Result<Json<wire::Statement>, ApiError> {
+    verify(&state, &method, &uri, &headers, b"")?;
+    let customer = on_behalf_of(&state, &document).await?;
+    let number = AccountNumber::parse(&number).ok_or_else(ApiError::account_not_found)?;
+    statement_page(&state, customer.id, number, query)
+        .await
+        .map(Json)
 }

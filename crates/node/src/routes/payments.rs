@@ -242,15 +242,11 @@ fn require_available(state: &AppState, bank: BankCode) -> Result<(), ApiError> {
         )
     })?;
     if !link.health().reachable() {
-        return Err(ApiError::new(
-            StatusCode::SERVICE_UNAVAILABLE,
-            "bank_unavailable",
-            format!(
-                "bank {bank} ({}) is not answering; nothing was done, try again later",
-                link.name
-            ),
-        )
-        .with_retry_after(2));
+        return Err(crate::interbank::unavailable(
+            state,
+            bank,
+            "down or never heard from",
+        ));
     }
     Ok(())
 }

@@ -160,7 +160,7 @@ async fn joint_holders_all_operate_and_strangers_see_nothing() {
         )
         .await,
         bank.get(
-            &format!("/api/v1/accounts/20000002/{number}"),
+            &format!("/api/v1/accounts/99999999/{number}"),
             Some(&ana.token),
         )
         .await,

@@ -592,3 +592,112 @@ async fn a_package_over_three_banks_commits_all_or_nothing() {
         "{seen}"
     );
 }
+
+/// A person's accounts at other banks are seen through the bank they use: listed in /me, read
+/// and their statements paged there; another person's account elsewhere stays a 404, and a bank
+/// that is down is said to be so.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn accounts_at_other_banks_are_read_through_ones_own_bank() {
+    let mut cluster = Cluster::started().await;
+    let ana0 = cluster.customer(0, "100.00").await;
+    let ana2 = cluster.also_at(2, &ana0, "80.00").await;
+    let bia1 = cluster.customer(1, "50.00").await;
+    let deposit = json!({"amount": "3.00"});
+    let path = format!("/api/v1/accounts/{}/{}/deposits", CODES[2], ana2.number);
+    cluster
+        .call(
+            2,
+            Method::POST,
+            &path,
+            Some(deposit),
+            Some(&ana2.token),
+            None,
+        )
+        .await;
+
+    let (status, me) = cluster
+        .call(0, Method::GET, "/api/v1/me", None, Some(&ana0.token), None)
+        .await;
+    assert_eq!(status, 200, "{me}");
+    let banks: Vec<&str> = me["accounts"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|a| a["bank"].as_str().unwrap())
+        .collect();
+    assert_eq!(banks, vec![CODES[0], CODES[2]], "{me}");
+
+    let remote = format!("/api/v1/accounts/{}/{}", CODES[2], ana2.number);
+    let (status, account) = cluster
+        .call(0, Method::GET, &remote, None, Some(&ana0.token), None)
+        .await;
+    assert_eq!(
+        (status, &account["balance"]),
+        (200, &json!("83.00")),
+        "{account}"
+    );
+    let (status, page) = cluster
+        .call(
+            0,
+            Method::GET,
+            &format!("{remote}/statement?limit=1"),
+            None,
+            Some(&ana0.token),
+            None,
+        )
+        .await;
+    assert_eq!(status, 200, "{page}");
+    assert_eq!(
+        (
+            page["entries"].as_array().unwrap().len(),
+            &page["entries"][0]["amount"]
+        ),
+        (1, &json!("3.00")),
+        "{page}"
+    );
+    let cursor = page["next_cursor"].as_str().expect("a second page");
+    let (status, rest) = cluster
+        .call(
+            0,
+            Method::GET,
+            &format!("{remote}/statement?cursor={cursor}"),
+            None,
+            Some(&ana0.token),
+            None,
+        )
+        .await;
+    assert_eq!(
+        (status, &rest["entries"][0]["amount"]),
+        (200, &json!("80.00")),
+        "{rest}"
+    );
+
+    let others = format!("/api/v1/accounts/{}/{}", CODES[1], bia1.number);
+    let (status, hidden) = cluster
+        .call(0, Method::GET, &others, None, Some(&ana0.token), None)
+        .await;
+    assert_eq!(
+        (status, &hidden["code"]),
+        (404, &json!("account_not_found")),
+        "{hidden}"
+    );
+
+    cluster.kill(2);
+    cluster.wait_status(0, 2, "down").await;
+    let (status, down) = cluster
+        .call(0, Method::GET, &remote, None, Some(&ana0.token), None)
+        .await;
+    assert_eq!(
+        (status, &down["code"]),
+        (503, &json!("bank_unavailable")),
+        "{down}"
+    );
+    let (status, me) = cluster
+        .call(0, Method::GET, "/api/v1/me", None, Some(&ana0.token), None)
+        .await;
+    assert_eq!(
+        (status, me["accounts"].as_array().unwrap().len()),
+        (200, 1),
+        "{me}"
+    );
+}

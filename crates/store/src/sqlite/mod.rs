@@ -316,6 +316,15 @@ impl Store for SqliteStore {
         self.read(move |conn| read::customer(conn, id)).await
     }
 
+    async fn customer_by_document(
+        &self,
+        document: &str,
+    ) -> Result<Option<CustomerRecord>, StoreError> {
+        let document = document.to_string();
+        self.read(move |conn| read::customer_by_document(conn, &document))
+            .await
+    }
+
     async fn accounts_of(&self, id: CustomerId) -> Result<Vec<AccountRecord>, StoreError> {
         let bank = self.bank.clone();
         self.read(move |conn| read::accounts_of(conn, &bank, id))

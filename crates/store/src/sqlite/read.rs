@@ -37,6 +37,17 @@ pub fn customer(conn: &Connection, id: CustomerId) -> rusqlite::Result<Option<Cu
     .optional()
 }
 
+pub fn customer_by_document(
+    conn: &Connection,
+    document: &str,
+) -> rusqlite::Result<Option<CustomerRecord>> {
+    conn.prepare_cached(&format!(
+        "SELECT {CUSTOMER_COLUMNS} FROM customers c WHERE c.document = ?1"
+    ))?
+    .query_row(params![document], customer_row)
+    .optional()
+}
+
 pub fn customer_id_by_username(
     conn: &Connection,
     username: &str,
