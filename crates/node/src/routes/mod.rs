@@ -106,7 +106,7 @@ fn other_bank(state: &AppState, bank: BankCode) -> ApiError {
         ApiError::unprocessable(
             "interbank_not_supported",
             format!(
-                "bank {bank} is in the consortium, but only payments to its accounts go through this bank; operate accounts there at bank {bank}"
+                "bank {bank} is in the consortium; to move money in your account there through this bank, send it as a package (POST /api/v1/packages), or ask bank {bank} directly"
             ),
         )
     } else {
