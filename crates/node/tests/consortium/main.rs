@@ -63,6 +63,27 @@ async fn outcome_of(
     panic!("payment {key} never got an outcome");
 }
 
+/// A consortium where Ana (bank 0, R$ 100) pays Bia (bank 1, R$ 50), with bank `faulty`
+/// restarted to stop at the protocol point `point` (see `node::interbank::fault`).
+async fn armed(faulty: usize, point: &str) -> (Cluster, Customer, Customer) {
+    let mut cluster = Cluster::started().await;
+    let ana = cluster.customer(0, "100.00").await;
+    let bia = cluster.customer(1, "50.00").await;
+    cluster.kill(faulty);
+    cluster.start(faulty, Some(point));
+    cluster.wait_status(0, 1, "up").await;
+    (cluster, ana, bia)
+}
+
+/// Waits for the bank the fault point stopped, and starts it again without the fault.
+fn restart_after_fault(cluster: &mut Cluster, bank: usize) {
+    assert!(
+        cluster.wait_stopped(bank, Duration::from_secs(10)),
+        "the fault point stopped bank {bank}"
+    );
+    cluster.start(bank, None);
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn concurrent_payments_and_packages_between_three_banks_commit_exactly_once() {
     let cluster = Arc::new(Cluster::started().await);
@@ -289,22 +310,11 @@ async fn a_bank_that_is_down_fails_fast_and_is_paid_again_when_back() {
 /// it tells the participants, and the payment commits exactly once.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn coordinator_killed_after_its_decision_finishes_on_restart() {
-    let mut cluster = Cluster::started().await;
-    let (ana, bia) = (
-        cluster.customer(0, "100.00").await,
-        cluster.customer(1, "50.00").await,
-    );
-    cluster.kill(0);
-    cluster.start(0, Some("after_decision"));
-    cluster.wait_status(0, 1, "up").await;
+    let (mut cluster, ana, bia) = armed(0, "after_decision").await;
     let key = unique("k");
     let (status, _) = cluster.pay(&ana, &bia, "30.00", &key).await;
     assert_eq!(status, 0, "the coordinator died before answering");
-    assert!(
-        cluster.wait_stopped(0, Duration::from_secs(10)),
-        "the fault point stopped bank 0"
-    );
-    cluster.start(0, None);
+    restart_after_fault(&mut cluster, 0);
     let paid = outcome_of(&cluster, &ana, &bia, "30.00", &key).await;
     assert_eq!(paid["status"], "committed", "{paid}");
     cluster.settle_and_audit().await;
@@ -318,19 +328,11 @@ async fn coordinator_killed_after_its_decision_finishes_on_restart() {
 /// restarted, it aborts the payment, and a retry under the same key says so.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn coordinator_killed_before_asking_anyone_aborts_on_restart() {
-    let mut cluster = Cluster::started().await;
-    let (ana, bia) = (
-        cluster.customer(0, "100.00").await,
-        cluster.customer(1, "50.00").await,
-    );
-    cluster.kill(0);
-    cluster.start(0, Some("after_begin"));
-    cluster.wait_status(0, 1, "up").await;
+    let (mut cluster, ana, bia) = armed(0, "after_begin").await;
     let key = unique("k");
     let (status, _) = cluster.pay(&ana, &bia, "30.00", &key).await;
     assert_eq!(status, 0);
-    assert!(cluster.wait_stopped(0, Duration::from_secs(10)));
-    cluster.start(0, None);
+    restart_after_fault(&mut cluster, 0);
     let paid = outcome_of(&cluster, &ana, &bia, "30.00", &key).await;
     assert_eq!(
         (&paid["status"], &paid["reason"]),
@@ -346,14 +348,7 @@ async fn coordinator_killed_before_asking_anyone_aborts_on_restart() {
 /// aborts, and the restarted participant learns it and releases the hold.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn participant_killed_after_holding_releases_on_restart() {
-    let mut cluster = Cluster::started().await;
-    let (ana, bia) = (
-        cluster.customer(0, "100.00").await,
-        cluster.customer(1, "50.00").await,
-    );
-    cluster.kill(1);
-    cluster.start(1, Some("after_prepare"));
-    cluster.wait_status(0, 1, "up").await;
+    let (mut cluster, ana, bia) = armed(1, "after_prepare").await;
     let key = unique("k");
     let (status, paid) = cluster.pay(&ana, &bia, "30.00", &key).await;
     assert_eq!(
@@ -361,8 +356,7 @@ async fn participant_killed_after_holding_releases_on_restart() {
         (201, &json!("aborted")),
         "{paid}"
     );
-    assert!(cluster.wait_stopped(1, Duration::from_secs(10)));
-    cluster.start(1, None);
+    restart_after_fault(&mut cluster, 1);
     cluster.settle_and_audit().await;
     assert_eq!(balance(&cluster, &ana).await, (10000, 10000));
     assert_eq!(balance(&cluster, &bia).await, (5000, 5000));
@@ -376,22 +370,14 @@ async fn participant_killed_after_holding_releases_on_restart() {
 /// the decision until the restarted participant acknowledges it, and nothing is posted twice.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn participant_killed_after_posting_acknowledges_once_on_restart() {
-    let mut cluster = Cluster::started().await;
-    let (ana, bia) = (
-        cluster.customer(0, "100.00").await,
-        cluster.customer(1, "50.00").await,
-    );
-    cluster.kill(1);
-    cluster.start(1, Some("after_finish"));
-    cluster.wait_status(0, 1, "up").await;
+    let (mut cluster, ana, bia) = armed(1, "after_finish").await;
     let (status, paid) = cluster.pay(&ana, &bia, "30.00", &unique("k")).await;
     assert_eq!(
         (status, &paid["status"]),
         (201, &json!("committed")),
         "{paid}"
     );
-    assert!(cluster.wait_stopped(1, Duration::from_secs(10)));
-    cluster.start(1, None);
+    restart_after_fault(&mut cluster, 1);
     cluster.settle_and_audit().await;
     assert_eq!(
         entries_with(&cluster, &bia, paid["id"].as_str().unwrap()).await,
