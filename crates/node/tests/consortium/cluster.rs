@@ -6,6 +6,7 @@ use std::collections::BTreeMap;
 use std::io::{BufRead, BufReader};
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
+use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
@@ -19,7 +20,7 @@ pub struct Bank {
     port: u16,
     data_dir: PathBuf,
     key_file: PathBuf,
-    process: Option<Child>,
+    process: Mutex<Option<Child>>,
 }
 
 pub struct Cluster {
@@ -61,8 +62,12 @@ impl Cluster {
                 port,
                 data_dir: dir.path().join(code),
                 key_file,
-                process: None,
+                process: Mutex::new(None),
             });
+        }
+        // CLUSTER_KEEP=1 leaves the banks' data behind for a post-mortem.
+        if std::env::var_os("CLUSTER_KEEP").is_some() {
+            eprintln!("cluster data in {}", dir.path().display());
         }
         let consortium = dir.path().join("consortium.toml");
         std::fs::write(&consortium, listed).unwrap();
@@ -76,7 +81,7 @@ impl Cluster {
 
     /// Starts every bank and waits until each sees every other as up.
     pub async fn started() -> Cluster {
-        let mut cluster = Cluster::new();
+        let cluster = Cluster::new();
         for i in 0..cluster.banks.len() {
             cluster.start(i, None);
         }
@@ -89,9 +94,10 @@ impl Cluster {
     }
 
     /// Starts bank `i`; `fault` is a `BANKD_FAULT` kill point.
-    pub fn start(&mut self, i: usize, fault: Option<&str>) {
-        let bank = &mut self.banks[i];
-        assert!(bank.process.is_none(), "bank {} is running", bank.code);
+    pub fn start(&self, i: usize, fault: Option<&str>) {
+        let bank = &self.banks[i];
+        let mut process = bank.process.lock().unwrap();
+        assert!(process.is_none(), "bank {} is running", bank.code);
         let mut command = Command::new(env!("CARGO_BIN_EXE_bankd"));
         command
             .arg("serve")
@@ -118,27 +124,29 @@ impl Cluster {
             "bankd {} said {line:?}",
             bank.code
         );
-        bank.process = Some(child);
+        *process = Some(child);
     }
 
     /// `kill -9`.
-    pub fn kill(&mut self, i: usize) {
-        if let Some(mut child) = self.banks[i].process.take() {
+    pub fn kill(&self, i: usize) {
+        if let Some(mut child) = self.banks[i].process.lock().unwrap().take() {
             let _ = child.kill();
             let _ = child.wait();
         }
     }
 
     /// Waits for bank `i` to stop by itself (a fault point), at most `limit`.
-    pub fn wait_stopped(&mut self, i: usize, limit: Duration) -> bool {
+    pub fn wait_stopped(&self, i: usize, limit: Duration) -> bool {
         let deadline = Instant::now() + limit;
         while Instant::now() < deadline {
-            if let Some(child) = self.banks[i].process.as_mut()
+            let mut process = self.banks[i].process.lock().unwrap();
+            if let Some(child) = process.as_mut()
                 && child.try_wait().unwrap().is_some()
             {
-                self.banks[i].process = None;
+                *process = None;
                 return true;
             }
+            drop(process);
             std::thread::sleep(Duration::from_millis(50));
         }
         false
@@ -376,6 +384,10 @@ impl Drop for Cluster {
     fn drop(&mut self) {
         for i in 0..self.banks.len() {
             self.kill(i);
+        }
+        if std::env::var_os("CLUSTER_KEEP").is_some() {
+            let dir = std::mem::replace(&mut self._dir, tempfile::tempdir().unwrap());
+            let _ = dir.keep();
         }
     }
 }

@@ -66,7 +66,7 @@ async fn outcome_of(
 /// A consortium where Ana (bank 0, R$ 100) pays Bia (bank 1, R$ 50), with bank `faulty`
 /// restarted to stop at the protocol point `point` (see `node::interbank::fault`).
 async fn armed(faulty: usize, point: &str) -> (Cluster, Customer, Customer) {
-    let mut cluster = Cluster::started().await;
+    let cluster = Cluster::started().await;
     let ana = cluster.customer(0, "100.00").await;
     let bia = cluster.customer(1, "50.00").await;
     cluster.kill(faulty);
@@ -76,7 +76,7 @@ async fn armed(faulty: usize, point: &str) -> (Cluster, Customer, Customer) {
 }
 
 /// Waits for the bank the fault point stopped, and starts it again without the fault.
-fn restart_after_fault(cluster: &mut Cluster, bank: usize) {
+fn restart_after_fault(cluster: &Cluster, bank: usize) {
     assert!(
         cluster.wait_stopped(bank, Duration::from_secs(10)),
         "the fault point stopped bank {bank}"
@@ -272,7 +272,7 @@ async fn a_pix_key_at_another_bank_is_paid_through_the_consortium() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_bank_that_is_down_fails_fast_and_is_paid_again_when_back() {
-    let mut cluster = Cluster::started().await;
+    let cluster = Cluster::started().await;
     let (ana, caio) = (
         cluster.customer(0, "90.00").await,
         cluster.customer(2, "50.00").await,
@@ -310,11 +310,11 @@ async fn a_bank_that_is_down_fails_fast_and_is_paid_again_when_back() {
 /// it tells the participants, and the payment commits exactly once.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn coordinator_killed_after_its_decision_finishes_on_restart() {
-    let (mut cluster, ana, bia) = armed(0, "after_decision").await;
+    let (cluster, ana, bia) = armed(0, "after_decision").await;
     let key = unique("k");
     let (status, _) = cluster.pay(&ana, &bia, "30.00", &key).await;
     assert_eq!(status, 0, "the coordinator died before answering");
-    restart_after_fault(&mut cluster, 0);
+    restart_after_fault(&cluster, 0);
     let paid = outcome_of(&cluster, &ana, &bia, "30.00", &key).await;
     assert_eq!(paid["status"], "committed", "{paid}");
     cluster.settle_and_audit().await;
@@ -328,11 +328,11 @@ async fn coordinator_killed_after_its_decision_finishes_on_restart() {
 /// restarted, it aborts the payment, and a retry under the same key says so.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn coordinator_killed_before_asking_anyone_aborts_on_restart() {
-    let (mut cluster, ana, bia) = armed(0, "after_begin").await;
+    let (cluster, ana, bia) = armed(0, "after_begin").await;
     let key = unique("k");
     let (status, _) = cluster.pay(&ana, &bia, "30.00", &key).await;
     assert_eq!(status, 0);
-    restart_after_fault(&mut cluster, 0);
+    restart_after_fault(&cluster, 0);
     let paid = outcome_of(&cluster, &ana, &bia, "30.00", &key).await;
     assert_eq!(
         (&paid["status"], &paid["reason"]),
@@ -348,7 +348,7 @@ async fn coordinator_killed_before_asking_anyone_aborts_on_restart() {
 /// aborts, and the restarted participant learns it and releases the hold.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn participant_killed_after_holding_releases_on_restart() {
-    let (mut cluster, ana, bia) = armed(1, "after_prepare").await;
+    let (cluster, ana, bia) = armed(1, "after_prepare").await;
     let key = unique("k");
     let (status, paid) = cluster.pay(&ana, &bia, "30.00", &key).await;
     assert_eq!(
@@ -356,7 +356,7 @@ async fn participant_killed_after_holding_releases_on_restart() {
         (201, &json!("aborted")),
         "{paid}"
     );
-    restart_after_fault(&mut cluster, 1);
+    restart_after_fault(&cluster, 1);
     cluster.settle_and_audit().await;
     assert_eq!(balance(&cluster, &ana).await, (10000, 10000));
     assert_eq!(balance(&cluster, &bia).await, (5000, 5000));
@@ -370,14 +370,14 @@ async fn participant_killed_after_holding_releases_on_restart() {
 /// the decision until the restarted participant acknowledges it, and nothing is posted twice.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn participant_killed_after_posting_acknowledges_once_on_restart() {
-    let (mut cluster, ana, bia) = armed(1, "after_finish").await;
+    let (cluster, ana, bia) = armed(1, "after_finish").await;
     let (status, paid) = cluster.pay(&ana, &bia, "30.00", &unique("k")).await;
     assert_eq!(
         (status, &paid["status"]),
         (201, &json!("committed")),
         "{paid}"
     );
-    restart_after_fault(&mut cluster, 1);
+    restart_after_fault(&cluster, 1);
     cluster.settle_and_audit().await;
     assert_eq!(
         entries_with(&cluster, &bia, paid["id"].as_str().unwrap()).await,
@@ -584,7 +584,7 @@ async fn a_package_over_three_banks_commits_all_or_nothing() {
 /// that is down is said to be so.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn accounts_at_other_banks_are_read_through_ones_own_bank() {
-    let mut cluster = Cluster::started().await;
+    let cluster = Cluster::started().await;
     let ana0 = cluster.customer(0, "100.00").await;
     let ana2 = cluster.also_at(2, &ana0, "80.00").await;
     let bia1 = cluster.customer(1, "50.00").await;
@@ -686,4 +686,83 @@ async fn accounts_at_other_banks_are_read_through_ones_own_bank() {
         (200, 1),
         "{me}"
     );
+}
+
+/// `kill -9` two banks, one after the other, while clients pay across the consortium; clients
+/// retry what got no answer under the same Idempotency-Key. Every payment ends with one outcome,
+/// committed ones are in both statements exactly once, aborted ones in neither, and the
+/// consortium audit is clean.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn kill_dash_nine_during_concurrent_payments_loses_and_duplicates_nothing() {
+    let cluster = Arc::new(Cluster::started().await);
+    let mut customers = Vec::new();
+    for bank in 0..3 {
+        for _ in 0..2 {
+            customers.push(cluster.customer(bank, "200.00").await);
+        }
+    }
+    let customers = Arc::new(customers);
+    const PAYMENTS_EACH: usize = 16;
+    let mut clients = Vec::new();
+    for client in 0..customers.len() {
+        let (cluster, customers) = (cluster.clone(), customers.clone());
+        clients.push(tokio::spawn(async move {
+            let mut outcomes = Vec::new();
+            for n in 0..PAYMENTS_EACH {
+                let to = (client + 2 + n % 3) % customers.len();
+                if customers[to].bank == customers[client].bank {
+                    continue;
+                }
+                let amount = format!("{}.{:02}", 1 + (client + n) % 9, (n * 31) % 100);
+                let key = unique("chaos");
+                let mut outcome = None;
+                for _ in 0..200 {
+                    let (status, body) = cluster
+                        .pay(&customers[client], &customers[to], &amount, &key)
+                        .await;
+                    match status {
+                        201 => {
+                            outcome = Some(body);
+                            break;
+                        }
+                        // No answer (the bank is down), the other bank is down, or not decided yet.
+                        0 | 202 | 503 => tokio::time::sleep(Duration::from_millis(150)).await,
+                        _ => panic!("payment {key}: {status} {body}"),
+                    }
+                }
+                outcomes.push((
+                    client,
+                    to,
+                    outcome.unwrap_or_else(|| panic!("payment {key} never got an outcome")),
+                ));
+            }
+            outcomes
+        }));
+    }
+    for victim in [1, 0] {
+        tokio::time::sleep(Duration::from_millis(700)).await;
+        cluster.kill(victim);
+        tokio::time::sleep(Duration::from_millis(1_500)).await;
+        cluster.start(victim, None);
+    }
+    let mut outcomes = Vec::new();
+    for client in clients {
+        outcomes.extend(client.await.unwrap());
+    }
+    cluster.settle_and_audit().await;
+    let mut statements = HashMap::new();
+    for (i, customer) in customers.iter().enumerate() {
+        statements.insert(i, cluster.statement(customer).await);
+    }
+    let committed = outcomes
+        .iter()
+        .filter(|(_, _, b)| b["status"] == "committed")
+        .count();
+    assert!(committed > 0, "{outcomes:?}");
+    for (from, to, body) in &outcomes {
+        let id = body["id"].as_str().unwrap();
+        let count = |i: usize| statements[&i].iter().filter(|e| e["e2e_id"] == id).count();
+        let expected = usize::from(body["status"] == "committed");
+        assert_eq!((count(*from), count(*to)), (expected, expected), "{body}");
+    }
 }

@@ -93,6 +93,19 @@ pub fn prepare(
     let payment_json = payment.map(|p| serde_json::to_string(p).expect("payments serialise"));
     conn.prepare_cached("INSERT INTO interbank_votes (e2e_id, coordinator, yes, reason, legs, payment, clock) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)")?
         .execute(params![e2e.as_str(), coordinator.as_str(), yes, reason, legs_json, payment_json, ctx.stamp.to_string()])?;
+    // The recipient can follow the payment while the banks decide.
+    if let (true, Some(payment)) = (yes, payment) {
+        let mut pending = payment.clone();
+        pending.status = PaymentStatus::Pending;
+        let outcome = Outcome::Payment(pending);
+        record_payment(
+            conn,
+            e2e.as_str(),
+            &PaymentStatus::Pending,
+            &outcome,
+            &touched_accounts(conn, ctx, legs)?,
+        )?;
+    }
     Ok(Ok(Outcome::Vote { yes, reason }))
 }
 
@@ -444,7 +457,7 @@ pub fn open_work(conn: &Connection) -> rusqlite::Result<OpenInterbank> {
         .collect::<rusqlite::Result<_>>()?;
     let undecided = conn
         .prepare(
-            "SELECT e2e_id, body FROM payments WHERE status = 'pending' AND e2e_id NOT IN (SELECT e2e_id FROM interbank_decisions)",
+            "SELECT e2e_id, body FROM payments WHERE status = 'pending' AND started_by IS NOT NULL AND e2e_id NOT IN (SELECT e2e_id FROM interbank_decisions)",
         )?
         .query_map([], |row| Ok((row.get::<_, String>(0)?, row.get::<_, String>(1)?)))?
         .map(|row| {
