@@ -72,7 +72,7 @@ impl Health {
         self.status != Status::Down && self.heard_ms.is_some()
     }
 
-    fn refresh(&mut self, now_ms: u64) {
+    fn refresh(&mut self, bank: BankCode, now_ms: u64) {
         let silence = now_ms.saturating_sub(self.heard_ms.unwrap_or(self.started_ms));
         let status = if self.heard_ms.is_some() && silence < SUSPECT_AFTER_MS {
             Status::Up
@@ -83,6 +83,7 @@ impl Health {
         };
         if status != self.status {
             tracing::info!(
+                %bank,
                 from = self.status.as_str(),
                 to = status.as_str(),
                 "peer status"
@@ -120,7 +121,7 @@ impl PeerLink {
 
     pub fn health(&self) -> Health {
         let mut health = self.health.lock().expect("health lock");
-        health.refresh(wall_ms());
+        health.refresh(self.code, wall_ms());
         *health
     }
 
@@ -132,7 +133,7 @@ impl PeerLink {
         if rtt_ms.is_some() {
             health.rtt_ms = rtt_ms;
         }
-        health.refresh(now);
+        health.refresh(self.code, now);
     }
 
     /// Queues a message; a full queue drops it (the protocol resends).
