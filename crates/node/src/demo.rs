@@ -40,6 +40,54 @@ fn random_token() -> String {
 
 /// Starts the three banks and runs until Ctrl-C.
 pub async fn run(dir: &Path, base_port: u16) -> Result<(), String> {
+    let (running, file) = start(dir, Some(base_port)).await?;
+    println!(
+        "Interbank demo: three banks on 127.0.0.1 (data in {})",
+        dir.display()
+    );
+    println!("{:<10} {:<15} {:<24} operator token", "code", "name", "url");
+    for bank in &file.banks {
+        println!(
+            "{:<10} {:<15} {:<24} {}",
+            bank.code, bank.name, bank.url, bank.operator_token
+        );
+    }
+    println!(
+        "written to {}; press Ctrl-C to stop",
+        dir.join("demo.json").display()
+    );
+    tokio::signal::ctrl_c()
+        .await
+        .map_err(|e| format!("cannot wait for Ctrl-C: {e}"))?;
+    println!("stopping");
+    for bank in running {
+        bank.stop().await.map_err(|e| e.to_string())?;
+    }
+    Ok(())
+}
+
+/// Free ports on 127.0.0.1, all held until every one is chosen so none repeats.
+fn free_ports(n: usize) -> Result<Vec<u16>, String> {
+    let held = (0..n)
+        .map(|_| std::net::TcpListener::bind("127.0.0.1:0"))
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|e| format!("cannot find a free port: {e}"))?;
+    held.iter()
+        .map(|l| l.local_addr().map(|a| a.port()).map_err(|e| e.to_string()))
+        .collect()
+}
+
+/// Starts the demo's three banks in this process on `base_port`, `+1`, `+2` (free ports when
+/// `None`), writes `consortium.toml` and `demo.json` under `dir`, and returns them running (for
+/// `bankd demo`, and for tools such as `bank bench` that bring their own consortium).
+pub async fn start(
+    dir: &Path,
+    base_port: Option<u16>,
+) -> Result<(Vec<crate::RunningBank>, DemoFile), String> {
+    let ports: Vec<u16> = match base_port {
+        Some(base) => (0..DEMO_BANKS.len() as u16).map(|i| base + i).collect(),
+        None => free_ports(DEMO_BANKS.len())?,
+    };
     std::fs::create_dir_all(dir).map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
     let demo_path = dir.join("demo.json");
     let previous: Option<DemoFile> = std::fs::read_to_string(&demo_path)
@@ -70,7 +118,7 @@ pub async fn run(dir: &Path, base_port: u16) -> Result<(), String> {
         .map(|(((code, name), key), i)| Peer {
             code: code.to_string(),
             name: name.to_string(),
-            url: format!("http://127.0.0.1:{}", base_port + i),
+            url: format!("http://127.0.0.1:{}", ports[usize::from(i)]),
             public_key: public_key_hex(key),
         })
         .collect();
@@ -88,7 +136,7 @@ pub async fn run(dir: &Path, base_port: u16) -> Result<(), String> {
         let config = Config {
             bank: BankCode::parse(&peer.code).expect("demo codes are valid"),
             name: peer.name.clone(),
-            listen: ([127, 0, 0, 1], base_port + i).into(),
+            listen: ([127, 0, 0, 1], ports[usize::from(i)]).into(),
             data_dir: dir.join(&peer.code),
             operator_token: token_of(&peer.code),
             peers: peers.clone(),
@@ -111,25 +159,5 @@ pub async fn run(dir: &Path, base_port: u16) -> Result<(), String> {
     std::fs::write(&demo_path, text)
         .map_err(|e| format!("cannot write {}: {e}", demo_path.display()))?;
 
-    println!(
-        "Interbank demo: three banks on 127.0.0.1 (data in {})",
-        dir.display()
-    );
-    println!("{:<10} {:<15} {:<24} operator token", "code", "name", "url");
-    for bank in &file.banks {
-        println!(
-            "{:<10} {:<15} {:<24} {}",
-            bank.code, bank.name, bank.url, bank.operator_token
-        );
-    }
-    println!("written to {}; press Ctrl-C to stop", demo_path.display());
-
-    tokio::signal::ctrl_c()
-        .await
-        .map_err(|e| format!("cannot wait for Ctrl-C: {e}"))?;
-    println!("stopping");
-    for bank in running {
-        bank.stop().await.map_err(|e| e.to_string())?;
-    }
-    Ok(())
+    Ok((running, file))
 }
