@@ -27,7 +27,7 @@ use utoipa::openapi::security::{Http, HttpAuthScheme, SecurityScheme};
         customers::register, customers::login, customers::logout, customers::me,
         accounts::open, accounts::get, accounts::statement, accounts::deposit, accounts::withdraw,
         pix::add, pix::list, pix::lookup, pix::remove,
-        payments::transfer, payments::get_transfer, payments::package,
+        payments::transfer, payments::get_transfer, payments::package, payments::batch,
         system::health, system::metrics, system::audit, system::consortium,
     ),
     modifiers(&BearerAuth),
@@ -73,6 +73,10 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route("/pix-keys", post(pix::add).get(pix::list))
         .route("/pix-keys/{key}", get(pix::lookup).delete(pix::remove))
         .route("/transfers", post(payments::transfer))
+        .route(
+            "/transfers/batch",
+            post(payments::batch).layer(DefaultBodyLimit::max(crate::BATCH_BODY_BYTES_MAX)),
+        )
         .route("/transfers/{id}", get(payments::get_transfer))
         .route("/packages", post(payments::package))
         .route("/consortium", get(system::consortium))

@@ -29,7 +29,11 @@ impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for ApiJson<T> {
                     ApiError::new(
                         StatusCode::PAYLOAD_TOO_LARGE,
                         "body_too_large",
-                        format!("request bodies are at most {} bytes", crate::BODY_BYTES_MAX),
+                        format!(
+                            "request bodies are at most {} bytes ({} for /transfers/batch)",
+                            crate::BODY_BYTES_MAX,
+                            crate::BATCH_BODY_BYTES_MAX
+                        ),
                     )
                 } else {
                     ApiError::bad_request("unreadable_body", rejection.body_text())

@@ -25,6 +25,8 @@ use tokio::task::JoinHandle;
 
 /// Request bodies larger than this are refused with 413.
 pub const BODY_BYTES_MAX: usize = 64 * 1024;
+/// A bulk transfer request may be larger: up to 8,189 transfers.
+pub const BATCH_BODY_BYTES_MAX: usize = 4 * 1024 * 1024;
 /// Envelopes between banks may be larger: many protocol messages in one.
 pub const INTERBANK_BODY_BYTES_MAX: usize = 8 * 1024 * 1024;
 /// Every request is answered within this time.

@@ -96,6 +96,12 @@ pub enum Command {
         operations: Vec<Operation>,
         e2e: EndToEndId,
     },
+    /// Many independent transfers inside this bank in one command (bulk endpoint): each one
+    /// commits, is aborted by the ledger, or is refused on its own.
+    TransferBatch {
+        actor: CustomerId,
+        transfers: Vec<BatchEntry>,
+    },
     /// Interbank participant: hold every leg durably, or none, and record the vote in the same
     /// step. Idempotent: a known transaction answers its recorded vote, or `AlreadyFinished`.
     Prepare {
@@ -137,6 +143,33 @@ pub enum Command {
         accounts: Vec<AccountNumber>,
         package: PackageRecord,
     },
+}
+
+/// One transfer of a batch: the caller's id, and the transfer or why its request was invalid
+/// (a stable code), so the stored answer covers every item in order.
+#[derive(Debug, Clone)]
+pub struct BatchEntry {
+    pub id: String,
+    pub transfer: Result<BatchItem, String>,
+}
+
+#[derive(Debug, Clone)]
+pub struct BatchItem {
+    pub from: AccountNumber,
+    pub to: Target,
+    pub amount: Amount,
+    pub description: String,
+    pub e2e: EndToEndId,
+}
+
+/// What became of one transfer of a batch: `committed` or `aborted` (a payment was recorded,
+/// with its end-to-end id), or `rejected` (nothing was recorded), with the reason's code.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BatchRecord {
+    pub id: String,
+    pub status: String,
+    pub reason: Option<String>,
+    pub e2e_id: Option<String>,
 }
 
 /// Where a transfer goes, inside this bank.
@@ -190,6 +223,8 @@ pub enum Outcome {
     },
     /// An interbank payment has begun; its outcome comes with the coordinator's decision.
     Pending(PaymentRecord),
+    /// Each transfer of a batch, in order.
+    Batch(Vec<BatchRecord>),
     Refused(Refusal),
 }
 

@@ -174,6 +174,43 @@ pub struct TransferRequest {
     pub description: Option<String>,
 }
 
+/// One transfer of a bulk request, named by the caller's own id.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct BatchTransfer {
+    /// The caller's id for this transfer: 1 to 64 visible characters, unique in the batch.
+    pub id: String,
+    pub from: AccountRef,
+    pub to: Destination,
+    pub amount: String,
+    #[serde(default)]
+    pub description: Option<String>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct BatchRequest {
+    pub transfers: Vec<BatchTransfer>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct BatchResult {
+    /// The caller's id.
+    pub id: String,
+    /// `committed`, `aborted` (the ledger refused it, e.g. insufficient_funds; recorded as a
+    /// payment) or `rejected` (the request for it was invalid; nothing recorded).
+    pub status: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
+    /// The end-to-end id of a committed or aborted transfer.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub e2e_id: Option<String>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct BatchResponse {
+    /// One result per transfer, in the request's order.
+    pub results: Vec<BatchResult>,
+}
+
 #[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
 pub struct Transfer {
     /// The Pix end-to-end id.

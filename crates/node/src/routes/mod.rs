@@ -267,6 +267,18 @@ pub fn outcome_body(outcome: &Outcome) -> Result<Response, ApiError> {
             (StatusCode::ACCEPTED, Json(package_wire(package))).into_response()
         }
         Outcome::Package(package) => Json(package_wire(package)).into_response(),
+        Outcome::Batch(records) => Json(wire::BatchResponse {
+            results: records
+                .iter()
+                .map(|r| wire::BatchResult {
+                    id: r.id.clone(),
+                    status: r.status.clone(),
+                    reason: r.reason.clone(),
+                    e2e_id: r.e2e_id.clone(),
+                })
+                .collect(),
+        })
+        .into_response(),
         Outcome::Done => StatusCode::NO_CONTENT.into_response(),
         Outcome::Refused(refusal) => return Err(refusal.clone().into()),
         Outcome::Vote { .. } | Outcome::AlreadyFinished | Outcome::Decision { .. } => {

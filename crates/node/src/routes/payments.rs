@@ -559,3 +559,97 @@ async fn decided_answer(
     }
     Ok(response)
 }
+
+/// Most transfers in one bulk request.
+pub const BATCH_TRANSFERS_MAX: usize = 8_189;
+/// Longest caller id of a transfer in a batch.
+pub const BATCH_ID_LEN_MAX: usize = 64;
+
+#[utoipa::path(post, path = "/api/v1/transfers/batch", tag = "payments", security(("bearer" = [])), request_body = wire::BatchRequest,
+    params(("Idempotency-Key" = Option<String>, Header)),
+    responses((status = 201, description = "one result per transfer, in order: committed, aborted (by the ledger, e.g. insufficient_funds) or rejected (an invalid transfer, with its code); each independent of the others", body = wire::BatchResponse),
+              (status = 422, description = "batch_empty, batch_too_large, invalid_batch_id, duplicate_batch_id", body = wire::Problem)))]
+pub async fn batch(
+    State(state): State<Arc<AppState>>,
+    Caller(customer): Caller,
+    uri: Uri,
+    headers: HeaderMap,
+    body: ApiJson<wire::BatchRequest>,
+) -> Result<Response, ApiError> {
+    let requests = body.value.transfers;
+    if requests.is_empty() {
+        return Err(ApiError::unprocessable(
+            "batch_empty",
+            "a batch has at least one transfer",
+        ));
+    }
+    if requests.len() > BATCH_TRANSFERS_MAX {
+        return Err(ApiError::unprocessable(
+            "batch_too_large",
+            format!("a batch has at most {BATCH_TRANSFERS_MAX} transfers"),
+        ));
+    }
+    let mut seen = std::collections::HashSet::with_capacity(requests.len());
+    for (index, transfer) in requests.iter().enumerate() {
+        let id = &transfer.id;
+        if id.is_empty() || id.len() > BATCH_ID_LEN_MAX || !id.bytes().all(|b| b.is_ascii_graphic())
+        {
+            return Err(ApiError::unprocessable(
+                "invalid_batch_id",
+                format!(
+                    "`transfers[{index}].id` is 1 to {BATCH_ID_LEN_MAX} visible ASCII characters"
+                ),
+            ));
+        }
+        if !seen.insert(id.as_str()) {
+            return Err(ApiError::unprocessable(
+                "duplicate_batch_id",
+                format!("`transfers[{index}].id` {id:?} appears twice in the batch"),
+            ));
+        }
+    }
+    let transfers = requests
+        .into_iter()
+        .enumerate()
+        .map(|(index, request)| store::BatchEntry {
+            transfer: batch_item(&state, index, &request).map_err(|error| error.code.to_string()),
+            id: request.id,
+        })
+        .collect();
+    let fingerprint = format!("POST {} {}", uri.path(), body.canonical);
+    let command = Command::TransferBatch {
+        actor: customer.id,
+        transfers,
+    };
+    let executed = state
+        .execute(customer.id, &headers, &fingerprint, command)
+        .await?;
+    Ok(respond(executed))
+}
+
+/// One transfer of a batch, validated on its own: an invalid one is rejected with its code and
+/// does not stop the others. Batches stay inside this bank.
+fn batch_item(
+    state: &AppState,
+    index: usize,
+    request: &wire::BatchTransfer,
+) -> Result<store::BatchItem, ApiError> {
+    let field = format!("transfers[{index}]");
+    let from = body_account(state, &format!("{field}.from"), &request.from)?;
+    if let Some(bank) = request.to.bank.as_deref().and_then(BankCode::parse)
+        && bank != state.bank
+        && state.interbank.link(bank).is_some()
+    {
+        return Err(ApiError::unprocessable(
+            "interbank_not_supported",
+            "batches stay inside one bank; pay other banks with POST /api/v1/transfers",
+        ));
+    }
+    Ok(store::BatchItem {
+        from,
+        to: destination(state, &format!("{field}.to"), &request.to)?,
+        amount: amount(&format!("{field}.amount"), &request.amount)?,
+        description: description(request.description.clone())?,
+        e2e: state.new_e2e(),
+    })
+}

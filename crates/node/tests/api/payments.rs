@@ -375,3 +375,140 @@ async fn packages_commit_all_or_nothing() {
     let audit = bank.audit().await;
     assert_eq!(audit["customer_balances"], "175.00");
 }
+
+/// The bulk endpoint: each transfer gets its own result in order — committed, aborted by the
+/// ledger, or rejected for an invalid request — independently of its neighbours; the whole answer
+/// replays under its key; a batch of the largest size goes through in one request.
+#[tokio::test]
+async fn a_batch_of_transfers_answers_each_one_independently() {
+    let Pair {
+        bank,
+        ana,
+        beto,
+        a,
+        b,
+    } = pair().await;
+    let transfer = |id: &str, from: &str, to: &str, amount: &str| json!({"id": id, "from": account(from), "to": account(to), "amount": amount});
+    let body = json!({"transfers": [
+        transfer("t1", &a, &b, "10.00"),
+        transfer("t2", &a, &b, "500.00"),
+        transfer("t3", &a, "999999-0", "1.00"),
+        transfer("t4", &a, &b, "1.234"),
+        transfer("t5", &b, &a, "1.00"),
+        transfer("t6", &a, &a, "1.00"),
+        transfer("t7", &a, &b, "5.00"),
+    ]});
+    let key = format!("batch-{}", unique());
+    let first = bank
+        .send(
+            reqwest::Method::POST,
+            "/api/v1/transfers/batch",
+            Some(body.clone()),
+            Some(&ana.token),
+            Some(&key),
+        )
+        .await;
+    assert_eq!(first.status, StatusCode::CREATED, "{}", first.body);
+    let results = first.body["results"].as_array().unwrap();
+    let seen: Vec<(&str, &str, &str)> = results
+        .iter()
+        .map(|r| {
+            (
+                r["id"].as_str().unwrap(),
+                r["status"].as_str().unwrap(),
+                r["reason"].as_str().unwrap_or(""),
+            )
+        })
+        .collect();
+    assert_eq!(
+        seen,
+        vec![
+            ("t1", "committed", ""),
+            ("t2", "aborted", "insufficient_funds"),
+            ("t3", "rejected", "account_not_found"),
+            ("t4", "rejected", "invalid_amount"),
+            ("t5", "rejected", "account_not_found"),
+            ("t6", "rejected", "same_account"),
+            ("t7", "committed", ""),
+        ]
+    );
+    assert!(
+        results[0]["e2e_id"]
+            .as_str()
+            .is_some_and(|id| ledger::EndToEndId::parse(id).is_some())
+    );
+    assert_eq!(bank.balance(&ana, &a).await.0, "85.00");
+    assert_eq!(bank.balance(&beto, &b).await.0, "65.00");
+    let replay = bank
+        .send(
+            reqwest::Method::POST,
+            "/api/v1/transfers/batch",
+            Some(body),
+            Some(&ana.token),
+            Some(&key),
+        )
+        .await;
+    assert_eq!(
+        (replay.status, &replay.body),
+        (StatusCode::CREATED, &first.body)
+    );
+    assert_eq!(
+        bank.balance(&ana, &a).await.0,
+        "85.00",
+        "a replay moves nothing"
+    );
+
+    for (refused, code) in [
+        (json!({"transfers": []}), "batch_empty"),
+        (
+            json!({"transfers": [transfer("x", &a, &b, "1.00"), transfer("x", &a, &b, "1.00")]}),
+            "duplicate_batch_id",
+        ),
+        (
+            json!({"transfers": [transfer("", &a, &b, "1.00")]}),
+            "invalid_batch_id",
+        ),
+    ] {
+        let answer = bank
+            .post("/api/v1/transfers/batch", refused, Some(&ana.token))
+            .await;
+        assert_eq!(
+            (answer.status, answer.code()),
+            (StatusCode::UNPROCESSABLE_ENTITY, code)
+        );
+    }
+    let largest: Vec<Value> = (0..8_189)
+        .map(|i| transfer(&format!("n{i}"), &a, &b, "0.01"))
+        .collect();
+    let answer = bank
+        .post(
+            "/api/v1/transfers/batch",
+            json!({ "transfers": largest }),
+            Some(&ana.token),
+        )
+        .await;
+    assert_eq!(answer.status, StatusCode::CREATED, "{}", answer.body);
+    assert!(
+        answer.body["results"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|r| r["status"] == "committed")
+    );
+    assert_eq!(bank.balance(&ana, &a).await.0, "3.11");
+    let too_many: Vec<Value> = (0..8_190)
+        .map(|i| transfer(&format!("m{i}"), &a, &b, "0.01"))
+        .collect();
+    let answer = bank
+        .post(
+            "/api/v1/transfers/batch",
+            json!({ "transfers": too_many }),
+            Some(&ana.token),
+        )
+        .await;
+    assert_eq!(
+        (answer.status, answer.code()),
+        (StatusCode::UNPROCESSABLE_ENTITY, "batch_too_large")
+    );
+    assert_eq!(bank.audit().await["ok"], true);
+}

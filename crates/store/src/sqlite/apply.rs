@@ -133,6 +133,45 @@ pub fn apply(conn: &Connection, ctx: &Ctx, command: &Command) -> Applied<Outcome
             operations,
             e2e,
         } => package(conn, ctx, *actor, operations, e2e).map(|r| r.map(Outcome::Package)),
+        Command::TransferBatch { actor, transfers } => {
+            let mut records = Vec::with_capacity(transfers.len());
+            for entry in transfers {
+                let rejected = |code: &str| BatchRecord {
+                    id: entry.id.clone(),
+                    status: "rejected".into(),
+                    reason: Some(code.to_string()),
+                    e2e_id: None,
+                };
+                let item = match &entry.transfer {
+                    Ok(item) => item,
+                    Err(code) => {
+                        records.push(rejected(code));
+                        continue;
+                    }
+                };
+                let done = transfer(
+                    conn,
+                    ctx,
+                    *actor,
+                    item.from,
+                    &item.to,
+                    item.amount,
+                    &item.description,
+                    &item.e2e,
+                )?;
+                records.push(match done {
+                    Ok(Outcome::Payment(payment)) => BatchRecord {
+                        id: entry.id.clone(),
+                        status: payment.status.as_str().to_string(),
+                        reason: payment.reason,
+                        e2e_id: Some(payment.e2e_id),
+                    },
+                    Ok(other) => unreachable!("a transfer answers a payment, not {other:?}"),
+                    Err(refusal) => rejected(refusal.code()),
+                });
+            }
+            Ok(Ok(Outcome::Batch(records)))
+        }
         Command::Prepare {
             e2e,
             coordinator,
