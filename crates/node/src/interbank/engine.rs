@@ -179,10 +179,18 @@ impl Engine {
                 }
                 Event::Finished { txn } => self.participant.finished(txn),
             };
-            // Messages to this bank itself are handled at once, without a round trip.
-            let (own, out): (Vec<_>, Vec<_>) = out
-                .into_iter()
-                .partition(|o| matches!(o, Output::Send { to, .. } if *to == self.me));
+            // Messages to this bank itself are handled at once, without a round trip — unless the
+            // list makes something durable first: then they wait for it like any other message.
+            // (A coordinator's own participant must not post before the decision is durable: a
+            // crash in between would restart with no decision, abort, and void the other banks'
+            // holds while this one had posted.)
+            let durable = out.iter().any(|o| !matches!(o, Output::Send { .. }));
+            let (own, out): (Vec<_>, Vec<_>) = if durable {
+                (Vec::new(), out)
+            } else {
+                out.into_iter()
+                    .partition(|o| matches!(o, Output::Send { to, .. } if *to == self.me))
+            };
             self.dispatch(out);
             for output in own {
                 if let Output::Send { message, .. } = output {

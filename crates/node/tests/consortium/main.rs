@@ -344,6 +344,25 @@ async fn coordinator_killed_before_asking_anyone_aborts_on_restart() {
     assert_eq!(balance(&cluster, &bia).await, (5000, 5000));
 }
 
+/// The coordinator dies right after its own part is posted: its decision was durable before
+/// that (the engine sends its own participant the decision only once it is on disk), so on
+/// restart it commits at the other bank too. Found by the kill -9 test below: the coordinator's
+/// participant used to post before the decision was durable.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn coordinator_killed_after_posting_its_own_part_commits_everywhere() {
+    let (cluster, ana, bia) = armed(0, "after_finish").await;
+    let key = unique("k");
+    let _ = cluster.pay(&ana, &bia, "30.00", &key).await;
+    restart_after_fault(&cluster, 0);
+    let paid = outcome_of(&cluster, &ana, &bia, "30.00", &key).await;
+    assert_eq!(paid["status"], "committed", "{paid}");
+    cluster.settle_and_audit().await;
+    let id = paid["id"].as_str().unwrap();
+    assert_eq!(entries_with(&cluster, &ana, id).await, 1);
+    assert_eq!(entries_with(&cluster, &bia, id).await, 1);
+    assert_eq!(balance(&cluster, &bia).await, (8000, 8000));
+}
+
 /// A participant dies holding the money, before its vote leaves: the coordinator times out and
 /// aborts, and the restarted participant learns it and releases the hold.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]

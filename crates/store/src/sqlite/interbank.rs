@@ -138,7 +138,11 @@ pub fn finish(conn: &Connection, ctx: &Ctx, e2e: &EndToEndId, commit: bool) -> A
             .execute(params![e2e.as_str(), ctx.stamp.to_string()])?;
         return Ok(Ok(Outcome::Done));
     };
-    if done.is_some() {
+    if let Some(done) = done {
+        if done != finished {
+            // Two decisions for one transaction: a protocol bug, loud so it cannot hide.
+            tracing::error!(%e2e, stored = done, arrived = finished, "a decision contradicts how this transaction finished here");
+        }
         return Ok(Ok(Outcome::Done));
     }
     if commit && !yes {
