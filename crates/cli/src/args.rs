@@ -157,6 +157,9 @@ is optional (default --account), and `to` is a Pix key, BANK/NUMBER, or {\"pix_k
     },
     /// Whether the bank is up.
     Health,
+    /// Load and latency: many concurrent clients moving money, then the consortium audit.
+    #[command(after_help = BENCH_AFTER_HELP)]
+    Bench(BenchArgs),
     /// An interactive ATM session ("Caixa Eletrônico").
     Atm {
         #[arg(long, value_enum, default_value_t = LangArg::Pt)]
@@ -165,6 +168,126 @@ is optional (default --account), and `to` is a Pix key, BANK/NUMBER, or {\"pix_k
         #[arg(long)]
         show_clock: bool,
     },
+}
+
+const BENCH_AFTER_HELP: &str = "\
+Which banks: --consortium FILE (a demo.json, or its folder) for a running consortium; else --bank URL
+(or $BANK_URL) for one running bank (intra, bulk and mixed only); else the bench starts its own
+three-bank consortium in a temporary folder (or --data-dir) and stops it at the end.
+
+Workloads: intra (one transfer per request, between accounts of the same bank), interbank (between
+accounts of different banks), mixed (80% intra, 15% interbank, 5% packages of two transfers),
+bulk (POST /api/v1/transfers/batch, --batch-size transfers per request).
+
+The run stops after --duration or --count operations (a bulk request is one operation), whichever
+comes first; --warmup runs load that is not measured. It prints throughput, latency percentiles,
+outcomes and errors by code, then audits every bank (exit 5 if a check fails).";
+
+/// `bank bench`'s options; every one is bounded, so a typo cannot start an endless run.
+#[derive(Debug, Clone, clap::Args)]
+pub struct BenchArgs {
+    #[arg(long, value_enum, default_value_t = Workload::Intra)]
+    pub workload: Workload,
+    /// Concurrent clients, each with one request in flight at a time.
+    #[arg(long, default_value_t = 64, value_parser = clap::value_parser!(u32).range(1..=4096))]
+    pub clients: u32,
+    /// Accounts opened per bank for the run.
+    #[arg(long, default_value_t = 1000, value_parser = clap::value_parser!(u32).range(2..=100_000))]
+    pub accounts: u32,
+    /// Customers registered per bank, holding the accounts between them (each logs in once).
+    #[arg(long, default_value_t = 8, value_parser = clap::value_parser!(u32).range(1..=1000))]
+    pub customers: u32,
+    /// How long to measure: 10s, 500ms, 2m (at most 1h).
+    #[arg(long, default_value = "10s", value_parser = duration_arg)]
+    pub duration: std::time::Duration,
+    /// Stop after this many measured operations (requests), if that comes before --duration.
+    #[arg(long, value_parser = clap::value_parser!(u64).range(1..=1_000_000_000))]
+    pub count: Option<u64>,
+    /// Load run before measuring, not counted: 1s, 0s.
+    #[arg(long, default_value = "1s", value_parser = duration_arg)]
+    pub warmup: std::time::Duration,
+    /// Transfers per request of the bulk workload (1 to 8189).
+    #[arg(long, default_value_t = 1000, value_parser = clap::value_parser!(u32).range(1..=8189))]
+    pub batch_size: u32,
+    /// A running consortium: demo.json as written by `bankd demo`, or its folder.
+    #[arg(long, value_name = "FILE")]
+    pub consortium: Option<PathBuf>,
+    /// With --bank: its operator token, for the audit at the end (skipped without one).
+    #[arg(long, env = "BANK_OPERATOR_TOKEN", hide_env_values = true)]
+    pub operator_token: Option<String>,
+    /// HTTP connections: one pool shared by every client, or one pool per client.
+    #[arg(long, value_enum, default_value_t = Pool::Shared)]
+    pub pool: Pool,
+    /// Where the bench's own consortium keeps its data (default: a temporary folder, removed).
+    #[arg(long, value_name = "DIR", conflicts_with = "consortium")]
+    pub data_dir: Option<PathBuf>,
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum, PartialEq, Eq)]
+pub enum Workload {
+    Intra,
+    Interbank,
+    Mixed,
+    Bulk,
+}
+
+impl Workload {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Workload::Intra => "intra",
+            Workload::Interbank => "interbank",
+            Workload::Mixed => "mixed",
+            Workload::Bulk => "bulk",
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum, PartialEq, Eq)]
+pub enum Pool {
+    /// One `reqwest::Client` (one connection pool) shared by every client task.
+    Shared,
+    /// One `reqwest::Client` per client task, each with its own kept-alive connection.
+    PerClient,
+}
+
+impl Pool {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Pool::Shared => "shared",
+            Pool::PerClient => "per-client",
+        }
+    }
+}
+
+/// Runs longer than this are refused: a benchmark is bounded.
+pub const BENCH_DURATION_MAX: std::time::Duration = std::time::Duration::from_secs(3600);
+
+/// `10s`, `500ms`, `2m`, `1h`, or bare seconds (`10`, `0.5`).
+pub fn duration_arg(text: &str) -> Result<std::time::Duration, String> {
+    let text = text.trim();
+    let split = text
+        .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+        .unwrap_or(text.len());
+    let (number, unit) = text.split_at(split);
+    let value: f64 = number
+        .parse()
+        .map_err(|_| format!("{text:?} is not a duration like 10s, 500ms or 2m"))?;
+    let seconds = match unit.trim() {
+        "" | "s" => value,
+        "ms" => value / 1000.0,
+        "m" | "min" => value * 60.0,
+        "h" => value * 3600.0,
+        other => return Err(format!("unknown unit {other:?}: use ms, s, m or h")),
+    };
+    let duration = std::time::Duration::try_from_secs_f64(seconds)
+        .map_err(|_| format!("{text:?} is not a duration like 10s"))?;
+    if duration > BENCH_DURATION_MAX {
+        return Err(format!(
+            "at most {}s",
+            BENCH_DURATION_MAX.as_secs()
+        ));
+    }
+    Ok(duration)
 }
 
 #[derive(Debug, Subcommand)]
@@ -297,6 +420,26 @@ mod tests {
             "10000001/",
         ] {
             assert_eq!(destination(key).pix_key.as_deref(), Some(key), "{key}");
+        }
+    }
+
+    #[test]
+    fn durations() {
+        use std::time::Duration;
+        let table = [
+            ("10s", Duration::from_secs(10)),
+            ("10", Duration::from_secs(10)),
+            ("500ms", Duration::from_millis(500)),
+            ("2m", Duration::from_secs(120)),
+            ("1h", Duration::from_secs(3600)),
+            ("0.5", Duration::from_millis(500)),
+            ("0s", Duration::ZERO),
+        ];
+        for (text, expected) in table {
+            assert_eq!(duration_arg(text), Ok(expected), "{text}");
+        }
+        for bad in ["", "s", "10x", "-1s", "2h", "1e9"] {
+            assert!(duration_arg(bad).is_err(), "{bad}");
         }
     }
 

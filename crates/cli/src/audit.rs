@@ -281,16 +281,38 @@ async fn fetch(url: &str, token: &str, code: &str) -> Result<client::Reply<wire:
     })
 }
 
-pub async fn consortium(context: &Context, path: &Path) -> Result<(), CliError> {
-    let listed = read_consortium_file(path)?;
+/// What auditing a consortium found: each bank's audit (typed and as it answered), and every
+/// check over them.
+pub struct ConsortiumAudit {
+    pub audits: Vec<wire::Audit>,
+    pub raw: Vec<serde_json::Value>,
+    pub findings: Vec<Finding>,
+}
+
+/// Asks every listed bank for its audit and checks them together (also for `bank bench`).
+pub async fn audit_listed(listed: &[ListedBank]) -> Result<ConsortiumAudit, CliError> {
     let mut audits = Vec::with_capacity(listed.len());
     let mut raw = Vec::with_capacity(listed.len());
-    for bank in &listed {
+    for bank in listed {
         let reply = fetch(&bank.url, &bank.operator_token, &bank.code).await?;
         raw.push(reply.json);
         audits.push(reply.value);
     }
-    let findings = check_consortium(&listed, &audits);
+    let findings = check_consortium(listed, &audits);
+    Ok(ConsortiumAudit {
+        audits,
+        raw,
+        findings,
+    })
+}
+
+pub async fn consortium(context: &Context, path: &Path) -> Result<(), CliError> {
+    let listed = read_consortium_file(path)?;
+    let ConsortiumAudit {
+        audits,
+        raw,
+        findings,
+    } = audit_listed(&listed).await?;
     let title = format!(
         "Consortium audit of {} banks ({})",
         listed.len(),

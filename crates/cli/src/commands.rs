@@ -145,6 +145,7 @@ pub async fn run(context: &Context, command: Command) -> Result<(), CliError> {
             }
         },
         Command::Health => health(context).await,
+        Command::Bench(args) => crate::bench::run(context, args).await,
         Command::Atm { .. } => unreachable!("the ATM is run by lib::run"),
     }
 }

@@ -10,6 +10,7 @@ pub mod amount;
 pub mod args;
 pub mod atm;
 pub mod audit;
+pub mod bench;
 pub mod commands;
 pub mod config;
 pub mod error;
@@ -24,10 +25,14 @@ use format::Zone;
 /// Runs one command line and answers the process's exit code. `zone` is found by the caller
 /// before any thread starts.
 pub fn run(args: Args, zone: Zone) -> u8 {
-    let runtime = match tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-    {
+    // One thread is plenty for one request at a time; the bench's clients (and the banks it may
+    // start in this process) need every core.
+    let mut builder = if matches!(args.command, Command::Bench(_)) {
+        tokio::runtime::Builder::new_multi_thread()
+    } else {
+        tokio::runtime::Builder::new_current_thread()
+    };
+    let runtime = match builder.enable_all().build() {
         Ok(runtime) => runtime,
         Err(error) => {
             eprintln!("error: cannot start: {error}");
