@@ -282,10 +282,7 @@ pub fn duration_arg(text: &str) -> Result<std::time::Duration, String> {
     let duration = std::time::Duration::try_from_secs_f64(seconds)
         .map_err(|_| format!("{text:?} is not a duration like 10s"))?;
     if duration > BENCH_DURATION_MAX {
-        return Err(format!(
-            "at most {}s",
-            BENCH_DURATION_MAX.as_secs()
-        ));
+        return Err(format!("at most {}s", BENCH_DURATION_MAX.as_secs()));
     }
     Ok(duration)
 }
