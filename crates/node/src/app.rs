@@ -16,7 +16,7 @@ use std::any::Any;
 use std::sync::Arc;
 use std::time::Instant;
 use tower_http::catch_panic::CatchPanicLayer;
-use tower_http::trace::TraceLayer;
+use tower_http::trace::{DefaultOnFailure, TraceLayer};
 use utoipa::OpenApi;
 use utoipa::openapi::security::{Http, HttpAuthScheme, SecurityScheme};
 
@@ -124,7 +124,12 @@ pub fn router(state: Arc<AppState>) -> Router {
             stamp_and_bound,
         ))
         .layer(CatchPanicLayer::custom(panic_as_problem))
-        .layer(TraceLayer::new_for_http())
+        // A 5xx here is usually a bank saying another is unavailable, not this one failing:
+        // logged as a warning (real failures are logged as errors where they happen).
+        .layer(
+            TraceLayer::new_for_http()
+                .on_failure(DefaultOnFailure::new().level(tracing::Level::WARN)),
+        )
         .with_state(state)
 }
 

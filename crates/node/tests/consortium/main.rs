@@ -466,6 +466,50 @@ async fn forged_stale_and_replayed_interbank_requests_are_refused() {
     );
 }
 
+/// A bank's hybrid logical clock moves past the stamp of every envelope it accepts, so its
+/// answers (X-Clock) and ledger entries come after what the sender had seen.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_bank_clock_moves_past_the_stamps_it_receives() {
+    let cluster = Cluster::started().await;
+    let key = node::config::read_key(cluster.key_file(0)).unwrap();
+    let bank = ledger::BankCode::parse(CODES[0]).unwrap();
+    let path = node::interbank::HEARTBEAT_PATH;
+    let ahead = ledger::Stamp {
+        physical_ms: store::wall_ms() + 20_000,
+        logical: 7,
+    };
+    let body = json!({"from": CODES[0], "clock": ahead.to_string(), "messages": []}).to_string();
+    let mut request = cluster
+        .http
+        .post(format!("{}{path}", cluster.banks[1].url))
+        .body(body.clone());
+    for (name, value) in
+        node::interbank::signing::sign(&key, bank, "POST", path, body.as_bytes(), store::wall_ms())
+    {
+        request = request.header(name, value);
+    }
+    let response = request.send().await.unwrap();
+    assert_eq!(response.status().as_u16(), 200);
+    let clock = |response: &reqwest::Response| {
+        ledger::Stamp::parse(response.headers()["x-clock"].to_str().unwrap()).unwrap()
+    };
+    assert!(
+        clock(&response) > ahead,
+        "{} after {ahead}",
+        clock(&response)
+    );
+    let later = cluster
+        .http
+        .get(format!("{}/health", cluster.banks[1].url))
+        .send()
+        .await
+        .unwrap();
+    assert!(
+        clock(&later) > clock(&response),
+        "the clock never goes back"
+    );
+}
+
 #[test]
 fn the_consortium_audit_catches_each_broken_invariant() {
     let audit = |bank: &str, other: &str, position: &str, balances: &str, cash_in: &str| {
