@@ -165,7 +165,7 @@ pub async fn statement_page(
 }
 
 /// An account the customer holds at another bank, read there on their behalf.
-async fn forwarded<T: serde::de::DeserializeOwned>(
+pub(crate) async fn forwarded<T: serde::de::DeserializeOwned>(
     state: &AppState,
     customer: &store::CustomerRecord,
     bank: BankCode,
@@ -198,6 +198,33 @@ async fn cash(
     body: ApiJson<wire::MoneyRequest>,
     direction: Cash,
 ) -> Result<Response, ApiError> {
+    let fingerprint = format!("POST {} {}", uri.path(), body.canonical);
+    if let Some(other) =
+        BankCode::parse(&bank).filter(|b| *b != state.bank && state.interbank.link(*b).is_some())
+    {
+        let kind = match direction {
+            Cash::Deposit => "deposit",
+            Cash::Withdrawal => "withdrawal",
+        };
+        let op = wire::OperationRequest {
+            kind: kind.into(),
+            account: wire::AccountRef {
+                bank: other.to_string(),
+                number,
+            },
+            amount: body.value.amount,
+            to: None,
+            description: body.value.description,
+        };
+        return crate::routes::payments::cash_elsewhere(
+            &state,
+            &customer,
+            &headers,
+            &fingerprint,
+            op,
+        )
+        .await;
+    }
     let number = path_account(&state, &bank, &number)?;
     let amount = amount("amount", &body.value.amount)?;
     let description = description(body.value.description)?;
@@ -219,12 +246,7 @@ async fn cash(
         },
     };
     let executed = state
-        .execute(
-            customer.id,
-            &headers,
-            &format!("POST {} {}", uri.path(), body.canonical),
-            command,
-        )
+        .execute(customer.id, &headers, &fingerprint, command)
         .await?;
     Ok(respond(executed))
 }

@@ -9,7 +9,7 @@ use crate::interbank::{Part, RemoteKey};
 use crate::state::AppState;
 use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode, Uri};
-use axum::response::Response;
+use axum::response::{IntoResponse, Response};
 use ledger::{AccountNumber, Amount, BankCode, EndToEndId, PixKey};
 use protocol::{Endpoint, Memo, Movement};
 use std::collections::BTreeMap;
@@ -652,4 +652,79 @@ fn batch_item(
         description: description(request.description.clone())?,
         e2e: state.new_e2e(),
     })
+}
+
+/// How long a deposit or withdrawal at another bank waits for that bank to post it.
+const ENTRY_POLLS_MAX: usize = 40;
+const ENTRY_POLL_EVERY: Duration = Duration::from_millis(50);
+
+/// A deposit or withdrawal on the caller's account at another bank: run there, on their behalf,
+/// as a one-operation package, and answered as a local one is — the statement entry it made, or
+/// the refusal as a problem (202 with the pending package if the banks are slow to decide).
+pub async fn cash_elsewhere(
+    state: &AppState,
+    customer: &CustomerRecord,
+    headers: &HeaderMap,
+    fingerprint: &str,
+    op: wire::OperationRequest,
+) -> Result<Response, ApiError> {
+    let (bank, number) = any_account(state, "account", &op.account)?;
+    let response = interbank_package(
+        state,
+        customer,
+        headers,
+        fingerprint,
+        std::slice::from_ref(&op),
+    )
+    .await?;
+    if response.status() != StatusCode::CREATED {
+        return Ok(response);
+    }
+    let replayed = response.headers().get("idempotent-replayed").cloned();
+    let bytes = axum::body::to_bytes(response.into_body(), crate::BODY_BYTES_MAX)
+        .await
+        .map_err(|e| ApiError::internal(format!("reading a package answer: {e}")))?;
+    let package: wire::Package = serde_json::from_slice(&bytes)
+        .map_err(|e| ApiError::internal(format!("a package answer: {e}")))?;
+    if package.status != "committed" {
+        let code = package
+            .results
+            .first()
+            .and_then(|r| r.reason.clone())
+            .unwrap_or_default();
+        return Err(match code.as_str() {
+            "insufficient_funds" => {
+                ApiError::unprocessable("insufficient_funds", "the account does not hold that much")
+            }
+            "account_not_found" => ApiError::account_not_found(),
+            _ => ApiError::unprocessable("refused", format!("bank {bank} refused it ({code})")),
+        });
+    }
+    // Committed means decided; the other bank posts it as soon as the decision reaches it.
+    let mut entry = None;
+    for _ in 0..ENTRY_POLLS_MAX {
+        let page: wire::Statement = super::accounts::forwarded(
+            state,
+            customer,
+            bank,
+            &format!("/accounts/{number}/statement?limit=100"),
+        )
+        .await?;
+        entry = page.entries.into_iter().find(|e| e.e2e_id == package.id);
+        if entry.is_some() {
+            break;
+        }
+        tokio::time::sleep(ENTRY_POLL_EVERY).await;
+    }
+    let Some(entry) = entry else {
+        // Decided but not yet posted there: say so with the package, which is what happened.
+        return Ok((StatusCode::ACCEPTED, axum::Json(package)).into_response());
+    };
+    let mut response = (StatusCode::CREATED, axum::Json(entry)).into_response();
+    if let Some(replayed) = replayed {
+        response
+            .headers_mut()
+            .insert("idempotent-replayed", replayed);
+    }
+    Ok(response)
 }

@@ -829,3 +829,100 @@ async fn kill_dash_nine_during_concurrent_payments_loses_and_duplicates_nothing(
         assert_eq!((count(*from), count(*to)), (expected, expected), "{body}");
     }
 }
+
+/// Cash in and out of one's account at another bank, asked at one's own bank: answered like a
+/// local deposit or withdrawal (the statement entry, or the refusal), replayable by key.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn deposits_and_withdrawals_at_another_bank_through_ones_own() {
+    let cluster = Cluster::started().await;
+    let ana0 = cluster.customer(0, "100.00").await;
+    let ana2 = cluster.also_at(2, &ana0, "80.00").await;
+    let bia1 = cluster.customer(1, "50.00").await;
+    let base = format!("/api/v1/accounts/{}/{}", CODES[2], ana2.number);
+    let key = unique("k");
+    let deposit = Some(json!({"amount": "5.00"}));
+    let (status, entry) = cluster
+        .call(
+            0,
+            Method::POST,
+            &format!("{base}/deposits"),
+            deposit.clone(),
+            Some(&ana0.token),
+            Some(&key),
+        )
+        .await;
+    assert_eq!(
+        (
+            status,
+            &entry["kind"],
+            &entry["amount"],
+            &entry["balance_after"]
+        ),
+        (201, &json!("deposit"), &json!("5.00"), &json!("85.00")),
+        "{entry}"
+    );
+    let (status, again) = cluster
+        .call(
+            0,
+            Method::POST,
+            &format!("{base}/deposits"),
+            deposit,
+            Some(&ana0.token),
+            Some(&key),
+        )
+        .await;
+    assert_eq!(
+        (status, &again),
+        (201, &entry),
+        "a replay answers the same entry"
+    );
+    let (status, entry) = cluster
+        .call(
+            0,
+            Method::POST,
+            &format!("{base}/withdrawals"),
+            Some(json!({"amount": "15.00"})),
+            Some(&ana0.token),
+            None,
+        )
+        .await;
+    assert_eq!(
+        (status, &entry["amount"], &entry["balance_after"]),
+        (201, &json!("-15.00"), &json!("70.00")),
+        "{entry}"
+    );
+    let (status, refused) = cluster
+        .call(
+            0,
+            Method::POST,
+            &format!("{base}/withdrawals"),
+            Some(json!({"amount": "1000.00"})),
+            Some(&ana0.token),
+            None,
+        )
+        .await;
+    assert_eq!(
+        (status, &refused["code"]),
+        (422, &json!("insufficient_funds")),
+        "{refused}"
+    );
+    let others = format!("/api/v1/accounts/{}/{}/withdrawals", CODES[1], bia1.number);
+    let (status, hidden) = cluster
+        .call(
+            0,
+            Method::POST,
+            &others,
+            Some(json!({"amount": "1.00"})),
+            Some(&ana0.token),
+            None,
+        )
+        .await;
+    assert_eq!(
+        (status, &hidden["code"]),
+        (404, &json!("account_not_found")),
+        "{hidden}"
+    );
+    cluster.settle_and_audit().await;
+    assert_eq!(balance(&cluster, &ana2).await, (7000, 7000));
+    assert_eq!(balance(&cluster, &bia1).await, (5000, 5000));
+}
