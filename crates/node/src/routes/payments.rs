@@ -37,10 +37,15 @@ pub async fn transfer(
     body: ApiJson<wire::TransferRequest>,
 ) -> Result<Response, ApiError> {
     let request = body.value;
+    let fingerprint = format!("POST {} {}", uri.path(), body.canonical);
+    if BankCode::parse(&request.from.bank)
+        .is_some_and(|b| b != state.bank && state.interbank.link(b).is_some())
+    {
+        return transfer_elsewhere(&state, &customer, &headers, &fingerprint, request).await;
+    }
     let from = body_account(&state, "from", &request.from)?;
     let amount = amount("amount", &request.amount)?;
     let description = description(request.description)?;
-    let fingerprint = format!("POST {} {}", uri.path(), body.canonical);
     if let Some(recipient) = elsewhere(&state, &request.to).await? {
         let payment = Payment {
             from,
@@ -654,21 +659,17 @@ fn batch_item(
     })
 }
 
-/// How long a deposit or withdrawal at another bank waits for that bank to post it.
-const ENTRY_POLLS_MAX: usize = 40;
-const ENTRY_POLL_EVERY: Duration = Duration::from_millis(50);
-
-/// A deposit or withdrawal on the caller's account at another bank: run there, on their behalf,
-/// as a one-operation package, and answered as a local one is — the statement entry it made, or
-/// the refusal as a problem (202 with the pending package if the banks are slow to decide).
-pub async fn cash_elsewhere(
+/// One operation on an account at another bank, run there on the customer's behalf as a
+/// one-operation package. `Ok(Err(answer))` when that answer is to be passed on as it is (a
+/// problem before anything started, or 202 while the banks decide); otherwise the decided package
+/// and whether it was a replay.
+async fn one_operation_elsewhere(
     state: &AppState,
     customer: &CustomerRecord,
     headers: &HeaderMap,
     fingerprint: &str,
     op: wire::OperationRequest,
-) -> Result<Response, ApiError> {
-    let (bank, number) = any_account(state, "account", &op.account)?;
+) -> Result<Result<(wire::Package, Option<axum::http::HeaderValue>), Response>, ApiError> {
     let response = interbank_package(
         state,
         customer,
@@ -678,7 +679,7 @@ pub async fn cash_elsewhere(
     )
     .await?;
     if response.status() != StatusCode::CREATED {
-        return Ok(response);
+        return Ok(Err(response));
     }
     let replayed = response.headers().get("idempotent-replayed").cloned();
     let bytes = axum::body::to_bytes(response.into_body(), crate::BODY_BYTES_MAX)
@@ -686,22 +687,59 @@ pub async fn cash_elsewhere(
         .map_err(|e| ApiError::internal(format!("reading a package answer: {e}")))?;
     let package: wire::Package = serde_json::from_slice(&bytes)
         .map_err(|e| ApiError::internal(format!("a package answer: {e}")))?;
+    Ok(Ok((package, replayed)))
+}
+
+/// The refusal of a one-operation package, as the local endpoint would have answered it.
+fn refusal_of(package: &wire::Package, bank: BankCode) -> ApiError {
+    let code = package
+        .results
+        .first()
+        .and_then(|r| r.reason.clone())
+        .unwrap_or_default();
+    match code.as_str() {
+        "insufficient_funds" => {
+            ApiError::unprocessable("insufficient_funds", "the account does not hold that much")
+        }
+        "account_not_found" => ApiError::account_not_found(),
+        _ => ApiError::unprocessable("refused", format!("bank {bank} refused it ({code})")),
+    }
+}
+
+fn created(body: impl serde::Serialize, replayed: Option<axum::http::HeaderValue>) -> Response {
+    let mut response = (StatusCode::CREATED, axum::Json(body)).into_response();
+    if let Some(replayed) = replayed {
+        response
+            .headers_mut()
+            .insert("idempotent-replayed", replayed);
+    }
+    response
+}
+
+/// How long a deposit or withdrawal at another bank waits for that bank to post it.
+const ENTRY_POLLS_MAX: usize = 40;
+const ENTRY_POLL_EVERY: Duration = Duration::from_millis(50);
+
+/// A deposit or withdrawal on the caller's account at another bank, answered as a local one is:
+/// the statement entry it made there, or the refusal as a problem (202 with the package if the
+/// other bank has not posted it within about 2 s of the decision).
+pub async fn cash_elsewhere(
+    state: &AppState,
+    customer: &CustomerRecord,
+    headers: &HeaderMap,
+    fingerprint: &str,
+    op: wire::OperationRequest,
+) -> Result<Response, ApiError> {
+    let (bank, number) = any_account(state, "account", &op.account)?;
+    let (package, replayed) =
+        match one_operation_elsewhere(state, customer, headers, fingerprint, op).await? {
+            Ok(decided) => decided,
+            Err(answer) => return Ok(answer),
+        };
     if package.status != "committed" {
-        let code = package
-            .results
-            .first()
-            .and_then(|r| r.reason.clone())
-            .unwrap_or_default();
-        return Err(match code.as_str() {
-            "insufficient_funds" => {
-                ApiError::unprocessable("insufficient_funds", "the account does not hold that much")
-            }
-            "account_not_found" => ApiError::account_not_found(),
-            _ => ApiError::unprocessable("refused", format!("bank {bank} refused it ({code})")),
-        });
+        return Err(refusal_of(&package, bank));
     }
     // Committed means decided; the other bank posts it as soon as the decision reaches it.
-    let mut entry = None;
     for _ in 0..ENTRY_POLLS_MAX {
         let page: wire::Statement = super::accounts::forwarded(
             state,
@@ -710,21 +748,55 @@ pub async fn cash_elsewhere(
             &format!("/accounts/{number}/statement?limit=100"),
         )
         .await?;
-        entry = page.entries.into_iter().find(|e| e.e2e_id == package.id);
-        if entry.is_some() {
-            break;
+        if let Some(entry) = page.entries.into_iter().find(|e| e.e2e_id == package.id) {
+            return Ok(created(entry, replayed));
         }
         tokio::time::sleep(ENTRY_POLL_EVERY).await;
     }
-    let Some(entry) = entry else {
-        // Decided but not yet posted there: say so with the package, which is what happened.
-        return Ok((StatusCode::ACCEPTED, axum::Json(package)).into_response());
+    Ok((StatusCode::ACCEPTED, axum::Json(package)).into_response())
+}
+
+/// A transfer out of the caller's account at another bank, answered as a local transfer is:
+/// committed, or aborted with the reason (insufficient_funds); an unknown account is a 404.
+async fn transfer_elsewhere(
+    state: &AppState,
+    customer: &CustomerRecord,
+    headers: &HeaderMap,
+    fingerprint: &str,
+    request: wire::TransferRequest,
+) -> Result<Response, ApiError> {
+    let (bank, _) = any_account(state, "from", &request.from)?;
+    let recipient = any_destination(state, "to", &request.to).await?;
+    let amount = amount("amount", &request.amount)?;
+    let description = description(request.description.clone())?;
+    let op = wire::OperationRequest {
+        kind: "transfer".into(),
+        account: request.from.clone(),
+        amount: request.amount,
+        to: Some(request.to),
+        description: request.description,
     };
-    let mut response = (StatusCode::CREATED, axum::Json(entry)).into_response();
-    if let Some(replayed) = replayed {
-        response
-            .headers_mut()
-            .insert("idempotent-replayed", replayed);
+    let (package, replayed) =
+        match one_operation_elsewhere(state, customer, headers, fingerprint, op).await? {
+            Ok(decided) => decided,
+            Err(answer) => return Ok(answer),
+        };
+    let reason = package.results.first().and_then(|r| r.reason.clone());
+    if package.status != "committed" && reason.as_deref() != Some("insufficient_funds") {
+        return Err(refusal_of(&package, bank));
     }
-    Ok(response)
+    let transfer = wire::Transfer {
+        id: package.id,
+        status: package.status,
+        reason: reason.filter(|r| r == "insufficient_funds"),
+        from: request.from,
+        to: wire::AccountRef {
+            bank: recipient.bank.to_string(),
+            number: recipient.number.to_string(),
+        },
+        amount: ledger::amount::format_cents(amount.cents()),
+        description,
+        clock: package.clock,
+    };
+    Ok(created(transfer, replayed))
 }

@@ -830,10 +830,11 @@ async fn kill_dash_nine_during_concurrent_payments_loses_and_duplicates_nothing(
     }
 }
 
-/// Cash in and out of one's account at another bank, asked at one's own bank: answered like a
-/// local deposit or withdrawal (the statement entry, or the refusal), replayable by key.
+/// Cash in and out of one's account at another bank, and transfers out of it, asked at one's own
+/// bank: answered like local ones (the statement entry or the transfer, or the refusal),
+/// replayable by key.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn deposits_and_withdrawals_at_another_bank_through_ones_own() {
+async fn operations_on_an_account_at_another_bank_through_ones_own() {
     let cluster = Cluster::started().await;
     let ana0 = cluster.customer(0, "100.00").await;
     let ana2 = cluster.also_at(2, &ana0, "80.00").await;
@@ -922,7 +923,58 @@ async fn deposits_and_withdrawals_at_another_bank_through_ones_own() {
         (404, &json!("account_not_found")),
         "{hidden}"
     );
+    // A transfer out of her Cerrado account, asked at Aurora, to Bia at Boreal: three banks.
+    let transfer = |from: &Customer, amount: &str| json!({"from": {"bank": CODES[from.bank], "number": from.number}, "to": {"bank": CODES[1], "number": bia1.number}, "amount": amount});
+    let (status, paid) = cluster
+        .call(
+            0,
+            Method::POST,
+            "/api/v1/transfers",
+            Some(transfer(&ana2, "10.00")),
+            Some(&ana0.token),
+            None,
+        )
+        .await;
+    assert_eq!(
+        (status, &paid["status"], &paid["to"]["bank"]),
+        (201, &json!("committed"), &json!(CODES[1])),
+        "{paid}"
+    );
+    let (status, short) = cluster
+        .call(
+            0,
+            Method::POST,
+            "/api/v1/transfers",
+            Some(transfer(&ana2, "500.00")),
+            Some(&ana0.token),
+            None,
+        )
+        .await;
+    assert_eq!(
+        (status, &short["status"], &short["reason"]),
+        (201, &json!("aborted"), &json!("insufficient_funds")),
+        "{short}"
+    );
+    let (status, hidden) = cluster
+        .call(
+            0,
+            Method::POST,
+            "/api/v1/transfers",
+            Some(transfer(&bia1, "1.00")),
+            Some(&ana0.token),
+            None,
+        )
+        .await;
+    assert_eq!(
+        (status, &hidden["code"]),
+        (404, &json!("account_not_found")),
+        "{hidden}"
+    );
     cluster.settle_and_audit().await;
-    assert_eq!(balance(&cluster, &ana2).await, (7000, 7000));
-    assert_eq!(balance(&cluster, &bia1).await, (5000, 5000));
+    assert_eq!(balance(&cluster, &ana2).await, (6000, 6000));
+    assert_eq!(balance(&cluster, &bia1).await, (6000, 6000));
+    assert_eq!(
+        entries_with(&cluster, &bia1, paid["id"].as_str().unwrap()).await,
+        1
+    );
 }
