@@ -207,13 +207,7 @@ impl Client {
         body: &wire::RegisterCustomer,
         key: Option<&str>,
     ) -> Result<Reply<wire::Customer>, ClientError> {
-        self.call(
-            Method::POST,
-            self.api(&["customers"]),
-            Some(json(body)),
-            Idempotency::Key(key),
-        )
-        .await
+        self.post(&["customers"], body, key).await
     }
 
     /// Logs in; the token is in the answer (this client does not keep it: see
@@ -243,8 +237,7 @@ impl Client {
     }
 
     pub async fn me(&self) -> Result<Reply<wire::Me>, ClientError> {
-        self.call(Method::GET, self.api(&["me"]), None, Idempotency::None)
-            .await
+        self.get(&["me"]).await
     }
 
     // --- accounts ---
@@ -254,26 +247,15 @@ impl Client {
         body: &wire::OpenAccount,
         key: Option<&str>,
     ) -> Result<Reply<wire::Account>, ClientError> {
-        self.call(
-            Method::POST,
-            self.api(&["accounts"]),
-            Some(json(body)),
-            Idempotency::Key(key),
-        )
-        .await
+        self.post(&["accounts"], body, key).await
     }
 
     pub async fn account(
         &self,
         account: &wire::AccountRef,
     ) -> Result<Reply<wire::Account>, ClientError> {
-        self.call(
-            Method::GET,
-            self.api(&["accounts", &account.bank, &account.number]),
-            None,
-            Idempotency::None,
-        )
-        .await
+        self.get(&["accounts", &account.bank, &account.number])
+            .await
     }
 
     /// One page of the account's statement, newest first; pass the answer's `next_cursor` to get
@@ -306,11 +288,10 @@ impl Client {
         body: &wire::MoneyRequest,
         key: Option<&str>,
     ) -> Result<Reply<wire::StatementEntry>, ClientError> {
-        self.call(
-            Method::POST,
-            self.api(&["accounts", &account.bank, &account.number, "deposits"]),
-            Some(json(body)),
-            Idempotency::Key(key),
+        self.post(
+            &["accounts", &account.bank, &account.number, "deposits"],
+            body,
+            key,
         )
         .await
     }
@@ -321,11 +302,10 @@ impl Client {
         body: &wire::MoneyRequest,
         key: Option<&str>,
     ) -> Result<Reply<wire::StatementEntry>, ClientError> {
-        self.call(
-            Method::POST,
-            self.api(&["accounts", &account.bank, &account.number, "withdrawals"]),
-            Some(json(body)),
-            Idempotency::Key(key),
+        self.post(
+            &["accounts", &account.bank, &account.number, "withdrawals"],
+            body,
+            key,
         )
         .await
     }
@@ -337,35 +317,17 @@ impl Client {
         body: &wire::AddPixKey,
         key: Option<&str>,
     ) -> Result<Reply<wire::PixKey>, ClientError> {
-        self.call(
-            Method::POST,
-            self.api(&["pix-keys"]),
-            Some(json(body)),
-            Idempotency::Key(key),
-        )
-        .await
+        self.post(&["pix-keys"], body, key).await
     }
 
     /// Every key on the accounts the caller holds.
     pub async fn pix_keys(&self) -> Result<Reply<wire::PixKeys>, ClientError> {
-        self.call(
-            Method::GET,
-            self.api(&["pix-keys"]),
-            None,
-            Idempotency::None,
-        )
-        .await
+        self.get(&["pix-keys"]).await
     }
 
     /// Who a key pays: holder name, bank and masked document (never an account or balance).
     pub async fn lookup_pix_key(&self, key: &str) -> Result<Reply<wire::PixKey>, ClientError> {
-        self.call(
-            Method::GET,
-            self.api(&["pix-keys", key]),
-            None,
-            Idempotency::None,
-        )
-        .await
+        self.get(&["pix-keys", key]).await
     }
 
     pub async fn remove_pix_key(
@@ -391,13 +353,7 @@ impl Client {
         body: &wire::TransferRequest,
         key: Option<&str>,
     ) -> Result<Reply<wire::Transfer>, ClientError> {
-        self.call(
-            Method::POST,
-            self.api(&["transfers"]),
-            Some(json(body)),
-            Idempotency::Key(key),
-        )
-        .await
+        self.post(&["transfers"], body, key).await
     }
 
     /// Many transfers in one request (`POST /api/v1/transfers/batch`), each committed or refused
@@ -408,24 +364,12 @@ impl Client {
         body: &wire::BatchRequest,
         key: Option<&str>,
     ) -> Result<Reply<wire::BatchResponse>, ClientError> {
-        self.call(
-            Method::POST,
-            self.api(&["transfers", "batch"]),
-            Some(json(body)),
-            Idempotency::Key(key),
-        )
-        .await
+        self.post(&["transfers", "batch"], body, key).await
     }
 
     /// A transfer, or a package, by its end-to-end id.
     pub async fn payment(&self, id: &str) -> Result<Reply<Payment>, ClientError> {
-        self.call(
-            Method::GET,
-            self.api(&["transfers", id]),
-            None,
-            Idempotency::None,
-        )
-        .await
+        self.get(&["transfers", id]).await
     }
 
     /// Operations that commit all together or not at all.
@@ -434,31 +378,18 @@ impl Client {
         body: &wire::PackageRequest,
         key: Option<&str>,
     ) -> Result<Reply<wire::Package>, ClientError> {
-        self.call(
-            Method::POST,
-            self.api(&["packages"]),
-            Some(json(body)),
-            Idempotency::Key(key),
-        )
-        .await
+        self.post(&["packages"], body, key).await
     }
 
     // --- the node ---
 
     pub async fn consortium(&self) -> Result<Reply<wire::ConsortiumView>, ClientError> {
-        self.call(
-            Method::GET,
-            self.api(&["consortium"]),
-            None,
-            Idempotency::None,
-        )
-        .await
+        self.get(&["consortium"]).await
     }
 
     /// The bank's ledger totals and invariant checks; needs the operator token.
     pub async fn audit(&self) -> Result<Reply<wire::Audit>, ClientError> {
-        self.call(Method::GET, self.api(&["audit"]), None, Idempotency::None)
-            .await
+        self.get(&["audit"]).await
     }
 
     pub async fn health(&self) -> Result<Reply<wire::Health>, ClientError> {
@@ -482,6 +413,27 @@ impl Client {
         let mut all = vec!["api", "v1"];
         all.extend_from_slice(segments);
         self.url(&all)
+    }
+
+    async fn get<T: DeserializeOwned>(&self, segments: &[&str]) -> Result<Reply<T>, ClientError> {
+        self.call(Method::GET, self.api(segments), None, Idempotency::None)
+            .await
+    }
+
+    /// A POST under the caller's Idempotency-Key, or a fresh one.
+    async fn post<T: DeserializeOwned>(
+        &self,
+        segments: &[&str],
+        body: &impl Serialize,
+        key: Option<&str>,
+    ) -> Result<Reply<T>, ClientError> {
+        self.call(
+            Method::POST,
+            self.api(segments),
+            Some(json(body)),
+            Idempotency::Key(key),
+        )
+        .await
     }
 
     async fn call<T: DeserializeOwned>(

@@ -151,21 +151,9 @@ pub async fn post(
     path: &str,
     body: Vec<u8>,
 ) -> Result<reqwest::Response, String> {
-    let signed = signing::sign(&shared.key, shared.me, "POST", path, &body, wall_ms());
-    let mut request = shared
-        .http
-        .post(format!("{}{path}", link.url))
-        .header("content-type", "application/json")
-        .timeout(REQUEST_TIMEOUT)
-        .body(body);
-    for (name, value) in signed {
-        request = request.header(name, value);
-    }
-    let started = Instant::now();
-    let response = request.send().await.map_err(|e| e.to_string())?;
-    observe_clock(shared, &response);
+    let (response, rtt_ms) = signed(shared, link, reqwest::Method::POST, path, body).await?;
     if response.status().is_success() {
-        link.heard(Some(started.elapsed().as_millis() as u64));
+        link.heard(Some(rtt_ms));
         Ok(response)
     } else {
         Err(format!("{} answered {}", link.code, response.status()))
@@ -178,18 +166,44 @@ pub async fn get(
     link: &PeerLink,
     path: &str,
 ) -> Result<reqwest::Response, String> {
-    let signed = signing::sign(&shared.key, shared.me, "GET", path, b"", wall_ms());
-    let mut request = shared
-        .http
-        .get(format!("{}{path}", link.url))
-        .timeout(REQUEST_TIMEOUT);
-    for (name, value) in signed {
-        request = request.header(name, value);
-    }
-    let response = request.send().await.map_err(|e| e.to_string())?;
-    observe_clock(shared, &response);
+    let (response, _) = signed(shared, link, reqwest::Method::GET, path, Vec::new()).await?;
     link.heard(None);
     Ok(response)
+}
+
+/// Sends a request signed by this bank; the answer's clock moves this bank's clock forward.
+/// Also says how long the round trip took.
+async fn signed(
+    shared: &Shared,
+    link: &PeerLink,
+    method: reqwest::Method,
+    path: &str,
+    body: Vec<u8>,
+) -> Result<(reqwest::Response, u64), String> {
+    let headers = signing::sign(
+        &shared.key,
+        shared.me,
+        method.as_str(),
+        path,
+        &body,
+        wall_ms(),
+    );
+    let mut request = shared
+        .http
+        .request(method, format!("{}{path}", link.url))
+        .timeout(REQUEST_TIMEOUT);
+    if !body.is_empty() {
+        request = request
+            .header("content-type", "application/json")
+            .body(body);
+    }
+    for (name, value) in headers {
+        request = request.header(name, value);
+    }
+    let started = Instant::now();
+    let response = request.send().await.map_err(|e| e.to_string())?;
+    observe_clock(shared, &response);
+    Ok((response, started.elapsed().as_millis() as u64))
 }
 
 fn observe_clock(shared: &Shared, response: &reqwest::Response) {

@@ -119,35 +119,30 @@ pub async fn package(
         ));
     }
     let fingerprint = format!("POST {} {}", uri.path(), body.canonical);
-    if spans_banks(&state, &requests).await? {
-        return interbank_package(&state, &customer, &headers, &fingerprint, &requests).await;
+    let recipients = recipients_elsewhere(&state, &requests).await?;
+    let names_other_bank = requests.iter().any(|op| {
+        BankCode::parse(&op.account.bank)
+            .is_some_and(|bank| bank != state.bank && state.interbank.link(bank).is_some())
+    });
+    if names_other_bank || recipients.iter().any(Option::is_some) {
+        return interbank_package(
+            &state,
+            &customer,
+            &headers,
+            &fingerprint,
+            &requests,
+            recipients,
+        )
+        .await;
     }
     let mut operations = Vec::with_capacity(requests.len());
     for (index, op) in requests.into_iter().enumerate() {
         let field = format!("operations[{index}]");
-        let kind = match (op.kind.as_str(), &op.to) {
-            ("deposit", None) => OperationKind::Deposit,
-            ("withdrawal", None) => OperationKind::Withdrawal,
-            ("transfer", Some(to)) => {
+        let kind = match operation_type(&field, &op)? {
+            OperationType::Deposit => OperationKind::Deposit,
+            OperationType::Withdrawal => OperationKind::Withdrawal,
+            OperationType::Transfer(to) => {
                 OperationKind::Transfer(destination(&state, &format!("{field}.to"), to)?)
-            }
-            ("transfer", None) => {
-                return Err(ApiError::unprocessable(
-                    "invalid_destination",
-                    format!("`{field}.to` is required for a transfer"),
-                ));
-            }
-            ("deposit" | "withdrawal", Some(_)) => {
-                return Err(ApiError::unprocessable(
-                    "invalid_operation",
-                    format!("`{field}.to` is only for transfers"),
-                ));
-            }
-            _ => {
-                return Err(ApiError::unprocessable(
-                    "invalid_operation",
-                    format!("`{field}.type` is deposit, withdrawal or transfer"),
-                ));
             }
         };
         operations.push(Operation {
@@ -168,7 +163,38 @@ pub async fn package(
     Ok(respond(executed))
 }
 
+/// What an operation of a package does, by its `type`; a transfer with its destination.
+enum OperationType<'a> {
+    Deposit,
+    Withdrawal,
+    Transfer(&'a wire::Destination),
+}
+
+fn operation_type<'a>(
+    field: &str,
+    op: &'a wire::OperationRequest,
+) -> Result<OperationType<'a>, ApiError> {
+    match (op.kind.as_str(), &op.to) {
+        ("deposit", None) => Ok(OperationType::Deposit),
+        ("withdrawal", None) => Ok(OperationType::Withdrawal),
+        ("transfer", Some(to)) => Ok(OperationType::Transfer(to)),
+        ("transfer", None) => Err(ApiError::unprocessable(
+            "invalid_destination",
+            format!("`{field}.to` is required for a transfer"),
+        )),
+        ("deposit" | "withdrawal", Some(_)) => Err(ApiError::unprocessable(
+            "invalid_operation",
+            format!("`{field}.to` is only for transfers"),
+        )),
+        _ => Err(ApiError::unprocessable(
+            "invalid_operation",
+            format!("`{field}.type` is deposit, withdrawal or transfer"),
+        )),
+    }
+}
+
 /// A recipient at another bank of the consortium.
+#[derive(Clone)]
 struct Recipient {
     bank: BankCode,
     number: AccountNumber,
@@ -334,24 +360,20 @@ async fn interbank_transfer(
     decided_answer(state, customer, e2e, parts, Outcome::Pending(record)).await
 }
 
-/// Whether a package names an account at another bank of the consortium, or pays one.
-async fn spans_banks(
+/// For each operation, its recipient when it pays another bank (looked up once: a Pix key may
+/// need a question to every other bank).
+async fn recipients_elsewhere(
     state: &AppState,
     requests: &[wire::OperationRequest],
-) -> Result<bool, ApiError> {
+) -> Result<Vec<Option<Recipient>>, ApiError> {
+    let mut recipients = Vec::with_capacity(requests.len());
     for op in requests {
-        if BankCode::parse(&op.account.bank)
-            .is_some_and(|bank| bank != state.bank && state.interbank.link(bank).is_some())
-        {
-            return Ok(true);
-        }
-        if let Some(to) = &op.to
-            && elsewhere(state, to).await?.is_some()
-        {
-            return Ok(true);
-        }
+        recipients.push(match &op.to {
+            Some(to) => elsewhere(state, to).await?,
+            None => None,
+        });
     }
-    Ok(false)
+    Ok(recipients)
 }
 
 /// An account named in a package between banks: at this bank or another of the consortium.
@@ -381,15 +403,24 @@ fn any_account(
     Ok((bank, number))
 }
 
-/// Where a transfer in a package between banks goes, with the holder's name when known.
+/// Where a transfer goes, at this bank or another, with the holder's name when known.
 async fn any_destination(
     state: &AppState,
     field: &str,
     to: &wire::Destination,
 ) -> Result<Recipient, ApiError> {
-    if let Some(recipient) = elsewhere(state, to).await? {
-        return Ok(recipient);
+    match elsewhere(state, to).await? {
+        Some(recipient) => Ok(recipient),
+        None => destination_here(state, field, to).await,
     }
+}
+
+/// A destination at this bank (a key held here is resolved to its account).
+async fn destination_here(
+    state: &AppState,
+    field: &str,
+    to: &wire::Destination,
+) -> Result<Recipient, ApiError> {
     match destination(state, field, to)? {
         store::Target::Account(number) => Ok(Recipient {
             bank: state.bank,
@@ -432,6 +463,7 @@ async fn interbank_package(
     headers: &HeaderMap,
     fingerprint: &str,
     requests: &[wire::OperationRequest],
+    mut recipients: Vec<Option<Recipient>>,
 ) -> Result<Response, ApiError> {
     let mut movements = Vec::with_capacity(requests.len());
     let mut banks = Vec::with_capacity(requests.len());
@@ -447,11 +479,14 @@ async fn interbank_package(
             to_label: label(&customer.name, bank, number),
         };
         let account = (bank, Endpoint::Account(number));
-        let (from, to) = match (op.kind.as_str(), &op.to) {
-            ("deposit", None) => ((bank, Endpoint::Vault), account),
-            ("withdrawal", None) => (account, (bank, Endpoint::Vault)),
-            ("transfer", Some(to)) => {
-                let recipient = any_destination(state, &format!("{field}.to"), to).await?;
+        let (from, to) = match operation_type(&field, op)? {
+            OperationType::Deposit => ((bank, Endpoint::Vault), account),
+            OperationType::Withdrawal => (account, (bank, Endpoint::Vault)),
+            OperationType::Transfer(to) => {
+                let recipient = match recipients[index].take() {
+                    Some(known) => known,
+                    None => destination_here(state, &format!("{field}.to"), to).await?,
+                };
                 memo.to_label = label(
                     recipient.holder_name.as_deref().unwrap_or(""),
                     recipient.bank,
@@ -461,24 +496,6 @@ async fn interbank_package(
                     account,
                     (recipient.bank, Endpoint::Account(recipient.number)),
                 )
-            }
-            ("transfer", None) => {
-                return Err(ApiError::unprocessable(
-                    "invalid_destination",
-                    format!("`{field}.to` is required for a transfer"),
-                ));
-            }
-            ("deposit" | "withdrawal", Some(_)) => {
-                return Err(ApiError::unprocessable(
-                    "invalid_operation",
-                    format!("`{field}.to` is only for transfers"),
-                ));
-            }
-            _ => {
-                return Err(ApiError::unprocessable(
-                    "invalid_operation",
-                    format!("`{field}.type` is deposit, withdrawal or transfer"),
-                ));
             }
         };
         if bank == state.bank {
@@ -669,15 +686,11 @@ async fn one_operation_elsewhere(
     headers: &HeaderMap,
     fingerprint: &str,
     op: wire::OperationRequest,
+    recipient: Option<Recipient>,
 ) -> Result<Result<(wire::Package, Option<axum::http::HeaderValue>), Response>, ApiError> {
-    let response = interbank_package(
-        state,
-        customer,
-        headers,
-        fingerprint,
-        std::slice::from_ref(&op),
-    )
-    .await?;
+    let ops = std::slice::from_ref(&op);
+    let response =
+        interbank_package(state, customer, headers, fingerprint, ops, vec![recipient]).await?;
     if response.status() != StatusCode::CREATED {
         return Ok(Err(response));
     }
@@ -732,7 +745,7 @@ pub async fn cash_elsewhere(
 ) -> Result<Response, ApiError> {
     let (bank, number) = any_account(state, "account", &op.account)?;
     let (package, replayed) =
-        match one_operation_elsewhere(state, customer, headers, fingerprint, op).await? {
+        match one_operation_elsewhere(state, customer, headers, fingerprint, op, None).await? {
             Ok(decided) => decided,
             Err(answer) => return Ok(answer),
         };
@@ -776,11 +789,19 @@ async fn transfer_elsewhere(
         to: Some(request.to),
         description: request.description,
     };
-    let (package, replayed) =
-        match one_operation_elsewhere(state, customer, headers, fingerprint, op).await? {
-            Ok(decided) => decided,
-            Err(answer) => return Ok(answer),
-        };
+    let (package, replayed) = match one_operation_elsewhere(
+        state,
+        customer,
+        headers,
+        fingerprint,
+        op,
+        Some(recipient.clone()),
+    )
+    .await?
+    {
+        Ok(decided) => decided,
+        Err(answer) => return Ok(answer),
+    };
     let reason = package.results.first().and_then(|r| r.reason.clone());
     if package.status != "committed" && reason.as_deref() != Some("insufficient_funds") {
         return Err(refusal_of(&package, bank));

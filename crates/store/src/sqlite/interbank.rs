@@ -236,29 +236,36 @@ pub fn finish(conn: &Connection, ctx: &Ctx, e2e: &EndToEndId, commit: bool) -> A
         } else {
             PaymentStatus::Aborted
         };
-        settle_payment(conn, e2e, &payment, &touched_accounts(conn, ctx, &legs)?)?;
+        let accounts = touched_accounts(conn, ctx, &legs)?;
+        settle(
+            conn,
+            e2e,
+            &payment.status,
+            &Outcome::Payment(payment.clone()),
+            &accounts,
+        )?;
     }
     Ok(Ok(Outcome::Done))
 }
 
-/// Writes the payment's final state, unless a final state is already there.
-fn settle_payment(
+/// Writes a payment's (or package's) final state, unless a final state is already there.
+fn settle(
     conn: &Connection,
     e2e: &EndToEndId,
-    payment: &PaymentRecord,
+    status: &PaymentStatus,
+    outcome: &Outcome,
     accounts: &[i64],
 ) -> rusqlite::Result<()> {
-    let status: Option<String> = conn
+    let stored: Option<String> = conn
         .prepare_cached("SELECT status FROM payments WHERE e2e_id = ?1")?
         .query_row(params![e2e.as_str()], |row| row.get(0))
         .optional()?;
-    let outcome = Outcome::Payment(payment.clone());
-    match status.as_deref() {
-        None => record_payment(conn, e2e.as_str(), &payment.status, &outcome, accounts),
+    match stored.as_deref() {
+        None => record_payment(conn, e2e.as_str(), status, outcome, accounts),
         Some("pending") => {
-            let body = serde_json::to_string(&outcome).expect("outcomes serialise");
+            let body = serde_json::to_string(outcome).expect("outcomes serialise");
             conn.prepare_cached("UPDATE payments SET status = ?2, body = ?3 WHERE e2e_id = ?1")?
-                .execute(params![e2e.as_str(), payment.status.as_str(), body])?;
+                .execute(params![e2e.as_str(), status.as_str(), body])?;
             for account in accounts {
                 conn.prepare_cached(
                     "INSERT OR IGNORE INTO payment_accounts (e2e_id, account_id) VALUES (?1, ?2)",
@@ -304,24 +311,18 @@ pub fn record_decision(
         let reason = reason.unwrap_or(protocol::reasons::REFUSED);
         let settled = match serde_json::from_str(&body).expect("stored payments parse") {
             Outcome::Payment(mut payment) => {
-                payment.status = status;
+                payment.status = status.clone();
                 payment.reason = (!commit).then(|| LegRefusal::code_of(reason).to_string());
-                settle_payment(conn, e2e, &payment, &[])?;
                 Outcome::Payment(payment)
             }
             Outcome::Package(mut package) => {
-                package.status = status;
+                package.status = status.clone();
                 package.results = package_results(&package, commit, reason);
-                let body = serde_json::to_string(&Outcome::Package(package.clone()))
-                    .expect("outcomes serialise");
-                conn.prepare_cached(
-                    "UPDATE payments SET status = ?2, body = ?3 WHERE e2e_id = ?1",
-                )?
-                .execute(params![e2e.as_str(), package.status.as_str(), body])?;
                 Outcome::Package(package)
             }
             other => unreachable!("a pending payment is a transfer or a package, not {other:?}"),
         };
+        settle(conn, e2e, &status, &settled, &[])?;
         let settled = serde_json::to_string(&settled).expect("outcomes serialise");
         conn.prepare_cached(
             "UPDATE idempotency SET outcome = ?2, pending_e2e = NULL WHERE pending_e2e = ?1",
