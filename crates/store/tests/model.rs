@@ -19,6 +19,8 @@ enum Step {
     Hold(usize, usize, i64),
     Resolve(usize, bool),
     Package(Vec<(u8, usize, usize, i64)>),
+    /// Independent transfers in one bulk command (from, to, cents).
+    Batch(Vec<(usize, usize, i64)>),
     Replay(usize),
 }
 
@@ -32,8 +34,12 @@ fn step() -> impl Strategy<Value = Step> {
             .prop_map(|(a, b, c)| Step::Transfer(a, b, c)),
         (account.clone(), account.clone(), cents.clone()).prop_map(|(a, b, c)| Step::Hold(a, b, c)),
         (0usize..8, any::<bool>()).prop_map(|(h, post)| Step::Resolve(h, post)),
-        proptest::collection::vec((0u8..3, account.clone(), account, cents), 1..4)
-            .prop_map(Step::Package),
+        proptest::collection::vec(
+            (0u8..3, account.clone(), account.clone(), cents.clone()),
+            1..4
+        )
+        .prop_map(Step::Package),
+        proptest::collection::vec((account.clone(), account, cents), 1..6).prop_map(Step::Batch),
         (0usize..16).prop_map(Step::Replay),
     ]
 }
@@ -256,6 +262,38 @@ async fn run_steps(steps: Vec<Step>) {
                     model.apply(2, a, b, c),
                     "{step:?} -> {outcome:?}"
                 );
+            }
+            Step::Batch(ref transfers) => {
+                let mut entries = Vec::new();
+                for (index, &(a, b, c)) in transfers.iter().enumerate() {
+                    entries.push(BatchEntry {
+                        id: format!("t{index}"),
+                        transfer: Ok(BatchItem {
+                            from: h.numbers[a],
+                            to: Target::Account(h.numbers[b]),
+                            amount: amount(c),
+                            description: String::new(),
+                            e2e: h.e2e(),
+                        }),
+                    });
+                }
+                let outcome = h
+                    .run(Command::TransferBatch {
+                        actor: h.customer,
+                        transfers: entries,
+                    })
+                    .await;
+                let Outcome::Batch(records) = &outcome else {
+                    panic!("{step:?} -> {outcome:?}")
+                };
+                assert_eq!(records.len(), transfers.len());
+                for (record, &(a, b, c)) in records.iter().zip(transfers) {
+                    assert_eq!(
+                        record.status == "committed",
+                        model.apply(2, a, b, c),
+                        "{step:?} -> {outcome:?}"
+                    );
+                }
             }
             Step::Hold(a, b, c) => {
                 // A hold is the prepare step of the interbank protocol: one leg between two

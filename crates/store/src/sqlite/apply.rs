@@ -3,6 +3,7 @@
 //! wrote nothing that is kept), and `Err(_)` only for database failures. Counters change only
 //! through `ledger::rules`.
 
+use super::memo::Memo;
 use super::read;
 use crate::model::*;
 use ledger::rules::{self, Counters, HoldState, Side};
@@ -16,24 +17,37 @@ use std::cell::Cell;
 pub type Applied<T> = rusqlite::Result<Result<T, Refusal>>;
 
 /// What a command needs besides the database: who we are, the bank's internal accounts, the
-/// command's clock stamp, and the running sum of counter changes (asserted balanced).
-pub struct Ctx {
+/// command's clock stamp, the running sum of counter changes (asserted balanced), and what the
+/// writer remembers.
+pub struct Ctx<'w> {
     pub bank: String,
     pub vault: i64,
     pub stamp: Stamp,
     pub delta: Cell<Totals>,
+    pub memo: &'w Memo,
 }
 
 /// Runs `f` inside a savepoint: kept if it succeeded, rolled back if it was refused or failed.
-pub fn in_savepoint<T>(conn: &Connection, f: impl FnOnce() -> Applied<T>) -> Applied<T> {
-    conn.execute_batch("SAVEPOINT step")?;
+pub fn in_savepoint<T>(conn: &Connection, ctx: &Ctx, f: impl FnOnce() -> Applied<T>) -> Applied<T> {
+    conn.prepare_cached("SAVEPOINT step")?.execute([])?;
     let result = f();
-    let end = match &result {
-        Ok(Ok(_)) => "RELEASE step",
-        _ => "ROLLBACK TO step; RELEASE step",
-    };
-    conn.execute_batch(end)?;
+    if let Ok(Ok(_)) = &result {
+        conn.prepare_cached("RELEASE step")?.execute([])?;
+    } else {
+        conn.prepare_cached("ROLLBACK TO step")?.execute([])?;
+        conn.prepare_cached("RELEASE step")?.execute([])?;
+        ctx.memo.forget();
+    }
     result
+}
+
+/// Whether a refusal of `command` leaves the database untouched without a savepoint: the hot
+/// commands check everything before they write, which spares SQLite the savepoint's journal.
+pub fn writes_only_when_done(command: &Command) -> bool {
+    matches!(
+        command,
+        Command::Transfer { .. } | Command::TransferBatch { .. }
+    )
 }
 
 pub fn apply(conn: &Connection, ctx: &Ctx, command: &Command) -> Applied<Outcome> {
@@ -197,12 +211,12 @@ pub fn apply(conn: &Connection, ctx: &Ctx, command: &Command) -> Applied<Outcome
             actor,
             from,
             payment,
-        } => super::interbank::begin_payment(conn, *actor, *from, payment),
+        } => super::interbank::begin_payment(conn, ctx, *actor, *from, payment),
         Command::BeginPackage {
             actor,
             accounts,
             package,
-        } => super::interbank::begin_package(conn, *actor, accounts, package),
+        } => super::interbank::begin_package(conn, ctx, *actor, accounts, package),
     }
 }
 
@@ -249,23 +263,25 @@ fn register(
 /// The id and kind of the customer account with this number, if `actor` holds it.
 pub fn held_account(
     conn: &Connection,
+    ctx: &Ctx,
     actor: CustomerId,
     number: AccountNumber,
 ) -> rusqlite::Result<Option<(i64, AccountKind)>> {
-    conn.prepare_cached(
-        "SELECT a.id, a.kind FROM accounts a JOIN account_holders h ON h.account_id = a.id
-         WHERE a.number = ?1 AND h.customer_id = ?2",
-    )?
-    .query_row(params![number.base() as i64, actor], |row| {
-        Ok((row.get(0)?, read::kind(row.get_ref(1)?.as_str()?)))
-    })
-    .optional()
+    Ok(ctx
+        .memo
+        .held(conn, &ctx.bank, actor, number)?
+        .map(|facts| (facts.id, facts.kind)))
 }
 
-pub fn customer_account(conn: &Connection, number: AccountNumber) -> rusqlite::Result<Option<i64>> {
-    conn.prepare_cached("SELECT id FROM accounts WHERE number = ?1")?
-        .query_row(params![number.base() as i64], |row| row.get(0))
-        .optional()
+pub fn customer_account(
+    conn: &Connection,
+    ctx: &Ctx,
+    number: AccountNumber,
+) -> rusqlite::Result<Option<i64>> {
+    Ok(ctx
+        .memo
+        .account(conn, &ctx.bank, number)?
+        .map(|facts| facts.id))
 }
 
 fn counters(conn: &Connection, id: i64) -> rusqlite::Result<(AccountKind, Counters)> {
@@ -459,11 +475,6 @@ pub fn insert_entry(
     })
 }
 
-fn username(conn: &Connection, id: CustomerId) -> rusqlite::Result<String> {
-    conn.prepare_cached("SELECT username FROM customers WHERE id = ?1")?
-        .query_row(params![id], |row| row.get(0))
-}
-
 fn open_account(
     conn: &Connection,
     ctx: &Ctx,
@@ -564,7 +575,7 @@ fn add_pix_key(
     number: AccountNumber,
     key: &PixKey,
 ) -> Applied<PixKeyRecord> {
-    let Some((account_id, kind)) = held_account(conn, actor, number)? else {
+    let Some((account_id, kind)) = held_account(conn, ctx, actor, number)? else {
         return Ok(Err(Refusal::AccountNotFound));
     };
     let owner = read::customer(conn, actor)?.expect("sessions belong to customers");
@@ -636,7 +647,7 @@ fn cash(
     e2e: &EndToEndId,
     direction: Cash,
 ) -> Applied<EntryRecord> {
-    let Some((account_id, _)) = held_account(conn, actor, number)? else {
+    let Some((account_id, _)) = held_account(conn, ctx, actor, number)? else {
         return Ok(Err(Refusal::AccountNotFound));
     };
     let (debit, credit) = match direction {
@@ -651,7 +662,7 @@ fn cash(
         Cash::Deposit => ("deposit", amount.cents(), moved.credit_after.balance()),
         Cash::Withdrawal => ("withdrawal", -amount.cents(), moved.debit_after.balance()),
     };
-    let made_by = username(conn, actor)?;
+    let made_by = ctx.memo.username(conn, actor)?;
     let description = if description.is_empty() {
         kind
     } else {
@@ -671,19 +682,32 @@ fn cash(
     Ok(Ok(insert_entry(conn, ctx, draft)?))
 }
 
-fn resolve_target(conn: &Connection, target: &Target) -> Applied<i64> {
+fn resolve_target(conn: &Connection, ctx: &Ctx, target: &Target) -> Applied<i64> {
     let found = match target {
         Target::Key(key) => conn
             .prepare_cached("SELECT account_id FROM pix_keys WHERE key = ?1")?
             .query_row(params![key.as_str()], |row| row.get(0))
             .optional()?
             .ok_or(Refusal::PixKeyNotFound),
-        Target::Account(number) => customer_account(conn, *number)?.ok_or(Refusal::AccountNotFound),
+        Target::Account(number) => {
+            customer_account(conn, ctx, *number)?.ok_or(Refusal::AccountNotFound)
+        }
     };
     Ok(found)
 }
 
+/// The two ends of a local transfer and what was decided about it.
+struct Settled {
+    from_id: i64,
+    to_id: i64,
+    /// The ledger's refusal (insufficient funds), or `None` if the transfer was posted.
+    refused: Option<Refusal>,
+    record: PaymentRecord,
+}
+
 /// Posts a transfer between two customer accounts of this bank and writes both statement lines.
+/// Everything is checked before anything is written, so a refusal writes nothing: an unknown
+/// account or key is `Err`, a ledger refusal is `Ok` with `refused` set.
 #[allow(clippy::too_many_arguments)]
 fn local_transfer(
     conn: &Connection,
@@ -694,50 +718,66 @@ fn local_transfer(
     amount: Amount,
     description: &str,
     e2e: &EndToEndId,
-) -> Applied<PaymentRecord> {
-    let Some((from_id, _)) = held_account(conn, actor, from)? else {
+) -> Applied<Settled> {
+    let Some(from) = ctx.memo.held(conn, &ctx.bank, actor, from)? else {
         return Ok(Err(Refusal::AccountNotFound));
     };
-    let to_id = match resolve_target(conn, to)? {
+    let to_id = match resolve_target(conn, ctx, to)? {
         Ok(id) => id,
         Err(refusal) => return Ok(Err(refusal)),
     };
-    let moved = match move_money(
-        conn,
-        ctx,
-        from_id,
-        to_id,
-        amount,
-        Mode::Posted,
-        e2e.as_str(),
-    )? {
-        Ok(moved) => moved,
-        Err(refusal) => return Ok(Err(refusal)),
-    };
-    let made_by = username(conn, actor)?;
-    let (from_label, to_label) = (
-        read::account_label(conn, &ctx.bank, from_id)?,
-        read::account_label(conn, &ctx.bank, to_id)?,
-    );
+    let to = ctx.memo.account_by_id(conn, &ctx.bank, to_id)?;
     let description = if description.is_empty() {
         "Pix"
     } else {
         description
     };
+    let mut record = PaymentRecord {
+        e2e_id: e2e.to_string(),
+        status: PaymentStatus::Committed,
+        reason: None,
+        from: from.address.clone(),
+        to: to.address.clone(),
+        amount_cents: amount.cents(),
+        description: description.to_string(),
+        clock: ctx.stamp.to_string(),
+    };
+    let moved = match move_money(
+        conn,
+        ctx,
+        from.id,
+        to.id,
+        amount,
+        Mode::Posted,
+        e2e.as_str(),
+    )? {
+        Ok(moved) => moved,
+        Err(refusal) => {
+            record.status = PaymentStatus::Aborted;
+            record.reason = Some(refusal.code().to_string());
+            return Ok(Ok(Settled {
+                from_id: from.id,
+                to_id: to.id,
+                refused: Some(refusal),
+                record,
+            }));
+        }
+    };
+    let made_by = ctx.memo.username(conn, actor)?;
     for (account_id, kind, signed, after, counterparty) in [
         (
-            from_id,
+            from.id,
             "transfer_out",
             -amount.cents(),
             moved.debit_after.balance(),
-            to_label.1.clone(),
+            &to.label,
         ),
         (
-            to_id,
+            to.id,
             "transfer_in",
             amount.cents(),
             moved.credit_after.balance(),
-            from_label.1.clone(),
+            &from.label,
         ),
     ] {
         let draft = EntryDraft {
@@ -746,22 +786,18 @@ fn local_transfer(
             kind,
             amount_cents: signed,
             balance_after_cents: after,
-            counterparty,
+            counterparty: counterparty.clone(),
             description,
             made_by: &made_by,
             e2e: e2e.as_str(),
         };
         insert_entry(conn, ctx, draft)?;
     }
-    Ok(Ok(PaymentRecord {
-        e2e_id: e2e.to_string(),
-        status: PaymentStatus::Committed,
-        reason: None,
-        from: from_label.0,
-        to: to_label.0,
-        amount_cents: amount.cents(),
-        description: description.to_string(),
-        clock: ctx.stamp.to_string(),
+    Ok(Ok(Settled {
+        from_id: from.id,
+        to_id: to.id,
+        refused: None,
+        record,
     }))
 }
 
@@ -786,7 +822,7 @@ pub fn record_payment(
 
 /// A transfer that the ledger refuses (insufficient funds) is still a payment: it is recorded as
 /// aborted with its reason, so `GET /transfers/{id}` can tell its payer what happened. Refusals
-/// of the request itself (unknown account or key) record nothing.
+/// of the request itself (unknown account or key) record nothing. Writes nothing when refused.
 #[allow(clippy::too_many_arguments)]
 fn transfer(
     conn: &Connection,
@@ -798,39 +834,18 @@ fn transfer(
     description: &str,
     e2e: &EndToEndId,
 ) -> Applied<Outcome> {
-    let result = in_savepoint(conn, || {
-        local_transfer(conn, ctx, actor, from, to, amount, description, e2e)
-    })?;
-    let (record, accounts) = match result {
-        Ok(record) => {
-            let to_id = resolve_target(conn, to)?.expect("resolved above");
-            let from_id = held_account(conn, actor, from)?.expect("held above").0;
-            (record, vec![from_id, to_id])
-        }
-        Err(Refusal::Ledger(LedgerRefusal::InsufficientFunds)) => {
-            let from_id = held_account(conn, actor, from)?
-                .expect("checked before the ledger refused")
-                .0;
-            let to_id = resolve_target(conn, to)?.expect("checked before the ledger refused");
-            let record = PaymentRecord {
-                e2e_id: e2e.to_string(),
-                status: PaymentStatus::Aborted,
-                reason: Some("insufficient_funds".into()),
-                from: read::account_label(conn, &ctx.bank, from_id)?.0,
-                to: read::account_label(conn, &ctx.bank, to_id)?.0,
-                amount_cents: amount.cents(),
-                description: description.to_string(),
-                clock: ctx.stamp.to_string(),
-            };
-            (record, vec![from_id])
-        }
+    let settled = match local_transfer(conn, ctx, actor, from, to, amount, description, e2e)? {
+        Ok(settled) => settled,
         Err(refusal) => return Ok(Err(refusal)),
     };
-    let outcome = Outcome::Payment(record);
-    let Outcome::Payment(record) = &outcome else {
-        unreachable!()
+    let accounts = match &settled.refused {
+        None => vec![settled.from_id, settled.to_id],
+        Some(Refusal::Ledger(LedgerRefusal::InsufficientFunds)) => vec![settled.from_id],
+        Some(refusal) => return Ok(Err(refusal.clone())),
     };
-    record_payment(conn, e2e.as_str(), &record.status, &outcome, &accounts)?;
+    let status = settled.record.status.clone();
+    let outcome = Outcome::Payment(settled.record);
+    record_payment(conn, e2e.as_str(), &status, &outcome, &accounts)?;
     Ok(Ok(outcome))
 }
 
@@ -842,12 +857,12 @@ fn operation(
     e2e: &EndToEndId,
 ) -> Applied<Vec<i64>> {
     let touched = |conn: &Connection| -> rusqlite::Result<Vec<i64>> {
-        let mut ids: Vec<i64> = held_account(conn, actor, op.account)?
+        let mut ids: Vec<i64> = held_account(conn, ctx, actor, op.account)?
             .map(|(id, _)| id)
             .into_iter()
             .collect();
         if let OperationKind::Transfer(target) = &op.kind {
-            ids.extend(resolve_target(conn, target)?.ok());
+            ids.extend(resolve_target(conn, ctx, target)?.ok());
         }
         Ok(ids)
     };
@@ -884,7 +899,7 @@ fn operation(
             &op.description,
             e2e,
         )?
-        .map(|_| ()),
+        .and_then(|settled| settled.refused.map_or(Ok(()), Err)),
     };
     Ok(match done {
         Ok(()) => Ok(touched(conn)?),
@@ -905,7 +920,7 @@ fn package(
     let mut accounts = Vec::new();
     conn.execute_batch("SAVEPOINT package")?;
     for op in operations {
-        match in_savepoint(conn, || operation(conn, ctx, actor, op, e2e)) {
+        match in_savepoint(conn, ctx, || operation(conn, ctx, actor, op, e2e)) {
             Ok(Ok(ids)) => {
                 accounts.extend(ids);
                 results.push(OperationRecord {
@@ -919,6 +934,7 @@ fn package(
             }),
             Err(error) => {
                 conn.execute_batch("ROLLBACK TO package; RELEASE package")?;
+                ctx.memo.forget();
                 return Err(error);
             }
         }
@@ -930,6 +946,7 @@ fn package(
         conn.execute_batch("RELEASE package")?;
     } else {
         conn.execute_batch("ROLLBACK TO package; RELEASE package")?;
+        ctx.memo.forget();
         for result in &mut results {
             if result.status == OperationStatus::Committed {
                 *result = OperationRecord {
@@ -942,7 +959,7 @@ fn package(
         accounts = operations
             .iter()
             .filter_map(|op| {
-                held_account(conn, actor, op.account)
+                held_account(conn, ctx, actor, op.account)
                     .ok()
                     .flatten()
                     .map(|(id, _)| id)

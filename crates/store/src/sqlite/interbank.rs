@@ -12,7 +12,7 @@ use rusqlite::{Connection, OptionalExtension, params};
 
 fn endpoint_id(conn: &Connection, ctx: &Ctx, endpoint: &Endpoint) -> rusqlite::Result<Option<i64>> {
     match endpoint {
-        Endpoint::Account(number) => customer_account(conn, *number),
+        Endpoint::Account(number) => customer_account(conn, ctx, *number),
         Endpoint::Settlement(bank) => conn
             .prepare_cached("SELECT id FROM accounts WHERE kind = 'settlement' AND peer_bank = ?1")?
             .query_row(params![bank.as_str()], |row| row.get(0))
@@ -79,6 +79,9 @@ pub fn prepare(
         "RELEASE prepare"
     };
     conn.execute_batch(end)?;
+    if refusal.is_some() {
+        ctx.memo.forget();
+    }
     let reason = refusal.map(|(leg, refused)| {
         let bank = BankCode::parse(&ctx.bank).expect("the bank's own code is valid");
         LegRefusal {
@@ -367,11 +370,12 @@ pub fn complete_decision(conn: &Connection, e2e: &EndToEndId) -> Applied<Outcome
 
 pub fn begin_payment(
     conn: &Connection,
+    ctx: &Ctx,
     actor: CustomerId,
     from: AccountNumber,
     payment: &PaymentRecord,
 ) -> Applied<Outcome> {
-    let Some((from_id, _)) = held_account(conn, actor, from)? else {
+    let Some((from_id, _)) = held_account(conn, ctx, actor, from)? else {
         return Ok(Err(Refusal::AccountNotFound));
     };
     let e2e = EndToEndId::parse(&payment.e2e_id).expect("payments carry valid ids");
@@ -389,13 +393,14 @@ pub fn begin_payment(
 
 pub fn begin_package(
     conn: &Connection,
+    ctx: &Ctx,
     actor: CustomerId,
     accounts: &[AccountNumber],
     package: &PackageRecord,
 ) -> Applied<Outcome> {
     let mut ids = Vec::with_capacity(accounts.len());
     for number in accounts {
-        let Some((id, _)) = held_account(conn, actor, *number)? else {
+        let Some((id, _)) = held_account(conn, ctx, actor, *number)? else {
             return Ok(Err(Refusal::AccountNotFound));
         };
         ids.push(id);

@@ -8,6 +8,7 @@
 
 mod apply;
 mod interbank;
+mod memo;
 mod read;
 mod schema;
 
@@ -16,6 +17,7 @@ use crate::{SharedClock, Store, StoreError};
 use apply::Ctx;
 use async_trait::async_trait;
 use ledger::{AccountNumber, BankCode, EndToEndId, PixKey, Stamp};
+use memo::Memo;
 use rusqlite::{Connection, OpenFlags, OptionalExtension, params};
 use std::cell::Cell;
 use std::path::{Path, PathBuf};
@@ -26,6 +28,8 @@ use tokio::sync::{mpsc, oneshot};
 pub const BATCH_MAX: usize = 1024;
 /// The most commands waiting for the writer; beyond it requests are refused as overloaded.
 pub const QUEUE_MAX: usize = 16 * 1024;
+/// The writer's page cache, in KiB (SQLite's negative `cache_size`).
+const WRITER_CACHE_KIB: i64 = -65_536;
 /// Reader connections kept open between reads.
 const READERS_IDLE_MAX: usize = 8;
 
@@ -121,12 +125,17 @@ impl SqliteStore {
             conn.query_row("SELECT id FROM accounts WHERE kind = 'vault'", [], |row| {
                 row.get(0)
             })?;
+        // The writer's page cache holds a whole batch's pages; checkpoints run on their own thread.
+        conn.pragma_update(None, "cache_size", WRITER_CACHE_KIB)?;
+        conn.pragma_update(None, "wal_autocheckpoint", 0)?;
         let (sender, receiver) = mpsc::channel(QUEUE_MAX);
         let writer = Writer {
             conn,
             bank: bank.to_string(),
             vault,
             clock: clock.clone(),
+            memo: Memo::default(),
+            checkpointer: Checkpointer::start(path, &bank.to_string())?,
         };
         std::thread::Builder::new()
             .name(format!("writer-{bank}"))
@@ -160,6 +169,70 @@ struct Writer {
     bank: String,
     vault: i64,
     clock: Arc<SharedClock>,
+    memo: Memo,
+    checkpointer: Checkpointer,
+}
+
+/// How often the checkpointer copies committed pages from the WAL back into the database file.
+const CHECKPOINT_EVERY: std::time::Duration = std::time::Duration::from_millis(100);
+/// A WAL longer than this many frames (4 KiB each) is restarted from its beginning.
+const WAL_RESTART_FRAMES: i64 = 4096;
+
+/// Copies the WAL back into the database file on its own thread and connection, so a commit
+/// rarely waits for a checkpoint (the writer's automatic checkpoints are off). A page changed by
+/// many commits between two checkpoints is copied once.
+///
+/// A passive checkpoint never stops the writer, but under constant writes it never catches up
+/// either, and SQLite only starts the WAL over once every frame is copied: the file would grow
+/// without end. So when the WAL is long, the checkpointer asks the writer to finish the job
+/// between two batches (copying the little the background checkpoint left), after which the
+/// next commit starts the WAL from its beginning.
+struct Checkpointer {
+    wake: std::sync::mpsc::SyncSender<()>,
+    long: Arc<std::sync::atomic::AtomicBool>,
+}
+
+impl Checkpointer {
+    fn start(path: &Path, bank: &str) -> Result<Checkpointer, StoreError> {
+        let conn = open_connection(path, OpenFlags::SQLITE_OPEN_READ_WRITE)?;
+        let (wake, woken) = std::sync::mpsc::sync_channel::<()>(1);
+        let long = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let wal_long = long.clone();
+        std::thread::Builder::new()
+            .name(format!("checkpoint-{bank}"))
+            .spawn(move || {
+                // Each wake-up means "something was committed"; the thread ends with the writer.
+                let checkpoint = |mode: &str| -> rusqlite::Result<i64> {
+                    conn.query_row(&format!("PRAGMA wal_checkpoint({mode})"), [], |row| row.get(1))
+                };
+                while woken.recv().is_ok() {
+                    match checkpoint("PASSIVE") {
+                        Ok(frames) if frames > WAL_RESTART_FRAMES => {
+                            wal_long.store(true, std::sync::atomic::Ordering::Relaxed)
+                        }
+                        Ok(_) => {}
+                        Err(error) => {
+                            tracing::warn!(%error, "checkpoint failed; the WAL keeps the pages until the next one")
+                        }
+                    }
+                    std::thread::sleep(CHECKPOINT_EVERY);
+                }
+                let _ = checkpoint("PASSIVE");
+            })
+            .map_err(|e| StoreError::Corrupt(format!("cannot start the checkpoint thread: {e}")))?;
+        Ok(Checkpointer { wake, long })
+    }
+
+    /// Called by the writer after each commit, outside any transaction.
+    fn committed(&self, conn: &Connection) {
+        if self.long.swap(false, std::sync::atomic::Ordering::Relaxed)
+            && let Err(error) = conn.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |_| Ok(()))
+        {
+            tracing::warn!(%error, "the writer's checkpoint failed");
+        }
+        // Full means a wake-up is already waiting: nothing more to say.
+        let _ = self.wake.try_send(());
+    }
 }
 
 impl Writer {
@@ -178,17 +251,30 @@ impl Writer {
         tracing::info!(bank = %self.bank, "writer stopped: every queued command was answered");
     }
 
-    /// Runs every job of the batch in one transaction and answers them after the commit.
+    /// Runs every job of the batch in one transaction and answers them after the commit. If the
+    /// transaction fails, nothing of it is kept and each job is tried again alone, so one
+    /// command that trips the database fails only its own request.
     fn commit_batch(&mut self, batch: &mut Vec<Job>) {
         let results = match self.run_batch(batch) {
             Ok(results) => results,
-            Err(error) => {
-                tracing::error!(%error, size = batch.len(), "batch failed; nothing in it was committed");
-                let _ = self.conn.execute_batch("ROLLBACK");
+            Err(error) if batch.len() > 1 => {
+                tracing::warn!(%error, size = batch.len(), "batch failed; trying its commands one by one");
+                self.rollback();
                 batch
                     .iter()
-                    .map(|_| Err(StoreError::Corrupt(format!("batch not committed: {error}"))))
+                    .map(|job| match self.run_batch(std::slice::from_ref(job)) {
+                        Ok(mut one) => one.pop().expect("one result per job"),
+                        Err(error) => {
+                            self.rollback();
+                            Err(StoreError::Database(error))
+                        }
+                    })
                     .collect()
+            }
+            Err(error) => {
+                tracing::error!(%error, "command failed; nothing of it was committed");
+                self.rollback();
+                vec![Err(StoreError::Database(error))]
             }
         };
         for (job, result) in batch.drain(..).zip(results) {
@@ -196,17 +282,26 @@ impl Writer {
         }
     }
 
+    fn rollback(&mut self) {
+        self.memo.forget();
+        if let Err(error) = self.conn.execute_batch("ROLLBACK") {
+            tracing::error!(%error, "rollback failed");
+        }
+    }
+
+    /// Every database error fails the whole transaction: the caller rolls it back.
     fn run_batch(&mut self, batch: &[Job]) -> rusqlite::Result<Vec<Result<Executed, StoreError>>> {
         self.conn.execute_batch("BEGIN IMMEDIATE")?;
         let mut results = Vec::with_capacity(batch.len());
         for job in batch {
-            results.push(self.run_one(&job.request));
+            results.push(self.run_one(&job.request)?);
         }
         let last = self.clock.last().to_string();
         self.conn
             .prepare_cached("INSERT INTO meta (key, value) VALUES ('clock', ?1) ON CONFLICT (key) DO UPDATE SET value = excluded.value")?
             .execute(params![last])?;
         self.conn.execute_batch("COMMIT")?;
+        self.checkpointer.committed(&self.conn);
         if cfg!(debug_assertions) {
             // Debug builds (every test) re-check invariant 1 on the whole ledger after each commit.
             let totals = read::totals(&self.conn)?;
@@ -222,7 +317,7 @@ impl Writer {
         Ok(results)
     }
 
-    fn run_one(&self, request: &Request) -> Result<Executed, StoreError> {
+    fn run_one(&self, request: &Request) -> rusqlite::Result<Result<Executed, StoreError>> {
         let conn = &self.conn;
         if let Some(idempotency) = &request.idempotency {
             let stored: Option<(Vec<u8>, String)> = conn
@@ -235,14 +330,14 @@ impl Writer {
                 .optional()?;
             if let Some((fingerprint, outcome)) = stored {
                 if fingerprint != idempotency.fingerprint {
-                    return Err(StoreError::IdempotencyKeyReused);
+                    return Ok(Err(StoreError::IdempotencyKeyReused));
                 }
-                let outcome = serde_json::from_str(&outcome)
-                    .map_err(|e| StoreError::Corrupt(format!("stored outcome: {e}")))?;
-                return Ok(Executed {
-                    outcome,
-                    replayed: true,
-                });
+                return Ok(serde_json::from_str(&outcome)
+                    .map(|outcome| Executed {
+                        outcome,
+                        replayed: true,
+                    })
+                    .map_err(|e| StoreError::Corrupt(format!("stored outcome: {e}"))));
             }
         }
         let ctx = Ctx {
@@ -250,8 +345,14 @@ impl Writer {
             vault: self.vault,
             stamp: self.clock.tick(),
             delta: Cell::new(Totals::default()),
+            memo: &self.memo,
         };
-        let applied = apply::in_savepoint(conn, || apply::apply(conn, &ctx, &request.command));
+        let command = &request.command;
+        let applied = if apply::writes_only_when_done(command) {
+            apply::apply(conn, &ctx, command)
+        } else {
+            apply::in_savepoint(conn, &ctx, || apply::apply(conn, &ctx, command))
+        };
         let outcome = match applied? {
             Ok(outcome) => outcome,
             Err(refusal) => Outcome::Refused(refusal),
@@ -277,10 +378,10 @@ impl Writer {
             conn.prepare_cached("INSERT INTO idempotency (scope, key, fingerprint, outcome, clock, pending_e2e) VALUES (?1, ?2, ?3, ?4, ?5, ?6)")?
                 .execute(params![idempotency.scope, idempotency.key, &idempotency.fingerprint[..], body, ctx.stamp.to_string(), pending])?;
         }
-        Ok(Executed {
+        Ok(Ok(Executed {
             outcome,
             replayed: false,
-        })
+        }))
     }
 }
 
@@ -307,7 +408,7 @@ impl Store for SqliteStore {
         &self,
         token_hash: [u8; 32],
         now_ms: u64,
-    ) -> Result<Option<CustomerRecord>, StoreError> {
+    ) -> Result<Option<SessionRecord>, StoreError> {
         self.read(move |conn| read::session(conn, &token_hash, now_ms))
             .await
     }

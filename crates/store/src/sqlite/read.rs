@@ -72,12 +72,17 @@ pub fn session(
     conn: &Connection,
     token_hash: &[u8; 32],
     now_ms: u64,
-) -> rusqlite::Result<Option<CustomerRecord>> {
+) -> rusqlite::Result<Option<SessionRecord>> {
     conn.prepare_cached(&format!(
-        "SELECT {CUSTOMER_COLUMNS} FROM sessions s JOIN customers c ON c.id = s.customer_id
+        "SELECT {CUSTOMER_COLUMNS}, s.expires_at_ms FROM sessions s JOIN customers c ON c.id = s.customer_id
          WHERE s.token_hash = ?1 AND s.expires_at_ms > ?2"
     ))?
-    .query_row(params![&token_hash[..], now_ms as i64], customer_row)
+    .query_row(params![&token_hash[..], now_ms as i64], |row| {
+        Ok(SessionRecord {
+            customer: customer_row(row)?,
+            expires_at_ms: row.get::<_, i64>(7)? as u64,
+        })
+    })
     .optional()
 }
 
