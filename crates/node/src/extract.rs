@@ -90,10 +90,7 @@ impl FromRequestParts<Arc<AppState>> for Caller {
         state: &Arc<AppState>,
     ) -> Result<Self, ApiError> {
         let token = bearer(parts)?;
-        let customer = state
-            .store
-            .session(sha256(token.as_bytes()), store::wall_ms())
-            .await?;
+        let customer = state.caller(sha256(token.as_bytes())).await?;
         customer.map(Caller).ok_or_else(|| {
             ApiError::unauthorized("the session token is unknown or expired; log in again")
         })

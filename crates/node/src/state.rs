@@ -7,9 +7,13 @@ use crate::metrics::Metrics;
 use axum::http::{HeaderMap, StatusCode};
 use ledger::{BankCode, EndToEndId};
 use std::collections::{HashMap, HashSet};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
-use store::{Command, CustomerId, Executed, Idempotency, Request, SharedClock, Store};
+use store::{
+    Command, CustomerId, CustomerRecord, Executed, Idempotency, Request, SessionRecord,
+    SharedClock, Store,
+};
 
 /// Longest accepted `Idempotency-Key`.
 pub const IDEMPOTENCY_KEY_LEN_MAX: usize = 255;
@@ -19,6 +23,8 @@ pub const LOGIN_FAILURES_FREE_MAX: u32 = 5;
 pub const LOGIN_LOCK_SECONDS_MAX: u64 = 300;
 /// Usernames whose failures are remembered at once; beyond it, expired entries are dropped.
 const THROTTLE_ENTRIES_MAX: usize = 100_000;
+/// Live sessions remembered at once; beyond it, the memory starts again from empty.
+const SESSIONS_REMEMBERED_MAX: usize = 100_000;
 
 pub struct AppState {
     pub bank: BankCode,
@@ -34,6 +40,19 @@ pub struct AppState {
     pub metrics: Metrics,
     inflight: Mutex<HashSet<(CustomerId, String)>>,
     throttle: Mutex<HashMap<String, Failures>>,
+    /// The next end-to-end id's sequence number; see [`AppState::new_e2e`].
+    e2e_sequence: AtomicU64,
+    sessions: Mutex<Sessions>,
+}
+
+/// Sessions already looked up, so a request does not read the database to know its caller. This
+/// process is the only one that writes its store, so the one way a session ends early is a
+/// logout here, which forgets it ([`AppState::forget_session`]); otherwise it ends at its expiry.
+#[derive(Default)]
+struct Sessions {
+    live: HashMap<[u8; 32], SessionRecord>,
+    /// Bumped by each logout: a lookup that started before it does not remember what it read.
+    logouts: u64,
 }
 
 struct Failures {
@@ -69,6 +88,10 @@ impl AppState {
         peers: Vec<crate::config::Peer>,
         interbank: Arc<crate::interbank::Interbank>,
     ) -> AppState {
+        // Microseconds since the epoch (and past the last stamp the store recorded): a restarted
+        // bank starts above every id it made before, unless it had made more than a million a
+        // second.
+        let first_sequence = (store::wall_ms().max(clock.last().physical_ms) + 1) * 1_000;
         AppState {
             bank,
             name,
@@ -82,10 +105,51 @@ impl AppState {
             metrics: Metrics::default(),
             inflight: Mutex::new(HashSet::new()),
             throttle: Mutex::new(HashMap::new()),
+            e2e_sequence: AtomicU64::new(first_sequence),
+            sessions: Mutex::new(Sessions::default()),
         }
     }
 
-    /// A fresh Pix end-to-end id for a movement this bank starts.
+    /// The customer whose live session token hashes to `token_hash`.
+    pub async fn caller(&self, token_hash: [u8; 32]) -> Result<Option<CustomerRecord>, ApiError> {
+        let now = store::wall_ms();
+        let logouts = {
+            let mut sessions = self.sessions.lock().expect("sessions lock");
+            match sessions.live.get(&token_hash) {
+                Some(session) if session.expires_at_ms > now => {
+                    return Ok(Some(session.customer.clone()));
+                }
+                Some(_) => {
+                    sessions.live.remove(&token_hash);
+                }
+                None => {}
+            }
+            sessions.logouts
+        };
+        let Some(session) = self.store.session(token_hash, now).await? else {
+            return Ok(None);
+        };
+        let customer = session.customer.clone();
+        let mut sessions = self.sessions.lock().expect("sessions lock");
+        if sessions.logouts == logouts {
+            if sessions.live.len() >= SESSIONS_REMEMBERED_MAX {
+                sessions.live.clear();
+            }
+            sessions.live.insert(token_hash, session);
+        }
+        Ok(Some(customer))
+    }
+
+    /// Forgets a session that was just deleted from the store.
+    pub fn forget_session(&self, token_hash: &[u8; 32]) {
+        let mut sessions = self.sessions.lock().expect("sessions lock");
+        sessions.logouts += 1;
+        sessions.live.remove(token_hash);
+    }
+
+    /// A fresh Pix end-to-end id for a movement this bank starts: the UTC minute and a
+    /// sequence number, unique at this bank and rising, so ids sort in the order they were made
+    /// (they are not secret: who may see a payment is checked on every read).
     pub fn new_e2e(&self) -> EndToEndId {
         let now = time::OffsetDateTime::now_utc();
         let minute = format!(
@@ -96,20 +160,8 @@ impl AppState {
             now.hour(),
             now.minute()
         );
-        // Take bytes below 252 (= 7 × 36) so every alphanumeric is equally likely.
-        let mut random = [0u8; 11];
-        let mut filled = 0;
-        while filled < random.len() {
-            let mut pool = [0u8; 32];
-            getrandom::fill(&mut pool).expect("the OS random source works");
-            for byte in pool.into_iter().filter(|b| *b < 252) {
-                if filled < random.len() {
-                    random[filled] = byte;
-                    filled += 1;
-                }
-            }
-        }
-        EndToEndId::new(self.bank, &minute, random)
+        let sequence = self.e2e_sequence.fetch_add(1, Ordering::Relaxed);
+        EndToEndId::sequenced(self.bank, &minute, sequence)
     }
 
     /// Runs a command through the store, honouring the request's `Idempotency-Key`: the same

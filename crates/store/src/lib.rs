@@ -44,12 +44,12 @@ pub trait Store: Send + Sync + 'static {
     async fn execute(&self, request: Request) -> Result<Executed, StoreError>;
 
     async fn login_record(&self, username: &str) -> Result<Option<LoginRecord>, StoreError>;
-    /// The customer a live session token (by hash) belongs to.
+    /// The customer a live session token (by hash) belongs to, and when the session expires.
     async fn session(
         &self,
         token_hash: [u8; 32],
         now_ms: u64,
-    ) -> Result<Option<CustomerRecord>, StoreError>;
+    ) -> Result<Option<SessionRecord>, StoreError>;
     async fn customer(&self, id: CustomerId) -> Result<Option<CustomerRecord>, StoreError>;
     /// The customer registered here with this document (bare CPF or CNPJ), if any.
     async fn customer_by_document(

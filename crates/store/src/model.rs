@@ -302,6 +302,13 @@ impl Refusal {
     }
 }
 
+/// A live session: whose it is, and until when (Unix ms).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SessionRecord {
+    pub customer: CustomerRecord,
+    pub expires_at_ms: u64,
+}
+
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct CustomerRecord {
     pub id: CustomerId,

@@ -180,16 +180,16 @@ pub async fn logout(
         .and_then(|v| v.strip_prefix("Bearer "))
         .unwrap_or("")
         .trim();
+    let token_hash = sha256(token.as_bytes());
     state
         .execute(
             customer.id,
             &HeaderMap::new(),
             "",
-            Command::DeleteSession {
-                token_hash: sha256(token.as_bytes()),
-            },
+            Command::DeleteSession { token_hash },
         )
         .await?;
+    state.forget_session(&token_hash);
     Ok(StatusCode::NO_CONTENT.into_response())
 }
 
