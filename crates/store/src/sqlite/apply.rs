@@ -284,8 +284,11 @@ pub fn customer_account(
         .map(|facts| facts.id))
 }
 
-fn counters(conn: &Connection, id: i64) -> rusqlite::Result<(AccountKind, Counters)> {
-    conn.prepare_cached("SELECT kind, debits_pending, debits_posted, credits_pending, credits_posted FROM accounts WHERE id = ?1")?
+fn counters(conn: &Connection, ctx: &Ctx, id: i64) -> rusqlite::Result<(AccountKind, Counters)> {
+    if let Some(known) = ctx.memo.counters(id) {
+        return Ok(known);
+    }
+    let read = conn.prepare_cached("SELECT kind, debits_pending, debits_posted, credits_pending, credits_posted FROM accounts WHERE id = ?1")?
         .query_row(params![id], |row| {
             Ok((
                 read::kind(row.get_ref(0)?.as_str()?),
@@ -296,7 +299,9 @@ fn counters(conn: &Connection, id: i64) -> rusqlite::Result<(AccountKind, Counte
                     credits_posted: row.get(4)?,
                 },
             ))
-        })
+        })?;
+    ctx.memo.remember_counters(id, read.0, read.1);
+    Ok(read)
 }
 
 fn write_counters(
@@ -310,6 +315,7 @@ fn write_counters(
         "UPDATE accounts SET debits_pending = ?2, debits_posted = ?3, credits_pending = ?4, credits_posted = ?5 WHERE id = ?1",
     )?
     .execute(params![id, after.debits_pending, after.debits_posted, after.credits_pending, after.credits_posted])?;
+    ctx.memo.set_counters(id, *after);
     let mut delta = ctx.delta.get();
     delta.debits_pending += after.debits_pending - before.debits_pending;
     delta.debits_posted += after.debits_posted - before.debits_posted;
@@ -342,8 +348,8 @@ pub fn move_money(
     mode: Mode,
     e2e: &str,
 ) -> Applied<Moved> {
-    let (debit_kind, debit_before) = counters(conn, debit_id)?;
-    let (credit_kind, credit_before) = counters(conn, credit_id)?;
+    let (debit_kind, debit_before) = counters(conn, ctx, debit_id)?;
+    let (credit_kind, credit_before) = counters(conn, ctx, credit_id)?;
     let (mut debit_after, mut credit_after) = (debit_before, credit_before);
     let same = debit_id == credit_id;
     let debit = Side {
@@ -396,8 +402,8 @@ pub fn resolve_hold(conn: &Connection, ctx: &Ctx, hold_id: i64, post: bool) -> A
         Some(_) => HoldState::Voided,
     };
     let amount = Amount::from_cents(cents).expect("stored amounts are positive");
-    let (_, debit_before) = counters(conn, debit_id)?;
-    let (_, credit_before) = counters(conn, credit_id)?;
+    let (_, debit_before) = counters(conn, ctx, debit_id)?;
+    let (_, credit_before) = counters(conn, ctx, credit_id)?;
     let (mut debit_after, mut credit_after) = (debit_before, credit_before);
     let ruled = if post {
         rules::post_hold(&mut state, &mut debit_after, &mut credit_after, amount)

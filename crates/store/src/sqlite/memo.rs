@@ -1,6 +1,8 @@
 //! What the writer remembers between commands: facts that never change once written (a customer
-//! account's id, kind, holders and statement label; a customer's username). A transfer needs all
-//! of them, and asking SQLite each time cost more than the transfer's own writes.
+//! account's id, kind, holders and statement label; a customer's username), and the counters of
+//! accounts it has read or written (every change is still written to SQLite at once; this only
+//! spares reading them back). A transfer needs all of them, and asking SQLite each time cost
+//! more than the transfer's own writes.
 //!
 //! Only the writer thread uses it. It may hold facts written by the transaction in progress, so
 //! the writer forgets everything whenever a transaction or a savepoint is rolled back. It is
@@ -8,6 +10,7 @@
 
 use super::read;
 use crate::model::*;
+use ledger::rules::Counters;
 use ledger::{AccountKind, AccountNumber};
 use rusqlite::{Connection, OptionalExtension, params};
 use std::cell::RefCell;
@@ -32,6 +35,7 @@ pub struct Memo {
     by_number: RefCell<HashMap<u64, Arc<AccountFacts>>>,
     by_id: RefCell<HashMap<i64, Arc<AccountFacts>>>,
     usernames: RefCell<HashMap<CustomerId, Arc<str>>>,
+    counters: RefCell<HashMap<i64, (AccountKind, Counters)>>,
 }
 
 impl Memo {
@@ -39,6 +43,27 @@ impl Memo {
         self.by_number.borrow_mut().clear();
         self.by_id.borrow_mut().clear();
         self.usernames.borrow_mut().clear();
+        self.counters.borrow_mut().clear();
+    }
+
+    /// An account's counters as last read or written by this writer.
+    pub fn counters(&self, id: i64) -> Option<(AccountKind, Counters)> {
+        self.counters.borrow().get(&id).copied()
+    }
+
+    pub fn remember_counters(&self, id: i64, kind: AccountKind, counters: Counters) {
+        let mut known = self.counters.borrow_mut();
+        if known.len() >= FACTS_MAX {
+            known.clear();
+        }
+        known.insert(id, (kind, counters));
+    }
+
+    /// Records counters just written; an account not remembered stays so (it is read again).
+    pub fn set_counters(&self, id: i64, counters: Counters) {
+        if let Some(known) = self.counters.borrow_mut().get_mut(&id) {
+            known.1 = counters;
+        }
     }
 
     /// The customer account with this number, if there is one.
