@@ -3,6 +3,7 @@
 use crate::helpers::*;
 use reqwest::{Method, StatusCode};
 use serde_json::json;
+use std::time::Duration;
 
 #[tokio::test]
 async fn register_individuals_and_companies_and_refuse_duplicates() {
@@ -84,6 +85,21 @@ async fn registration_refuses_bad_input_with_stable_codes() {
         answer.body["detail"].as_str().unwrap().contains("password"),
         "the detail names the missing field: {}",
         answer.body
+    );
+}
+
+#[tokio::test]
+async fn a_session_ends_at_its_expiry_even_once_remembered() {
+    let bank = spawn_bank_with(|config| config.session_ttl = Duration::from_secs(2)).await;
+    let ana = bank.individual("Ana").await;
+    // Used once, the session is remembered in the bank's memory; it must still expire.
+    let me = bank.get("/api/v1/me", Some(&ana.token)).await;
+    assert_eq!(me.status, StatusCode::OK);
+    tokio::time::sleep(Duration::from_millis(2_200)).await;
+    let after = bank.get("/api/v1/me", Some(&ana.token)).await;
+    assert_eq!(
+        (after.status, after.code()),
+        (StatusCode::UNAUTHORIZED, "unauthenticated")
     );
 }
 

@@ -72,8 +72,15 @@ pub fn config(data_dir: &Path) -> Config {
 }
 
 pub async fn spawn_bank() -> TestBank {
+    spawn_bank_with(|_| {}).await
+}
+
+/// A bank whose configuration `adjust` changes first.
+pub async fn spawn_bank_with(adjust: impl FnOnce(&mut Config)) -> TestBank {
     let dir = tempfile::tempdir().unwrap();
-    let running = node::start(config(dir.path())).await.unwrap();
+    let mut config = config(dir.path());
+    adjust(&mut config);
+    let running = node::start(config).await.unwrap();
     let url = running.url();
     TestBank {
         running: Some(running),
