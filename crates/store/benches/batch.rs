@@ -94,16 +94,30 @@ impl Bank {
     }
 
     /// The n-th transfer of a run: one cent between two accounts picked without randomness.
-    fn transfer(&self, n: usize) -> (AccountNumber, Target, Amount, EndToEndId) {
+    fn transfer(&self, n: usize) -> BatchItem {
         let serial = self.serial.load(Ordering::Relaxed) as usize + n;
         let from = (serial * 7_919) % ACCOUNTS;
         let to = (from + 1 + serial % (ACCOUNTS - 1)) % ACCOUNTS;
-        (
-            self.numbers[from],
-            Target::Account(self.numbers[to]),
-            Amount::from_cents(1).unwrap(),
-            self.e2e(),
-        )
+        BatchItem {
+            from: self.numbers[from],
+            to: Target::Account(self.numbers[to]),
+            amount: Amount::from_cents(1).unwrap(),
+            description: String::new(),
+            e2e: self.e2e(),
+        }
+    }
+
+    /// The n-th transfer of a run as a command of its own.
+    fn transfer_command(&self, n: usize) -> Command {
+        let item = self.transfer(n);
+        Command::Transfer {
+            actor: self.customer,
+            from: item.from,
+            to: item.to,
+            amount: item.amount,
+            description: item.description,
+            e2e: item.e2e,
+        }
     }
 }
 
@@ -114,18 +128,9 @@ fn one_batch_command(bencher: Bencher) {
     bencher
         .with_inputs(|| {
             let transfers = (0..TRANSFERS)
-                .map(|n| {
-                    let (from, to, amount, e2e) = bank.transfer(n);
-                    BatchEntry {
-                        id: n.to_string(),
-                        transfer: Ok(BatchItem {
-                            from,
-                            to,
-                            amount,
-                            description: String::new(),
-                            e2e,
-                        }),
-                    }
+                .map(|n| BatchEntry {
+                    id: n.to_string(),
+                    transfer: Ok(bank.transfer(n)),
                 })
                 .collect();
             Command::TransferBatch {
@@ -146,17 +151,7 @@ fn concurrent_commands(bencher: Bencher) {
     bencher
         .with_inputs(|| {
             (0..TRANSFERS)
-                .map(|n| {
-                    let (from, to, amount, e2e) = bank.transfer(n);
-                    Command::Transfer {
-                        actor: bank.customer,
-                        from,
-                        to,
-                        amount,
-                        description: String::new(),
-                        e2e,
-                    }
-                })
+                .map(|n| bank.transfer_command(n))
                 .collect::<Vec<_>>()
         })
         .bench_local_values(|commands| {
@@ -188,15 +183,7 @@ fn one_commit_each(bencher: Bencher) {
     let bank = Bank::new();
     bencher.bench_local(|| {
         for n in 0..100 {
-            let (from, to, amount, e2e) = bank.transfer(n);
-            bank.run(Command::Transfer {
-                actor: bank.customer,
-                from,
-                to,
-                amount,
-                description: String::new(),
-                e2e,
-            });
+            bank.run(bank.transfer_command(n));
         }
     });
 }

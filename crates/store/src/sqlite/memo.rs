@@ -85,13 +85,20 @@ impl Memo {
         let Some((id, kind)) = found else {
             return Ok(None);
         };
-        let holders: Vec<CustomerId> = conn
+        let holders: Vec<(CustomerId, String)> = conn
             .prepare_cached(
-                "SELECT customer_id FROM account_holders WHERE account_id = ?1 ORDER BY position",
+                "SELECT h.customer_id, c.name FROM account_holders h JOIN customers c ON c.id = h.customer_id
+                 WHERE h.account_id = ?1 ORDER BY h.position",
             )?
-            .query_map(params![id], |row| row.get(0))?
+            .query_map(params![id], |row| Ok((row.get(0)?, row.get(1)?)))?
             .collect::<rusqlite::Result<_>>()?;
-        let (address, label) = read::account_label(conn, bank, id)?;
+        let address = AccountAddress {
+            bank: bank.to_string(),
+            number: number.to_string(),
+        };
+        let names: Vec<&str> = holders.iter().map(|(_, name)| name.as_str()).collect();
+        let label = format!("{}/{} {}", address.bank, address.number, names.join(" & "));
+        let holders = holders.into_iter().map(|(id, _)| id).collect();
         let facts = Arc::new(AccountFacts {
             id,
             kind: read::kind(&kind),

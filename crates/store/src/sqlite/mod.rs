@@ -202,11 +202,8 @@ impl Checkpointer {
             .name(format!("checkpoint-{bank}"))
             .spawn(move || {
                 // Each wake-up means "something was committed"; the thread ends with the writer.
-                let checkpoint = |mode: &str| -> rusqlite::Result<i64> {
-                    conn.query_row(&format!("PRAGMA wal_checkpoint({mode})"), [], |row| row.get(1))
-                };
                 while woken.recv().is_ok() {
-                    match checkpoint("PASSIVE") {
+                    match passive_checkpoint(&conn) {
                         Ok(frames) if frames > WAL_RESTART_FRAMES => {
                             wal_long.store(true, std::sync::atomic::Ordering::Relaxed)
                         }
@@ -217,7 +214,7 @@ impl Checkpointer {
                     }
                     std::thread::sleep(CHECKPOINT_EVERY);
                 }
-                let _ = checkpoint("PASSIVE");
+                let _ = passive_checkpoint(&conn);
             })
             .map_err(|e| StoreError::Corrupt(format!("cannot start the checkpoint thread: {e}")))?;
         Ok(Checkpointer { wake, long })
@@ -226,13 +223,19 @@ impl Checkpointer {
     /// Called by the writer after each commit, outside any transaction.
     fn committed(&self, conn: &Connection) {
         if self.long.swap(false, std::sync::atomic::Ordering::Relaxed)
-            && let Err(error) = conn.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |_| Ok(()))
+            && let Err(error) = passive_checkpoint(conn)
         {
             tracing::warn!(%error, "the writer's checkpoint failed");
         }
         // Full means a wake-up is already waiting: nothing more to say.
         let _ = self.wake.try_send(());
     }
+}
+
+/// Copies what it can of the WAL into the database file without waiting for anyone; answers
+/// how many frames the WAL holds.
+fn passive_checkpoint(conn: &Connection) -> rusqlite::Result<i64> {
+    conn.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |row| row.get(1))
 }
 
 impl Writer {

@@ -120,24 +120,6 @@ pub fn format_number(base: i64) -> String {
         .to_string()
 }
 
-/// The account's address and a label for statements: `bank/number Name & Name`.
-pub fn account_label(
-    conn: &Connection,
-    bank: &str,
-    id: i64,
-) -> rusqlite::Result<(AccountAddress, String)> {
-    let number: i64 = conn
-        .prepare_cached("SELECT number FROM accounts WHERE id = ?1")?
-        .query_row(params![id], |row| row.get(0))?;
-    let names: Vec<String> = holders(conn, id)?.into_iter().map(|h| h.name).collect();
-    let address = AccountAddress {
-        bank: bank.to_string(),
-        number: format_number(number),
-    };
-    let label = format!("{}/{} {}", address.bank, address.number, names.join(" & "));
-    Ok((address, label))
-}
-
 pub fn accounts_of(
     conn: &Connection,
     bank: &str,

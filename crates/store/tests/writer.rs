@@ -1,0 +1,196 @@
+//! The writer under load: the write-ahead log stays bounded while it never rests, and a command
+//! the database refuses fails alone in its batch.
+
+use ledger::{AccountKind, AccountNumber, Amount, BankCode, Document, EndToEndId};
+use std::sync::Arc;
+use store::*;
+
+fn e2e(serial: u64) -> EndToEndId {
+    EndToEndId::sequenced(BankCode::parse("10000001").unwrap(), "202611230000", serial)
+}
+
+fn request(command: Command) -> Request {
+    Request {
+        command,
+        idempotency: None,
+    }
+}
+
+async fn run(store: &SqliteStore, command: Command) -> Outcome {
+    store.execute(request(command)).await.unwrap().outcome
+}
+
+fn register(name: String, document: &str, username: &str) -> Command {
+    Command::RegisterCustomer {
+        public_id: username.into(),
+        name,
+        document: Document::parse(document).unwrap(),
+        username: username.into(),
+        password_hash: "not-a-real-hash".into(),
+    }
+}
+
+/// A bank in a temporary folder, with one customer holding `accounts` accounts of R$ 50,00.
+struct Bank {
+    store: Arc<SqliteStore>,
+    customer: CustomerRecord,
+    numbers: Vec<AccountNumber>,
+    dir: tempfile::TempDir,
+}
+
+async fn bank(name: &str, accounts: u64) -> Bank {
+    let dir = tempfile::tempdir().unwrap();
+    let code = BankCode::parse("10000001").unwrap();
+    let store = Arc::new(
+        SqliteStore::open(
+            &dir.path().join("bank.db"),
+            code,
+            &[],
+            Arc::new(SharedClock::default()),
+        )
+        .unwrap(),
+    );
+    let registered = run(&store, register(name.into(), "529.982.247-25", "ana")).await;
+    let Outcome::Customer(customer) = registered else {
+        panic!("{registered:?}")
+    };
+    let mut numbers = Vec::new();
+    for serial in 0..accounts {
+        let outcome = run(
+            &store,
+            Command::OpenAccount {
+                actor: customer.id,
+                kind: AccountKind::Individual,
+                co_holders: vec![],
+                opening_deposit: Amount::from_cents(5_000).unwrap(),
+                e2e: e2e(serial),
+            },
+        )
+        .await;
+        let Outcome::Account(account) = outcome else {
+            panic!("{outcome:?}")
+        };
+        numbers.push(AccountNumber::parse(&account.number).unwrap());
+    }
+    Bank {
+        store,
+        customer,
+        numbers,
+        dir,
+    }
+}
+
+/// Clients depositing at once, and deposits each: enough that the writer has no idle moment.
+const CLIENTS: u64 = 16;
+const ROUNDS: u64 = 1_000;
+/// Far above what the checkpointer lets the log reach (4,096 frames of 4 KiB, plus what arrives
+/// while it works), far below what the deposits write without checkpoints (several frames each).
+const WAL_BYTES_MAX: u64 = 48 << 20;
+
+/// Checkpoints run beside the writer, and SQLite only starts the log over once all of it is
+/// copied, which a writer that is always busy would never allow on its own.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_log_stays_bounded_under_constant_writes() {
+    let Bank {
+        store,
+        customer,
+        numbers,
+        dir,
+    } = bank("Ana Log", 64).await;
+    // Clients that each wait for their answer before asking again: small commits, one after
+    // another, each writing its pages to the log again.
+    let clients: Vec<_> = (0..CLIENTS)
+        .map(|client| {
+            let store = store.clone();
+            let numbers = numbers.clone();
+            let wal = dir.path().join("bank.db-wal");
+            tokio::spawn(async move {
+                let mut largest = 0;
+                for round in 0..ROUNDS {
+                    let serial = 1_000 + client * ROUNDS + round;
+                    let command = Command::Deposit {
+                        actor: customer.id,
+                        account: numbers[(serial % numbers.len() as u64) as usize],
+                        amount: Amount::from_cents(1).unwrap(),
+                        description: String::new(),
+                        e2e: e2e(serial),
+                    };
+                    let outcome = run(&store, command).await;
+                    assert!(matches!(outcome, Outcome::Entry(_)), "{outcome:?}");
+                    if round % 100 == 0 {
+                        largest = largest.max(std::fs::metadata(&wal).map_or(0, |m| m.len()));
+                    }
+                }
+                largest
+            })
+        })
+        .collect();
+    let mut largest = 0;
+    for client in clients {
+        largest = largest.max(client.await.unwrap());
+    }
+    assert!(
+        largest <= WAL_BYTES_MAX,
+        "the WAL reached {largest} bytes (at most {WAL_BYTES_MAX})"
+    );
+    let audit = store.audit().await.unwrap();
+    assert!(audit.checks.iter().all(|check| check.ok), "{audit:?}");
+}
+
+/// Here the database refuses a name longer than the schema's CHECK allows (the node never sends
+/// one): the other commands of its batch are committed and answered.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_command_the_database_refuses_fails_alone() {
+    let Bank {
+        store,
+        customer: ana,
+        numbers,
+        dir: _dir,
+    } = bank("Ana Falha", 1).await;
+    let number = numbers[0];
+    // Rounds of deposits with one bad command among them, all queued together so that they
+    // meet in the writer's batches.
+    let mut serial = 1;
+    let mut deposited = 0;
+    for round in 0..5 {
+        let mut tasks = Vec::new();
+        for index in 0..40 {
+            let store = store.clone();
+            let command = if index == 20 {
+                register("x".repeat(500), "111.444.777-35", &format!("bad{round}"))
+            } else {
+                serial += 1;
+                deposited += 100;
+                Command::Deposit {
+                    actor: ana.id,
+                    account: number,
+                    amount: Amount::from_cents(100).unwrap(),
+                    description: String::new(),
+                    e2e: e2e(serial),
+                }
+            };
+            tasks.push(tokio::spawn(async move {
+                store.execute(request(command)).await
+            }));
+        }
+        for (index, task) in tasks.into_iter().enumerate() {
+            let result = task.await.unwrap();
+            if index == 20 {
+                assert!(
+                    matches!(result, Err(StoreError::Database(_))),
+                    "the bad command fails: {result:?}"
+                );
+            } else {
+                let executed = result.expect("a deposit beside the bad command succeeds");
+                assert!(
+                    matches!(executed.outcome, Outcome::Entry(_)),
+                    "{executed:?}"
+                );
+            }
+        }
+    }
+    let account = store.account(ana.id, number).await.unwrap().unwrap();
+    assert_eq!(account.balance_cents, 5_000 + deposited);
+    let audit = store.audit().await.unwrap();
+    assert!(audit.checks.iter().all(|check| check.ok), "{audit:?}");
+}
