@@ -30,11 +30,26 @@ pub struct Cluster {
     _dir: tempfile::TempDir,
 }
 
-/// Free ports, all held until every one is chosen so none repeats.
+/// Where the banks' ports are taken from: below the range the kernel gives outgoing
+/// connections (32768 and up by default), so that no client socket of a test running beside
+/// this one can take a bank's port between choosing it and `bankd` binding it.
+const PORTS: std::ops::Range<u64> = 20_000..32_000;
+static NEXT_PORT: AtomicU64 = AtomicU64::new(0);
+
+/// Free ports, all held until every one is chosen so none repeats. Each test process starts at
+/// its own place in [`PORTS`], and a process never hands the same port out twice in a row.
 fn free_ports(n: usize) -> Vec<u16> {
-    let held: Vec<std::net::TcpListener> = (0..n)
-        .map(|_| std::net::TcpListener::bind("127.0.0.1:0").expect("a free port"))
-        .collect();
+    let span = PORTS.end - PORTS.start;
+    let offset = u64::from(std::process::id()) * 97 % span;
+    let mut held = Vec::new();
+    while held.len() < n {
+        let next = NEXT_PORT.fetch_add(1, Ordering::Relaxed);
+        assert!(next < span, "no free port left in {PORTS:?}");
+        let port = PORTS.start + (offset + next) % span;
+        if let Ok(listener) = std::net::TcpListener::bind(("127.0.0.1", port as u16)) {
+            held.push(listener);
+        }
+    }
     held.iter()
         .map(|l| l.local_addr().unwrap().port())
         .collect()
