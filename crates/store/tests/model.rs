@@ -181,7 +181,43 @@ impl Harness {
                 "available of account {i}"
             );
             assert!(account.available_cents >= 0);
+            self.check_statement(i, *number, model.balance[i]).await;
         }
+    }
+
+    /// Reads the whole statement a few lines per page: newest first, each line's balance is
+    /// the one below it plus its amount, from zero up to the account's balance.
+    async fn check_statement(&self, i: usize, number: AccountNumber, balance: i64) {
+        let (mut lines, mut cursor) = (Vec::new(), None);
+        loop {
+            let page = self
+                .store
+                .statement(self.customer, number, cursor, 3)
+                .await
+                .unwrap()
+                .unwrap();
+            let Some(last) = page.last() else { break };
+            cursor = Some(last.id);
+            lines.extend(page);
+        }
+        assert_eq!(
+            lines[0].balance_after_cents, balance,
+            "statement of account {i}"
+        );
+        for pair in lines.windows(2) {
+            assert!(
+                pair[0].id > pair[1].id,
+                "statement of account {i} is newest first"
+            );
+            assert_eq!(
+                pair[0].balance_after_cents - pair[0].amount_cents,
+                pair[1].balance_after_cents,
+                "statement of account {i} runs without a gap"
+            );
+        }
+        let oldest = lines.last().unwrap();
+        assert_eq!(oldest.kind, "opening_deposit");
+        assert_eq!(oldest.balance_after_cents, oldest.amount_cents);
     }
 }
 

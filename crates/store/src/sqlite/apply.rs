@@ -451,8 +451,8 @@ pub fn insert_entry(
 ) -> rusqlite::Result<EntryRecord> {
     let clock = ctx.stamp.to_string();
     conn.prepare_cached(
-        "INSERT INTO entries (account_id, transfer_id, kind, amount, balance_after, counterparty, description, made_by, clock, at_ms, e2e_id)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)",
+        "INSERT INTO entries (account_id, transfer_id, kind, amount, balance_after, counterparty, description, made_by, clock, at_ms, e2e_id, prev_entry)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, (SELECT last_entry FROM accounts WHERE id = ?1))",
     )?
     .execute(params![
         draft.account_id,
@@ -467,8 +467,12 @@ pub fn insert_entry(
         ctx.stamp.physical_ms as i64,
         draft.e2e
     ])?;
+    let id = conn.last_insert_rowid();
+    // The account's row is already written by the movement: this dirties no other page.
+    conn.prepare_cached("UPDATE accounts SET last_entry = ?2 WHERE id = ?1")?
+        .execute(params![draft.account_id, id])?;
     Ok(EntryRecord {
-        id: conn.last_insert_rowid(),
+        id,
         kind: draft.kind.to_string(),
         amount_cents: draft.amount_cents,
         balance_after_cents: draft.balance_after_cents,

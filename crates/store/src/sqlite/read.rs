@@ -169,26 +169,45 @@ pub fn statement(
     let Some(account_id) = held_account_id(conn, viewer, number)? else {
         return Ok(None);
     };
-    let entries = conn
-        .prepare_cached(
-            "SELECT id, kind, amount, balance_after, counterparty, description, made_by, clock, at_ms, e2e_id
-             FROM entries WHERE account_id = ?1 AND id < ?2 ORDER BY id DESC LIMIT ?3",
-        )?
-        .query_map(params![account_id, before.unwrap_or(i64::MAX), limit as i64], |row| {
-            Ok(EntryRecord {
-                id: row.get(0)?,
-                kind: row.get(1)?,
-                amount_cents: row.get(2)?,
-                balance_after_cents: row.get(3)?,
-                counterparty: row.get(4)?,
-                description: row.get(5)?,
-                made_by: row.get(6)?,
-                clock: row.get(7)?,
-                at_ms: row.get::<_, i64>(8)? as u64,
-                e2e_id: row.get(9)?,
-            })
-        })?
-        .collect::<rusqlite::Result<_>>()?;
+    // The page starts at the account's newest entry, or the one before the cursor's entry; a
+    // cursor that is not one of this account's entries has nothing after it.
+    let first: Option<i64> = match before {
+        None => conn
+            .prepare_cached("SELECT last_entry FROM accounts WHERE id = ?1")?
+            .query_row(params![account_id], |row| row.get(0))?,
+        Some(cursor) => conn
+            .prepare_cached("SELECT prev_entry FROM entries WHERE id = ?1 AND account_id = ?2")?
+            .query_row(params![cursor, account_id], |row| row.get(0))
+            .optional()?
+            .flatten(),
+    };
+    let mut entries = Vec::with_capacity(limit.min(1024));
+    let mut next = first;
+    let mut statement = conn.prepare_cached(
+        "SELECT id, kind, amount, balance_after, counterparty, description, made_by, clock, at_ms, e2e_id, prev_entry
+         FROM entries WHERE id = ?1",
+    )?;
+    while let Some(id) = next.filter(|_| entries.len() < limit) {
+        let (entry, prev) = statement.query_row(params![id], |row| {
+            Ok((
+                EntryRecord {
+                    id: row.get(0)?,
+                    kind: row.get(1)?,
+                    amount_cents: row.get(2)?,
+                    balance_after_cents: row.get(3)?,
+                    counterparty: row.get(4)?,
+                    description: row.get(5)?,
+                    made_by: row.get(6)?,
+                    clock: row.get(7)?,
+                    at_ms: row.get::<_, i64>(8)? as u64,
+                    e2e_id: row.get(9)?,
+                },
+                row.get(10)?,
+            ))
+        })?;
+        entries.push(entry);
+        next = prev;
+    }
     Ok(Some(entries))
 }
 
@@ -300,7 +319,22 @@ pub fn audit(conn: &Connection, clock: String) -> rusqlite::Result<AuditRecord> 
     let stale_statements: i64 = conn.query_row(
         "SELECT COUNT(*) FROM accounts a WHERE a.kind IN ('individual', 'company', 'joint')
          AND a.credits_posted - a.debits_posted <>
-             COALESCE((SELECT e.balance_after FROM entries e WHERE e.account_id = a.id ORDER BY e.id DESC LIMIT 1), 0)",
+             COALESCE((SELECT e.balance_after FROM entries e WHERE e.id = a.last_entry AND e.account_id = a.id), 0)",
+        [],
+        |row| row.get(0),
+    )?;
+    // Every account's entries form one chain from its newest entry back to its first, each link
+    // to an older entry of the same account: what a statement follows.
+    let broken_chains: i64 = conn.query_row(
+        "SELECT
+           (SELECT COUNT(*) FROM entries e JOIN entries p ON p.id = e.prev_entry
+            WHERE p.account_id <> e.account_id OR p.id >= e.id)
+         + (SELECT COUNT(*) - COUNT(DISTINCT prev_entry) FROM entries WHERE prev_entry IS NOT NULL)
+         + (SELECT COUNT(*) FROM (SELECT account_id, MAX(id) AS newest, SUM(prev_entry IS NULL) AS firsts
+                                  FROM entries GROUP BY account_id) g
+            JOIN accounts a ON a.id = g.account_id WHERE a.last_entry IS NOT g.newest OR g.firsts <> 1)
+         + (SELECT COUNT(*) FROM accounts a WHERE a.last_entry IS NOT NULL
+            AND NOT EXISTS (SELECT 1 FROM entries e WHERE e.id = a.last_entry AND e.account_id = a.id))",
         [],
         |row| row.get(0),
     )?;
@@ -348,6 +382,11 @@ pub fn audit(conn: &Connection, clock: String) -> rusqlite::Result<AuditRecord> 
             detail: format!(
                 "{stale_statements} accounts whose last statement line differs from their balance"
             ),
+        },
+        CheckRecord {
+            name: "statements_chain_every_entry",
+            ok: broken_chains == 0,
+            detail: format!("{broken_chains} broken links in the accounts' statement chains"),
         },
     ];
     Ok(AuditRecord {
