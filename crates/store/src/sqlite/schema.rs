@@ -323,22 +323,22 @@ mod tests {
         )
         .unwrap();
         migrate(&mut conn).unwrap();
-        let links: Vec<(i64, Option<i64>)> = conn
-            .prepare("SELECT id, prev_entry FROM entries ORDER BY id")
-            .unwrap()
-            .query_map([], |row| Ok((row.get(0)?, row.get(1)?)))
-            .unwrap()
-            .collect::<Result<_, _>>()
-            .unwrap();
-        assert_eq!(links, [(1, None), (2, None), (3, Some(1)), (4, Some(3))]);
-        let heads: Vec<(i64, Option<i64>)> = conn
-            .prepare("SELECT id, last_entry FROM accounts ORDER BY id")
-            .unwrap()
-            .query_map([], |row| Ok((row.get(0)?, row.get(1)?)))
-            .unwrap()
-            .collect::<Result<_, _>>()
-            .unwrap();
-        assert_eq!(heads, [(1, None), (2, Some(4)), (3, Some(2))]);
+        let links = |sql: &str| -> Vec<(i64, Option<i64>)> {
+            conn.prepare(sql)
+                .unwrap()
+                .query_map([], |row| Ok((row.get(0)?, row.get(1)?)))
+                .unwrap()
+                .collect::<Result<_, _>>()
+                .unwrap()
+        };
+        assert_eq!(
+            links("SELECT id, prev_entry FROM entries ORDER BY id"),
+            [(1, None), (2, None), (3, Some(1)), (4, Some(3))]
+        );
+        assert_eq!(
+            links("SELECT id, last_entry FROM accounts ORDER BY id"),
+            [(1, None), (2, Some(4)), (3, Some(2))]
+        );
     }
 
     /// SQLite checks a constant `IN` list of three or more values through a temporary b-tree
