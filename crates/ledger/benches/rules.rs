@@ -43,6 +43,14 @@ fn pair(counters: &mut [Counters], a: usize, b: usize) -> (&mut Counters, &mut C
     }
 }
 
+/// A customer account's side of a transfer: it may not be overdrawn.
+fn guarded(counters: &mut Counters) -> Side<'_> {
+    Side {
+        counters,
+        guarded: true,
+    }
+}
+
 /// Posting a whole batch of transfers between customer accounts.
 #[divan::bench(args = [1_000, 1_000_000], counter = divan::counter::ItemsCount::new(BATCH))]
 fn post_batch(bencher: Bencher, accounts: usize) {
@@ -52,15 +60,7 @@ fn post_batch(bencher: Bencher, accounts: usize) {
         .bench_local_refs(|counters| {
             for &(from, to, amount) in &transfers {
                 let (debit, credit) = pair(counters, from, to);
-                let debit = Side {
-                    counters: debit,
-                    guarded: true,
-                };
-                let credit = Side {
-                    counters: credit,
-                    guarded: true,
-                };
-                black_box(rules::post(debit, credit, amount, false)).unwrap();
+                black_box(rules::post(guarded(debit), guarded(credit), amount, false)).unwrap();
             }
         });
 }
@@ -74,19 +74,9 @@ fn hold_then_post_batch(bencher: Bencher, accounts: usize) {
         .bench_local_refs(|counters| {
             for &(from, to, amount) in &transfers {
                 let (debit, credit) = pair(counters, from, to);
-                let mut state = rules::hold(
-                    Side {
-                        counters: &mut *debit,
-                        guarded: true,
-                    },
-                    Side {
-                        counters: &mut *credit,
-                        guarded: true,
-                    },
-                    amount,
-                    false,
-                )
-                .unwrap();
+                let mut state =
+                    rules::hold(guarded(&mut *debit), guarded(&mut *credit), amount, false)
+                        .unwrap();
                 rules::post_hold(&mut state, debit, credit, amount).unwrap();
             }
         });

@@ -240,6 +240,25 @@ impl Cluster {
         }
     }
 
+    /// A POST at `who`'s own bank, logged in as them.
+    pub async fn post_as(
+        &self,
+        who: &Customer,
+        path: &str,
+        body: Value,
+        key: Option<&str>,
+    ) -> (u16, Value) {
+        self.call(
+            who.bank,
+            reqwest::Method::POST,
+            path,
+            Some(body),
+            Some(&who.token),
+            key,
+        )
+        .await
+    }
+
     /// A customer of bank `i` with an individual account opened with `opening`.
     pub async fn customer(&self, i: usize, opening: &str) -> Customer {
         self.register(i, &unique("c"), &cpf(), opening).await

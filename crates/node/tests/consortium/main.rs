@@ -840,14 +840,12 @@ async fn operations_on_an_account_at_another_bank_through_ones_own() {
     let bia1 = cluster.customer(1, "50.00").await;
     let base = format!("/api/v1/accounts/{}/{}", CODES[2], ana2.number);
     let key = unique("k");
-    let deposit = Some(json!({"amount": "5.00"}));
+    let deposit = json!({"amount": "5.00"});
     let (status, entry) = cluster
-        .call(
-            0,
-            Method::POST,
+        .post_as(
+            &ana0,
             &format!("{base}/deposits"),
             deposit.clone(),
-            Some(&ana0.token),
             Some(&key),
         )
         .await;
@@ -862,14 +860,7 @@ async fn operations_on_an_account_at_another_bank_through_ones_own() {
         "{entry}"
     );
     let (status, again) = cluster
-        .call(
-            0,
-            Method::POST,
-            &format!("{base}/deposits"),
-            deposit,
-            Some(&ana0.token),
-            Some(&key),
-        )
+        .post_as(&ana0, &format!("{base}/deposits"), deposit, Some(&key))
         .await;
     assert_eq!(
         (status, &again),
@@ -877,12 +868,10 @@ async fn operations_on_an_account_at_another_bank_through_ones_own() {
         "a replay answers the same entry"
     );
     let (status, entry) = cluster
-        .call(
-            0,
-            Method::POST,
+        .post_as(
+            &ana0,
             &format!("{base}/withdrawals"),
-            Some(json!({"amount": "15.00"})),
-            Some(&ana0.token),
+            json!({"amount": "15.00"}),
             None,
         )
         .await;
@@ -892,12 +881,10 @@ async fn operations_on_an_account_at_another_bank_through_ones_own() {
         "{entry}"
     );
     let (status, refused) = cluster
-        .call(
-            0,
-            Method::POST,
+        .post_as(
+            &ana0,
             &format!("{base}/withdrawals"),
-            Some(json!({"amount": "1000.00"})),
-            Some(&ana0.token),
+            json!({"amount": "1000.00"}),
             None,
         )
         .await;
@@ -908,14 +895,7 @@ async fn operations_on_an_account_at_another_bank_through_ones_own() {
     );
     let others = format!("/api/v1/accounts/{}/{}/withdrawals", CODES[1], bia1.number);
     let (status, hidden) = cluster
-        .call(
-            0,
-            Method::POST,
-            &others,
-            Some(json!({"amount": "1.00"})),
-            Some(&ana0.token),
-            None,
-        )
+        .post_as(&ana0, &others, json!({"amount": "1.00"}), None)
         .await;
     assert_eq!(
         (status, &hidden["code"]),
@@ -925,14 +905,7 @@ async fn operations_on_an_account_at_another_bank_through_ones_own() {
     // A transfer out of her Cerrado account, asked at Aurora, to Bia at Boreal: three banks.
     let transfer = |from: &Customer, amount: &str| json!({"from": {"bank": CODES[from.bank], "number": from.number}, "to": {"bank": CODES[1], "number": bia1.number}, "amount": amount});
     let (status, paid) = cluster
-        .call(
-            0,
-            Method::POST,
-            "/api/v1/transfers",
-            Some(transfer(&ana2, "10.00")),
-            Some(&ana0.token),
-            None,
-        )
+        .post_as(&ana0, "/api/v1/transfers", transfer(&ana2, "10.00"), None)
         .await;
     assert_eq!(
         (status, &paid["status"], &paid["to"]["bank"]),
@@ -940,14 +913,7 @@ async fn operations_on_an_account_at_another_bank_through_ones_own() {
         "{paid}"
     );
     let (status, short) = cluster
-        .call(
-            0,
-            Method::POST,
-            "/api/v1/transfers",
-            Some(transfer(&ana2, "500.00")),
-            Some(&ana0.token),
-            None,
-        )
+        .post_as(&ana0, "/api/v1/transfers", transfer(&ana2, "500.00"), None)
         .await;
     assert_eq!(
         (status, &short["status"], &short["reason"]),
@@ -955,14 +921,7 @@ async fn operations_on_an_account_at_another_bank_through_ones_own() {
         "{short}"
     );
     let (status, hidden) = cluster
-        .call(
-            0,
-            Method::POST,
-            "/api/v1/transfers",
-            Some(transfer(&bia1, "1.00")),
-            Some(&ana0.token),
-            None,
-        )
+        .post_as(&ana0, "/api/v1/transfers", transfer(&bia1, "1.00"), None)
         .await;
     assert_eq!(
         (status, &hidden["code"]),

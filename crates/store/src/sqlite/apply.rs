@@ -20,7 +20,7 @@ pub type Applied<T> = rusqlite::Result<Result<T, Refusal>>;
 /// command's clock stamp, the running sum of counter changes (asserted balanced), and what the
 /// writer remembers.
 pub struct Ctx<'w> {
-    pub bank: String,
+    pub bank: &'w str,
     pub vault: i64,
     pub stamp: Stamp,
     pub delta: Cell<Totals>,
@@ -269,7 +269,7 @@ pub fn held_account(
 ) -> rusqlite::Result<Option<(i64, AccountKind)>> {
     Ok(ctx
         .memo
-        .held(conn, &ctx.bank, actor, number)?
+        .held(conn, ctx.bank, actor, number)?
         .map(|facts| (facts.id, facts.kind)))
 }
 
@@ -280,7 +280,7 @@ pub fn customer_account(
 ) -> rusqlite::Result<Option<i64>> {
     Ok(ctx
         .memo
-        .account(conn, &ctx.bank, number)?
+        .account(conn, ctx.bank, number)?
         .map(|facts| facts.id))
 }
 
@@ -575,7 +575,7 @@ fn open_account(
         e2e: e2e.as_str(),
     };
     insert_entry(conn, ctx, entry)?;
-    Ok(Ok(read::account_by_id(conn, &ctx.bank, account_id)?))
+    Ok(Ok(read::account_by_id(conn, ctx.bank, account_id)?))
 }
 
 fn add_pix_key(
@@ -622,7 +622,7 @@ fn add_pix_key(
         ctx.stamp.to_string()
     ])?;
     Ok(Ok(
-        read::pix_key(conn, &ctx.bank, key.as_str())?.expect("just inserted")
+        read::pix_key(conn, ctx.bank, key.as_str())?.expect("just inserted")
     ))
 }
 
@@ -729,14 +729,14 @@ fn local_transfer(
     description: &str,
     e2e: &EndToEndId,
 ) -> Applied<Settled> {
-    let Some(from) = ctx.memo.held(conn, &ctx.bank, actor, from)? else {
+    let Some(from) = ctx.memo.held(conn, ctx.bank, actor, from)? else {
         return Ok(Err(Refusal::AccountNotFound));
     };
     let to_id = match resolve_target(conn, ctx, to)? {
         Ok(id) => id,
         Err(refusal) => return Ok(Err(refusal)),
     };
-    let to = ctx.memo.account_by_id(conn, &ctx.bank, to_id)?;
+    let to = ctx.memo.account_by_id(conn, ctx.bank, to_id)?;
     let description = if description.is_empty() {
         "Pix"
     } else {

@@ -83,7 +83,7 @@ pub fn prepare(
         ctx.memo.forget();
     }
     let reason = refusal.map(|(leg, refused)| {
-        let bank = BankCode::parse(&ctx.bank).expect("the bank's own code is valid");
+        let bank = BankCode::parse(ctx.bank).expect("the bank's own code is valid");
         LegRefusal {
             bank,
             leg,

@@ -344,7 +344,7 @@ impl Writer {
             }
         }
         let ctx = Ctx {
-            bank: self.bank.clone(),
+            bank: &self.bank,
             vault: self.vault,
             stamp: self.clock.tick(),
             delta: Cell::new(Totals::default()),
