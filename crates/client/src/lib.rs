@@ -4,7 +4,7 @@
 //!
 //! What it guarantees to its callers:
 //! - every `POST` that moves money or creates something (and every `DELETE` of a Pix key) carries
-//!   an `Idempotency-Key`: the caller's, or a fresh random one per call; a caller that wants to
+//!   an `Idempotency-Key`: the caller's, or a fresh time-ordered one per call; a caller that wants to
 //!   retry after a lost answer passes its own key from [`new_idempotency_key`];
 //! - every answer's `X-Clock` (the bank's hybrid logical clock) is returned beside the value, and
 //!   the exact JSON the bank sent is kept for callers that print it;
@@ -31,10 +31,13 @@ pub const REQUEST_TIMEOUT_DEFAULT: Duration = Duration::from_secs(20);
 /// Characters of an unexpected (non-problem) body kept in [`ClientError::Unexpected`].
 const UNEXPECTED_BODY_CHARS_MAX: usize = 300;
 
-/// A fresh, random `Idempotency-Key` (a v4 UUID). Keep it to retry a call whose answer was lost:
-/// the bank then replays the first outcome instead of doing the thing twice.
+/// A fresh `Idempotency-Key`: a v7 UUID, its time first and then random bits. Keep it to retry a
+/// call whose answer was lost: the bank then replays the first outcome instead of doing the thing
+/// twice. Keys that rise with time land at the end of the bank's key index, where a random key
+/// would make each request rewrite an index page of its own (about half of what the bank wrote per
+/// transfer before; see BENCHMARKS.md).
 pub fn new_idempotency_key() -> String {
-    uuid::Uuid::new_v4().to_string()
+    uuid::Uuid::now_v7().to_string()
 }
 
 /// A successful answer: the typed value, the JSON exactly as the bank sent it (`null` for an

@@ -1,5 +1,5 @@
 //! The writer under load: the write-ahead log stays bounded while it never rests, and a command
-//! the database refuses fails alone in its batch.
+//! the database refuses fails alone in its batch; a retried transfer answers its first outcome.
 
 use ledger::{AccountKind, AccountNumber, Amount, BankCode, Document, EndToEndId};
 use std::sync::Arc;
@@ -193,4 +193,72 @@ async fn a_command_the_database_refuses_fails_alone() {
     assert_eq!(account.balance_cents, 5_000 + deposited);
     let audit = store.audit().await.unwrap();
     assert!(audit.checks.iter().all(|check| check.ok), "{audit:?}");
+}
+
+/// A local transfer's idempotency record names its payment instead of copying the outcome; a
+/// retry still answers exactly the first outcome, committed or refused by the ledger.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_retried_transfer_answers_its_first_outcome_from_its_payment() {
+    let Bank {
+        store,
+        customer: ana,
+        numbers,
+        dir,
+    } = bank("Ana Retry", 2).await;
+    let transfer = |key: &str, cents: i64, serial: u64| Request {
+        command: Command::Transfer {
+            actor: ana.id,
+            from: numbers[0],
+            to: Target::Account(numbers[1]),
+            amount: Amount::from_cents(cents).unwrap(),
+            description: "rent".into(),
+            e2e: e2e(serial),
+        },
+        idempotency: Some(Idempotency {
+            scope: ana.id,
+            key: key.into(),
+            fingerprint: [cents as u8; 32],
+        }),
+    };
+    // One the ledger commits, one it refuses (more than the R$ 50,00 the account holds).
+    for (key, cents, status) in [
+        ("k-paid", 1_000, "committed"),
+        ("k-refused", 900_000, "aborted"),
+    ] {
+        let first = store
+            .execute(transfer(key, cents, 100 + cents as u64))
+            .await
+            .unwrap();
+        let Outcome::Payment(payment) = &first.outcome else {
+            panic!("{first:?}")
+        };
+        assert_eq!(payment.status.as_str(), status);
+        assert!(!first.replayed);
+        // The same key again, with a new end-to-end id as the node would make: the first answer.
+        let again = store
+            .execute(transfer(key, cents, 900 + cents as u64))
+            .await
+            .unwrap();
+        assert!(again.replayed, "{again:?}");
+        assert_eq!(
+            serde_json::to_string(&again.outcome).unwrap(),
+            serde_json::to_string(&first.outcome).unwrap()
+        );
+    }
+    let account = store.account(ana.id, numbers[0]).await.unwrap().unwrap();
+    assert_eq!(
+        account.balance_cents,
+        5_000 - 1_000,
+        "each transfer ran once"
+    );
+    // Stored once: the record holds no outcome of its own, only the payment's id.
+    let db = rusqlite::Connection::open(dir.path().join("bank.db")).unwrap();
+    let copies: i64 = db
+        .query_row(
+            "SELECT COUNT(*) FROM idempotency WHERE outcome IS NULL AND payment IS NOT NULL",
+            [],
+            |row| row.get(0),
+        )
+        .unwrap();
+    assert_eq!(copies, 2);
 }

@@ -325,7 +325,9 @@ impl Writer {
         if let Some(idempotency) = &request.idempotency {
             let stored: Option<(Vec<u8>, String)> = conn
                 .prepare_cached(
-                    "SELECT fingerprint, outcome FROM idempotency WHERE scope = ?1 AND key = ?2",
+                    "SELECT i.fingerprint, coalesce(i.outcome, p.body) FROM idempotency i
+                     LEFT JOIN payments p ON p.e2e_id = i.payment
+                     WHERE i.key = ?2 AND i.scope = ?1",
                 )?
                 .query_row(params![idempotency.scope, idempotency.key], |row| {
                     Ok((row.get(0)?, row.get(1)?))
@@ -370,7 +372,17 @@ impl Writer {
             "a command moved pending money on one side only: {request:?}"
         );
         if let Some(idempotency) = &request.idempotency {
-            let body = serde_json::to_string(&outcome).expect("outcomes serialise");
+            // A local transfer's outcome is exactly its payment record, which never changes: the
+            // idempotency record names it instead of keeping a second copy.
+            let (body, payment) = match (command, &outcome) {
+                (Command::Transfer { .. }, Outcome::Payment(payment)) => {
+                    (None, Some(payment.e2e_id.as_str()))
+                }
+                _ => (
+                    Some(serde_json::to_string(&outcome).expect("outcomes serialise")),
+                    None,
+                ),
+            };
             let pending = match &outcome {
                 Outcome::Pending(payment) => Some(payment.e2e_id.clone()),
                 Outcome::Package(package) if package.status == PaymentStatus::Pending => {
@@ -378,8 +390,8 @@ impl Writer {
                 }
                 _ => None,
             };
-            conn.prepare_cached("INSERT INTO idempotency (scope, key, fingerprint, outcome, clock, pending_e2e) VALUES (?1, ?2, ?3, ?4, ?5, ?6)")?
-                .execute(params![idempotency.scope, idempotency.key, &idempotency.fingerprint[..], body, ctx.stamp.to_string(), pending])?;
+            conn.prepare_cached("INSERT INTO idempotency (scope, key, fingerprint, outcome, payment, clock, pending_e2e) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)")?
+                .execute(params![idempotency.scope, idempotency.key, &idempotency.fingerprint[..], body, payment, ctx.stamp.to_string(), pending])?;
         }
         Ok(Ok(Executed {
             outcome,

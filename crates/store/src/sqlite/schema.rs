@@ -247,6 +247,32 @@ const MIGRATIONS: &[&str] = &[
     ALTER TABLE pix_keys_4 RENAME TO pix_keys;
     CREATE INDEX pix_keys_by_account ON pix_keys (account_id);
     "#,
+    // 5: idempotency records keyed by (key, scope) instead of (scope, key). Keys that rise with
+    // time (our client's v7 UUIDs) then all land at the end of one index instead of at one place
+    // per customer, each with its own leaf and parent pages rewritten by every commit. A local
+    // transfer's record names its payment instead of holding a second copy of the same outcome
+    // (a local transfer's payment record never changes once written).
+    r#"
+    CREATE TABLE idempotency_5 (
+        id          INTEGER PRIMARY KEY,
+        key         TEXT NOT NULL,
+        scope       INTEGER NOT NULL,
+        fingerprint BLOB NOT NULL,
+        -- The first outcome as JSON, or NULL when it is the body of the payment `payment`.
+        outcome     TEXT,
+        payment     TEXT REFERENCES payments (e2e_id),
+        clock       TEXT NOT NULL,
+        -- Set while the outcome waits on an interbank decision for this end-to-end id.
+        pending_e2e TEXT,
+        UNIQUE (key, scope),
+        CHECK ((outcome IS NULL) = (payment IS NOT NULL))
+    );
+    INSERT INTO idempotency_5 (id, key, scope, fingerprint, outcome, clock, pending_e2e)
+        SELECT id, key, scope, fingerprint, outcome, clock, pending_e2e FROM idempotency;
+    DROP TABLE idempotency;
+    ALTER TABLE idempotency_5 RENAME TO idempotency;
+    CREATE INDEX idempotency_pending ON idempotency (pending_e2e) WHERE pending_e2e IS NOT NULL;
+    "#,
 ];
 
 /// Brings the database to the newest schema version, recorded in `PRAGMA user_version`.
@@ -341,6 +367,56 @@ mod tests {
         );
     }
 
+    #[test]
+    fn migration_5_keeps_idempotency_records_and_puts_the_key_first() {
+        let mut conn = Connection::open_in_memory().unwrap();
+        migrate_to(&mut conn, 4).unwrap();
+        conn.execute_batch(
+            "INSERT INTO idempotency (scope, key, fingerprint, outcome, clock, pending_e2e)
+                 VALUES (7, 'k1', x'01', '{\"a\":1}', '0.0', NULL), (8, 'k1', x'02', 'o', '0.0', 'e');",
+        )
+        .unwrap();
+        migrate(&mut conn).unwrap();
+        // scope, key, outcome, payment, pending_e2e
+        type Record = (i64, String, Option<String>, Option<String>, Option<String>);
+        let rows: Vec<Record> = conn
+            .prepare(
+                "SELECT scope, key, outcome, payment, pending_e2e FROM idempotency ORDER BY id",
+            )
+            .unwrap()
+            .query_map([], |row| {
+                Ok((
+                    row.get(0)?,
+                    row.get(1)?,
+                    row.get(2)?,
+                    row.get(3)?,
+                    row.get(4)?,
+                ))
+            })
+            .unwrap()
+            .collect::<Result<_, _>>()
+            .unwrap();
+        assert_eq!(
+            rows,
+            [
+                (7, "k1".into(), Some("{\"a\":1}".into()), None, None),
+                (8, "k1".into(), Some("o".into()), None, Some("e".into()))
+            ]
+        );
+        // The unique index that finds a record starts with the key.
+        let columns: Vec<String> = conn
+            .prepare(
+                "SELECT ii.name FROM pragma_index_list('idempotency') il, pragma_index_info(il.name) ii
+                 WHERE il.\"unique\" ORDER BY ii.seqno",
+            )
+            .unwrap()
+            .query_map([], |row| row.get(0))
+            .unwrap()
+            .collect::<Result<_, _>>()
+            .unwrap();
+        assert_eq!(columns, ["key", "scope"]);
+    }
+
     /// SQLite checks a constant `IN` list of three or more values through a temporary b-tree
     /// built on every row; no write on the transfer path may pay for that.
     #[test]
@@ -356,7 +432,7 @@ mod tests {
              VALUES (1, 1, 'k', 1, 1, 'c', 'd', 'm', 'c', 1, 'e', (SELECT last_entry FROM accounts WHERE id = 1))",
             "INSERT INTO payments (e2e_id, status, body) VALUES ('e', 'committed', 'b')",
             "INSERT OR IGNORE INTO payment_accounts (e2e_id, account_id) VALUES ('e', 1)",
-            "INSERT INTO idempotency (scope, key, fingerprint, outcome, clock, pending_e2e) VALUES (1, 'k', x'00', 'o', 'c', NULL)",
+            "INSERT INTO idempotency (scope, key, fingerprint, outcome, payment, clock, pending_e2e) VALUES (1, 'k', x'00', NULL, 'e', 'c', NULL)",
             "INSERT INTO pix_keys (key, type, account_id, owner_id, clock) VALUES ('k', 'email', 1, 1, 'c')",
         ] {
             let opcodes: Vec<String> = conn
