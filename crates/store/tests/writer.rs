@@ -80,6 +80,11 @@ async fn bank(name: &str, accounts: u64) -> Bank {
     }
 }
 
+async fn audit_passes(store: &SqliteStore) {
+    let audit = store.audit().await.unwrap();
+    assert!(audit.checks.iter().all(|check| check.ok), "{audit:?}");
+}
+
 /// Clients depositing at once, and deposits each: enough that the writer has no idle moment.
 const CLIENTS: u64 = 16;
 const ROUNDS: u64 = 1_000;
@@ -133,8 +138,7 @@ async fn the_log_stays_bounded_under_constant_writes() {
         largest <= WAL_BYTES_MAX,
         "the WAL reached {largest} bytes (at most {WAL_BYTES_MAX})"
     );
-    let audit = store.audit().await.unwrap();
-    assert!(audit.checks.iter().all(|check| check.ok), "{audit:?}");
+    audit_passes(&store).await;
 }
 
 /// Here the database refuses a name longer than the schema's CHECK allows (the node never sends
@@ -191,8 +195,7 @@ async fn a_command_the_database_refuses_fails_alone() {
     }
     let account = store.account(ana.id, number).await.unwrap().unwrap();
     assert_eq!(account.balance_cents, 5_000 + deposited);
-    let audit = store.audit().await.unwrap();
-    assert!(audit.checks.iter().all(|check| check.ok), "{audit:?}");
+    audit_passes(&store).await;
 }
 
 /// A local transfer's idempotency record names its payment instead of copying the outcome; a

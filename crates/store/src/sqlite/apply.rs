@@ -50,6 +50,16 @@ pub fn writes_only_when_done(command: &Command) -> bool {
     )
 }
 
+/// The payment whose stored record is exactly `outcome`, for an idempotency record to name instead
+/// of copying it: a local transfer's (`transfer` records the outcome it answers, and nothing
+/// changes a local payment's record afterwards). Interbank payments' records change when decided.
+pub fn recorded_payment<'o>(command: &Command, outcome: &'o Outcome) -> Option<&'o str> {
+    match (command, outcome) {
+        (Command::Transfer { .. }, Outcome::Payment(payment)) => Some(&payment.e2e_id),
+        _ => None,
+    }
+}
+
 pub fn apply(conn: &Connection, ctx: &Ctx, command: &Command) -> Applied<Outcome> {
     match command {
         Command::RegisterCustomer {

@@ -372,17 +372,10 @@ impl Writer {
             "a command moved pending money on one side only: {request:?}"
         );
         if let Some(idempotency) = &request.idempotency {
-            // A local transfer's outcome is exactly its payment record, which never changes: the
-            // idempotency record names it instead of keeping a second copy.
-            let (body, payment) = match (command, &outcome) {
-                (Command::Transfer { .. }, Outcome::Payment(payment)) => {
-                    (None, Some(payment.e2e_id.as_str()))
-                }
-                _ => (
-                    Some(serde_json::to_string(&outcome).expect("outcomes serialise")),
-                    None,
-                ),
-            };
+            let payment = apply::recorded_payment(command, &outcome);
+            let body = payment
+                .is_none()
+                .then(|| serde_json::to_string(&outcome).expect("outcomes serialise"));
             let pending = match &outcome {
                 Outcome::Pending(payment) => Some(payment.e2e_id.clone()),
                 Outcome::Package(package) if package.status == PaymentStatus::Pending => {
