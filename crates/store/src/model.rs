@@ -118,15 +118,18 @@ pub enum Command {
     },
     /// Interbank coordinator: record the decision. The first decision recorded for a transaction
     /// stays and is answered; the payment and any idempotency record waiting on it are settled.
+    /// With `finish_here`, this bank's own part is finished by the decision that stands in the
+    /// same transaction (as `Finish` would, once the decision is durable).
     RecordDecision {
         e2e: EndToEndId,
         commit: bool,
         participants: Vec<BankCode>,
         reason: Option<String>,
+        finish_here: bool,
     },
-    /// Interbank coordinator: every participant acknowledged.
-    CompleteDecision {
-        e2e: EndToEndId,
+    /// Interbank coordinator: every participant acknowledged these transactions.
+    CompleteDecisions {
+        e2es: Vec<EndToEndId>,
     },
     /// Interbank coordinator: a customer starts a payment from `from`. Checks they hold it, and
     /// ties the request's idempotency key to the end-to-end id before any bank hears of it.
@@ -217,9 +220,11 @@ pub enum Outcome {
     },
     /// The interbank transaction had already finished here.
     AlreadyFinished,
-    /// The decision that stands for an interbank transaction.
+    /// The decision that stands for an interbank transaction, and whether this bank's own part
+    /// was finished by it in the same step (asked with `finish_here`).
     Decision {
         commit: bool,
+        finished_here: bool,
     },
     /// An interbank payment has begun; its outcome comes with the coordinator's decision.
     Pending(PaymentRecord),

@@ -1,9 +1,14 @@
 //! The writer under load: the write-ahead log stays bounded while it never rests, and a command
-//! the database refuses fails alone in its batch; a retried transfer answers its first outcome.
+//! the database refuses fails alone in its batch; a retried transfer answers its first outcome;
+//! an interbank part holds all of its legs or none.
 
 use ledger::{AccountKind, AccountNumber, Amount, BankCode, Document, EndToEndId};
 use std::sync::Arc;
 use store::*;
+
+fn peer() -> BankCode {
+    BankCode::parse("20000002").unwrap()
+}
 
 fn e2e(serial: u64) -> EndToEndId {
     EndToEndId::sequenced(BankCode::parse("10000001").unwrap(), "202611230000", serial)
@@ -30,7 +35,8 @@ fn register(name: String, document: &str, username: &str) -> Command {
     }
 }
 
-/// A bank in a temporary folder, with one customer holding `accounts` accounts of R$ 50,00.
+/// A bank in a temporary folder, with one customer holding `accounts` accounts of R$ 50,00, and
+/// one other bank in its consortium.
 struct Bank {
     store: Arc<SqliteStore>,
     customer: CustomerRecord,
@@ -45,7 +51,7 @@ async fn bank(name: &str, accounts: u64) -> Bank {
         SqliteStore::open(
             &dir.path().join("bank.db"),
             code,
-            &[],
+            &[peer()],
             Arc::new(SharedClock::default()),
         )
         .unwrap(),
@@ -264,4 +270,154 @@ async fn a_retried_transfer_answers_its_first_outcome_from_its_payment() {
         )
         .unwrap();
     assert_eq!(copies, 2);
+}
+
+/// Balance and available balance of each account, in centavos.
+async fn balances(bank: &Bank) -> Vec<(i64, i64)> {
+    let mut all = Vec::new();
+    for number in &bank.numbers {
+        let account = bank
+            .store
+            .account(bank.customer.id, *number)
+            .await
+            .unwrap()
+            .unwrap();
+        all.push((account.balance_cents, account.available_cents));
+    }
+    all
+}
+
+/// A payment leaving `number` for the other bank.
+fn outgoing(number: AccountNumber, cents: i64) -> protocol::Leg {
+    protocol::Leg {
+        from: protocol::Endpoint::Account(number),
+        to: protocol::Endpoint::Settlement(peer()),
+        amount: Amount::from_cents(cents).unwrap(),
+        memo: protocol::Memo {
+            description: "rent".into(),
+            made_by: "ana".into(),
+            from_label: "Ana".into(),
+            to_label: "Bia".into(),
+        },
+    }
+}
+
+fn prepare(serial: u64, legs: Vec<protocol::Leg>) -> Command {
+    Command::Prepare {
+        e2e: e2e(serial),
+        coordinator: peer(),
+        legs,
+        payment: None,
+    }
+}
+
+/// Interbank steps write without a savepoint of their own unless they have several legs: a part
+/// refused on its first leg or on a later one holds nothing, and one held on every leg finishes
+/// every leg.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_interbank_part_holds_every_leg_or_none() {
+    let bank = bank("Ana Legs", 2).await;
+    let (a, b) = (bank.numbers[0], bank.numbers[1]);
+    let untouched = vec![(5_000, 5_000), (5_000, 5_000)];
+    // Refused on its only leg, then on the second of two (the first would have fitted).
+    for (serial, legs, leg) in [
+        (10, vec![outgoing(a, 9_000)], 0),
+        (11, vec![outgoing(a, 4_000), outgoing(b, 6_000)], 1),
+    ] {
+        let vote = run(&bank.store, prepare(serial, legs)).await;
+        let Outcome::Vote { yes: false, reason } = &vote else {
+            panic!("{vote:?}")
+        };
+        assert_eq!(
+            reason.as_deref(),
+            Some(format!("10000001/{leg}/insufficient_funds").as_str())
+        );
+        assert_eq!(balances(&bank).await, untouched, "nothing is held");
+        audit_passes(&bank.store).await;
+    }
+    // Held on both legs, then posted on both.
+    let vote = run(
+        &bank.store,
+        prepare(12, vec![outgoing(a, 4_000), outgoing(b, 1_500)]),
+    )
+    .await;
+    assert_eq!(
+        vote,
+        Outcome::Vote {
+            yes: true,
+            reason: None
+        }
+    );
+    assert_eq!(balances(&bank).await, vec![(5_000, 1_000), (5_000, 3_500)]);
+    let finished = run(
+        &bank.store,
+        Command::Finish {
+            e2e: e2e(12),
+            commit: true,
+        },
+    )
+    .await;
+    assert_eq!(finished, Outcome::Done);
+    assert_eq!(balances(&bank).await, vec![(1_000, 1_000), (3_500, 3_500)]);
+    audit_passes(&bank.store).await;
+}
+
+fn decide(serial: u64, commit: bool, finish_here: bool) -> Command {
+    Command::RecordDecision {
+        e2e: e2e(serial),
+        commit,
+        participants: vec![BankCode::parse("10000001").unwrap(), peer()],
+        reason: None,
+        finish_here,
+    }
+}
+
+/// A coordinator's decision finishes its own part in the same step when asked, by the decision
+/// that stands: a later, contrary decision changes nothing and finishes nothing twice.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_decision_finishes_the_banks_own_part_in_the_same_step() {
+    let bank = bank("Ana Decides", 2).await;
+    let (a, b) = (bank.numbers[0], bank.numbers[1]);
+    for (serial, number) in [(20, a), (21, b)] {
+        let vote = run(&bank.store, prepare(serial, vec![outgoing(number, 1_000)])).await;
+        assert!(matches!(vote, Outcome::Vote { yes: true, .. }), "{vote:?}");
+    }
+    let decided = run(&bank.store, decide(20, true, true)).await;
+    assert_eq!(
+        decided,
+        Outcome::Decision {
+            commit: true,
+            finished_here: true
+        }
+    );
+    // Decided without its own part: the hold waits for its `Finish`.
+    let decided = run(&bank.store, decide(21, false, false)).await;
+    assert_eq!(
+        decided,
+        Outcome::Decision {
+            commit: false,
+            finished_here: false
+        }
+    );
+    assert_eq!(balances(&bank).await, vec![(4_000, 4_000), (5_000, 4_000)]);
+    // The first decision stands, and the part it finished is not finished again.
+    let again = run(&bank.store, decide(20, false, true)).await;
+    assert_eq!(
+        again,
+        Outcome::Decision {
+            commit: true,
+            finished_here: true
+        }
+    );
+    let voided = run(
+        &bank.store,
+        Command::Finish {
+            e2e: e2e(21),
+            commit: false,
+        },
+    )
+    .await;
+    assert_eq!(voided, Outcome::Done);
+    assert_eq!(balances(&bank).await, vec![(4_000, 4_000), (5_000, 5_000)]);
+    audit_passes(&bank.store).await;
 }

@@ -9,7 +9,7 @@ use super::peers::PeerLink;
 use super::{Decided, Part};
 use ledger::BankCode;
 use protocol::{Coordinator, Endpoint, LegRefusal, Message, Output, Participant, Timing, TxnId};
-use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
 use std::sync::Arc;
 use std::time::Duration;
 use store::{Command, Executed, Outcome, Request, Store, StoreError, wall_ms};
@@ -49,6 +49,9 @@ pub struct Engine {
     coordinator: Coordinator<Part>,
     participant: Participant<Part>,
     waiters: HashMap<TxnId, oneshot::Sender<Decided>>,
+    /// Transactions every participant acknowledged, marked complete in the store together at the
+    /// next tick (one write for many; a crash before it only makes the decisions be resent).
+    completed: Vec<TxnId>,
     effects: Arc<Effects>,
 }
 
@@ -84,6 +87,7 @@ impl Engine {
                 commit: false,
                 participants: participants.clone(),
                 reason: Some("bank_restarted".into()),
+                finish_here: false,
             };
             let executed = store
                 .execute(Request {
@@ -92,7 +96,7 @@ impl Engine {
                 })
                 .await
                 .map_err(|e| format!("cannot abort {txn}: {e}"))?;
-            let commit = matches!(executed.outcome, Outcome::Decision { commit: true });
+            let commit = matches!(executed.outcome, Outcome::Decision { commit: true, .. });
             coordinator.restore(txn, commit, participants, now);
         }
         for (txn, commit, participants) in open.decisions {
@@ -113,6 +117,7 @@ impl Engine {
             coordinator,
             participant,
             waiters: HashMap::new(),
+            completed: Vec::new(),
             effects: Arc::new(Effects {
                 me,
                 store,
@@ -136,8 +141,16 @@ impl Engine {
                     let mut out = self.coordinator.tick(now);
                     out.extend(self.participant.tick(now));
                     self.dispatch(out);
+                    if !self.completed.is_empty() {
+                        let e2es = std::mem::take(&mut self.completed);
+                        tokio::spawn(self.effects.clone().complete(e2es));
+                    }
                 }
-                _ = stop.changed() => return,
+                _ = stop.changed() => {
+                    let e2es = std::mem::take(&mut self.completed);
+                    self.effects.clone().complete(e2es).await;
+                    return;
+                }
             }
         }
     }
@@ -179,6 +192,7 @@ impl Engine {
                 }
                 Event::Finished { txn } => self.participant.finished(txn),
             };
+            let out = self.finish_own_part_with_decision(out, now);
             // Messages to this bank itself are handled at once, without a round trip — unless the
             // list makes something durable first: then they wait for it like any other message.
             // (A coordinator's own participant must not post before the decision is durable: a
@@ -203,7 +217,50 @@ impl Engine {
         }
     }
 
+    /// A decision this bank records and must obey itself is one durable write: the decision's own
+    /// participant is told now, and its `Finish` is carried out in the decision's transaction
+    /// instead of in a second one once the first is durable (see `Effects::carry_out`).
+    fn finish_own_part_with_decision(
+        &mut self,
+        out: Vec<Output<Part>>,
+        now: u64,
+    ) -> Vec<Output<Part>> {
+        if !out
+            .iter()
+            .any(|o| matches!(o, Output::RecordDecision { .. }))
+        {
+            return out;
+        }
+        let mut merged = Vec::with_capacity(out.len());
+        for output in out {
+            match output {
+                Output::Send {
+                    to,
+                    message: message @ Message::Decide { .. },
+                } if to == self.me
+                    && merged.iter().any(
+                        |o| matches!(o, Output::RecordDecision { txn, .. } if txn == message.txn()),
+                    ) =>
+                {
+                    // A participant that cannot finish yet (still preparing) answers nothing;
+                    // the decision is resent to it like to any other bank.
+                    merged.extend(self.participant.on_message(self.me, message, now));
+                }
+                other => merged.push(other),
+            }
+        }
+        merged
+    }
+
     fn dispatch(&mut self, out: Vec<Output<Part>>) {
+        let (completed, out): (Vec<_>, Vec<_>) = out
+            .into_iter()
+            .partition(|o| matches!(o, Output::Completed { .. }));
+        self.completed
+            .extend(completed.into_iter().filter_map(|o| match o {
+                Output::Completed { txn } => Some(txn),
+                _ => None,
+            }));
         if out.is_empty() {
             return;
         }
@@ -284,6 +341,20 @@ impl Effects {
             .collect();
         // The decision that stands, when the store already held an earlier one.
         let mut stands: HashMap<TxnId, bool> = HashMap::new();
+        // This bank's own part, finished in its decision's write.
+        let with_decision: HashSet<TxnId> = out
+            .iter()
+            .filter_map(|o| match o {
+                Output::Finish { txn, .. }
+                    if out.iter().any(
+                        |d| matches!(d, Output::RecordDecision { txn: decided, .. } if decided == txn),
+                    ) =>
+                {
+                    Some(txn.clone())
+                }
+                _ => None,
+            })
+            .collect();
         for output in out {
             match output {
                 Output::Send { to, mut message } => {
@@ -305,17 +376,28 @@ impl Effects {
                         commit,
                         participants,
                         reason,
+                        finish_here: with_decision.contains(&txn),
                     };
                     let Some(executed) = self.execute(command).await else {
                         return;
                     };
-                    if let Outcome::Decision { commit: first } = executed.outcome {
-                        if first != commit {
-                            tracing::warn!(%txn, first, "an earlier decision stands");
-                        }
-                        stands.insert(txn, first);
+                    let Outcome::Decision {
+                        commit: first,
+                        finished_here,
+                    } = executed.outcome
+                    else {
+                        tracing::error!(%txn, outcome = ?executed.outcome, "unexpected outcome of a decision");
+                        continue;
+                    };
+                    if first != commit {
+                        tracing::warn!(%txn, first, "an earlier decision stands");
                     }
+                    stands.insert(txn.clone(), first);
                     fault::hit(Point::AfterDecision);
+                    if finished_here {
+                        fault::hit(Point::AfterFinish);
+                        let _ = self.events.send(Event::Finished { txn }).await;
+                    }
                 }
                 Output::Decided {
                     txn,
@@ -329,13 +411,7 @@ impl Effects {
                     }
                 }
                 Output::Completed { txn } => {
-                    if self
-                        .execute(Command::CompleteDecision { e2e: txn })
-                        .await
-                        .is_none()
-                    {
-                        return;
-                    }
+                    unreachable!("{txn}: completions are gathered by the engine, not carried out")
                 }
                 Output::Prepare {
                     txn,
@@ -347,6 +423,7 @@ impl Effects {
                     };
                     let _ = self.events.send(event).await;
                 }
+                Output::Finish { txn, .. } if with_decision.contains(&txn) => {}
                 Output::Finish { txn, commit } => {
                     let command = Command::Finish {
                         e2e: txn.clone(),
@@ -363,6 +440,13 @@ impl Effects {
                     let _ = self.events.send(Event::Finished { txn }).await;
                 }
             }
+        }
+    }
+
+    /// Marks transactions every participant acknowledged as complete.
+    async fn complete(self: Arc<Self>, e2es: Vec<TxnId>) {
+        if !e2es.is_empty() {
+            self.execute(Command::CompleteDecisions { e2es }).await;
         }
     }
 

@@ -41,12 +41,35 @@ pub fn in_savepoint<T>(conn: &Connection, ctx: &Ctx, f: impl FnOnce() -> Applied
     result
 }
 
-/// Whether a refusal of `command` leaves the database untouched without a savepoint: the hot
-/// commands check everything before they write, which spares SQLite the savepoint's journal.
+/// Runs `f` inside a savepoint only when `needed`: a step that checks everything before it writes
+/// spares SQLite the savepoint's journal (a copy of every page it is about to change).
+pub fn in_savepoint_if<T>(
+    needed: bool,
+    conn: &Connection,
+    ctx: &Ctx,
+    f: impl FnOnce() -> Applied<T>,
+) -> Applied<T> {
+    if needed {
+        in_savepoint(conn, ctx, f)
+    } else {
+        f()
+    }
+}
+
+/// Whether a refusal of `command` leaves the database untouched without a savepoint: these
+/// commands check everything before they write, or (an interbank part of several legs) take
+/// their own savepoint around the legs, which spares SQLite the savepoint's journal.
 pub fn writes_only_when_done(command: &Command) -> bool {
     matches!(
         command,
-        Command::Transfer { .. } | Command::TransferBatch { .. }
+        Command::Transfer { .. }
+            | Command::TransferBatch { .. }
+            | Command::Prepare { .. }
+            | Command::Finish { .. }
+            | Command::RecordDecision { .. }
+            | Command::CompleteDecisions { .. }
+            | Command::BeginPayment { .. }
+            | Command::BeginPackage { .. }
     )
 }
 
@@ -208,6 +231,7 @@ pub fn apply(conn: &Connection, ctx: &Ctx, command: &Command) -> Applied<Outcome
             commit,
             participants,
             reason,
+            finish_here,
         } => super::interbank::record_decision(
             conn,
             ctx,
@@ -215,8 +239,9 @@ pub fn apply(conn: &Connection, ctx: &Ctx, command: &Command) -> Applied<Outcome
             *commit,
             participants,
             reason.as_deref(),
+            *finish_here,
         ),
-        Command::CompleteDecision { e2e } => super::interbank::complete_decision(conn, e2e),
+        Command::CompleteDecisions { e2es } => super::interbank::complete_decisions(conn, e2es),
         Command::BeginPayment {
             actor,
             from,

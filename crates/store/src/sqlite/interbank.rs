@@ -2,8 +2,8 @@
 //! step; its commit or abort, exactly once; the coordinator's decision, first one wins.
 
 use super::apply::{
-    Applied, Ctx, EntryDraft, Mode, customer_account, held_account, insert_entry, move_money,
-    record_payment, resolve_hold,
+    Applied, Ctx, EntryDraft, Mode, customer_account, held_account, in_savepoint_if, insert_entry,
+    move_money, record_payment, resolve_hold,
 };
 use crate::model::*;
 use ledger::{AccountNumber, BankCode, EndToEndId};
@@ -56,32 +56,30 @@ pub fn prepare(
             Outcome::Vote { yes, reason }
         }));
     }
-    conn.execute_batch("SAVEPOINT prepare")?;
+    // One leg refuses before it writes; with several, a refused one undoes those before it.
     let mut refusal = None;
-    for (index, leg) in legs.iter().enumerate() {
-        let (Some(from), Some(to)) = (
-            endpoint_id(conn, ctx, &leg.from)?,
-            endpoint_id(conn, ctx, &leg.to)?,
-        ) else {
-            refusal = Some((index, Refusal::AccountNotFound));
-            break;
-        };
-        if let Err(refused) =
-            move_money(conn, ctx, from, to, leg.amount, Mode::Pending, e2e.as_str())?
-        {
-            refusal = Some((index, refused));
-            break;
+    let held = in_savepoint_if(legs.len() > 1, conn, ctx, || {
+        for (index, leg) in legs.iter().enumerate() {
+            let (Some(from), Some(to)) = (
+                endpoint_id(conn, ctx, &leg.from)?,
+                endpoint_id(conn, ctx, &leg.to)?,
+            ) else {
+                refusal = Some(index);
+                return Ok(Err(Refusal::AccountNotFound));
+            };
+            if let Err(refused) =
+                move_money(conn, ctx, from, to, leg.amount, Mode::Pending, e2e.as_str())?
+            {
+                refusal = Some(index);
+                return Ok(Err(refused));
+            }
         }
-    }
-    let end = if refusal.is_some() {
-        "ROLLBACK TO prepare; RELEASE prepare"
-    } else {
-        "RELEASE prepare"
+        Ok(Ok(()))
+    })?;
+    let refusal = match held {
+        Ok(()) => None,
+        Err(refused) => Some((refusal.expect("a refusal names its leg"), refused)),
     };
-    conn.execute_batch(end)?;
-    if refusal.is_some() {
-        ctx.memo.forget();
-    }
     let reason = refusal.map(|(leg, refused)| {
         let bank = BankCode::parse(ctx.bank).expect("the bank's own code is valid");
         LegRefusal {
@@ -163,7 +161,45 @@ pub fn finish(conn: &Connection, ctx: &Ctx, e2e: &EndToEndId, commit: bool) -> A
         !yes || holds.len() == legs.len(),
         "{e2e}: a yes vote holds every leg"
     );
-    for (hold_id, leg) in holds.iter().zip(&legs) {
+    // One hold refuses before it writes; with several, a refused one undoes those before it.
+    let resolved = in_savepoint_if(holds.len() > 1, conn, ctx, || {
+        resolve_holds(conn, ctx, e2e, &holds, &legs, commit)
+    })?;
+    if let Err(refusal) = resolved {
+        return Ok(Err(refusal));
+    }
+    conn.prepare_cached("UPDATE interbank_votes SET finished = ?2 WHERE e2e_id = ?1")?
+        .execute(params![e2e.as_str(), finished])?;
+    if let Some(payment_json) = payment_json {
+        let mut payment: PaymentRecord =
+            serde_json::from_str(&payment_json).expect("stored payments parse");
+        payment.status = if commit {
+            PaymentStatus::Committed
+        } else {
+            PaymentStatus::Aborted
+        };
+        let accounts = touched_accounts(conn, ctx, &legs)?;
+        settle(
+            conn,
+            e2e,
+            &payment.status,
+            &Outcome::Payment(payment.clone()),
+            &accounts,
+        )?;
+    }
+    Ok(Ok(Outcome::Done))
+}
+
+/// Posts or voids each hold of a finished part, with its statement lines when posted.
+fn resolve_holds(
+    conn: &Connection,
+    ctx: &Ctx,
+    e2e: &EndToEndId,
+    holds: &[i64],
+    legs: &[Leg],
+    commit: bool,
+) -> Applied<()> {
+    for (hold_id, leg) in holds.iter().zip(legs) {
         let moved = match resolve_hold(conn, ctx, *hold_id, commit)? {
             Ok(moved) => moved,
             Err(refusal) => return Ok(Err(refusal)),
@@ -229,26 +265,7 @@ pub fn finish(conn: &Connection, ctx: &Ctx, e2e: &EndToEndId, commit: bool) -> A
             insert_entry(conn, ctx, draft)?;
         }
     }
-    conn.prepare_cached("UPDATE interbank_votes SET finished = ?2 WHERE e2e_id = ?1")?
-        .execute(params![e2e.as_str(), finished])?;
-    if let Some(payment_json) = payment_json {
-        let mut payment: PaymentRecord =
-            serde_json::from_str(&payment_json).expect("stored payments parse");
-        payment.status = if commit {
-            PaymentStatus::Committed
-        } else {
-            PaymentStatus::Aborted
-        };
-        let accounts = touched_accounts(conn, ctx, &legs)?;
-        settle(
-            conn,
-            e2e,
-            &payment.status,
-            &Outcome::Payment(payment.clone()),
-            &accounts,
-        )?;
-    }
-    Ok(Ok(Outcome::Done))
+    Ok(Ok(()))
 }
 
 /// Writes a payment's (or package's) final state, unless a final state is already there.
@@ -281,6 +298,8 @@ fn settle(
     }
 }
 
+/// Records the decision (the first one stands) and, with `finish_here`, finishes this bank's own
+/// part by it in the same transaction.
 pub fn record_decision(
     conn: &Connection,
     ctx: &Ctx,
@@ -288,13 +307,39 @@ pub fn record_decision(
     commit: bool,
     participants: &[BankCode],
     reason: Option<&str>,
+    finish_here: bool,
 ) -> Applied<Outcome> {
+    let stands = decide(conn, ctx, e2e, commit, participants, reason)?;
+    let finished_here = finish_here
+        && match finish(conn, ctx, e2e, stands)? {
+            Ok(_) => true,
+            Err(refusal) => {
+                tracing::error!(%e2e, %refusal, "this bank's part did not obey its own decision");
+                false
+            }
+        };
+    Ok(Ok(Outcome::Decision {
+        commit: stands,
+        finished_here,
+    }))
+}
+
+/// The decision that stands: the one recorded before, or `commit`, recorded now with the
+/// payment's outcome.
+fn decide(
+    conn: &Connection,
+    ctx: &Ctx,
+    e2e: &EndToEndId,
+    commit: bool,
+    participants: &[BankCode],
+    reason: Option<&str>,
+) -> rusqlite::Result<bool> {
     let stored: Option<bool> = conn
         .prepare_cached("SELECT commit_flag FROM interbank_decisions WHERE e2e_id = ?1")?
         .query_row(params![e2e.as_str()], |row| row.get(0))
         .optional()?;
     if let Some(first) = stored {
-        return Ok(Ok(Outcome::Decision { commit: first }));
+        return Ok(first);
     }
     let participants_json = serde_json::to_string(participants).expect("codes serialise");
     conn.prepare_cached("INSERT INTO interbank_decisions (e2e_id, commit_flag, participants, clock) VALUES (?1, ?2, ?3, ?4)")?
@@ -332,7 +377,7 @@ pub fn record_decision(
         )?
         .execute(params![e2e.as_str(), settled])?;
     }
-    Ok(Ok(Outcome::Decision { commit }))
+    Ok(commit)
 }
 
 /// Each operation's result once a package between banks is decided: all committed, or the one a
@@ -362,9 +407,12 @@ fn package_results(package: &PackageRecord, commit: bool, reason: &str) -> Vec<O
         .collect()
 }
 
-pub fn complete_decision(conn: &Connection, e2e: &EndToEndId) -> Applied<Outcome> {
-    conn.prepare_cached("UPDATE interbank_decisions SET completed = 1 WHERE e2e_id = ?1")?
-        .execute(params![e2e.as_str()])?;
+pub fn complete_decisions(conn: &Connection, e2es: &[EndToEndId]) -> Applied<Outcome> {
+    let mut complete =
+        conn.prepare_cached("UPDATE interbank_decisions SET completed = 1 WHERE e2e_id = ?1")?;
+    for e2e in e2es {
+        complete.execute(params![e2e.as_str()])?;
+    }
     Ok(Ok(Outcome::Done))
 }
 
