@@ -421,3 +421,49 @@ async fn a_decision_finishes_the_banks_own_part_in_the_same_step() {
     assert_eq!(balances(&bank).await, vec![(4_000, 4_000), (5_000, 5_000)]);
     audit_passes(&bank.store).await;
 }
+
+/// The writer does not have SQLite enforce foreign keys; the audit checks every reference, so a
+/// row that refers to nothing keeps the ledger from opening.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_reference_to_nothing_fails_the_audit() {
+    let Bank {
+        store,
+        customer: ana,
+        numbers,
+        dir,
+    } = bank("Ana Ref", 2).await;
+    let paid = run(
+        &store,
+        Command::Transfer {
+            actor: ana.id,
+            from: numbers[0],
+            to: Target::Account(numbers[1]),
+            amount: Amount::from_cents(100).unwrap(),
+            description: String::new(),
+            e2e: e2e(30),
+        },
+    )
+    .await;
+    assert!(matches!(paid, Outcome::Payment(_)), "{paid:?}");
+    audit_passes(&store).await;
+    drop(store);
+    let path = dir.path().join("bank.db");
+    let db = rusqlite::Connection::open(&path).unwrap();
+    db.pragma_update(None, "foreign_keys", false).unwrap();
+    db.execute(
+        "INSERT INTO payment_accounts (e2e_id, account_id) VALUES ('E-nowhere', 1)",
+        [],
+    )
+    .unwrap();
+    drop(db);
+    let reopened = SqliteStore::open(
+        &path,
+        BankCode::parse("10000001").unwrap(),
+        &[peer()],
+        Arc::new(SharedClock::default()),
+    );
+    let Err(StoreError::Corrupt(why)) = reopened else {
+        panic!("a dangling reference went unnoticed")
+    };
+    assert!(why.starts_with("every_reference_resolves failed"), "{why}");
+}

@@ -328,11 +328,10 @@ async fn the_node_describes_itself() {
             check["name"].as_str().unwrap()
         })
         .collect();
-    assert_eq!(checks.len(), 7, "{checks:?}");
-    assert!(
-        checks.contains(&"statements_chain_every_entry"),
-        "{checks:?}"
-    );
+    assert_eq!(checks.len(), 8, "{checks:?}");
+    for name in ["statements_chain_every_entry", "every_reference_resolves"] {
+        assert!(checks.contains(&name), "{checks:?}");
+    }
     let consortium = bank.get("/api/v1/consortium", None).await;
     assert_eq!(
         consortium.body["settlement"][0]["bank"], "20000002",

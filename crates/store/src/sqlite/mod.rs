@@ -128,6 +128,11 @@ impl SqliteStore {
         // The writer's page cache holds a whole batch's pages; checkpoints run on their own thread.
         conn.pragma_update(None, "cache_size", WRITER_CACHE_KIB)?;
         conn.pragma_update(None, "wal_autocheckpoint", 0)?;
+        // Every reference the writer makes is to a row it has just read or written, so it does
+        // not pay SQLite to look each one up again (three parents per statement entry) nor the
+        // statement journal an UPDATE of a referencing column costs; the audit checks every
+        // reference instead (`every_reference_resolves`), at start and on demand.
+        conn.pragma_update(None, "foreign_keys", "OFF")?;
         let (sender, receiver) = mpsc::channel(QUEUE_MAX);
         let writer = Writer {
             conn,

@@ -338,6 +338,12 @@ pub fn audit(conn: &Connection, clock: String) -> rusqlite::Result<AuditRecord> 
         [],
         |row| row.get(0),
     )?;
+    // The writer does not enforce foreign keys (it only refers to rows it has just read or
+    // written): every reference is checked here instead.
+    let dangling = conn
+        .prepare("PRAGMA foreign_key_check")?
+        .query_map([], |_| Ok(()))?
+        .count();
     let settlement_net: i64 = settlement.iter().map(|(_, position)| position).sum();
     let checks = vec![
         CheckRecord {
@@ -387,6 +393,11 @@ pub fn audit(conn: &Connection, clock: String) -> rusqlite::Result<AuditRecord> 
             name: "statements_chain_every_entry",
             ok: broken_chains == 0,
             detail: format!("{broken_chains} broken links in the accounts' statement chains"),
+        },
+        CheckRecord {
+            name: "every_reference_resolves",
+            ok: dangling == 0,
+            detail: format!("{dangling} rows refer to a row that does not exist"),
         },
     ];
     Ok(AuditRecord {
