@@ -253,14 +253,14 @@ impl Engine {
     }
 
     fn dispatch(&mut self, out: Vec<Output<Part>>) {
-        let (completed, out): (Vec<_>, Vec<_>) = out
-            .into_iter()
-            .partition(|o| matches!(o, Output::Completed { .. }));
-        self.completed
-            .extend(completed.into_iter().filter_map(|o| match o {
-                Output::Completed { txn } => Some(txn),
-                _ => None,
-            }));
+        let mut rest = Vec::with_capacity(out.len());
+        for output in out {
+            match output {
+                Output::Completed { txn } => self.completed.push(txn),
+                other => rest.push(other),
+            }
+        }
+        let out = rest;
         if out.is_empty() {
             return;
         }
