@@ -349,17 +349,17 @@ async fn an_interbank_part_holds_every_leg_or_none() {
         }
     );
     assert_eq!(balances(&bank).await, vec![(5_000, 1_000), (5_000, 3_500)]);
-    let finished = run(
-        &bank.store,
-        Command::Finish {
-            e2e: e2e(12),
-            commit: true,
-        },
-    )
-    .await;
+    let finished = run(&bank.store, finish(12, true)).await;
     assert_eq!(finished, Outcome::Done);
     assert_eq!(balances(&bank).await, vec![(1_000, 1_000), (3_500, 3_500)]);
     audit_passes(&bank.store).await;
+}
+
+fn finish(serial: u64, commit: bool) -> Command {
+    Command::Finish {
+        e2e: e2e(serial),
+        commit,
+    }
 }
 
 fn decide(serial: u64, commit: bool, finish_here: bool) -> Command {
@@ -409,14 +409,7 @@ async fn a_decision_finishes_the_banks_own_part_in_the_same_step() {
             finished_here: true
         }
     );
-    let voided = run(
-        &bank.store,
-        Command::Finish {
-            e2e: e2e(21),
-            commit: false,
-        },
-    )
-    .await;
+    let voided = run(&bank.store, finish(21, false)).await;
     assert_eq!(voided, Outcome::Done);
     assert_eq!(balances(&bank).await, vec![(4_000, 4_000), (5_000, 5_000)]);
     audit_passes(&bank.store).await;

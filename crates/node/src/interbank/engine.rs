@@ -140,7 +140,7 @@ impl Engine {
                     let now = wall_ms();
                     let mut out = self.coordinator.tick(now);
                     out.extend(self.participant.tick(now));
-                    self.dispatch(out);
+                    self.dispatch(out, HashSet::new());
                     if !self.completed.is_empty() {
                         let e2es = std::mem::take(&mut self.completed);
                         tokio::spawn(self.effects.clone().complete(e2es));
@@ -192,7 +192,7 @@ impl Engine {
                 }
                 Event::Finished { txn } => self.participant.finished(txn),
             };
-            let out = self.finish_own_part_with_decision(out, now);
+            let (out, finish_here) = self.finish_own_part_with_decision(out, now);
             // Messages to this bank itself are handled at once, without a round trip — unless the
             // list makes something durable first: then they wait for it like any other message.
             // (A coordinator's own participant must not post before the decision is durable: a
@@ -205,7 +205,7 @@ impl Engine {
                 out.into_iter()
                     .partition(|o| matches!(o, Output::Send { to, .. } if *to == self.me))
             };
-            self.dispatch(out);
+            self.dispatch(out, finish_here);
             for output in own {
                 if let Output::Send { message, .. } = output {
                     queue.push_back(Event::Inbound {
@@ -218,18 +218,20 @@ impl Engine {
     }
 
     /// A decision this bank records and must obey itself is one durable write: the decision's own
-    /// participant is told now, and its `Finish` is carried out in the decision's transaction
-    /// instead of in a second one once the first is durable (see `Effects::carry_out`).
+    /// participant is told now, and the transactions whose own part it finishes are answered
+    /// beside the list, for their decision's write to finish that part too
+    /// (`RecordDecision { finish_here }`) instead of a second write once the first is durable.
     fn finish_own_part_with_decision(
         &mut self,
         out: Vec<Output<Part>>,
         now: u64,
-    ) -> Vec<Output<Part>> {
+    ) -> (Vec<Output<Part>>, HashSet<TxnId>) {
+        let mut finish_here = HashSet::new();
         if !out
             .iter()
             .any(|o| matches!(o, Output::RecordDecision { .. }))
         {
-            return out;
+            return (out, finish_here);
         }
         let mut merged = Vec::with_capacity(out.len());
         for output in out {
@@ -244,15 +246,24 @@ impl Engine {
                 {
                     // A participant that cannot finish yet (still preparing) answers nothing;
                     // the decision is resent to it like to any other bank.
-                    merged.extend(self.participant.on_message(self.me, message, now));
+                    for answer in self.participant.on_message(self.me, message, now) {
+                        match answer {
+                            Output::Finish { txn, .. } => {
+                                finish_here.insert(txn);
+                            }
+                            other => merged.push(other),
+                        }
+                    }
                 }
                 other => merged.push(other),
             }
         }
-        merged
+        (merged, finish_here)
     }
 
-    fn dispatch(&mut self, out: Vec<Output<Part>>) {
+    /// Gathers completions, sends lists of messages only, and hands a list with durable writes
+    /// (and the transactions whose decision also finishes this bank's part) to its own task.
+    fn dispatch(&mut self, out: Vec<Output<Part>>, finish_here: HashSet<TxnId>) {
         let mut rest = Vec::with_capacity(out.len());
         for output in out {
             match output {
@@ -279,7 +290,7 @@ impl Engine {
                 _ => None,
             })
             .collect();
-        tokio::spawn(self.effects.clone().carry_out(out, waiters));
+        tokio::spawn(self.effects.clone().carry_out(out, waiters, finish_here));
     }
 }
 
@@ -327,10 +338,13 @@ impl Effects {
         }
     }
 
+    /// Carries out one list in order. `finish_here`: transactions whose decision's write also
+    /// finishes this bank's own part.
     async fn carry_out(
         self: Arc<Self>,
         out: Vec<Output<Part>>,
         mut waiters: Vec<(TxnId, oneshot::Sender<Decided>)>,
+        finish_here: HashSet<TxnId>,
     ) {
         let reasons: HashMap<TxnId, Option<String>> = out
             .iter()
@@ -341,20 +355,6 @@ impl Effects {
             .collect();
         // The decision that stands, when the store already held an earlier one.
         let mut stands: HashMap<TxnId, bool> = HashMap::new();
-        // This bank's own part, finished in its decision's write.
-        let with_decision: HashSet<TxnId> = out
-            .iter()
-            .filter_map(|o| match o {
-                Output::Finish { txn, .. }
-                    if out.iter().any(
-                        |d| matches!(d, Output::RecordDecision { txn: decided, .. } if decided == txn),
-                    ) =>
-                {
-                    Some(txn.clone())
-                }
-                _ => None,
-            })
-            .collect();
         for output in out {
             match output {
                 Output::Send { to, mut message } => {
@@ -376,7 +376,7 @@ impl Effects {
                         commit,
                         participants,
                         reason,
-                        finish_here: with_decision.contains(&txn),
+                        finish_here: finish_here.contains(&txn),
                     };
                     let Some(executed) = self.execute(command).await else {
                         return;
@@ -423,7 +423,6 @@ impl Effects {
                     };
                     let _ = self.events.send(event).await;
                 }
-                Output::Finish { txn, .. } if with_decision.contains(&txn) => {}
                 Output::Finish { txn, commit } => {
                     let command = Command::Finish {
                         e2e: txn.clone(),

@@ -295,10 +295,7 @@ fn migrate_to(conn: &mut Connection, target: usize) -> rusqlite::Result<()> {
         {
             let db_tx = conn.transaction()?;
             db_tx.execute_batch(sql)?;
-            let broken: i64 =
-                db_tx.query_row("SELECT COUNT(*) FROM pragma_foreign_key_check", [], |row| {
-                    row.get(0)
-                })?;
+            let broken = super::read::broken_references(&db_tx)?;
             if broken > 0 {
                 return Err(rusqlite::Error::SqliteFailure(
                     rusqlite::ffi::Error::new(rusqlite::ffi::SQLITE_CONSTRAINT_FOREIGNKEY),
