@@ -215,8 +215,9 @@ pub struct BenchArgs {
     /// With --bank: its operator token, for the audit at the end (skipped without one).
     #[arg(long, env = "BANK_OPERATOR_TOKEN", hide_env_values = true)]
     pub operator_token: Option<String>,
-    /// HTTP connections: one pool shared by every client, or one pool per client.
-    #[arg(long, value_enum, default_value_t = Pool::Shared)]
+    /// HTTP connections: one kept-alive connection per client written to directly (lane), or
+    /// the terminal client's reqwest pool, shared by every client or one per client.
+    #[arg(long, value_enum, default_value_t = Pool::Lane)]
     pub pool: Pool,
     /// Where the bench's own consortium keeps its data (default: a temporary folder, removed).
     #[arg(long, value_name = "DIR", conflicts_with = "consortium")]
@@ -244,6 +245,8 @@ impl Workload {
 
 #[derive(Debug, Clone, Copy, ValueEnum, PartialEq, Eq)]
 pub enum Pool {
+    /// One `client::Lane` per client task: its own connection, headers made once, no pool.
+    Lane,
     /// One `reqwest::Client` (one connection pool) shared by every client task.
     Shared,
     /// One `reqwest::Client` per client task, each with its own kept-alive connection.
@@ -253,6 +256,7 @@ pub enum Pool {
 impl Pool {
     pub fn as_str(self) -> &'static str {
         match self {
+            Pool::Lane => "lane",
             Pool::Shared => "shared",
             Pool::PerClient => "per-client",
         }

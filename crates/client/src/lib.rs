@@ -23,6 +23,9 @@ use std::time::Duration;
 
 pub use wire;
 
+mod lane;
+pub use lane::Lane;
+
 /// How long to wait for a TCP connection to the bank.
 pub const CONNECT_TIMEOUT_DEFAULT: Duration = Duration::from_secs(5);
 /// How long to wait for a whole answer. The node answers every request within 10 s (503 after),
@@ -421,6 +424,16 @@ impl Client {
     async fn get<T: DeserializeOwned>(&self, segments: &[&str]) -> Result<Reply<T>, ClientError> {
         self.call(Method::GET, self.api(segments), None, Idempotency::None)
             .await
+    }
+
+    /// `POST /api/v1/{segments}` with a fresh Idempotency-Key, for callers (like `bank bench`)
+    /// that choose the endpoint themselves.
+    pub async fn post_to<T: DeserializeOwned>(
+        &self,
+        segments: &[&str],
+        body: &impl Serialize,
+    ) -> Result<Reply<T>, ClientError> {
+        self.post(segments, body, None).await
     }
 
     /// A POST under the caller's Idempotency-Key, or a fresh one.

@@ -248,3 +248,59 @@ async fn an_unreachable_bank_is_unavailable_not_a_refusal() {
     assert!(error.is_unavailable() && !error.is_refusal());
     assert!(error.to_string().contains(&url), "{error}");
 }
+
+/// A lane posts straight onto one kept-alive connection: each call is a new payment under a
+/// fresh key, a refusal is the same problem as through the client, and a bank that went away is
+/// unavailable.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_lane_posts_payments_on_its_own_connection() {
+    let dir = tempfile::tempdir().unwrap();
+    let bank = spawn_bank(dir.path()).await;
+    let (ana, a) = customer(&bank.url(), "ana", 123_123_123, "100.00").await;
+    let (beto, b) = customer(&bank.url(), "beto", 321_321_321, "50.00").await;
+    let mut lane = client::Lane::new(&ana).unwrap();
+    let pay = |amount: &str, to: &wire::AccountRef| wire::TransferRequest {
+        from: a.clone(),
+        to: wire::Destination {
+            pix_key: None,
+            bank: Some(to.bank.clone()),
+            number: Some(to.number.clone()),
+        },
+        amount: amount.into(),
+        description: None,
+    };
+
+    for _ in 0..2 {
+        let paid: wire::Transfer = lane.post("transfers", &pay("7.50", &b)).await.unwrap();
+        assert_eq!(paid.status, "committed", "{paid:?}");
+        assert_eq!(paid.amount, "7.50");
+    }
+    assert_eq!(ana.account(&a).await.unwrap().value.balance, "85.00");
+    assert_eq!(beto.account(&b).await.unwrap().value.balance, "65.00");
+
+    let nobody = wire::AccountRef {
+        bank: BANK.into(),
+        number: ledger::AccountNumber::from_base(999_999)
+            .unwrap()
+            .to_string(),
+    };
+    let refused = lane
+        .post::<wire::Transfer>("transfers", &pay("1.00", &nobody))
+        .await
+        .unwrap_err();
+    assert_eq!(refused.status(), Some(404), "{refused:?}");
+    assert_eq!(refused.code(), Some("account_not_found"));
+    assert!(refused.clock().is_some(), "the problem carries the clock");
+    assert_eq!(ana.account(&a).await.unwrap().value.balance, "85.00");
+
+    bank.stop().await.unwrap();
+    let gone = lane
+        .post::<wire::Transfer>("transfers", &pay("1.00", &b))
+        .await
+        .unwrap_err();
+    assert!(gone.is_unavailable() && !gone.is_refusal(), "{gone:?}");
+    assert!(matches!(
+        client::Lane::new(&Client::new("https://bank.example").unwrap()),
+        Err(ClientError::InvalidUrl { .. })
+    ));
+}

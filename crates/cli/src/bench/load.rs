@@ -5,8 +5,10 @@
 
 use super::setup::{Bank, random_u64};
 use crate::args::{BenchArgs, Pool, Workload};
-use client::{Client, ClientError};
+use client::{Client, ClientError, Lane};
 use hdrhistogram::Histogram;
+use serde::Serialize;
+use serde::de::DeserializeOwned;
 use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::Relaxed};
@@ -156,12 +158,38 @@ impl Random {
     }
 }
 
+/// How a bench client reaches its bank (`--pool`).
+enum Http {
+    Lane(Lane),
+    Pooled(Client),
+}
+
+impl Http {
+    /// `POST /api/v1/{path}`: the answer's value, or the error.
+    async fn post<T: DeserializeOwned>(
+        &mut self,
+        path: &str,
+        body: &impl Serialize,
+    ) -> Result<T, ClientError> {
+        match self {
+            Http::Lane(lane) => lane.post(path, body).await,
+            Http::Pooled(client) => {
+                let segments: Vec<&str> = path.split('/').collect();
+                client
+                    .post_to(&segments, body)
+                    .await
+                    .map(|reply| reply.value)
+            }
+        }
+    }
+}
+
 /// What one client works with: its bank, its customer's session, and every bank's accounts.
 struct Worker {
     workload: Workload,
     batch_size: usize,
     bank: usize,
-    client: Client,
+    http: Http,
     from: Vec<wire::AccountRef>,
     banks: Arc<Vec<Vec<wire::AccountRef>>>,
     random: Random,
@@ -187,14 +215,19 @@ pub async fn run(args: &BenchArgs, banks: &[Bank], show_progress: bool) -> Measu
         let bank = i % banks.len();
         let customer = &banks[bank].customers[(i / banks.len()) % banks[bank].customers.len()];
         let client = match args.pool {
-            Pool::Shared => shared[bank].clone(),
+            Pool::Shared | Pool::Lane => shared[bank].clone(),
             Pool::PerClient => Client::new(&banks[bank].url).expect("the URL worked during set-up"),
+        }
+        .with_token(customer.token.clone());
+        let http = match args.pool {
+            Pool::Lane => Http::Lane(Lane::new(&client).expect("the URL worked during set-up")),
+            Pool::Shared | Pool::PerClient => Http::Pooled(client),
         };
         let worker = Worker {
             workload: args.workload,
             batch_size: args.batch_size as usize,
             bank,
-            client: client.with_token(customer.token.clone()),
+            http,
             from: customer.accounts.clone(),
             banks: Arc::clone(&destinations),
             random: Random(random_u64() | 1),
@@ -302,8 +335,8 @@ impl Worker {
                     amount: self.random.amount(),
                     description: None,
                 };
-                match self.client.transfer(&body, None).await {
-                    Ok(reply) => count_status(tally, &reply.value.status, reply.value.reason, 1),
+                match self.http.post::<wire::Transfer>("transfers", &body).await {
+                    Ok(transfer) => count_status(tally, &transfer.status, transfer.reason, 1),
                     Err(error) => count_error(tally, &error),
                 }
             }
@@ -320,8 +353,8 @@ impl Worker {
                     })
                     .collect();
                 let body = wire::PackageRequest { operations };
-                match self.client.package(&body, None).await {
-                    Ok(reply) => count_status(tally, &reply.value.status, None, 2),
+                match self.http.post::<wire::Package>("packages", &body).await {
+                    Ok(package) => count_status(tally, &package.status, None, 2),
                     Err(error) => count_error(tally, &error),
                 }
             }
@@ -339,9 +372,13 @@ impl Worker {
                     })
                     .collect();
                 let body = wire::BatchRequest { transfers };
-                match self.client.transfer_batch(&body, None).await {
-                    Ok(reply) => {
-                        for result in reply.value.results {
+                match self
+                    .http
+                    .post::<wire::BatchResponse>("transfers/batch", &body)
+                    .await
+                {
+                    Ok(answer) => {
+                        for result in answer.results {
                             count_status(tally, &result.status, result.reason, 1);
                         }
                     }

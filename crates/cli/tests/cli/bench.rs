@@ -41,6 +41,10 @@ async fn bench_starts_its_own_consortium_runs_the_mixed_workload_and_audits() {
     let report = run.json();
     assert_completed(&report);
     assert_eq!(report["workload"], "mixed");
+    assert_eq!(
+        report["pool"], "lane",
+        "one connection per client by default"
+    );
     assert_eq!(report["banks"].as_array().unwrap().len(), 3, "{report:#}");
     // Intra-bank transfers, interbank transfers and packages were all made.
     for kind in ["intra", "interbank", "package"] {
