@@ -21,7 +21,7 @@ pub struct Lane {
     /// `host:port`, to connect to.
     address: String,
     host: HeaderValue,
-    /// The base URL's path and `/api/v1/`.
+    /// The API's path under the base URL, with its trailing slash (`/api/v1/`).
     prefix: String,
     bearer: Option<HeaderValue>,
     base_url: String,
@@ -52,7 +52,7 @@ impl Lane {
         Ok(Lane {
             host: HeaderValue::try_from(address.as_str()).map_err(|_| invalid("bad host"))?,
             address,
-            prefix: format!("{}/api/v1/", client.base.path().trim_end_matches('/')),
+            prefix: format!("{}/", client.api(&[]).path()),
             bearer,
             base_url: client.base_url(),
             sender: None,
@@ -91,11 +91,7 @@ impl Lane {
             }
         })?;
         let status = parts.status.as_u16();
-        let clock = parts
-            .headers
-            .get("x-clock")
-            .and_then(|v| v.to_str().ok())
-            .map(str::to_string);
+        let clock = crate::header(&parts.headers, "x-clock");
         if !parts.status.is_success() {
             return Err(error_from_answer(status, &parts.headers, &bytes, clock));
         }
