@@ -3,7 +3,7 @@
 //! wrote nothing that is kept), and `Err(_)` only for database failures. Counters change only
 //! through `ledger::rules`.
 
-use super::memo::Memo;
+use super::memo::{AccountState, Memo};
 use super::read;
 use crate::model::*;
 use ledger::rules::{self, Counters, HoldState, Side};
@@ -28,10 +28,14 @@ pub struct Ctx<'w> {
 }
 
 /// Runs `f` inside a savepoint: kept if it succeeded, rolled back if it was refused or failed.
+/// The memo's changes are written before the savepoint opens and before it is released, so a
+/// rollback to it undoes exactly what `f` did.
 pub fn in_savepoint<T>(conn: &Connection, ctx: &Ctx, f: impl FnOnce() -> Applied<T>) -> Applied<T> {
+    ctx.memo.flush(conn)?;
     conn.prepare_cached("SAVEPOINT step")?.execute([])?;
     let result = f();
     if let Ok(Ok(_)) = &result {
+        ctx.memo.flush(conn)?;
         conn.prepare_cached("RELEASE step")?.execute([])?;
     } else {
         conn.prepare_cached("ROLLBACK TO step")?.execute([])?;
@@ -319,13 +323,14 @@ pub fn customer_account(
         .map(|facts| facts.id))
 }
 
-fn counters(conn: &Connection, ctx: &Ctx, id: i64) -> rusqlite::Result<(AccountKind, Counters)> {
-    if let Some(known) = ctx.memo.counters(id) {
+/// An account's counters and newest statement entry, from the memo or else from its row.
+fn state(conn: &Connection, ctx: &Ctx, id: i64) -> rusqlite::Result<AccountState> {
+    if let Some(known) = ctx.memo.state(id) {
         return Ok(known);
     }
-    let read = conn.prepare_cached("SELECT kind, debits_pending, debits_posted, credits_pending, credits_posted FROM accounts WHERE id = ?1")?
+    let read = conn.prepare_cached("SELECT kind, debits_pending, debits_posted, credits_pending, credits_posted, last_entry FROM accounts WHERE id = ?1")?
         .query_row(params![id], |row| {
-            Ok((
+            Ok(AccountState::read(
                 read::kind(row.get_ref(0)?.as_str()?),
                 Counters {
                     debits_pending: row.get(1)?,
@@ -333,31 +338,28 @@ fn counters(conn: &Connection, ctx: &Ctx, id: i64) -> rusqlite::Result<(AccountK
                     credits_pending: row.get(3)?,
                     credits_posted: row.get(4)?,
                 },
+                row.get(5)?,
             ))
         })?;
-    ctx.memo.remember_counters(id, read.0, read.1);
+    ctx.memo.remember(id, read);
     Ok(read)
 }
 
-fn write_counters(
-    conn: &Connection,
-    ctx: &Ctx,
-    id: i64,
-    before: &Counters,
-    after: &Counters,
-) -> rusqlite::Result<()> {
-    conn.prepare_cached(
-        "UPDATE accounts SET debits_pending = ?2, debits_posted = ?3, credits_pending = ?4, credits_posted = ?5 WHERE id = ?1",
-    )?
-    .execute(params![id, after.debits_pending, after.debits_posted, after.credits_pending, after.credits_posted])?;
-    ctx.memo.set_counters(id, *after);
+fn counters(conn: &Connection, ctx: &Ctx, id: i64) -> rusqlite::Result<(AccountKind, Counters)> {
+    let state = state(conn, ctx, id)?;
+    Ok((state.kind, state.counters))
+}
+
+/// Sets an account's counters (its row is written when the memo is flushed) and adds the change
+/// to the command's running totals.
+fn write_counters(ctx: &Ctx, id: i64, before: &Counters, after: &Counters) {
+    ctx.memo.change(id, |state| state.counters = *after);
     let mut delta = ctx.delta.get();
     delta.debits_pending += after.debits_pending - before.debits_pending;
     delta.debits_posted += after.debits_posted - before.debits_posted;
     delta.credits_pending += after.credits_pending - before.credits_pending;
     delta.credits_posted += after.credits_posted - before.credits_posted;
     ctx.delta.set(delta);
-    Ok(())
 }
 
 /// How a movement is applied: at once, or as a hold to be posted or voided later.
@@ -402,8 +404,8 @@ pub fn move_money(
     if let Err(rejection) = ruled {
         return Ok(Err(rejection.into()));
     }
-    write_counters(conn, ctx, debit_id, &debit_before, &debit_after)?;
-    write_counters(conn, ctx, credit_id, &credit_before, &credit_after)?;
+    write_counters(ctx, debit_id, &debit_before, &debit_after);
+    write_counters(ctx, credit_id, &credit_before, &credit_after);
     let flags = if mode == Mode::Posted {
         "posted"
     } else {
@@ -448,8 +450,8 @@ pub fn resolve_hold(conn: &Connection, ctx: &Ctx, hold_id: i64, post: bool) -> A
     if let Err(rejection) = ruled {
         return Ok(Err(rejection.into()));
     }
-    write_counters(conn, ctx, debit_id, &debit_before, &debit_after)?;
-    write_counters(conn, ctx, credit_id, &credit_before, &credit_after)?;
+    write_counters(ctx, debit_id, &debit_before, &debit_after);
+    write_counters(ctx, credit_id, &credit_before, &credit_after);
     let (e2e, flags) = (
         read::transfer_e2e(conn, hold_id)?,
         if post { "post_pending" } else { "void_pending" },
@@ -485,9 +487,10 @@ pub fn insert_entry(
     draft: EntryDraft<'_>,
 ) -> rusqlite::Result<EntryRecord> {
     let clock = ctx.stamp.to_string();
+    let prev = state(conn, ctx, draft.account_id)?.last_entry;
     conn.prepare_cached(
         "INSERT INTO entries (account_id, transfer_id, kind, amount, balance_after, counterparty, description, made_by, clock, at_ms, e2e_id, prev_entry)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, (SELECT last_entry FROM accounts WHERE id = ?1))",
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)",
     )?
     .execute(params![
         draft.account_id,
@@ -500,12 +503,12 @@ pub fn insert_entry(
         draft.made_by,
         clock,
         ctx.stamp.physical_ms as i64,
-        draft.e2e
+        draft.e2e,
+        prev
     ])?;
     let id = conn.last_insert_rowid();
-    // The account's row is already written by the movement: this dirties no other page.
-    conn.prepare_cached("UPDATE accounts SET last_entry = ?2 WHERE id = ?1")?
-        .execute(params![draft.account_id, id])?;
+    ctx.memo
+        .change(draft.account_id, |state| state.last_entry = Some(id));
     Ok(EntryRecord {
         id,
         kind: draft.kind.to_string(),
@@ -610,6 +613,8 @@ fn open_account(
         e2e: e2e.as_str(),
     };
     insert_entry(conn, ctx, entry)?;
+    // The answer is read from the account's row: write it first.
+    ctx.memo.flush(conn)?;
     Ok(Ok(read::account_by_id(conn, ctx.bank, account_id)?))
 }
 
@@ -963,6 +968,7 @@ fn package(
 ) -> Applied<PackageRecord> {
     let mut results = Vec::with_capacity(operations.len());
     let mut accounts = Vec::new();
+    ctx.memo.flush(conn)?;
     conn.execute_batch("SAVEPOINT package")?;
     for op in operations {
         match in_savepoint(conn, ctx, || operation(conn, ctx, actor, op, e2e)) {
@@ -988,6 +994,7 @@ fn package(
         .iter()
         .all(|r| r.status == OperationStatus::Committed);
     if committed {
+        ctx.memo.flush(conn)?;
         conn.execute_batch("RELEASE package")?;
     } else {
         conn.execute_batch("ROLLBACK TO package; RELEASE package")?;

@@ -363,7 +363,10 @@ impl Writer {
         } else {
             apply::in_savepoint(conn, &ctx, || apply::apply(conn, &ctx, command))
         };
-        let outcome = match applied? {
+        let applied = applied?;
+        // Every account the command changed gets its row written once, now.
+        self.memo.flush(conn)?;
+        let outcome = match applied {
             Ok(outcome) => outcome,
             Err(refusal) => Outcome::Refused(refusal),
         };

@@ -422,11 +422,10 @@ mod tests {
         conn.pragma_update(None, "foreign_keys", true).unwrap();
         migrate(&mut conn).unwrap();
         for sql in [
-            "UPDATE accounts SET debits_pending = 1, debits_posted = 2, credits_pending = 3, credits_posted = 4 WHERE id = 1",
-            "UPDATE accounts SET last_entry = 1 WHERE id = 1",
+            "UPDATE accounts SET debits_pending = 1, debits_posted = 2, credits_pending = 3, credits_posted = 4, last_entry = 1 WHERE id = 1",
             "INSERT INTO transfers (e2e_id, debit_account_id, credit_account_id, amount, flags, clock) VALUES ('e', 1, 2, 3, 'posted', 'c')",
             "INSERT INTO entries (account_id, transfer_id, kind, amount, balance_after, counterparty, description, made_by, clock, at_ms, e2e_id, prev_entry)
-             VALUES (1, 1, 'k', 1, 1, 'c', 'd', 'm', 'c', 1, 'e', (SELECT last_entry FROM accounts WHERE id = 1))",
+             VALUES (1, 1, 'k', 1, 1, 'c', 'd', 'm', 'c', 1, 'e', NULL)",
             "INSERT INTO payments (e2e_id, status, body) VALUES ('e', 'committed', 'b')",
             "INSERT OR IGNORE INTO payment_accounts (e2e_id, account_id) VALUES ('e', 1)",
             "INSERT INTO idempotency (scope, key, fingerprint, outcome, payment, clock, pending_e2e) VALUES (1, 'k', x'00', NULL, 'e', 'c', NULL)",
