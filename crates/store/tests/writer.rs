@@ -460,3 +460,152 @@ async fn a_reference_to_nothing_fails_the_audit() {
     };
     assert!(why.starts_with("every_reference_resolves failed"), "{why}");
 }
+
+/// A transfer between two accounts of this bank is one statement entry with a side for each
+/// account, and its payment record is read back from that entry: by the payer and the payee
+/// alike, as it was first answered, and by nobody else.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_local_transfer_is_one_entry_read_by_both_sides() {
+    let Bank {
+        store,
+        customer: ana,
+        numbers,
+        dir,
+    } = bank("Ana Both", 1).await;
+    let mut others = Vec::new();
+    for (name, document, username) in [
+        ("Bia Both", "111.444.777-35", "bia"),
+        ("Caio Both", "390.533.447-05", "caio"),
+    ] {
+        let Outcome::Customer(customer) =
+            run(&store, register(name.into(), document, username)).await
+        else {
+            panic!("register {username}")
+        };
+        others.push(customer);
+    }
+    let (bia, caio) = (&others[0], &others[1]);
+    let Outcome::Account(account) = run(
+        &store,
+        Command::OpenAccount {
+            actor: bia.id,
+            kind: AccountKind::Individual,
+            co_holders: vec![],
+            opening_deposit: Amount::from_cents(5_000).unwrap(),
+            e2e: e2e(10),
+        },
+    )
+    .await
+    else {
+        panic!("open Bia's account")
+    };
+    let bias = AccountNumber::parse(&account.number).unwrap();
+    let paid = run(
+        &store,
+        Command::Transfer {
+            actor: ana.id,
+            from: numbers[0],
+            to: Target::Account(bias),
+            amount: Amount::from_cents(1_234).unwrap(),
+            description: "rent".into(),
+            e2e: e2e(11),
+        },
+    )
+    .await;
+    let Outcome::Payment(payment) = &paid else {
+        panic!("{paid:?}")
+    };
+    assert_eq!(payment.status, PaymentStatus::Committed);
+    for viewer in [ana.id, bia.id] {
+        let read = store.payment(viewer, &e2e(11)).await.unwrap();
+        assert_eq!(
+            serde_json::to_string(&read).unwrap(),
+            serde_json::to_string(&Some(paid.clone())).unwrap(),
+            "as read by customer {viewer}"
+        );
+    }
+    assert!(store.payment(caio.id, &e2e(11)).await.unwrap().is_none());
+
+    let anas = store
+        .statement(ana.id, numbers[0], None, 10)
+        .await
+        .unwrap()
+        .unwrap();
+    let bias_lines = store
+        .statement(bia.id, bias, None, 10)
+        .await
+        .unwrap()
+        .unwrap();
+    let (out, into) = (&anas[0], &bias_lines[0]);
+    assert_eq!(
+        (out.kind.as_str(), out.amount_cents, out.balance_after_cents),
+        ("transfer_out", -1_234, 3_766)
+    );
+    assert_eq!(
+        (
+            into.kind.as_str(),
+            into.amount_cents,
+            into.balance_after_cents
+        ),
+        ("transfer_in", 1_234, 6_234)
+    );
+    assert!(
+        out.counterparty.ends_with("Bia Both"),
+        "{}",
+        out.counterparty
+    );
+    assert!(
+        into.counterparty.ends_with("Ana Both"),
+        "{}",
+        into.counterparty
+    );
+    assert_eq!(out.id, into.id, "one entry, two sides");
+    // Each side's chain goes on to its own account's opening deposit, and a cursor on one
+    // side's page starts the next page of that side.
+    assert_eq!(anas[1].kind, "opening_deposit");
+    assert_eq!(bias_lines[1].kind, "opening_deposit");
+    let after = store
+        .statement(bia.id, bias, Some(into.id), 10)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(after.len(), 1);
+    assert_eq!(after[0].id, bias_lines[1].id);
+    audit_passes(&store).await;
+
+    // The audit follows both sides: a payee's side linked to the wrong entry is a broken chain.
+    drop(store);
+    let path = dir.path().join("bank.db");
+    let db = rusqlite::Connection::open(&path).unwrap();
+    let stored: (i64, Option<String>) = db
+        .query_row(
+            "SELECT COUNT(*), (SELECT body FROM payments WHERE e2e_id = ?1) FROM entries WHERE e2e_id = ?1",
+            [e2e(11).as_str()],
+            |row| Ok((row.get(0)?, row.get(1)?)),
+        )
+        .unwrap();
+    assert_eq!(
+        stored,
+        (1, None),
+        "one entry, and no second copy of the record"
+    );
+    db.execute(
+        "UPDATE entries SET other_prev_entry = (SELECT MIN(id) FROM entries) WHERE e2e_id = ?1",
+        [e2e(11).as_str()],
+    )
+    .unwrap();
+    drop(db);
+    let reopened = SqliteStore::open(
+        &path,
+        BankCode::parse("10000001").unwrap(),
+        &[peer()],
+        Arc::new(SharedClock::default()),
+    );
+    let Err(StoreError::Corrupt(why)) = reopened else {
+        panic!("a broken payee chain went unnoticed")
+    };
+    assert!(
+        why.starts_with("statements_chain_every_entry failed"),
+        "{why}"
+    );
+}

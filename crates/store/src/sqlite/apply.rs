@@ -749,9 +749,10 @@ fn resolve_target(conn: &Connection, ctx: &Ctx, target: &Target) -> Applied<i64>
 /// The two ends of a local transfer and what was decided about it.
 struct Settled {
     from_id: i64,
-    to_id: i64,
     /// The ledger's refusal (insufficient funds), or `None` if the transfer was posted.
     refused: Option<Refusal>,
+    /// The statement entry of a posted transfer.
+    entry: Option<i64>,
     record: PaymentRecord,
 }
 
@@ -807,48 +808,93 @@ fn local_transfer(
             record.reason = Some(refusal.code().to_string());
             return Ok(Ok(Settled {
                 from_id: from.id,
-                to_id: to.id,
                 refused: Some(refusal),
+                entry: None,
                 record,
             }));
         }
     };
     let made_by = ctx.memo.username(conn, actor)?;
-    for (account_id, kind, signed, after, counterparty) in [
-        (
-            from.id,
-            "transfer_out",
-            -amount.cents(),
-            moved.debit_after.balance(),
-            &to.label,
-        ),
-        (
-            to.id,
-            "transfer_in",
-            amount.cents(),
-            moved.credit_after.balance(),
-            &from.label,
-        ),
-    ] {
-        let draft = EntryDraft {
-            account_id,
-            transfer_id: moved.transfer_id,
-            kind,
-            amount_cents: signed,
-            balance_after_cents: after,
-            counterparty: counterparty.clone(),
-            description,
-            made_by: &made_by,
-            e2e: e2e.as_str(),
-        };
-        insert_entry(conn, ctx, draft)?;
-    }
+    let payer = EntrySide {
+        account_id: from.id,
+        balance_after_cents: moved.debit_after.balance(),
+        counterparty: &to.label,
+    };
+    let payee = EntrySide {
+        account_id: to.id,
+        balance_after_cents: moved.credit_after.balance(),
+        counterparty: &from.label,
+    };
+    let entry = insert_transfer_entry(
+        conn,
+        ctx,
+        moved.transfer_id,
+        amount,
+        [payer, payee],
+        description,
+        &made_by,
+        e2e.as_str(),
+    )?;
     Ok(Ok(Settled {
         from_id: from.id,
-        to_id: to.id,
         refused: None,
+        entry: Some(entry),
         record,
     }))
+}
+
+/// One side of a transfer's statement entry: whose statement, its balance after, and who is on
+/// the other end.
+struct EntrySide<'a> {
+    account_id: i64,
+    balance_after_cents: i64,
+    counterparty: &'a str,
+}
+
+/// The statement entry of a transfer between two customer accounts here: one row with the
+/// payer's side (`transfer_out`) and the payee's (`other_*`, `transfer_in`), each linked to its
+/// account's previous entry.
+#[allow(clippy::too_many_arguments)]
+fn insert_transfer_entry(
+    conn: &Connection,
+    ctx: &Ctx,
+    transfer_id: i64,
+    amount: Amount,
+    [payer, payee]: [EntrySide<'_>; 2],
+    description: &str,
+    made_by: &str,
+    e2e: &str,
+) -> rusqlite::Result<i64> {
+    let payer_prev = state(conn, ctx, payer.account_id)?.last_entry;
+    let payee_prev = state(conn, ctx, payee.account_id)?.last_entry;
+    conn.prepare_cached(
+        "INSERT INTO entries (account_id, transfer_id, kind, amount, balance_after, counterparty, description, made_by, clock, at_ms, e2e_id, prev_entry,
+                              other_account_id, other_balance_after, other_counterparty, other_prev_entry)
+         VALUES (?1, ?2, 'transfer_out', ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15)",
+    )?
+    .execute(params![
+        payer.account_id,
+        transfer_id,
+        -amount.cents(),
+        payer.balance_after_cents,
+        payer.counterparty,
+        description,
+        made_by,
+        ctx.stamp.to_string(),
+        ctx.stamp.physical_ms as i64,
+        e2e,
+        payer_prev,
+        payee.account_id,
+        payee.balance_after_cents,
+        payee.counterparty,
+        payee_prev
+    ])?;
+    let id = conn.last_insert_rowid();
+    for account in [payer.account_id, payee.account_id] {
+        ctx.memo
+            .change(account, |state| state.last_entry = Some(id));
+    }
+    Ok(id)
 }
 
 pub fn record_payment(
@@ -888,15 +934,24 @@ fn transfer(
         Ok(settled) => settled,
         Err(refusal) => return Ok(Err(refusal)),
     };
-    let accounts = match &settled.refused {
-        None => vec![settled.from_id, settled.to_id],
-        Some(Refusal::Ledger(LedgerRefusal::InsufficientFunds)) => vec![settled.from_id],
-        Some(refusal) => return Ok(Err(refusal.clone())),
-    };
     let status = settled.record.status.clone();
-    let outcome = Outcome::Payment(settled.record);
-    record_payment(conn, e2e.as_str(), &status, &outcome, &accounts)?;
-    Ok(Ok(outcome))
+    match (&settled.refused, settled.entry) {
+        (None, Some(entry)) => {
+            // Its record is the entry's: nothing else to store.
+            conn.prepare_cached(
+                "INSERT INTO payments (e2e_id, status, entry) VALUES (?1, 'committed', ?2)",
+            )?
+            .execute(params![e2e.as_str(), entry])?;
+            Ok(Ok(Outcome::Payment(settled.record)))
+        }
+        (Some(Refusal::Ledger(LedgerRefusal::InsufficientFunds)), _) => {
+            let outcome = Outcome::Payment(settled.record);
+            record_payment(conn, e2e.as_str(), &status, &outcome, &[settled.from_id])?;
+            Ok(Ok(outcome))
+        }
+        (Some(refusal), _) => Ok(Err(refusal.clone())),
+        (None, None) => unreachable!("a posted transfer has its entry"),
+    }
 }
 
 fn operation(

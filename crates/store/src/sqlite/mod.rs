@@ -328,21 +328,21 @@ impl Writer {
     fn run_one(&self, request: &Request) -> rusqlite::Result<Result<Executed, StoreError>> {
         let conn = &self.conn;
         if let Some(idempotency) = &request.idempotency {
-            let stored: Option<(Vec<u8>, String)> = conn
+            let stored: Option<(Vec<u8>, Option<String>, Option<i64>)> = conn
                 .prepare_cached(
-                    "SELECT i.fingerprint, coalesce(i.outcome, p.body) FROM idempotency i
+                    "SELECT i.fingerprint, coalesce(i.outcome, p.body), p.entry FROM idempotency i
                      LEFT JOIN payments p ON p.e2e_id = i.payment
                      WHERE i.key = ?2 AND i.scope = ?1",
                 )?
                 .query_row(params![idempotency.scope, idempotency.key], |row| {
-                    Ok((row.get(0)?, row.get(1)?))
+                    Ok((row.get(0)?, row.get(1)?, row.get(2)?))
                 })
                 .optional()?;
-            if let Some((fingerprint, outcome)) = stored {
+            if let Some((fingerprint, body, entry)) = stored {
                 if fingerprint != idempotency.fingerprint {
                     return Ok(Err(StoreError::IdempotencyKeyReused));
                 }
-                return Ok(serde_json::from_str(&outcome)
+                return Ok(read::stored_outcome(conn, &self.bank, body, entry)?
                     .map(|outcome| Executed {
                         outcome,
                         replayed: true,
@@ -486,15 +486,11 @@ impl Store for SqliteStore {
         viewer: CustomerId,
         e2e: &EndToEndId,
     ) -> Result<Option<Outcome>, StoreError> {
-        let e2e = e2e.as_str().to_string();
-        let body = self
-            .read(move |conn| read::payment(conn, viewer, &e2e))
-            .await?;
-        body.map(|body| {
-            serde_json::from_str(&body)
-                .map_err(|e| StoreError::Corrupt(format!("stored payment: {e}")))
-        })
-        .transpose()
+        let (bank, e2e) = (self.bank.clone(), e2e.as_str().to_string());
+        self.read(move |conn| read::payment(conn, &bank, viewer, &e2e))
+            .await?
+            .map(|stored| stored.map_err(|e| StoreError::Corrupt(format!("stored payment: {e}"))))
+            .transpose()
     }
 
     async fn open_interbank(&self) -> Result<OpenInterbank, StoreError> {

@@ -176,39 +176,90 @@ pub fn statement(
             .prepare_cached("SELECT last_entry FROM accounts WHERE id = ?1")?
             .query_row(params![account_id], |row| row.get(0))?,
         Some(cursor) => conn
-            .prepare_cached("SELECT prev_entry FROM entries WHERE id = ?1 AND account_id = ?2")?
+            .prepare_cached(
+                "SELECT CASE WHEN account_id = ?2 THEN prev_entry ELSE other_prev_entry END
+                 FROM entries WHERE id = ?1 AND (account_id = ?2 OR other_account_id = ?2)",
+            )?
             .query_row(params![cursor, account_id], |row| row.get(0))
             .optional()?
             .flatten(),
     };
     let mut entries = Vec::with_capacity(limit.min(1024));
     let mut next = first;
+    // An entry of a transfer between two accounts here has a side for each (schema migration
+    // 6): the payer's in the first columns, the payee's in `other_*`.
     let mut statement = conn.prepare_cached(
-        "SELECT id, kind, amount, balance_after, counterparty, description, made_by, clock, at_ms, e2e_id, prev_entry
+        "SELECT id, kind, amount, balance_after, counterparty, description, made_by, clock, at_ms, e2e_id, prev_entry,
+                account_id, other_balance_after, other_counterparty, other_prev_entry
          FROM entries WHERE id = ?1",
     )?;
     while let Some(id) = next.filter(|_| entries.len() < limit) {
         let (entry, prev) = statement.query_row(params![id], |row| {
-            Ok((
-                EntryRecord {
-                    id: row.get(0)?,
-                    kind: row.get(1)?,
-                    amount_cents: row.get(2)?,
-                    balance_after_cents: row.get(3)?,
-                    counterparty: row.get(4)?,
-                    description: row.get(5)?,
-                    made_by: row.get(6)?,
-                    clock: row.get(7)?,
-                    at_ms: row.get::<_, i64>(8)? as u64,
-                    e2e_id: row.get(9)?,
-                },
-                row.get(10)?,
-            ))
+            let payer_side = row.get::<_, i64>(11)? == account_id;
+            let mut entry = EntryRecord {
+                id: row.get(0)?,
+                kind: row.get(1)?,
+                amount_cents: row.get(2)?,
+                balance_after_cents: row.get(3)?,
+                counterparty: row.get(4)?,
+                description: row.get(5)?,
+                made_by: row.get(6)?,
+                clock: row.get(7)?,
+                at_ms: row.get::<_, i64>(8)? as u64,
+                e2e_id: row.get(9)?,
+            };
+            if payer_side {
+                return Ok((entry, row.get(10)?));
+            }
+            entry.kind = "transfer_in".into();
+            entry.amount_cents = -entry.amount_cents;
+            entry.balance_after_cents = row.get(12)?;
+            entry.counterparty = row.get(13)?;
+            Ok((entry, row.get(14)?))
         })?;
         entries.push(entry);
         next = prev;
     }
     Ok(Some(entries))
+}
+
+/// The record of a committed transfer between two accounts here, read from its entry.
+pub fn local_payment(conn: &Connection, bank: &str, entry: i64) -> rusqlite::Result<PaymentRecord> {
+    conn.prepare_cached(
+        "SELECT e.e2e_id, e.amount, e.description, e.clock, a.number, b.number FROM entries e
+         JOIN accounts a ON a.id = e.account_id JOIN accounts b ON b.id = e.other_account_id
+         WHERE e.id = ?1",
+    )?
+    .query_row(params![entry], |row| {
+        let address = |number: i64| AccountAddress {
+            bank: bank.to_string(),
+            number: format_number(number),
+        };
+        Ok(PaymentRecord {
+            e2e_id: row.get(0)?,
+            status: PaymentStatus::Committed,
+            reason: None,
+            from: address(row.get(4)?),
+            to: address(row.get(5)?),
+            amount_cents: -row.get::<_, i64>(1)?,
+            description: row.get(2)?,
+            clock: row.get(3)?,
+        })
+    })
+}
+
+/// A stored outcome: its JSON, or the entry its record is read from.
+pub fn stored_outcome(
+    conn: &Connection,
+    bank: &str,
+    body: Option<String>,
+    entry: Option<i64>,
+) -> rusqlite::Result<Result<Outcome, String>> {
+    Ok(match (body, entry) {
+        (Some(body), _) => serde_json::from_str(&body).map_err(|e| e.to_string()),
+        (None, Some(entry)) => Ok(Outcome::Payment(local_payment(conn, bank, entry)?)),
+        (None, None) => Err("neither an outcome nor an entry".into()),
+    })
 }
 
 pub fn pix_key(conn: &Connection, bank: &str, key: &str) -> rusqlite::Result<Option<PixKeyRecord>> {
@@ -256,16 +307,25 @@ pub fn transfer_e2e(conn: &Connection, transfer_id: i64) -> rusqlite::Result<Str
 
 pub fn payment(
     conn: &Connection,
+    bank: &str,
     viewer: CustomerId,
     e2e: &str,
-) -> rusqlite::Result<Option<String>> {
-    conn.prepare_cached(
-        "SELECT p.body FROM payments p WHERE p.e2e_id = ?1 AND (p.started_by = ?2 OR EXISTS (
-             SELECT 1 FROM payment_accounts pa JOIN account_holders h ON h.account_id = pa.account_id
-             WHERE pa.e2e_id = p.e2e_id AND h.customer_id = ?2))",
-    )?
-    .query_row(params![e2e, viewer], |row| row.get(0))
-    .optional()
+) -> rusqlite::Result<Option<Result<Outcome, String>>> {
+    let found: Option<(Option<String>, Option<i64>)> = conn
+        .prepare_cached(
+            "SELECT p.body, p.entry FROM payments p WHERE p.e2e_id = ?1 AND (p.started_by = ?2
+             OR EXISTS (SELECT 1 FROM payment_accounts pa JOIN account_holders h ON h.account_id = pa.account_id
+                        WHERE pa.e2e_id = p.e2e_id AND h.customer_id = ?2)
+             OR EXISTS (SELECT 1 FROM entries e JOIN account_holders h ON h.account_id = e.account_id
+                        WHERE e.id = p.entry AND h.customer_id = ?2)
+             OR EXISTS (SELECT 1 FROM entries e JOIN account_holders h ON h.account_id = e.other_account_id
+                        WHERE e.id = p.entry AND h.customer_id = ?2))",
+        )?
+        .query_row(params![e2e, viewer], |row| Ok((row.get(0)?, row.get(1)?)))
+        .optional()?;
+    found
+        .map(|(body, entry)| stored_outcome(conn, bank, body, entry))
+        .transpose()
 }
 
 pub fn totals(conn: &Connection) -> rusqlite::Result<Totals> {
@@ -323,25 +383,34 @@ pub fn audit(conn: &Connection, clock: String) -> rusqlite::Result<AuditRecord> 
         [],
         |row| Ok((row.get(0)?, row.get(1)?)),
     )?;
+    // An entry of a transfer between two accounts here has a side for each (schema migration 6).
     let stale_statements: i64 = conn.query_row(
         "SELECT COUNT(*) FROM accounts a WHERE a.kind IN ('individual', 'company', 'joint')
          AND a.credits_posted - a.debits_posted <>
-             COALESCE((SELECT e.balance_after FROM entries e WHERE e.id = a.last_entry AND e.account_id = a.id), 0)",
+             COALESCE((SELECT CASE WHEN e.account_id = a.id THEN e.balance_after ELSE e.other_balance_after END
+                       FROM entries e WHERE e.id = a.last_entry), 0)",
         [],
         |row| row.get(0),
     )?;
     // Every account's entries form one chain from its newest entry back to its first, each link
-    // to an older entry of the same account: what a statement follows.
+    // to an older entry of the same account, no entry the previous one of two of that account's:
+    // what a statement follows.
     let broken_chains: i64 = conn.query_row(
-        "SELECT
-           (SELECT COUNT(*) FROM entries e JOIN entries p ON p.id = e.prev_entry
-            WHERE p.account_id <> e.account_id OR p.id >= e.id)
-         + (SELECT COUNT(*) - COUNT(DISTINCT prev_entry) FROM entries WHERE prev_entry IS NOT NULL)
-         + (SELECT COUNT(*) FROM (SELECT account_id, MAX(id) AS newest, SUM(prev_entry IS NULL) AS firsts
-                                  FROM entries GROUP BY account_id) g
+        "WITH sides (id, account_id, prev) AS (
+             SELECT id, account_id, prev_entry FROM entries
+             UNION ALL
+             SELECT id, other_account_id, other_prev_entry FROM entries WHERE other_account_id IS NOT NULL)
+         SELECT
+           (SELECT COUNT(*) FROM sides s JOIN entries p ON p.id = s.prev
+            WHERE (p.account_id <> s.account_id AND p.other_account_id IS NOT s.account_id) OR p.id >= s.id)
+         + (SELECT COUNT(*) FROM (SELECT 1 FROM sides WHERE prev IS NOT NULL
+                                  GROUP BY account_id, prev HAVING COUNT(*) > 1))
+         + (SELECT COUNT(*) FROM (SELECT account_id, MAX(id) AS newest, SUM(prev IS NULL) AS firsts
+                                  FROM sides GROUP BY account_id) g
             JOIN accounts a ON a.id = g.account_id WHERE a.last_entry IS NOT g.newest OR g.firsts <> 1)
          + (SELECT COUNT(*) FROM accounts a WHERE a.last_entry IS NOT NULL
-            AND NOT EXISTS (SELECT 1 FROM entries e WHERE e.id = a.last_entry AND e.account_id = a.id))",
+            AND NOT EXISTS (SELECT 1 FROM entries e WHERE e.id = a.last_entry
+                            AND (e.account_id = a.id OR e.other_account_id = a.id)))",
         [],
         |row| row.get(0),
     )?;

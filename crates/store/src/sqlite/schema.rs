@@ -273,6 +273,35 @@ const MIGRATIONS: &[&str] = &[
     ALTER TABLE idempotency_5 RENAME TO idempotency;
     CREATE INDEX idempotency_pending ON idempotency (pending_e2e) WHERE pending_e2e IS NOT NULL;
     "#,
+    // 6: a transfer between two accounts of this bank is one statement entry with a side for
+    // each: the payer's (`account_id`, `transfer_out`, the amount negative, `balance_after`,
+    // `counterparty`, `prev_entry`) and the payee's (`other_*`, `transfer_in`, the amount
+    // positive), which share the description, author, clock and end-to-end id. Its payment
+    // record, once committed, is read from that entry instead of being stored a second time as
+    // JSON with a link per account (`payments.entry`; `body` stays for every other payment).
+    // Entries written before keep one side each; a statement reads both kinds alike.
+    r#"
+    ALTER TABLE entries ADD COLUMN other_account_id INTEGER REFERENCES accounts (id);
+    ALTER TABLE entries ADD COLUMN other_balance_after INTEGER CHECK (other_balance_after >= 0);
+    ALTER TABLE entries ADD COLUMN other_counterparty TEXT;
+    ALTER TABLE entries ADD COLUMN other_prev_entry INTEGER REFERENCES entries (id);
+
+    CREATE TABLE payments_6 (
+        e2e_id     TEXT PRIMARY KEY,
+        status     TEXT NOT NULL CHECK (status = 'pending' OR status = 'committed' OR status = 'aborted'),
+        -- The record as JSON, or NULL when it is read from the entry `entry`.
+        body       TEXT,
+        -- The customer who asked for it, when it was asked here (they see it even if it touches
+        -- none of their accounts at this bank).
+        started_by INTEGER REFERENCES customers (id),
+        entry      INTEGER REFERENCES entries (id),
+        CHECK ((body IS NULL) = (entry IS NOT NULL)),
+        CHECK (entry IS NULL OR status = 'committed')
+    ) WITHOUT ROWID;
+    INSERT INTO payments_6 (e2e_id, status, body, started_by) SELECT e2e_id, status, body, started_by FROM payments;
+    DROP TABLE payments;
+    ALTER TABLE payments_6 RENAME TO payments;
+    "#,
 ];
 
 /// Brings the database to the newest schema version, recorded in `PRAGMA user_version`.
@@ -427,6 +456,10 @@ mod tests {
             "INSERT INTO entries (account_id, transfer_id, kind, amount, balance_after, counterparty, description, made_by, clock, at_ms, e2e_id, prev_entry)
              VALUES (1, 1, 'k', 1, 1, 'c', 'd', 'm', 'c', 1, 'e', NULL)",
             "INSERT INTO payments (e2e_id, status, body) VALUES ('e', 'committed', 'b')",
+            "INSERT INTO payments (e2e_id, status, entry) VALUES ('f', 'committed', 1)",
+            "INSERT INTO entries (account_id, transfer_id, kind, amount, balance_after, counterparty, description, made_by, clock, at_ms, e2e_id, prev_entry,
+                                  other_account_id, other_balance_after, other_counterparty, other_prev_entry)
+             VALUES (1, 1, 'transfer_out', -1, 1, 'c', 'd', 'm', 'c', 1, 'e', NULL, 2, 1, 'c', NULL)",
             "INSERT OR IGNORE INTO payment_accounts (e2e_id, account_id) VALUES ('e', 1)",
             "INSERT INTO idempotency (scope, key, fingerprint, outcome, payment, clock, pending_e2e) VALUES (1, 'k', x'00', NULL, 'e', 'c', NULL)",
             "INSERT INTO pix_keys (key, type, account_id, owner_id, clock) VALUES ('k', 'email', 1, 1, 'c')",
