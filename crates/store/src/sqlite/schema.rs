@@ -394,6 +394,55 @@ mod tests {
     }
 
     #[test]
+    fn migration_6_keeps_payments_and_the_statements_already_there() {
+        let mut conn = Connection::open_in_memory().unwrap();
+        migrate_to(&mut conn, 5).unwrap();
+        conn.execute_batch(
+            "INSERT INTO customers (id, public_id, name, document, kind, username, password_hash, home_bank, clock)
+                 VALUES (1, 'c', 'Ana', '52998224725', 'individual', 'ana', 'h', '10000001', '0.0');
+             INSERT INTO accounts (id, number, kind, credits_posted, clock) VALUES (2, 10, 'individual', 100, '0.0');
+             INSERT INTO transfers (id, e2e_id, debit_account_id, credit_account_id, amount, flags, clock)
+                 VALUES (1, 'e', 1, 2, 100, 'posted', '0.0');
+             INSERT INTO entries (id, account_id, transfer_id, kind, amount, balance_after, counterparty, description, made_by, clock, at_ms, e2e_id)
+                 VALUES (1, 2, 1, 'deposit', 100, 100, '', '', '', '0.0', 0, 'e');
+             INSERT INTO payments (e2e_id, status, body, started_by) VALUES ('e', 'committed', '{}', 1);",
+        )
+        .unwrap();
+        migrate(&mut conn).unwrap();
+        let payment: (String, Option<String>, Option<i64>, Option<i64>) = conn
+            .query_row(
+                "SELECT status, body, started_by, entry FROM payments WHERE e2e_id = 'e'",
+                [],
+                |row| Ok((row.get(0)?, row.get(1)?, row.get(2)?, row.get(3)?)),
+            )
+            .unwrap();
+        assert_eq!(
+            payment,
+            ("committed".into(), Some("{}".into()), Some(1), None)
+        );
+        let sides: (i64, Option<i64>) = conn
+            .query_row(
+                "SELECT account_id, other_account_id FROM entries WHERE id = 1",
+                [],
+                |row| Ok((row.get(0)?, row.get(1)?)),
+            )
+            .unwrap();
+        assert_eq!(
+            sides,
+            (2, None),
+            "an entry written before keeps its one side"
+        );
+        // A payment is either its JSON or the entry it is read from.
+        assert!(
+            conn.execute(
+                "INSERT INTO payments (e2e_id, status) VALUES ('f', 'committed')",
+                []
+            )
+            .is_err()
+        );
+    }
+
+    #[test]
     fn migration_5_keeps_idempotency_records_and_puts_the_key_first() {
         let mut conn = Connection::open_in_memory().unwrap();
         migrate_to(&mut conn, 4).unwrap();
