@@ -11,7 +11,8 @@
 //!
 //! Only the writer thread uses it. It may hold facts written by the transaction in progress, so
 //! the writer forgets everything whenever a transaction or a savepoint is rolled back. It is
-//! bounded: past [`FACTS_MAX`] accounts it starts again from empty (keeping what is not flushed).
+//! bounded: past [`FACTS_MAX`] accounts it starts again from empty (account states only once
+//! they are flushed).
 
 use super::read;
 use crate::model::*;
@@ -85,13 +86,11 @@ impl Memo {
         self.states.borrow().get(&id).copied()
     }
 
-    /// Remembers an account's state as just read from its row.
+    /// Remembers an account's state as just read from its row. Nothing is forgotten here, so a
+    /// state read for a movement is still there when the movement changes it; the bound is kept
+    /// by [`Memo::flush`].
     pub fn remember(&self, id: i64, state: AccountState) {
-        let mut known = self.states.borrow_mut();
-        if known.len() >= FACTS_MAX {
-            known.retain(|_, state| state.dirty);
-        }
-        known.insert(id, state);
+        self.states.borrow_mut().insert(id, state);
     }
 
     /// Changes a remembered account's state; its row is written by the next [`Memo::flush`].
@@ -107,10 +106,15 @@ impl Memo {
         }
     }
 
-    /// Writes every changed account's row, once each.
+    /// Writes every changed account's row, once each; past [`FACTS_MAX`] remembered accounts,
+    /// forgets them all (every one is clean by then).
     pub fn flush(&self, conn: &Connection) -> rusqlite::Result<()> {
         let mut dirty = self.dirty.borrow_mut();
         if dirty.is_empty() {
+            let mut states = self.states.borrow_mut();
+            if states.len() >= FACTS_MAX {
+                states.clear();
+            }
             return Ok(());
         }
         let mut update = conn.prepare_cached(
@@ -129,6 +133,9 @@ impl Memo {
                 state.last_entry
             ])?;
             state.dirty = false;
+        }
+        if states.len() >= FACTS_MAX {
+            states.clear();
         }
         Ok(())
     }
@@ -229,5 +236,38 @@ impl Memo {
         }
         usernames.insert(id, name.clone());
         Ok(name)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn clean() -> AccountState {
+        AccountState::read(AccountKind::Individual, Counters::default(), None)
+    }
+
+    /// A movement reads both accounts' states and then changes them: however full the memo is,
+    /// the first state read is still there for its change, and the bound holds after a flush.
+    #[test]
+    fn a_full_memo_keeps_what_a_movement_read_until_it_is_flushed() {
+        let memo = Memo::default();
+        let conn = Connection::open_in_memory().unwrap();
+        conn.execute_batch(
+            "CREATE TABLE accounts (id INTEGER PRIMARY KEY, debits_pending, debits_posted,
+                                    credits_pending, credits_posted, last_entry)",
+        )
+        .unwrap();
+        for id in 0..FACTS_MAX as i64 {
+            memo.remember(id, clean());
+        }
+        let (debit, credit) = (FACTS_MAX as i64, FACTS_MAX as i64 + 1);
+        memo.remember(debit, clean());
+        memo.remember(credit, clean());
+        memo.change(debit, |state| state.counters.debits_posted = 5);
+        memo.change(credit, |state| state.counters.credits_posted = 5);
+        memo.flush(&conn).unwrap();
+        assert!(memo.state(debit).is_none(), "forgotten once written");
+        assert_eq!(memo.states.borrow().len(), 0);
     }
 }
