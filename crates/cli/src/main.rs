@@ -4,6 +4,10 @@
 
 use clap::Parser;
 
+/// The same allocator as `bankd`'s: `bank bench` runs its own banks in this process.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 fn main() -> std::process::ExitCode {
     let zone = cli::format::Zone::local();
     let args = cli::args::Args::parse();
