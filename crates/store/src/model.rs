@@ -225,6 +225,10 @@ pub enum Outcome {
     Decision {
         commit: bool,
         finished_here: bool,
+        /// The customer's payment or package as this decision settled it (`None` when an
+        /// earlier decision stood, or no payment of this bank's customers waited on it).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        settled: Option<Box<Outcome>>,
     },
     /// An interbank payment has begun; its outcome comes with the coordinator's decision.
     Pending(PaymentRecord),

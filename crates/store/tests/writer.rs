@@ -387,7 +387,8 @@ async fn a_decision_finishes_the_banks_own_part_in_the_same_step() {
         decided,
         Outcome::Decision {
             commit: true,
-            finished_here: true
+            finished_here: true,
+            settled: None
         }
     );
     // Decided without its own part: the hold waits for its `Finish`.
@@ -396,7 +397,8 @@ async fn a_decision_finishes_the_banks_own_part_in_the_same_step() {
         decided,
         Outcome::Decision {
             commit: false,
-            finished_here: false
+            finished_here: false,
+            settled: None
         }
     );
     assert_eq!(balances(&bank).await, vec![(4_000, 4_000), (5_000, 4_000)]);
@@ -406,12 +408,87 @@ async fn a_decision_finishes_the_banks_own_part_in_the_same_step() {
         again,
         Outcome::Decision {
             commit: true,
-            finished_here: true
+            finished_here: true,
+            settled: None
         }
     );
     let voided = run(&bank.store, finish(21, false)).await;
     assert_eq!(voided, Outcome::Done);
     assert_eq!(balances(&bank).await, vec![(4_000, 4_000), (5_000, 5_000)]);
+    audit_passes(&bank.store).await;
+}
+
+/// The decision's write settles the customer's payment and answers it as stored, so the node can
+/// answer the customer without reading it back; a decision that finds an earlier one answers none.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_decision_answers_the_payment_it_settled() {
+    let bank = bank("Ana Settles", 1).await;
+    let record = PaymentRecord {
+        e2e_id: e2e(40).to_string(),
+        status: PaymentStatus::Pending,
+        reason: None,
+        from: AccountAddress {
+            bank: "10000001".into(),
+            number: bank.numbers[0].to_string(),
+        },
+        to: AccountAddress {
+            bank: peer().to_string(),
+            number: "100001-2".into(),
+        },
+        amount_cents: 1_000,
+        description: "rent".into(),
+        clock: "1.0".into(),
+    };
+    let begun = run(
+        &bank.store,
+        Command::BeginPayment {
+            actor: bank.customer.id,
+            from: bank.numbers[0],
+            payment: record,
+        },
+    )
+    .await;
+    assert!(matches!(begun, Outcome::Pending(_)), "{begun:?}");
+    let vote = run(
+        &bank.store,
+        prepare(40, vec![outgoing(bank.numbers[0], 1_000)]),
+    )
+    .await;
+    assert!(matches!(vote, Outcome::Vote { yes: true, .. }), "{vote:?}");
+    let Outcome::Decision {
+        commit: true,
+        settled: Some(settled),
+        ..
+    } = run(&bank.store, decide(40, true, true)).await
+    else {
+        panic!("the decision settles the payment")
+    };
+    let Outcome::Payment(payment) = settled.as_ref() else {
+        panic!("{settled:?}")
+    };
+    assert_eq!(payment.status, PaymentStatus::Committed);
+    let stored = bank
+        .store
+        .payment(bank.customer.id, &e2e(40))
+        .await
+        .unwrap();
+    assert_eq!(
+        stored.as_ref(),
+        Some(settled.as_ref()),
+        "the answer is the stored record"
+    );
+    let again = run(&bank.store, decide(40, false, true)).await;
+    assert!(
+        matches!(
+            again,
+            Outcome::Decision {
+                commit: true,
+                settled: None,
+                ..
+            }
+        ),
+        "{again:?}"
+    );
     audit_passes(&bank.store).await;
 }
 

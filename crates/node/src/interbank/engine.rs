@@ -355,6 +355,8 @@ impl Effects {
             .collect();
         // The decision that stands, when the store already held an earlier one.
         let mut stands: HashMap<TxnId, bool> = HashMap::new();
+        // The customer's payment as each decision's write settled it.
+        let mut settled: HashMap<TxnId, Outcome> = HashMap::new();
         for output in out {
             match output {
                 Output::Send { to, mut message } => {
@@ -384,6 +386,7 @@ impl Effects {
                     let Outcome::Decision {
                         commit: first,
                         finished_here,
+                        settled: payment,
                     } = executed.outcome
                     else {
                         tracing::error!(%txn, outcome = ?executed.outcome, "unexpected outcome of a decision");
@@ -393,6 +396,9 @@ impl Effects {
                         tracing::warn!(%txn, first, "an earlier decision stands");
                     }
                     stands.insert(txn.clone(), first);
+                    if let Some(payment) = payment {
+                        settled.insert(txn.clone(), *payment);
+                    }
                     fault::hit(Point::AfterDecision);
                     if finished_here {
                         fault::hit(Point::AfterFinish);
@@ -407,7 +413,11 @@ impl Effects {
                     let commit = stands.get(&txn).copied().unwrap_or(commit);
                     if let Some(at) = waiters.iter().position(|(t, _)| *t == txn) {
                         let (_, waiter) = waiters.swap_remove(at);
-                        let _ = waiter.send(Decided { commit, reason });
+                        let _ = waiter.send(Decided {
+                            commit,
+                            reason,
+                            settled: settled.remove(&txn),
+                        });
                     }
                 }
                 Output::Completed { txn } => {

@@ -74,6 +74,8 @@ pub struct RemoteKey {
 pub struct Decided {
     pub commit: bool,
     pub reason: Option<String>,
+    /// The customer's payment or package as the decision's write settled it, when it did.
+    pub settled: Option<store::Outcome>,
 }
 
 /// What the peer tasks and the engine share.

@@ -567,14 +567,22 @@ async fn decided_answer(
     parts: BTreeMap<BankCode, Part>,
     pending: Outcome,
 ) -> Result<Response, ApiError> {
-    if let Some(decided) = state.interbank.begin(e2e.clone(), parts).await {
-        let _ = tokio::time::timeout(DECISION_WAIT, decided).await;
+    let mut settled = None;
+    if let Some(decided) = state.interbank.begin(e2e.clone(), parts).await
+        && let Ok(Ok(decided)) = tokio::time::timeout(DECISION_WAIT, decided).await
+    {
+        settled = decided.settled;
     }
-    let outcome = state
-        .store
-        .payment(customer.id, &e2e)
-        .await?
-        .unwrap_or(pending);
+    // The decision's own write settled the payment: that is its stored record. Otherwise (an
+    // earlier decision stood, or none came in time) the store says where it is.
+    let outcome = match settled {
+        Some(outcome) => outcome,
+        None => state
+            .store
+            .payment(customer.id, &e2e)
+            .await?
+            .unwrap_or(pending),
+    };
     let mut response = outcome_body(&outcome)?;
     if response.status() == StatusCode::OK {
         *response.status_mut() = StatusCode::CREATED;

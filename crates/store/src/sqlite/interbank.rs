@@ -309,7 +309,7 @@ pub fn record_decision(
     reason: Option<&str>,
     finish_here: bool,
 ) -> Applied<Outcome> {
-    let stands = decide(conn, ctx, e2e, commit, participants, reason)?;
+    let (stands, settled) = decide(conn, ctx, e2e, commit, participants, reason)?;
     let finished_here = finish_here
         && match finish(conn, ctx, e2e, stands)? {
             Ok(_) => true,
@@ -321,11 +321,12 @@ pub fn record_decision(
     Ok(Ok(Outcome::Decision {
         commit: stands,
         finished_here,
+        settled: settled.map(Box::new),
     }))
 }
 
 /// The decision that stands: the one recorded before, or `commit`, recorded now with the
-/// payment's outcome.
+/// payment's outcome (returned beside it when there is a payment here to settle).
 fn decide(
     conn: &Connection,
     ctx: &Ctx,
@@ -333,13 +334,13 @@ fn decide(
     commit: bool,
     participants: &[BankCode],
     reason: Option<&str>,
-) -> rusqlite::Result<bool> {
+) -> rusqlite::Result<(bool, Option<Outcome>)> {
     let stored: Option<bool> = conn
         .prepare_cached("SELECT commit_flag FROM interbank_decisions WHERE e2e_id = ?1")?
         .query_row(params![e2e.as_str()], |row| row.get(0))
         .optional()?;
     if let Some(first) = stored {
-        return Ok(first);
+        return Ok((first, None));
     }
     let participants_json = serde_json::to_string(participants).expect("codes serialise");
     conn.prepare_cached("INSERT INTO interbank_decisions (e2e_id, commit_flag, participants, clock) VALUES (?1, ?2, ?3, ?4)")?
@@ -371,13 +372,14 @@ fn decide(
             other => unreachable!("a pending payment is a transfer or a package, not {other:?}"),
         };
         settle(conn, e2e, &status, &settled, &[])?;
-        let settled = serde_json::to_string(&settled).expect("outcomes serialise");
+        let json = serde_json::to_string(&settled).expect("outcomes serialise");
         conn.prepare_cached(
             "UPDATE idempotency SET outcome = ?2, pending_e2e = NULL WHERE pending_e2e = ?1",
         )?
-        .execute(params![e2e.as_str(), settled])?;
+        .execute(params![e2e.as_str(), json])?;
+        return Ok((commit, Some(settled)));
     }
-    Ok(commit)
+    Ok((commit, None))
 }
 
 /// Each operation's result once a package between banks is decided: all committed, or the one a
