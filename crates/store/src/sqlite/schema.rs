@@ -302,6 +302,31 @@ const MIGRATIONS: &[&str] = &[
     DROP TABLE payments;
     ALTER TABLE payments_6 RENAME TO payments;
     "#,
+    // 7: transfers indexed only where they are looked up. Holds are found by their end-to-end id
+    // and resolutions by the hold they resolve; every other transfer (a plain posted one, most of
+    // them) was in both indexes anyway, a NULL `pending_id` included, and each index's last
+    // leaves were rewritten by every commit. The same rules as partial indexes: a hold is still
+    // resolved at most once.
+    r#"
+    CREATE TABLE transfers_7 (
+        id                INTEGER PRIMARY KEY,
+        e2e_id            TEXT NOT NULL,
+        debit_account_id  INTEGER NOT NULL REFERENCES accounts (id),
+        credit_account_id INTEGER NOT NULL REFERENCES accounts (id),
+        amount            INTEGER NOT NULL CHECK (amount > 0),
+        flags             TEXT NOT NULL CHECK (flags = 'posted' OR flags = 'pending' OR flags = 'post_pending' OR flags = 'void_pending'),
+        pending_id        INTEGER REFERENCES transfers (id),
+        clock             TEXT NOT NULL,
+        CHECK (debit_account_id <> credit_account_id),
+        CHECK ((flags = 'post_pending' OR flags = 'void_pending') = (pending_id IS NOT NULL))
+    );
+    INSERT INTO transfers_7 (id, e2e_id, debit_account_id, credit_account_id, amount, flags, pending_id, clock)
+        SELECT id, e2e_id, debit_account_id, credit_account_id, amount, flags, pending_id, clock FROM transfers;
+    DROP TABLE transfers;
+    ALTER TABLE transfers_7 RENAME TO transfers;
+    CREATE UNIQUE INDEX transfers_resolving ON transfers (pending_id) WHERE pending_id IS NOT NULL;
+    CREATE INDEX transfers_holds_by_e2e ON transfers (e2e_id) WHERE flags = 'pending';
+    "#,
 ];
 
 /// Brings the database to the newest schema version, recorded in `PRAGMA user_version`.
@@ -490,6 +515,54 @@ mod tests {
             .collect::<Result<_, _>>()
             .unwrap();
         assert_eq!(columns, ["key", "scope"]);
+    }
+
+    /// Holds and their resolutions are found through the partial indexes of migration 7, never by
+    /// reading every transfer, and a hold still takes one resolution only.
+    #[test]
+    fn holds_are_looked_up_by_index_and_resolved_once() {
+        let mut conn = Connection::open_in_memory().unwrap();
+        migrate(&mut conn).unwrap();
+        for (sql, index) in [
+            (
+                "SELECT id FROM transfers WHERE e2e_id = 'e' AND flags = 'pending' ORDER BY id",
+                "transfers_holds_by_e2e",
+            ),
+            (
+                "SELECT flags FROM transfers WHERE pending_id = 1",
+                "transfers_resolving",
+            ),
+            (
+                "SELECT 1 FROM transfers r WHERE r.pending_id = 7",
+                "transfers_resolving",
+            ),
+        ] {
+            let plan: Vec<String> = conn
+                .prepare(&format!("EXPLAIN QUERY PLAN {sql}"))
+                .unwrap()
+                .query_map([], |row| row.get(3))
+                .unwrap()
+                .collect::<Result<_, _>>()
+                .unwrap();
+            assert!(
+                plan.iter().any(|step| step.contains(index)),
+                "{sql}: {plan:?}"
+            );
+        }
+        conn.execute_batch(
+            "INSERT INTO accounts (id, kind, peer_bank, clock) VALUES (2, 'settlement', 'x', '0.0');
+             INSERT INTO transfers (id, e2e_id, debit_account_id, credit_account_id, amount, flags, clock)
+                 VALUES (1, 'e', 1, 2, 5, 'pending', '0.0');
+             INSERT INTO transfers (e2e_id, debit_account_id, credit_account_id, amount, flags, pending_id, clock)
+                 VALUES ('e', 1, 2, 5, 'post_pending', 1, '0.0');",
+        )
+        .unwrap();
+        let twice = conn.execute(
+            "INSERT INTO transfers (e2e_id, debit_account_id, credit_account_id, amount, flags, pending_id, clock)
+             VALUES ('e', 1, 2, 5, 'void_pending', 1, '0.0')",
+            [],
+        );
+        assert!(twice.is_err(), "a hold resolved twice");
     }
 
     /// SQLite checks a constant `IN` list of three or more values through a temporary b-tree
