@@ -10,8 +10,8 @@ use ledger::rules::{self, Counters, HoldState, Side};
 use ledger::{
     AccountKind, AccountNumber, Amount, EndToEndId, PartyKind, PixKey, PixKeyType, Stamp,
 };
-use rusqlite::{Connection, OptionalExtension, params};
-use std::cell::Cell;
+use rusqlite::{CachedStatement, Connection, OptionalExtension, params};
+use std::cell::{Cell, RefCell};
 
 /// A database result holding a business result.
 pub type Applied<T> = rusqlite::Result<Result<T, Refusal>>;
@@ -19,12 +19,42 @@ pub type Applied<T> = rusqlite::Result<Result<T, Refusal>>;
 /// What a command needs besides the database: who we are, the bank's internal accounts, the
 /// command's clock stamp, the running sum of counter changes (asserted balanced), and what the
 /// writer remembers.
-pub struct Ctx<'w> {
+pub struct Ctx<'w, 'c> {
     pub bank: &'w str,
     pub vault: i64,
     pub stamp: Stamp,
+    /// `stamp` as written in every row the command writes (formatted once per command).
+    pub clock: String,
     pub delta: Cell<Totals>,
     pub memo: &'w Memo,
+    pub hot: &'w Hot<'c>,
+}
+
+/// The statements every transfer runs, taken from the statement cache once per batch instead of
+/// once per use (each lookup hashes the statement's text, and a bulk command of a thousand
+/// transfers made three thousand of them).
+pub struct Hot<'c> {
+    insert_transfer: RefCell<CachedStatement<'c>>,
+    insert_transfer_entry: RefCell<CachedStatement<'c>>,
+    insert_local_payment: RefCell<CachedStatement<'c>>,
+}
+
+impl<'c> Hot<'c> {
+    pub fn prepare(conn: &'c Connection) -> rusqlite::Result<Hot<'c>> {
+        Ok(Hot {
+            insert_transfer: RefCell::new(conn.prepare_cached(
+                "INSERT INTO transfers (e2e_id, debit_account_id, credit_account_id, amount, flags, clock) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+            )?),
+            insert_transfer_entry: RefCell::new(conn.prepare_cached(
+                "INSERT INTO entries (account_id, transfer_id, kind, amount, balance_after, counterparty, description, made_by, clock, at_ms, e2e_id, prev_entry,
+                                      other_account_id, other_balance_after, other_counterparty, other_prev_entry)
+                 VALUES (?1, ?2, 'transfer_out', ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15)",
+            )?),
+            insert_local_payment: RefCell::new(conn.prepare_cached(
+                "INSERT INTO payments (e2e_id, status, entry) VALUES (?1, 'committed', ?2)",
+            )?),
+        })
+    }
 }
 
 /// Runs `f` inside a savepoint: kept if it succeeded, rolled back if it was refused or failed.
@@ -293,7 +323,7 @@ fn register(
         username,
         password_hash,
         ctx.bank,
-        ctx.stamp.to_string()
+        ctx.clock
     ])?;
     let id = conn.last_insert_rowid();
     Ok(Ok(read::customer(conn, id)?.expect("just inserted")))
@@ -411,10 +441,14 @@ pub fn move_money(
     } else {
         "pending"
     };
-    conn.prepare_cached(
-        "INSERT INTO transfers (e2e_id, debit_account_id, credit_account_id, amount, flags, clock) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
-    )?
-    .execute(params![e2e, debit_id, credit_id, amount.cents(), flags, ctx.stamp.to_string()])?;
+    ctx.hot.insert_transfer.borrow_mut().execute(params![
+        e2e,
+        debit_id,
+        credit_id,
+        amount.cents(),
+        flags,
+        ctx.clock
+    ])?;
     Ok(Ok(Moved {
         transfer_id: conn.last_insert_rowid(),
         debit_after,
@@ -460,7 +494,7 @@ pub fn resolve_hold(conn: &Connection, ctx: &Ctx, hold_id: i64, post: bool) -> A
         "INSERT INTO transfers (e2e_id, debit_account_id, credit_account_id, amount, flags, pending_id, clock)
          VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
     )?
-    .execute(params![e2e, debit_id, credit_id, cents, flags, hold_id, ctx.stamp.to_string()])?;
+    .execute(params![e2e, debit_id, credit_id, cents, flags, hold_id, ctx.clock])?;
     Ok(Ok(Moved {
         transfer_id: conn.last_insert_rowid(),
         debit_after,
@@ -486,7 +520,7 @@ pub fn insert_entry(
     ctx: &Ctx,
     draft: EntryDraft<'_>,
 ) -> rusqlite::Result<EntryRecord> {
-    let clock = ctx.stamp.to_string();
+    let clock = ctx.clock.clone();
     let prev = state(conn, ctx, draft.account_id)?.last_entry;
     conn.prepare_cached(
         "INSERT INTO entries (account_id, transfer_id, kind, amount, balance_after, counterparty, description, made_by, clock, at_ms, e2e_id, prev_entry)
@@ -581,7 +615,7 @@ fn open_account(
         .query_row([], |row| row.get(0))?;
     AccountNumber::from_base(base as u64).expect("account numbers stay in range");
     conn.prepare_cached("INSERT INTO accounts (number, kind, clock) VALUES (?1, ?2, ?3)")?
-        .execute(params![base, kind.as_str(), ctx.stamp.to_string()])?;
+        .execute(params![base, kind.as_str(), ctx.clock])?;
     let account_id = conn.last_insert_rowid();
     for (position, holder) in holders.iter().enumerate() {
         conn.prepare_cached(
@@ -659,7 +693,7 @@ fn add_pix_key(
         key.key_type().as_str(),
         account_id,
         actor,
-        ctx.stamp.to_string()
+        ctx.clock
     ])?;
     Ok(Ok(
         read::pix_key(conn, ctx.bank, key.as_str())?.expect("just inserted")
@@ -791,7 +825,7 @@ fn local_transfer(
         to: to.address.clone(),
         amount_cents: amount.cents(),
         description: description.to_string(),
-        clock: ctx.stamp.to_string(),
+        clock: ctx.clock.clone(),
     };
     let moved = match move_money(
         conn,
@@ -867,12 +901,7 @@ fn insert_transfer_entry(
 ) -> rusqlite::Result<i64> {
     let payer_prev = state(conn, ctx, payer.account_id)?.last_entry;
     let payee_prev = state(conn, ctx, payee.account_id)?.last_entry;
-    conn.prepare_cached(
-        "INSERT INTO entries (account_id, transfer_id, kind, amount, balance_after, counterparty, description, made_by, clock, at_ms, e2e_id, prev_entry,
-                              other_account_id, other_balance_after, other_counterparty, other_prev_entry)
-         VALUES (?1, ?2, 'transfer_out', ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15)",
-    )?
-    .execute(params![
+    ctx.hot.insert_transfer_entry.borrow_mut().execute(params![
         payer.account_id,
         transfer_id,
         -amount.cents(),
@@ -880,7 +909,7 @@ fn insert_transfer_entry(
         payer.counterparty,
         description,
         made_by,
-        ctx.stamp.to_string(),
+        ctx.clock,
         ctx.stamp.physical_ms as i64,
         e2e,
         payer_prev,
@@ -938,10 +967,10 @@ fn transfer(
     match (&settled.refused, settled.entry) {
         (None, Some(entry)) => {
             // Its record is the entry's: nothing else to store.
-            conn.prepare_cached(
-                "INSERT INTO payments (e2e_id, status, entry) VALUES (?1, 'committed', ?2)",
-            )?
-            .execute(params![e2e.as_str(), entry])?;
+            ctx.hot
+                .insert_local_payment
+                .borrow_mut()
+                .execute(params![e2e.as_str(), entry])?;
             Ok(Ok(Outcome::Payment(settled.record)))
         }
         (Some(Refusal::Ledger(LedgerRefusal::InsufficientFunds)), _) => {
@@ -1082,7 +1111,7 @@ fn package(
         e2e_id: e2e.to_string(),
         status: status.clone(),
         results,
-        clock: ctx.stamp.to_string(),
+        clock: ctx.clock.clone(),
         banks: Vec::new(),
     };
     record_payment(

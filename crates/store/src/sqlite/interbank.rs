@@ -93,7 +93,7 @@ pub fn prepare(
     let legs_json = serde_json::to_string(legs).expect("legs serialise");
     let payment_json = payment.map(|p| serde_json::to_string(p).expect("payments serialise"));
     conn.prepare_cached("INSERT INTO interbank_votes (e2e_id, coordinator, yes, reason, legs, payment, clock) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)")?
-        .execute(params![e2e.as_str(), coordinator.as_str(), yes, reason, legs_json, payment_json, ctx.stamp.to_string()])?;
+        .execute(params![e2e.as_str(), coordinator.as_str(), yes, reason, legs_json, payment_json, ctx.clock])?;
     // The recipient can follow the payment while the banks decide.
     if let (true, Some(payment)) = (yes, payment) {
         let mut pending = payment.clone();
@@ -136,7 +136,7 @@ pub fn finish(conn: &Connection, ctx: &Ctx, e2e: &EndToEndId, commit: bool) -> A
             return Ok(Err(Refusal::Ledger(LedgerRefusal::HoldAlreadyResolved)));
         }
         conn.prepare_cached("INSERT INTO interbank_votes (e2e_id, yes, legs, finished, clock) VALUES (?1, 0, '[]', 'abort', ?2)")?
-            .execute(params![e2e.as_str(), ctx.stamp.to_string()])?;
+            .execute(params![e2e.as_str(), ctx.clock])?;
         return Ok(Ok(Outcome::Done));
     };
     if let Some(done) = done {
@@ -344,7 +344,7 @@ fn decide(
     }
     let participants_json = serde_json::to_string(participants).expect("codes serialise");
     conn.prepare_cached("INSERT INTO interbank_decisions (e2e_id, commit_flag, participants, clock) VALUES (?1, ?2, ?3, ?4)")?
-        .execute(params![e2e.as_str(), commit, participants_json, ctx.stamp.to_string()])?;
+        .execute(params![e2e.as_str(), commit, participants_json, ctx.clock])?;
     // The customer's payment or package, and any idempotency record waiting on it, take the
     // outcome now.
     let pending: Option<String> = conn

@@ -301,9 +301,11 @@ impl Writer {
     fn run_batch(&mut self, batch: &[Job]) -> rusqlite::Result<Vec<Result<Executed, StoreError>>> {
         self.conn.execute_batch("BEGIN IMMEDIATE")?;
         let mut results = Vec::with_capacity(batch.len());
+        let hot = apply::Hot::prepare(&self.conn)?;
         for job in batch {
-            results.push(self.run_one(&job.request)?);
+            results.push(self.run_one(&job.request, &hot)?);
         }
+        drop(hot);
         let last = self.clock.last().to_string();
         self.conn
             .prepare_cached("INSERT INTO meta (key, value) VALUES ('clock', ?1) ON CONFLICT (key) DO UPDATE SET value = excluded.value")?
@@ -325,7 +327,11 @@ impl Writer {
         Ok(results)
     }
 
-    fn run_one(&self, request: &Request) -> rusqlite::Result<Result<Executed, StoreError>> {
+    fn run_one(
+        &self,
+        request: &Request,
+        hot: &apply::Hot,
+    ) -> rusqlite::Result<Result<Executed, StoreError>> {
         let conn = &self.conn;
         if let Some(idempotency) = &request.idempotency {
             let stored: Option<(Vec<u8>, Option<String>, Option<i64>)> = conn
@@ -350,12 +356,15 @@ impl Writer {
                     .map_err(|e| StoreError::Corrupt(format!("stored outcome: {e}"))));
             }
         }
+        let stamp = self.clock.tick();
         let ctx = Ctx {
             bank: &self.bank,
             vault: self.vault,
-            stamp: self.clock.tick(),
+            stamp,
+            clock: stamp.to_string(),
             delta: Cell::new(Totals::default()),
             memo: &self.memo,
+            hot,
         };
         let command = &request.command;
         let applied = if apply::writes_only_when_done(command) {
@@ -392,7 +401,7 @@ impl Writer {
                 _ => None,
             };
             conn.prepare_cached("INSERT INTO idempotency (scope, key, fingerprint, outcome, payment, clock, pending_e2e) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)")?
-                .execute(params![idempotency.scope, idempotency.key, &idempotency.fingerprint[..], body, payment, ctx.stamp.to_string(), pending])?;
+                .execute(params![idempotency.scope, idempotency.key, &idempotency.fingerprint[..], body, payment, ctx.clock, pending])?;
         }
         Ok(Ok(Executed {
             outcome,
