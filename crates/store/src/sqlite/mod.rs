@@ -28,6 +28,9 @@ use tokio::sync::{mpsc, oneshot};
 pub const BATCH_MAX: usize = 1024;
 /// The most commands waiting for the writer; beyond it requests are refused as overloaded.
 pub const QUEUE_MAX: usize = 16 * 1024;
+/// How long a batch in progress keeps taking the jobs that arrive while it runs, before it
+/// commits what it has (the first job waits for every later one, so this bounds its delay).
+const TOP_UP_FOR: std::time::Duration = std::time::Duration::from_millis(2);
 /// The writer's page cache, in KiB (SQLite's negative `cache_size`).
 const WRITER_CACHE_KIB: i64 = -65_536;
 /// Reader connections kept open between reads.
@@ -254,30 +257,34 @@ impl Writer {
                     Err(_) => break,
                 }
             }
-            self.commit_batch(&mut batch);
+            self.commit_batch(&mut batch, &mut receiver);
         }
         tracing::info!(bank = %self.bank, "writer stopped: every queued command was answered");
     }
 
-    /// Runs every job of the batch in one transaction and answers them after the commit. If the
-    /// transaction fails, nothing of it is kept and each job is tried again alone, so one
-    /// command that trips the database fails only its own request.
-    fn commit_batch(&mut self, batch: &mut Vec<Job>) {
-        let results = match self.run_batch(batch) {
+    /// Runs every job of the batch in one transaction, with the jobs that arrive meanwhile, and
+    /// answers them after the commit. If the transaction fails, nothing of it is kept and each
+    /// job is tried again alone, so one command that trips the database fails only its own
+    /// request.
+    fn commit_batch(&mut self, batch: &mut Vec<Job>, receiver: &mut mpsc::Receiver<Job>) {
+        let results = match self.run_batch(batch, Some(receiver)) {
             Ok(results) => results,
             Err(error) if batch.len() > 1 => {
                 tracing::warn!(%error, size = batch.len(), "batch failed; trying its commands one by one");
                 self.rollback();
-                batch
-                    .iter()
-                    .map(|job| match self.run_batch(std::slice::from_ref(job)) {
+                let mut results = Vec::with_capacity(batch.len());
+                for job in std::mem::take(batch) {
+                    let mut alone = vec![job];
+                    results.push(match self.run_batch(&mut alone, None) {
                         Ok(mut one) => one.pop().expect("one result per job"),
                         Err(error) => {
                             self.rollback();
                             Err(StoreError::Database(error))
                         }
-                    })
-                    .collect()
+                    });
+                    batch.extend(alone);
+                }
+                results
             }
             Err(error) => {
                 tracing::error!(%error, "command failed; nothing of it was committed");
@@ -297,13 +304,39 @@ impl Writer {
         }
     }
 
-    /// Every database error fails the whole transaction: the caller rolls it back.
-    fn run_batch(&mut self, batch: &[Job]) -> rusqlite::Result<Vec<Result<Executed, StoreError>>> {
+    /// Every database error fails the whole transaction: the caller rolls it back. With `more`,
+    /// the jobs that arrived while the batch ran join it (up to [`BATCH_MAX`], for at most
+    /// [`TOP_UP_FOR`]), so the commit comes once the queue is empty: commits are fewer and larger
+    /// under load, and each one rewrites a table's last pages once for all of its commands.
+    fn run_batch(
+        &mut self,
+        batch: &mut Vec<Job>,
+        mut more: Option<&mut mpsc::Receiver<Job>>,
+    ) -> rusqlite::Result<Vec<Result<Executed, StoreError>>> {
         self.conn.execute_batch("BEGIN IMMEDIATE")?;
+        let opened = std::time::Instant::now();
         let mut results = Vec::with_capacity(batch.len());
         let hot = apply::Hot::prepare(&self.conn)?;
-        for job in batch {
-            results.push(self.run_one(&job.request, &hot)?);
+        loop {
+            while results.len() < batch.len() {
+                let job = &batch[results.len()];
+                results.push(self.run_one(&job.request, &hot)?);
+            }
+            let Some(receiver) = more.as_deref_mut() else {
+                break;
+            };
+            if opened.elapsed() >= TOP_UP_FOR {
+                break;
+            }
+            while batch.len() < BATCH_MAX {
+                match receiver.try_recv() {
+                    Ok(job) => batch.push(job),
+                    Err(_) => break,
+                }
+            }
+            if results.len() == batch.len() {
+                break;
+            }
         }
         drop(hot);
         let last = self.clock.last().to_string();
