@@ -686,3 +686,86 @@ async fn a_local_transfer_is_one_entry_read_by_both_sides() {
         "{why}"
     );
 }
+
+/// A recipient's bank records the payment as pending when it votes yes and settles that record
+/// when the decision comes: committed or aborted, as its customer reads it; the vote keeps no
+/// second copy of it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_recipients_bank_settles_the_payment_it_held() {
+    let bank = bank("Ana Receives", 2).await;
+    for (serial, commit, status) in [
+        (50, true, PaymentStatus::Committed),
+        (51, false, PaymentStatus::Aborted),
+    ] {
+        let number = bank.numbers[(serial - 50) as usize];
+        let incoming = protocol::Leg {
+            from: protocol::Endpoint::Settlement(peer()),
+            to: protocol::Endpoint::Account(number),
+            amount: Amount::from_cents(700).unwrap(),
+            memo: protocol::Memo {
+                description: "rent".into(),
+                made_by: "bia".into(),
+                from_label: "Bia".into(),
+                to_label: "Ana".into(),
+            },
+        };
+        let record = PaymentRecord {
+            e2e_id: e2e(serial).to_string(),
+            status: PaymentStatus::Pending,
+            reason: None,
+            from: AccountAddress {
+                bank: peer().to_string(),
+                number: "100001-2".into(),
+            },
+            to: AccountAddress {
+                bank: "10000001".into(),
+                number: number.to_string(),
+            },
+            amount_cents: 700,
+            description: "rent".into(),
+            clock: "1.0".into(),
+        };
+        let vote = run(
+            &bank.store,
+            Command::Prepare {
+                e2e: e2e(serial),
+                coordinator: peer(),
+                legs: vec![incoming],
+                payment: Some(record),
+            },
+        )
+        .await;
+        assert!(matches!(vote, Outcome::Vote { yes: true, .. }), "{vote:?}");
+        let seen = |outcome: Option<Outcome>| match outcome {
+            Some(Outcome::Payment(payment)) => payment.status,
+            other => panic!("{other:?}"),
+        };
+        let held = bank
+            .store
+            .payment(bank.customer.id, &e2e(serial))
+            .await
+            .unwrap();
+        assert_eq!(seen(held), PaymentStatus::Pending);
+        assert_eq!(
+            run(&bank.store, finish(serial, commit)).await,
+            Outcome::Done
+        );
+        let settled = bank
+            .store
+            .payment(bank.customer.id, &e2e(serial))
+            .await
+            .unwrap();
+        assert_eq!(seen(settled), status);
+    }
+    assert_eq!(balances(&bank).await, vec![(5_700, 5_700), (5_000, 5_000)]);
+    audit_passes(&bank.store).await;
+    let db = rusqlite::Connection::open(bank.dir.path().join("bank.db")).unwrap();
+    let copies: i64 = db
+        .query_row(
+            "SELECT COUNT(*) FROM interbank_votes WHERE payment IS NOT NULL",
+            [],
+            |row| row.get(0),
+        )
+        .unwrap();
+    assert_eq!(copies, 0);
+}

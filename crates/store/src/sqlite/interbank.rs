@@ -91,9 +91,9 @@ pub fn prepare(
     });
     let yes = reason.is_none();
     let legs_json = serde_json::to_string(legs).expect("legs serialise");
-    let payment_json = payment.map(|p| serde_json::to_string(p).expect("payments serialise"));
-    conn.prepare_cached("INSERT INTO interbank_votes (e2e_id, coordinator, yes, reason, legs, payment, clock) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)")?
-        .execute(params![e2e.as_str(), coordinator.as_str(), yes, reason, legs_json, payment_json, ctx.clock])?;
+    // The vote keeps no copy of the payment: its pending record below is what `finish` settles.
+    conn.prepare_cached("INSERT INTO interbank_votes (e2e_id, coordinator, yes, reason, legs, clock) VALUES (?1, ?2, ?3, ?4, ?5, ?6)")?
+        .execute(params![e2e.as_str(), coordinator.as_str(), yes, reason, legs_json, ctx.clock])?;
     // The recipient can follow the payment while the banks decide.
     if let (true, Some(payment)) = (yes, payment) {
         let mut pending = payment.clone();
@@ -120,16 +120,14 @@ fn entry_kind(other: &Endpoint, outgoing: bool) -> &'static str {
 }
 
 pub fn finish(conn: &Connection, ctx: &Ctx, e2e: &EndToEndId, commit: bool) -> Applied<Outcome> {
-    let known: Option<(bool, String, Option<String>, Option<String>)> = conn
-        .prepare_cached(
-            "SELECT yes, legs, payment, finished FROM interbank_votes WHERE e2e_id = ?1",
-        )?
+    let known: Option<(bool, String, Option<String>)> = conn
+        .prepare_cached("SELECT yes, legs, finished FROM interbank_votes WHERE e2e_id = ?1")?
         .query_row(params![e2e.as_str()], |row| {
-            Ok((row.get(0)?, row.get(1)?, row.get(2)?, row.get(3)?))
+            Ok((row.get(0)?, row.get(1)?, row.get(2)?))
         })
         .optional()?;
     let finished = if commit { "commit" } else { "abort" };
-    let Some((yes, legs_json, payment_json, done)) = known else {
+    let Some((yes, legs_json, done)) = known else {
         // Never prepared here (its prepare was lost or is late): remember the abort.
         if commit {
             tracing::error!(%e2e, "a commit arrived for a transaction this bank never voted on; not obeyed");
@@ -170,24 +168,35 @@ pub fn finish(conn: &Connection, ctx: &Ctx, e2e: &EndToEndId, commit: bool) -> A
     }
     conn.prepare_cached("UPDATE interbank_votes SET finished = ?2 WHERE e2e_id = ?1")?
         .execute(params![e2e.as_str(), finished])?;
-    if let Some(payment_json) = payment_json {
-        let mut payment: PaymentRecord =
-            serde_json::from_str(&payment_json).expect("stored payments parse");
+    // The recipient's record of the payment, pending since the prepare (already linked to the
+    // accounts it touches here), takes its final status. The coordinator's own record was
+    // settled by its decision, before any part finished.
+    let pending: Option<String> = conn
+        .prepare_cached("SELECT body FROM payments WHERE e2e_id = ?1 AND status = 'pending'")?
+        .query_row(params![e2e.as_str()], |row| row.get(0))
+        .optional()?;
+    // (A pending package here is the coordinator's own, which only its decision settles.)
+    if let Some(Outcome::Payment(mut payment)) =
+        pending.map(|body| serde_json::from_str::<Outcome>(&body).expect("stored payments parse"))
+    {
         payment.status = if commit {
             PaymentStatus::Committed
         } else {
             PaymentStatus::Aborted
         };
-        let accounts = touched_accounts(conn, ctx, &legs)?;
-        settle(
-            conn,
-            e2e,
-            &payment.status,
-            &Outcome::Payment(payment.clone()),
-            &accounts,
-        )?;
+        let body = serde_json::to_string(&Outcome::Payment(payment)).expect("outcomes serialise");
+        conn.prepare_cached("UPDATE payments SET status = ?2, body = ?3 WHERE e2e_id = ?1")?
+            .execute(params![e2e.as_str(), finished_status(commit), body])?;
     }
     Ok(Ok(Outcome::Done))
+}
+
+fn finished_status(commit: bool) -> &'static str {
+    if commit {
+        PaymentStatus::Committed.as_str()
+    } else {
+        PaymentStatus::Aborted.as_str()
+    }
 }
 
 /// Posts or voids each hold of a finished part, with its statement lines when posted.
