@@ -86,6 +86,29 @@ async fn bank(name: &str, accounts: u64) -> Bank {
     }
 }
 
+/// The number a counting query answers, read straight from the bank's ledger file.
+fn count(dir: &tempfile::TempDir, sql: &str) -> i64 {
+    rusqlite::Connection::open(dir.path().join("bank.db"))
+        .unwrap()
+        .query_row(sql, [], |row| row.get(0))
+        .unwrap()
+}
+
+/// Why the bank refuses to open the ledger at `path` (it must refuse).
+fn refused_to_open(path: &std::path::Path) -> String {
+    let reopened = SqliteStore::open(
+        path,
+        BankCode::parse("10000001").unwrap(),
+        &[peer()],
+        Arc::new(SharedClock::default()),
+    );
+    match reopened {
+        Err(StoreError::Corrupt(why)) => why,
+        Err(other) => panic!("refused for another reason: {other:?}"),
+        Ok(_) => panic!("a damaged ledger opened"),
+    }
+}
+
 async fn audit_passes(store: &SqliteStore) {
     let audit = store.audit().await.unwrap();
     assert!(audit.checks.iter().all(|check| check.ok), "{audit:?}");
@@ -261,14 +284,10 @@ async fn a_retried_transfer_answers_its_first_outcome_from_its_payment() {
         "each transfer ran once"
     );
     // Stored once: the record holds no outcome of its own, only the payment's id.
-    let db = rusqlite::Connection::open(dir.path().join("bank.db")).unwrap();
-    let copies: i64 = db
-        .query_row(
-            "SELECT COUNT(*) FROM idempotency WHERE outcome IS NULL AND payment IS NOT NULL",
-            [],
-            |row| row.get(0),
-        )
-        .unwrap();
+    let copies = count(
+        &dir,
+        "SELECT COUNT(*) FROM idempotency WHERE outcome IS NULL AND payment IS NOT NULL",
+    );
     assert_eq!(copies, 2);
 }
 
@@ -526,15 +545,7 @@ async fn a_reference_to_nothing_fails_the_audit() {
     )
     .unwrap();
     drop(db);
-    let reopened = SqliteStore::open(
-        &path,
-        BankCode::parse("10000001").unwrap(),
-        &[peer()],
-        Arc::new(SharedClock::default()),
-    );
-    let Err(StoreError::Corrupt(why)) = reopened else {
-        panic!("a dangling reference went unnoticed")
-    };
+    let why = refused_to_open(&path);
     assert!(why.starts_with("every_reference_resolves failed"), "{why}");
 }
 
@@ -672,15 +683,7 @@ async fn a_local_transfer_is_one_entry_read_by_both_sides() {
     )
     .unwrap();
     drop(db);
-    let reopened = SqliteStore::open(
-        &path,
-        BankCode::parse("10000001").unwrap(),
-        &[peer()],
-        Arc::new(SharedClock::default()),
-    );
-    let Err(StoreError::Corrupt(why)) = reopened else {
-        panic!("a broken payee chain went unnoticed")
-    };
+    let why = refused_to_open(&path);
     assert!(
         why.starts_with("statements_chain_every_entry failed"),
         "{why}"
@@ -759,13 +762,9 @@ async fn a_recipients_bank_settles_the_payment_it_held() {
     }
     assert_eq!(balances(&bank).await, vec![(5_700, 5_700), (5_000, 5_000)]);
     audit_passes(&bank.store).await;
-    let db = rusqlite::Connection::open(bank.dir.path().join("bank.db")).unwrap();
-    let copies: i64 = db
-        .query_row(
-            "SELECT COUNT(*) FROM interbank_votes WHERE payment IS NOT NULL",
-            [],
-            |row| row.get(0),
-        )
-        .unwrap();
+    let copies = count(
+        &bank.dir,
+        "SELECT COUNT(*) FROM interbank_votes WHERE payment IS NOT NULL",
+    );
     assert_eq!(copies, 0);
 }

@@ -517,6 +517,16 @@ mod tests {
         assert_eq!(columns, ["key", "scope"]);
     }
 
+    /// One column of what `how` (`EXPLAIN` or `EXPLAIN QUERY PLAN`) says of `sql`.
+    fn explain(conn: &Connection, how: &str, sql: &str, column: usize) -> Vec<String> {
+        conn.prepare(&format!("{how} {sql}"))
+            .unwrap()
+            .query_map([], |row| row.get(column))
+            .unwrap()
+            .collect::<Result<_, _>>()
+            .unwrap()
+    }
+
     /// Holds and their resolutions are found through the partial indexes of migration 7, never by
     /// reading every transfer, and a hold still takes one resolution only.
     #[test]
@@ -537,13 +547,7 @@ mod tests {
                 "transfers_resolving",
             ),
         ] {
-            let plan: Vec<String> = conn
-                .prepare(&format!("EXPLAIN QUERY PLAN {sql}"))
-                .unwrap()
-                .query_map([], |row| row.get(3))
-                .unwrap()
-                .collect::<Result<_, _>>()
-                .unwrap();
+            let plan = explain(&conn, "EXPLAIN QUERY PLAN", sql, 3);
             assert!(
                 plan.iter().any(|step| step.contains(index)),
                 "{sql}: {plan:?}"
@@ -586,13 +590,7 @@ mod tests {
             "INSERT INTO idempotency (scope, key, fingerprint, outcome, payment, clock, pending_e2e) VALUES (1, 'k', x'00', NULL, 'e', 'c', NULL)",
             "INSERT INTO pix_keys (key, type, account_id, owner_id, clock) VALUES ('k', 'email', 1, 1, 'c')",
         ] {
-            let opcodes: Vec<String> = conn
-                .prepare(&format!("EXPLAIN {sql}"))
-                .unwrap()
-                .query_map([], |row| row.get(1))
-                .unwrap()
-                .collect::<Result<_, _>>()
-                .unwrap();
+            let opcodes = explain(&conn, "EXPLAIN", sql, 1);
             assert!(opcodes.iter().any(|op| op == "Halt"), "{opcodes:?}");
             assert!(
                 !opcodes.iter().any(|op| op == "OpenEphemeral"),
