@@ -963,7 +963,6 @@ fn transfer(
         Ok(settled) => settled,
         Err(refusal) => return Ok(Err(refusal)),
     };
-    let status = settled.record.status.clone();
     match (&settled.refused, settled.entry) {
         (None, Some(entry)) => {
             // Its record is the entry's: nothing else to store.
@@ -974,6 +973,7 @@ fn transfer(
             Ok(Ok(Outcome::Payment(settled.record)))
         }
         (Some(Refusal::Ledger(LedgerRefusal::InsufficientFunds)), _) => {
+            let status = settled.record.status.clone();
             let outcome = Outcome::Payment(settled.record);
             record_payment(conn, e2e.as_str(), &status, &outcome, &[settled.from_id])?;
             Ok(Ok(outcome))

@@ -170,33 +170,47 @@ pub fn finish(conn: &Connection, ctx: &Ctx, e2e: &EndToEndId, commit: bool) -> A
         .execute(params![e2e.as_str(), finished])?;
     // The recipient's record of the payment, pending since the prepare (already linked to the
     // accounts it touches here), takes its final status. The coordinator's own record was
-    // settled by its decision, before any part finished.
-    let pending: Option<String> = conn
-        .prepare_cached("SELECT body FROM payments WHERE e2e_id = ?1 AND status = 'pending'")?
-        .query_row(params![e2e.as_str()], |row| row.get(0))
-        .optional()?;
-    // (A pending package here is the coordinator's own, which only its decision settles.)
-    if let Some(Outcome::Payment(mut payment)) =
-        pending.map(|body| serde_json::from_str::<Outcome>(&body).expect("stored payments parse"))
-    {
-        payment.status = if commit {
-            PaymentStatus::Committed
-        } else {
-            PaymentStatus::Aborted
-        };
-        let body = serde_json::to_string(&Outcome::Payment(payment)).expect("outcomes serialise");
-        conn.prepare_cached("UPDATE payments SET status = ?2, body = ?3 WHERE e2e_id = ?1")?
-            .execute(params![e2e.as_str(), finished_status(commit), body])?;
+    // settled by its decision, before any part finished; a pending package here is one of
+    // those, which only its decision settles.
+    if let Some(Outcome::Payment(mut payment)) = pending_payment(conn, e2e)? {
+        payment.status = decided_status(commit);
+        settle_pending(conn, e2e, &Outcome::Payment(payment))?;
     }
     Ok(Ok(Outcome::Done))
 }
 
-fn finished_status(commit: bool) -> &'static str {
+fn decided_status(commit: bool) -> PaymentStatus {
     if commit {
-        PaymentStatus::Committed.as_str()
+        PaymentStatus::Committed
     } else {
-        PaymentStatus::Aborted.as_str()
+        PaymentStatus::Aborted
     }
+}
+
+/// The customer's payment or package recorded here that still waits on a decision.
+fn pending_payment(conn: &Connection, e2e: &EndToEndId) -> rusqlite::Result<Option<Outcome>> {
+    let body: Option<String> = conn
+        .prepare_cached("SELECT body FROM payments WHERE e2e_id = ?1 AND status = 'pending'")?
+        .query_row(params![e2e.as_str()], |row| row.get(0))
+        .optional()?;
+    Ok(body.map(|body| serde_json::from_str(&body).expect("stored payments parse")))
+}
+
+/// Writes a pending payment's (or package's) final state; answers it as JSON.
+fn settle_pending(
+    conn: &Connection,
+    e2e: &EndToEndId,
+    settled: &Outcome,
+) -> rusqlite::Result<String> {
+    let status = match settled {
+        Outcome::Payment(payment) => &payment.status,
+        Outcome::Package(package) => &package.status,
+        other => unreachable!("a payment is a transfer or a package, not {other:?}"),
+    };
+    let body = serde_json::to_string(settled).expect("outcomes serialise");
+    conn.prepare_cached("UPDATE payments SET status = ?2, body = ?3 WHERE e2e_id = ?1")?
+        .execute(params![e2e.as_str(), status.as_str(), body])?;
+    Ok(body)
 }
 
 /// Posts or voids each hold of a finished part, with its statement lines when posted.
@@ -277,36 +291,6 @@ fn resolve_holds(
     Ok(Ok(()))
 }
 
-/// Writes a payment's (or package's) final state, unless a final state is already there.
-fn settle(
-    conn: &Connection,
-    e2e: &EndToEndId,
-    status: &PaymentStatus,
-    outcome: &Outcome,
-    accounts: &[i64],
-) -> rusqlite::Result<()> {
-    let stored: Option<String> = conn
-        .prepare_cached("SELECT status FROM payments WHERE e2e_id = ?1")?
-        .query_row(params![e2e.as_str()], |row| row.get(0))
-        .optional()?;
-    match stored.as_deref() {
-        None => record_payment(conn, e2e.as_str(), status, outcome, accounts),
-        Some("pending") => {
-            let body = serde_json::to_string(outcome).expect("outcomes serialise");
-            conn.prepare_cached("UPDATE payments SET status = ?2, body = ?3 WHERE e2e_id = ?1")?
-                .execute(params![e2e.as_str(), status.as_str(), body])?;
-            for account in accounts {
-                conn.prepare_cached(
-                    "INSERT OR IGNORE INTO payment_accounts (e2e_id, account_id) VALUES (?1, ?2)",
-                )?
-                .execute(params![e2e.as_str(), account])?;
-            }
-            Ok(())
-        }
-        Some(_) => Ok(()),
-    }
-}
-
 /// Records the decision (the first one stands) and, with `finish_here`, finishes this bank's own
 /// part by it in the same transaction.
 pub fn record_decision(
@@ -356,32 +340,23 @@ fn decide(
         .execute(params![e2e.as_str(), commit, participants_json, ctx.clock])?;
     // The customer's payment or package, and any idempotency record waiting on it, take the
     // outcome now.
-    let pending: Option<String> = conn
-        .prepare_cached("SELECT body FROM payments WHERE e2e_id = ?1 AND status = 'pending'")?
-        .query_row(params![e2e.as_str()], |row| row.get(0))
-        .optional()?;
-    if let Some(body) = pending {
-        let status = if commit {
-            PaymentStatus::Committed
-        } else {
-            PaymentStatus::Aborted
-        };
+    if let Some(pending) = pending_payment(conn, e2e)? {
+        let status = decided_status(commit);
         let reason = reason.unwrap_or(protocol::reasons::REFUSED);
-        let settled = match serde_json::from_str(&body).expect("stored payments parse") {
+        let settled = match pending {
             Outcome::Payment(mut payment) => {
-                payment.status = status.clone();
+                payment.status = status;
                 payment.reason = (!commit).then(|| LegRefusal::code_of(reason).to_string());
                 Outcome::Payment(payment)
             }
             Outcome::Package(mut package) => {
-                package.status = status.clone();
+                package.status = status;
                 package.results = package_results(&package, commit, reason);
                 Outcome::Package(package)
             }
             other => unreachable!("a pending payment is a transfer or a package, not {other:?}"),
         };
-        settle(conn, e2e, &status, &settled, &[])?;
-        let json = serde_json::to_string(&settled).expect("outcomes serialise");
+        let json = settle_pending(conn, e2e, &settled)?;
         conn.prepare_cached(
             "UPDATE idempotency SET outcome = ?2, pending_e2e = NULL WHERE pending_e2e = ?1",
         )?

@@ -110,29 +110,24 @@ impl Memo {
     /// forgets them all (every one is clean by then).
     pub fn flush(&self, conn: &Connection) -> rusqlite::Result<()> {
         let mut dirty = self.dirty.borrow_mut();
-        if dirty.is_empty() {
-            let mut states = self.states.borrow_mut();
-            if states.len() >= FACTS_MAX {
-                states.clear();
-            }
-            return Ok(());
-        }
-        let mut update = conn.prepare_cached(
-            "UPDATE accounts SET debits_pending = ?2, debits_posted = ?3, credits_pending = ?4, credits_posted = ?5, last_entry = ?6 WHERE id = ?1",
-        )?;
         let mut states = self.states.borrow_mut();
-        for id in dirty.drain(..) {
-            let state = states.get_mut(&id).expect("dirty accounts stay remembered");
-            let c = state.counters;
-            update.execute(params![
-                id,
-                c.debits_pending,
-                c.debits_posted,
-                c.credits_pending,
-                c.credits_posted,
-                state.last_entry
-            ])?;
-            state.dirty = false;
+        if !dirty.is_empty() {
+            let mut update = conn.prepare_cached(
+                "UPDATE accounts SET debits_pending = ?2, debits_posted = ?3, credits_pending = ?4, credits_posted = ?5, last_entry = ?6 WHERE id = ?1",
+            )?;
+            for id in dirty.drain(..) {
+                let state = states.get_mut(&id).expect("dirty accounts stay remembered");
+                let c = state.counters;
+                update.execute(params![
+                    id,
+                    c.debits_pending,
+                    c.debits_posted,
+                    c.credits_pending,
+                    c.credits_posted,
+                    state.last_entry
+                ])?;
+                state.dirty = false;
+            }
         }
         if states.len() >= FACTS_MAX {
             states.clear();
