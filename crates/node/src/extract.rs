@@ -6,22 +6,69 @@ use crate::state::AppState;
 use axum::body::Bytes;
 use axum::extract::{FromRequest, FromRequestParts, Request};
 use axum::http::{StatusCode, header, request::Parts};
+use serde::Serialize;
 use serde::de::DeserializeOwned;
 use sha2::{Digest, Sha256};
 use std::sync::Arc;
-use store::CustomerRecord;
+use store::{CustomerId, CustomerRecord, EarlierFingerprint, Idempotency};
 
-/// A JSON body, parsed at the edge. `canonical` is the body re-serialised with sorted keys, so
-/// an idempotent retry that only reorders fields or whitespace is recognised as the same request.
+/// A JSON body, parsed at the edge straight into its type, and the digest that names the request
+/// for its `Idempotency-Key`.
 pub struct ApiJson<T> {
     pub value: T,
-    pub canonical: String,
+    pub fingerprint: Fingerprint,
 }
 
-impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for ApiJson<T> {
+/// What names a request for its `Idempotency-Key`: a digest of its method, path and body, with
+/// the body as its type serialises it again, so a retry that only reorders fields or changes
+/// whitespace is the same request. Records written before this digest took the body's JSON with
+/// sorted keys instead; that digest is worked out only when a stored one differs.
+#[derive(Clone)]
+pub struct Fingerprint {
+    digest: [u8; 32],
+    earlier: Option<EarlierFingerprint>,
+}
+
+impl Fingerprint {
+    /// A request without a body (`DELETE /path`), named by its text alone.
+    pub fn of_text(text: &str) -> Fingerprint {
+        Fingerprint {
+            digest: sha256(text.as_bytes()),
+            earlier: None,
+        }
+    }
+
+    fn of_body<T: Serialize>(method_path: String, value: &T, body: Bytes) -> Fingerprint {
+        let mut hasher = Sha256::new();
+        hasher.update(method_path.as_bytes());
+        serde_json::to_writer(&mut hasher, value).expect("request types serialise");
+        let earlier = move || {
+            let sorted = serde_json::from_slice::<serde_json::Value>(&body)
+                .expect("the body parsed once already")
+                .to_string();
+            sha256(format!("{method_path}{sorted}").as_bytes())
+        };
+        Fingerprint {
+            digest: hasher.finalize().into(),
+            earlier: Some(EarlierFingerprint(Arc::new(earlier))),
+        }
+    }
+
+    pub fn idempotency(&self, scope: CustomerId, key: String) -> Idempotency {
+        Idempotency {
+            scope,
+            key,
+            fingerprint: self.digest,
+            earlier: self.earlier.clone(),
+        }
+    }
+}
+
+impl<S: Send + Sync, T: DeserializeOwned + Serialize> FromRequest<S> for ApiJson<T> {
     type Rejection = ApiError;
 
     async fn from_request(request: Request, state: &S) -> Result<Self, ApiError> {
+        let method_path = format!("{} {} ", request.method(), request.uri().path());
         let bytes = Bytes::from_request(request, state)
             .await
             .map_err(|rejection| {
@@ -39,24 +86,40 @@ impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for ApiJson<T> {
                     ApiError::bad_request("unreadable_body", rejection.body_text())
                 }
             })?;
-        let value: serde_json::Value = serde_json::from_slice(&bytes).map_err(|error| {
-            ApiError::bad_request(
-                "malformed_json",
-                format!("the body is not valid JSON: {error}"),
-            )
-        })?;
-        let canonical = value.to_string();
-        let typed = serde_path_to_error::deserialize(value).map_err(|error| {
+        let value = parse(&bytes)?;
+        Ok(ApiJson {
+            fingerprint: Fingerprint::of_body(method_path, &value, bytes),
+            value,
+        })
+    }
+}
+
+/// The body in one pass, into its type. Any body that is not JSON is `malformed_json` (400),
+/// even where a field before the fault was already of the wrong type; valid JSON of the wrong
+/// shape is `invalid_request` (422) naming the field.
+fn parse<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
+    let malformed = |error: serde_json::Error| {
+        ApiError::bad_request(
+            "malformed_json",
+            format!("the body is not valid JSON: {error}"),
+        )
+    };
+    let mut deserializer = serde_json::Deserializer::from_slice(bytes);
+    match serde_path_to_error::deserialize(&mut deserializer) {
+        Ok(value) => {
+            deserializer.end().map_err(malformed)?;
+            Ok(value)
+        }
+        Err(error) => {
+            if let Err(syntax) = serde_json::from_slice::<serde::de::IgnoredAny>(bytes) {
+                return Err(malformed(syntax));
+            }
             let path = error.path().to_string();
-            ApiError::unprocessable(
+            Err(ApiError::unprocessable(
                 "invalid_request",
                 format!("{} (at `{path}`)", error.into_inner()),
-            )
-        })?;
-        Ok(ApiJson {
-            value: typed,
-            canonical,
-        })
+            ))
+        }
     }
 }
 
@@ -118,5 +181,63 @@ impl FromRequestParts<Arc<AppState>> for Operator {
                 "this needs the bank's operator token",
             ))
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[derive(Debug, serde::Deserialize, Serialize)]
+    struct Pay {
+        amount: String,
+        note: Option<String>,
+    }
+
+    fn code(body: &str) -> &'static str {
+        parse::<Pay>(body.as_bytes()).unwrap_err().code
+    }
+
+    #[test]
+    fn a_body_is_malformed_or_of_the_wrong_shape() {
+        let pay: Pay = parse(br#"{"note": null, "amount": "1.00"}"#).unwrap();
+        assert_eq!(pay.amount, "1.00");
+        assert_eq!(code(r#"{"amount": "1.00""#), "malformed_json");
+        assert_eq!(code(r#"{"amount": "1.00"} trailing"#), "malformed_json");
+        // Not JSON, even though the first field was already of the wrong type.
+        assert_eq!(code(r#"{"amount": 5, oops}"#), "malformed_json");
+        assert_eq!(code(r#"{"amount": 5}"#), "invalid_request");
+        assert_eq!(code(r#"{"note": "x"}"#), "invalid_request");
+        assert_eq!(code(r#"{"amount": "1", "amount": "2"}"#), "invalid_request");
+        let error = parse::<Pay>(br#"{"amount": 5}"#).unwrap_err();
+        assert!(error.detail.contains("at `amount`"), "{}", error.detail);
+    }
+
+    fn fingerprint(body: &str) -> Fingerprint {
+        let value: Pay = parse(body.as_bytes()).unwrap();
+        Fingerprint::of_body(
+            "POST /api/v1/pay ".into(),
+            &value,
+            Bytes::copy_from_slice(body.as_bytes()),
+        )
+    }
+
+    #[test]
+    fn a_fingerprint_names_the_request_not_its_spelling() {
+        let one = fingerprint(r#"{"amount": "1.00", "note": "rent"}"#);
+        let reordered = fingerprint(r#"{ "note":"rent",   "amount":"1.00" }"#);
+        let other = fingerprint(r#"{"amount": "1.01", "note": "rent"}"#);
+        assert_eq!(one.digest, reordered.digest);
+        assert_ne!(one.digest, other.digest);
+        // The digest of the version before: the body with sorted keys after method and path.
+        let earlier = (reordered.earlier.as_ref().unwrap().0)();
+        assert_eq!(
+            earlier,
+            sha256(br#"POST /api/v1/pay {"amount":"1.00","note":"rent"}"#)
+        );
+        let stored = one.idempotency(7, "k".into());
+        assert!(stored.matches(&one.digest));
+        assert!(stored.matches(&earlier), "a record from before the upgrade");
+        assert!(!stored.matches(&other.digest));
     }
 }

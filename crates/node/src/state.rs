@@ -2,7 +2,7 @@
 //! (idempotency keys in flight, failed-login throttling).
 
 use crate::error::ApiError;
-use crate::extract::sha256;
+use crate::extract::Fingerprint;
 use crate::metrics::Metrics;
 use axum::http::{HeaderMap, StatusCode};
 use ledger::{BankCode, EndToEndId};
@@ -11,8 +11,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 use store::{
-    Command, CustomerId, CustomerRecord, Executed, Idempotency, Request, SessionRecord,
-    SharedClock, Store,
+    Command, CustomerId, CustomerRecord, Executed, Request, SessionRecord, SharedClock, Store,
 };
 
 /// Longest accepted `Idempotency-Key`.
@@ -171,7 +170,7 @@ impl AppState {
         &self,
         scope: CustomerId,
         headers: &HeaderMap,
-        fingerprint_source: &str,
+        fingerprint: &Fingerprint,
         command: Command,
     ) -> Result<Executed, ApiError> {
         let key = idempotency_key(headers)?;
@@ -194,11 +193,7 @@ impl AppState {
             }
             None => None,
         };
-        let idempotency = key.map(|key| Idempotency {
-            scope,
-            key,
-            fingerprint: sha256(fingerprint_source.as_bytes()),
-        });
+        let idempotency = key.map(|key| fingerprint.idempotency(scope, key));
         let started = Instant::now();
         let executed = self
             .store

@@ -8,7 +8,7 @@ use crate::extract::{ApiJson, Caller};
 use crate::state::AppState;
 use axum::Json;
 use axum::extract::State;
-use axum::http::{HeaderMap, Uri};
+use axum::http::HeaderMap;
 use axum::response::Response;
 use ledger::{AccountKind, AccountNumber, BankCode};
 use serde::Deserialize;
@@ -25,7 +25,6 @@ pub const STATEMENT_PAGE_MAX: usize = 100;
 pub async fn open(
     State(state): State<Arc<AppState>>,
     Caller(customer): Caller,
-    uri: Uri,
     headers: HeaderMap,
     body: ApiJson<wire::OpenAccount>,
 ) -> Result<Response, ApiError> {
@@ -52,12 +51,7 @@ pub async fn open(
         e2e: state.new_e2e(),
     };
     let executed = state
-        .execute(
-            customer.id,
-            &headers,
-            &format!("POST {} {}", uri.path(), body.canonical),
-            command,
-        )
+        .execute(customer.id, &headers, &body.fingerprint, command)
         .await?;
     Ok(respond(executed))
 }
@@ -193,12 +187,11 @@ async fn cash(
     state: Arc<AppState>,
     customer: store::CustomerRecord,
     (bank, number): (String, String),
-    uri: Uri,
     headers: HeaderMap,
     body: ApiJson<wire::MoneyRequest>,
     direction: Cash,
 ) -> Result<Response, ApiError> {
-    let fingerprint = format!("POST {} {}", uri.path(), body.canonical);
+    let fingerprint = body.fingerprint;
     if let Some(other) =
         BankCode::parse(&bank).filter(|b| *b != state.bank && state.interbank.link(*b).is_some())
     {
@@ -258,11 +251,10 @@ pub async fn deposit(
     State(state): State<Arc<AppState>>,
     Caller(customer): Caller,
     ApiPath(path): ApiPath<(String, String)>,
-    uri: Uri,
     headers: HeaderMap,
     body: ApiJson<wire::MoneyRequest>,
 ) -> Result<Response, ApiError> {
-    cash(state, customer, path, uri, headers, body, Cash::Deposit).await
+    cash(state, customer, path, headers, body, Cash::Deposit).await
 }
 
 #[utoipa::path(post, path = "/api/v1/accounts/{bank}/{number}/withdrawals", tag = "accounts", security(("bearer" = [])), request_body = wire::MoneyRequest,
@@ -272,9 +264,8 @@ pub async fn withdraw(
     State(state): State<Arc<AppState>>,
     Caller(customer): Caller,
     ApiPath(path): ApiPath<(String, String)>,
-    uri: Uri,
     headers: HeaderMap,
     body: ApiJson<wire::MoneyRequest>,
 ) -> Result<Response, ApiError> {
-    cash(state, customer, path, uri, headers, body, Cash::Withdrawal).await
+    cash(state, customer, path, headers, body, Cash::Withdrawal).await
 }

@@ -2,13 +2,13 @@
 
 use super::{account_wire, customer_wire, respond};
 use crate::error::ApiError;
-use crate::extract::{ApiJson, Caller, sha256};
+use crate::extract::{ApiJson, Caller, Fingerprint, sha256};
 use crate::state::AppState;
 use argon2::Argon2;
 use argon2::password_hash::{PasswordHash, PasswordHasher, PasswordVerifier, SaltString};
 use axum::Json;
 use axum::extract::State;
-use axum::http::{HeaderMap, StatusCode, Uri, header};
+use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use ledger::Document;
 use std::sync::{Arc, LazyLock};
@@ -82,7 +82,6 @@ fn verify_password(password: &str, hash: &str) -> bool {
               (status = 422, description = "invalid_document, invalid_username, invalid_password, invalid_name", body = wire::Problem)))]
 pub async fn register(
     State(state): State<Arc<AppState>>,
-    uri: Uri,
     headers: HeaderMap,
     body: ApiJson<wire::RegisterCustomer>,
 ) -> Result<Response, ApiError> {
@@ -110,12 +109,7 @@ pub async fn register(
         password_hash,
     };
     let executed = state
-        .execute(
-            0,
-            &headers,
-            &format!("POST {} {}", uri.path(), body.canonical),
-            command,
-        )
+        .execute(0, &headers, &body.fingerprint, command)
         .await?;
     Ok(respond(executed))
 }
@@ -158,7 +152,12 @@ pub async fn login(
         expires_at_ms,
     };
     state
-        .execute(record.customer, &HeaderMap::new(), "", command)
+        .execute(
+            record.customer,
+            &HeaderMap::new(),
+            &Fingerprint::of_text(""),
+            command,
+        )
         .await?;
     let session = wire::Session {
         token,
@@ -185,7 +184,7 @@ pub async fn logout(
         .execute(
             customer.id,
             &HeaderMap::new(),
-            "",
+            &Fingerprint::of_text(""),
             Command::DeleteSession { token_hash },
         )
         .await?;

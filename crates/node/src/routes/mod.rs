@@ -83,13 +83,22 @@ pub fn body_account(
     field: &str,
     account: &wire::AccountRef,
 ) -> Result<AccountNumber, ApiError> {
-    let bank = BankCode::parse(&account.bank).ok_or_else(|| {
+    account_here(state, field, &account.bank, &account.number)
+}
+
+fn account_here(
+    state: &AppState,
+    field: &str,
+    bank: &str,
+    number: &str,
+) -> Result<AccountNumber, ApiError> {
+    let bank = BankCode::parse(bank).ok_or_else(|| {
         ApiError::unprocessable(
             "invalid_bank",
             format!("`{field}.bank` is a bank's 8-digit code"),
         )
     })?;
-    let number = AccountNumber::parse(&account.number).ok_or_else(|| {
+    let number = AccountNumber::parse(number).ok_or_else(|| {
         ApiError::unprocessable(
             "invalid_account_number",
             format!("`{field}.number` is an account number with its check digit, like 100001-2"),
@@ -127,15 +136,9 @@ pub fn destination(
         (Some(key), None, None) => PixKey::parse_any(key).map(Target::Key).map_err(|error| {
             ApiError::unprocessable(error.code(), format!("`{field}.pix_key`: {error}"))
         }),
-        (None, Some(bank), Some(number)) => body_account(
-            state,
-            field,
-            &wire::AccountRef {
-                bank: bank.clone(),
-                number: number.clone(),
-            },
-        )
-        .map(Target::Account),
+        (None, Some(bank), Some(number)) => {
+            account_here(state, field, bank, number).map(Target::Account)
+        }
         _ => Err(ApiError::unprocessable(
             "invalid_destination",
             format!("`{field}` is either {{\"pix_key\"}} or {{\"bank\", \"number\"}}"),

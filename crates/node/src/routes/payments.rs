@@ -3,12 +3,12 @@
 
 use super::{ApiPath, amount, body_account, description, destination, outcome_body, respond};
 use crate::error::ApiError;
-use crate::extract::{ApiJson, Caller};
+use crate::extract::{ApiJson, Caller, Fingerprint};
 use crate::interbank::fault::{self, Point};
 use crate::interbank::{Part, RemoteKey};
 use crate::state::AppState;
 use axum::extract::State;
-use axum::http::{HeaderMap, StatusCode, Uri};
+use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use ledger::{AccountNumber, Amount, BankCode, EndToEndId, PixKey};
 use protocol::{Endpoint, Memo, Movement};
@@ -32,12 +32,11 @@ const DECISION_WAIT: Duration = Duration::from_secs(8);
 pub async fn transfer(
     State(state): State<Arc<AppState>>,
     Caller(customer): Caller,
-    uri: Uri,
     headers: HeaderMap,
     body: ApiJson<wire::TransferRequest>,
 ) -> Result<Response, ApiError> {
     let request = body.value;
-    let fingerprint = format!("POST {} {}", uri.path(), body.canonical);
+    let fingerprint = body.fingerprint;
     if BankCode::parse(&request.from.bank)
         .is_some_and(|b| b != state.bank && state.interbank.link(b).is_some())
     {
@@ -101,7 +100,6 @@ pub async fn get_transfer(
 pub async fn package(
     State(state): State<Arc<AppState>>,
     Caller(customer): Caller,
-    uri: Uri,
     headers: HeaderMap,
     body: ApiJson<wire::PackageRequest>,
 ) -> Result<Response, ApiError> {
@@ -118,7 +116,7 @@ pub async fn package(
             format!("a package has at most {PACKAGE_OPERATIONS_MAX} operations"),
         ));
     }
-    let fingerprint = format!("POST {} {}", uri.path(), body.canonical);
+    let fingerprint = body.fingerprint;
     let recipients = recipients_elsewhere(&state, &requests).await?;
     let names_other_bank = requests.iter().any(|op| {
         BankCode::parse(&op.account.bank)
@@ -288,7 +286,7 @@ async fn interbank_transfer(
     state: &AppState,
     customer: &CustomerRecord,
     headers: &HeaderMap,
-    fingerprint: &str,
+    fingerprint: &Fingerprint,
     payment: Payment,
 ) -> Result<Response, ApiError> {
     let Payment {
@@ -461,7 +459,7 @@ async fn interbank_package(
     state: &AppState,
     customer: &CustomerRecord,
     headers: &HeaderMap,
-    fingerprint: &str,
+    fingerprint: &Fingerprint,
     requests: &[wire::OperationRequest],
     mut recipients: Vec<Option<Recipient>>,
 ) -> Result<Response, ApiError> {
@@ -602,7 +600,6 @@ pub const BATCH_ID_LEN_MAX: usize = 64;
 pub async fn batch(
     State(state): State<Arc<AppState>>,
     Caller(customer): Caller,
-    uri: Uri,
     headers: HeaderMap,
     body: ApiJson<wire::BatchRequest>,
 ) -> Result<Response, ApiError> {
@@ -640,13 +637,12 @@ pub async fn batch(
     }
     let transfers = requests
         .into_iter()
-        .enumerate()
-        .map(|(index, request)| store::BatchEntry {
-            transfer: batch_item(&state, index, &request).map_err(|error| error.code.to_string()),
+        .map(|request| store::BatchEntry {
+            transfer: batch_item(&state, &request).map_err(|error| error.code.to_string()),
             id: request.id,
         })
         .collect();
-    let fingerprint = format!("POST {} {}", uri.path(), body.canonical);
+    let fingerprint = body.fingerprint;
     let command = Command::TransferBatch {
         actor: customer.id,
         transfers,
@@ -658,14 +654,13 @@ pub async fn batch(
 }
 
 /// One transfer of a batch, validated on its own: an invalid one is rejected with its code and
-/// does not stop the others. Batches stay inside this bank.
+/// does not stop the others. Batches stay inside this bank. Only the code reaches the caller (the
+/// transfer is named by its id), so the fields are named without their index.
 fn batch_item(
     state: &AppState,
-    index: usize,
     request: &wire::BatchTransfer,
 ) -> Result<store::BatchItem, ApiError> {
-    let field = format!("transfers[{index}]");
-    let from = body_account(state, &format!("{field}.from"), &request.from)?;
+    let from = body_account(state, "from", &request.from)?;
     if let Some(bank) = request.to.bank.as_deref().and_then(BankCode::parse)
         && bank != state.bank
         && state.interbank.link(bank).is_some()
@@ -677,8 +672,8 @@ fn batch_item(
     }
     Ok(store::BatchItem {
         from,
-        to: destination(state, &format!("{field}.to"), &request.to)?,
-        amount: amount(&format!("{field}.amount"), &request.amount)?,
+        to: destination(state, "to", &request.to)?,
+        amount: amount("amount", &request.amount)?,
         description: description(request.description.clone())?,
         e2e: state.new_e2e(),
     })
@@ -692,7 +687,7 @@ async fn one_operation_elsewhere(
     state: &AppState,
     customer: &CustomerRecord,
     headers: &HeaderMap,
-    fingerprint: &str,
+    fingerprint: &Fingerprint,
     op: wire::OperationRequest,
     recipient: Option<Recipient>,
 ) -> Result<Result<(wire::Package, Option<axum::http::HeaderValue>), Response>, ApiError> {
@@ -748,7 +743,7 @@ pub async fn cash_elsewhere(
     state: &AppState,
     customer: &CustomerRecord,
     headers: &HeaderMap,
-    fingerprint: &str,
+    fingerprint: &Fingerprint,
     op: wire::OperationRequest,
 ) -> Result<Response, ApiError> {
     let (bank, number) = any_account(state, "account", &op.account)?;
@@ -783,7 +778,7 @@ async fn transfer_elsewhere(
     state: &AppState,
     customer: &CustomerRecord,
     headers: &HeaderMap,
-    fingerprint: &str,
+    fingerprint: &Fingerprint,
     request: wire::TransferRequest,
 ) -> Result<Response, ApiError> {
     let (bank, _) = any_account(state, "from", &request.from)?;

@@ -2,7 +2,7 @@
 
 use super::{ApiPath, body_account, pix_key_wire, respond};
 use crate::error::ApiError;
-use crate::extract::{ApiJson, Caller};
+use crate::extract::{ApiJson, Caller, Fingerprint};
 use crate::state::AppState;
 use axum::Json;
 use axum::extract::State;
@@ -23,7 +23,6 @@ fn parse_key(text: &str) -> Result<PixKey, ApiError> {
 pub async fn add(
     State(state): State<Arc<AppState>>,
     Caller(customer): Caller,
-    uri: Uri,
     headers: HeaderMap,
     body: ApiJson<wire::AddPixKey>,
 ) -> Result<Response, ApiError> {
@@ -59,12 +58,7 @@ pub async fn add(
         key,
     };
     let executed = state
-        .execute(
-            customer.id,
-            &headers,
-            &format!("POST {} {}", uri.path(), body.canonical),
-            command,
-        )
+        .execute(customer.id, &headers, &body.fingerprint, command)
         .await?;
     Ok(respond(executed))
 }
@@ -123,7 +117,7 @@ pub async fn remove(
         .execute(
             customer.id,
             &headers,
-            &format!("DELETE {}", uri.path()),
+            &Fingerprint::of_text(&format!("DELETE {}", uri.path())),
             Command::DeletePixKey {
                 actor: customer.id,
                 key,

@@ -378,7 +378,7 @@ impl Writer {
                 })
                 .optional()?;
             if let Some((fingerprint, body, entry)) = stored {
-                if fingerprint != idempotency.fingerprint {
+                if !idempotency.matches(&fingerprint) {
                     return Ok(Err(StoreError::IdempotencyKeyReused));
                 }
                 return Ok(read::stored_outcome(conn, &self.bank, body, entry)?
