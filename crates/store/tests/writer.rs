@@ -710,17 +710,19 @@ async fn a_local_transfer_is_one_entry_read_by_both_sides() {
     drop(store);
     let path = dir.path().join("bank.db");
     let db = rusqlite::Connection::open(&path).unwrap();
-    let stored: (i64, Option<String>) = db
+    let stored: (i64, Option<String>, i64, Option<i64>) = db
         .query_row(
-            "SELECT COUNT(*), (SELECT body FROM payments WHERE e2e_id = ?1) FROM entries WHERE e2e_id = ?1",
+            "SELECT COUNT(*), (SELECT body FROM payments WHERE e2e_id = ?1),
+                    (SELECT COUNT(*) FROM transfers WHERE e2e_id = ?1), MAX(transfer_id)
+             FROM entries WHERE e2e_id = ?1",
             [e2e(11).as_str()],
-            |row| Ok((row.get(0)?, row.get(1)?)),
+            |row| Ok((row.get(0)?, row.get(1)?, row.get(2)?, row.get(3)?)),
         )
         .unwrap();
     assert_eq!(
         stored,
-        (1, None),
-        "one entry, and no second copy of the record"
+        (1, None, 0, None),
+        "one entry, no transfer row beside it, and no second copy of the record"
     );
     db.execute(
         "UPDATE entries SET other_prev_entry = (SELECT MIN(id) FROM entries) WHERE e2e_id = ?1",

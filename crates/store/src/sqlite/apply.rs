@@ -46,9 +46,9 @@ impl<'c> Hot<'c> {
                 "INSERT INTO transfers (e2e_id, debit_account_id, credit_account_id, amount, flags, clock) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
             )?),
             insert_transfer_entry: RefCell::new(conn.prepare_cached(
-                "INSERT INTO entries (account_id, transfer_id, kind, amount, balance_after, counterparty, description, made_by, clock, at_ms, e2e_id, prev_entry,
+                "INSERT INTO entries (account_id, kind, amount, balance_after, counterparty, description, made_by, clock, at_ms, e2e_id, prev_entry,
                                       other_account_id, other_balance_after, other_counterparty, other_prev_entry)
-                 VALUES (?1, ?2, 'transfer_out', ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15)",
+                 VALUES (?1, 'transfer_out', ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14)",
             )?),
             insert_local_payment: RefCell::new(conn.prepare_cached(
                 "INSERT INTO payments (e2e_id, status, entry) VALUES (?1, 'committed', ?2)",
@@ -415,6 +415,41 @@ pub fn move_money(
     mode: Mode,
     e2e: &str,
 ) -> Applied<Moved> {
+    let (debit_after, credit_after) =
+        match rule_movement(conn, ctx, debit_id, credit_id, amount, mode)? {
+            Ok(after) => after,
+            Err(refusal) => return Ok(Err(refusal)),
+        };
+    let flags = if mode == Mode::Posted {
+        "posted"
+    } else {
+        "pending"
+    };
+    ctx.hot.insert_transfer.borrow_mut().execute(params![
+        e2e,
+        debit_id,
+        credit_id,
+        amount.cents(),
+        flags,
+        ctx.clock
+    ])?;
+    Ok(Ok(Moved {
+        transfer_id: conn.last_insert_rowid(),
+        debit_after,
+        credit_after,
+    }))
+}
+
+/// Changes both accounts' counters by a movement, through `ledger::rules`, and answers them as
+/// they are after it; writes no row of its own (the memo writes the accounts').
+fn rule_movement(
+    conn: &Connection,
+    ctx: &Ctx,
+    debit_id: i64,
+    credit_id: i64,
+    amount: Amount,
+    mode: Mode,
+) -> Applied<(Counters, Counters)> {
     let (debit_kind, debit_before) = counters(conn, ctx, debit_id)?;
     let (credit_kind, credit_before) = counters(conn, ctx, credit_id)?;
     let (mut debit_after, mut credit_after) = (debit_before, credit_before);
@@ -436,24 +471,7 @@ pub fn move_money(
     }
     write_counters(ctx, debit_id, &debit_before, &debit_after);
     write_counters(ctx, credit_id, &credit_before, &credit_after);
-    let flags = if mode == Mode::Posted {
-        "posted"
-    } else {
-        "pending"
-    };
-    ctx.hot.insert_transfer.borrow_mut().execute(params![
-        e2e,
-        debit_id,
-        credit_id,
-        amount.cents(),
-        flags,
-        ctx.clock
-    ])?;
-    Ok(Ok(Moved {
-        transfer_id: conn.last_insert_rowid(),
-        debit_after,
-        credit_after,
-    }))
+    Ok(Ok((debit_after, credit_after)))
 }
 
 /// Posts or voids the pending hold `hold_id`, exactly once (the database's unique `pending_id`
@@ -827,42 +845,35 @@ fn local_transfer(
         description: description.to_string(),
         clock: ctx.clock.clone(),
     };
-    let moved = match move_money(
-        conn,
-        ctx,
-        from.id,
-        to.id,
-        amount,
-        Mode::Posted,
-        e2e.as_str(),
-    )? {
-        Ok(moved) => moved,
-        Err(refusal) => {
-            record.status = PaymentStatus::Aborted;
-            record.reason = Some(refusal.code().to_string());
-            return Ok(Ok(Settled {
-                from_id: from.id,
-                refused: Some(refusal),
-                entry: None,
-                record,
-            }));
-        }
-    };
+    // The entry below is the transfer's record: payer, payee, amount, id and clock.
+    let (debit_after, credit_after) =
+        match rule_movement(conn, ctx, from.id, to.id, amount, Mode::Posted)? {
+            Ok(after) => after,
+            Err(refusal) => {
+                record.status = PaymentStatus::Aborted;
+                record.reason = Some(refusal.code().to_string());
+                return Ok(Ok(Settled {
+                    from_id: from.id,
+                    refused: Some(refusal),
+                    entry: None,
+                    record,
+                }));
+            }
+        };
     let made_by = ctx.memo.username(conn, actor)?;
     let payer = EntrySide {
         account_id: from.id,
-        balance_after_cents: moved.debit_after.balance(),
+        balance_after_cents: debit_after.balance(),
         counterparty: &to.label,
     };
     let payee = EntrySide {
         account_id: to.id,
-        balance_after_cents: moved.credit_after.balance(),
+        balance_after_cents: credit_after.balance(),
         counterparty: &from.label,
     };
     let entry = insert_transfer_entry(
         conn,
         ctx,
-        moved.transfer_id,
         amount,
         [payer, payee],
         description,
@@ -885,14 +896,13 @@ struct EntrySide<'a> {
     counterparty: &'a str,
 }
 
-/// The statement entry of a transfer between two customer accounts here: one row with the
-/// payer's side (`transfer_out`) and the payee's (`other_*`, `transfer_in`), each linked to its
-/// account's previous entry.
+/// The statement entry of a transfer between two customer accounts here, and its only record:
+/// one row with the payer's side (`transfer_out`) and the payee's (`other_*`, `transfer_in`),
+/// each linked to its account's previous entry, and no `transfers` row (schema migration 8).
 #[allow(clippy::too_many_arguments)]
 fn insert_transfer_entry(
     conn: &Connection,
     ctx: &Ctx,
-    transfer_id: i64,
     amount: Amount,
     [payer, payee]: [EntrySide<'_>; 2],
     description: &str,
@@ -903,7 +913,6 @@ fn insert_transfer_entry(
     let payee_prev = state(conn, ctx, payee.account_id)?.last_entry;
     ctx.hot.insert_transfer_entry.borrow_mut().execute(params![
         payer.account_id,
-        transfer_id,
         -amount.cents(),
         payer.balance_after_cents,
         payer.counterparty,

@@ -327,6 +327,39 @@ const MIGRATIONS: &[&str] = &[
     CREATE UNIQUE INDEX transfers_resolving ON transfers (pending_id) WHERE pending_id IS NOT NULL;
     CREATE INDEX transfers_holds_by_e2e ON transfers (e2e_id) WHERE flags = 'pending';
     "#,
+    // 8: a transfer between two customer accounts here is recorded by its two-sided entry alone
+    // (payer, payee, amount, end-to-end id and clock are all there), without a `transfers` row
+    // beside it: `transfer_id` is NULL exactly on those entries. Every other movement (cash,
+    // opening deposits, interbank holds and their resolutions) keeps its transfer row. SQLite
+    // cannot drop a NOT NULL in place, so the table is rebuilt with its rows and ids.
+    r#"
+    CREATE TABLE entries_8 (
+        id                  INTEGER PRIMARY KEY,
+        account_id          INTEGER NOT NULL REFERENCES accounts (id),
+        transfer_id         INTEGER REFERENCES transfers (id),
+        kind                TEXT NOT NULL,
+        amount              INTEGER NOT NULL CHECK (amount <> 0),
+        balance_after       INTEGER NOT NULL CHECK (balance_after >= 0),
+        counterparty        TEXT NOT NULL,
+        description         TEXT NOT NULL,
+        made_by             TEXT NOT NULL,
+        clock               TEXT NOT NULL,
+        at_ms               INTEGER NOT NULL,
+        e2e_id              TEXT NOT NULL,
+        prev_entry          INTEGER REFERENCES entries (id),
+        other_account_id    INTEGER REFERENCES accounts (id),
+        other_balance_after INTEGER CHECK (other_balance_after >= 0),
+        other_counterparty  TEXT,
+        other_prev_entry    INTEGER REFERENCES entries (id),
+        CHECK (transfer_id IS NOT NULL OR other_account_id IS NOT NULL)
+    );
+    INSERT INTO entries_8 (id, account_id, transfer_id, kind, amount, balance_after, counterparty, description, made_by, clock, at_ms, e2e_id,
+                           prev_entry, other_account_id, other_balance_after, other_counterparty, other_prev_entry)
+        SELECT id, account_id, transfer_id, kind, amount, balance_after, counterparty, description, made_by, clock, at_ms, e2e_id,
+               prev_entry, other_account_id, other_balance_after, other_counterparty, other_prev_entry FROM entries;
+    DROP TABLE entries;
+    ALTER TABLE entries_8 RENAME TO entries;
+    "#,
 ];
 
 /// Brings the database to the newest schema version, recorded in `PRAGMA user_version`.
@@ -517,6 +550,64 @@ mod tests {
         assert_eq!(columns, ["key", "scope"]);
     }
 
+    /// Migration 8 keeps every entry with its id, transfer and links; afterwards only a two-sided
+    /// entry may stand without a transfer.
+    #[test]
+    fn migration_8_keeps_the_entries_and_lets_a_local_transfer_stand_alone() {
+        let mut conn = Connection::open_in_memory().unwrap();
+        migrate_to(&mut conn, 7).unwrap();
+        // Rows that refer to each other, written as the writer writes them (see `migrate`).
+        conn.pragma_update(None, "foreign_keys", false).unwrap();
+        conn.execute_batch(
+            "INSERT INTO customers (id, public_id, name, document, kind, username, password_hash, home_bank, clock)
+                 VALUES (1, 'p', 'Ana', '52998224725', 'individual', 'ana', 'h', 'b', '0.0');
+             INSERT INTO accounts (id, number, kind, credits_posted, clock, last_entry) VALUES (2, 100001, 'individual', 5, '0.0', 2);
+             INSERT INTO accounts (id, number, kind, credits_posted, debits_posted, clock, last_entry) VALUES (3, 100002, 'individual', 5, 0, '0.0', 2);
+             INSERT INTO transfers (id, e2e_id, debit_account_id, credit_account_id, amount, flags, clock)
+                 VALUES (1, 'e1', 1, 2, 5, 'posted', '0.0'), (2, 'e2', 1, 3, 5, 'posted', '0.0');
+             INSERT INTO entries (id, account_id, transfer_id, kind, amount, balance_after, counterparty, description, made_by, clock, at_ms, e2e_id, prev_entry,
+                                  other_account_id, other_balance_after, other_counterparty, other_prev_entry)
+                 VALUES (1, 2, 1, 'deposit', 5, 5, 'cash', 'd', 'ana', '0.0', 1, 'e1', NULL, NULL, NULL, NULL, NULL),
+                        (2, 2, 2, 'transfer_out', -5, 0, 'x', 'd', 'ana', '0.0', 1, 'e2', 1, 3, 5, 'y', NULL);
+             INSERT INTO payments (e2e_id, status, entry) VALUES ('e2', 'committed', 2);",
+        )
+        .unwrap();
+        type Row = (i64, Option<i64>, Option<i64>, Option<i64>);
+        let rows = |conn: &Connection| -> Vec<Row> {
+            conn.prepare(
+                "SELECT id, transfer_id, prev_entry, other_account_id FROM entries ORDER BY id",
+            )
+            .unwrap()
+            .query_map([], |row| {
+                Ok((row.get(0)?, row.get(1)?, row.get(2)?, row.get(3)?))
+            })
+            .unwrap()
+            .collect::<Result<_, _>>()
+            .unwrap()
+        };
+        let before = rows(&conn);
+        migrate(&mut conn).unwrap();
+        assert_eq!(rows(&conn), before);
+        assert_eq!(super::super::read::broken_references(&conn).unwrap(), 0);
+        let insert = |transfer: &str, other: &str| {
+            conn.execute(
+                &format!(
+                    "INSERT INTO entries (account_id, transfer_id, kind, amount, balance_after, counterparty, description, made_by, clock, at_ms, e2e_id, other_account_id)
+                     VALUES (2, {transfer}, 'k', 1, 1, 'c', 'd', 'm', 'c', 1, 'e', {other})"
+                ),
+                [],
+            )
+        };
+        assert!(
+            insert("NULL", "3").is_ok(),
+            "a local transfer's entry alone"
+        );
+        assert!(
+            insert("NULL", "NULL").is_err(),
+            "a one-sided entry names its transfer"
+        );
+    }
+
     /// One column of what `how` (`EXPLAIN` or `EXPLAIN QUERY PLAN`) says of `sql`.
     fn explain(conn: &Connection, how: &str, sql: &str, column: usize) -> Vec<String> {
         conn.prepare(&format!("{how} {sql}"))
@@ -583,9 +674,9 @@ mod tests {
              VALUES (1, 1, 'k', 1, 1, 'c', 'd', 'm', 'c', 1, 'e', NULL)",
             "INSERT INTO payments (e2e_id, status, body) VALUES ('e', 'committed', 'b')",
             "INSERT INTO payments (e2e_id, status, entry) VALUES ('f', 'committed', 1)",
-            "INSERT INTO entries (account_id, transfer_id, kind, amount, balance_after, counterparty, description, made_by, clock, at_ms, e2e_id, prev_entry,
+            "INSERT INTO entries (account_id, kind, amount, balance_after, counterparty, description, made_by, clock, at_ms, e2e_id, prev_entry,
                                   other_account_id, other_balance_after, other_counterparty, other_prev_entry)
-             VALUES (1, 1, 'transfer_out', -1, 1, 'c', 'd', 'm', 'c', 1, 'e', NULL, 2, 1, 'c', NULL)",
+             VALUES (1, 'transfer_out', -1, 1, 'c', 'd', 'm', 'c', 1, 'e', NULL, 2, 1, 'c', NULL)",
             "INSERT OR IGNORE INTO payment_accounts (e2e_id, account_id) VALUES ('e', 1)",
             "INSERT INTO idempotency (scope, key, fingerprint, outcome, payment, clock, pending_e2e) VALUES (1, 'k', x'00', NULL, 'e', 'c', NULL)",
             "INSERT INTO pix_keys (key, type, account_id, owner_id, clock) VALUES ('k', 'email', 1, 1, 'c')",
