@@ -259,7 +259,7 @@ pub fn apply(conn: &Connection, ctx: &Ctx, command: &Command) -> Applied<Outcome
             legs,
             payment,
         } => super::interbank::prepare(conn, ctx, e2e, *coordinator, legs, payment.as_ref()),
-        Command::Finish { e2e, commit } => super::interbank::finish(conn, ctx, e2e, *commit),
+        Command::Finish { e2e, commit } => super::interbank::finish(conn, ctx, e2e, *commit, true),
         Command::RecordDecision {
             e2e,
             commit,
@@ -474,45 +474,52 @@ fn rule_movement(
     Ok(Ok((debit_after, credit_after)))
 }
 
-/// Posts or voids the pending hold `hold_id`, exactly once (the database's unique `pending_id`
-/// backs the rule's check).
-pub fn resolve_hold(conn: &Connection, ctx: &Ctx, hold_id: i64, post: bool) -> Applied<Moved> {
-    let (debit_id, credit_id, cents, flags): (i64, i64, i64, String) = conn
-        .prepare_cached("SELECT debit_account_id, credit_account_id, amount, flags FROM transfers WHERE id = ?1")?
-        .query_row(params![hold_id], |row| Ok((row.get(0)?, row.get(1)?, row.get(2)?, row.get(3)?)))?;
-    assert_eq!(flags, "pending", "only pending transfers are holds");
-    let resolution: Option<String> = conn
-        .prepare_cached("SELECT flags FROM transfers WHERE pending_id = ?1")?
-        .query_row(params![hold_id], |row| row.get(0))
-        .optional()?;
-    let mut state = match resolution.as_deref() {
-        None => HoldState::Pending,
-        Some("post_pending") => HoldState::Posted,
-        Some(_) => HoldState::Voided,
-    };
-    let amount = Amount::from_cents(cents).expect("stored amounts are positive");
-    let (_, debit_before) = counters(conn, ctx, debit_id)?;
-    let (_, credit_before) = counters(conn, ctx, credit_id)?;
+/// A pending transfer that holds money for an interbank part until its decision.
+pub struct Hold {
+    pub id: i64,
+    pub debit_id: i64,
+    pub credit_id: i64,
+    pub amount: Amount,
+}
+
+/// Posts or voids `hold`, which the caller knows to be unresolved (its part is not finished: the
+/// part's vote and its holds' resolutions are written in one transaction). The database's unique
+/// `pending_id` still refuses a second resolution.
+pub fn resolve_hold(
+    conn: &Connection,
+    ctx: &Ctx,
+    hold: &Hold,
+    e2e: &str,
+    post: bool,
+) -> Applied<Moved> {
+    let mut state = HoldState::Pending;
+    let (_, debit_before) = counters(conn, ctx, hold.debit_id)?;
+    let (_, credit_before) = counters(conn, ctx, hold.credit_id)?;
     let (mut debit_after, mut credit_after) = (debit_before, credit_before);
     let ruled = if post {
-        rules::post_hold(&mut state, &mut debit_after, &mut credit_after, amount)
+        rules::post_hold(&mut state, &mut debit_after, &mut credit_after, hold.amount)
     } else {
-        rules::void_hold(&mut state, &mut debit_after, &mut credit_after, amount)
+        rules::void_hold(&mut state, &mut debit_after, &mut credit_after, hold.amount)
     };
     if let Err(rejection) = ruled {
         return Ok(Err(rejection.into()));
     }
-    write_counters(ctx, debit_id, &debit_before, &debit_after);
-    write_counters(ctx, credit_id, &credit_before, &credit_after);
-    let (e2e, flags) = (
-        read::transfer_e2e(conn, hold_id)?,
-        if post { "post_pending" } else { "void_pending" },
-    );
+    write_counters(ctx, hold.debit_id, &debit_before, &debit_after);
+    write_counters(ctx, hold.credit_id, &credit_before, &credit_after);
+    let flags = if post { "post_pending" } else { "void_pending" };
     conn.prepare_cached(
         "INSERT INTO transfers (e2e_id, debit_account_id, credit_account_id, amount, flags, pending_id, clock)
          VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
     )?
-    .execute(params![e2e, debit_id, credit_id, cents, flags, hold_id, ctx.clock])?;
+    .execute(params![
+        e2e,
+        hold.debit_id,
+        hold.credit_id,
+        hold.amount.cents(),
+        flags,
+        hold.id,
+        ctx.clock
+    ])?;
     Ok(Ok(Moved {
         transfer_id: conn.last_insert_rowid(),
         debit_after,
@@ -935,16 +942,21 @@ fn insert_transfer_entry(
     Ok(id)
 }
 
+/// Stores a payment's record as JSON, linked to the accounts here whose holders may read it;
+/// `started_by` is the customer who asked for it here, if it was asked here.
 pub fn record_payment(
     conn: &Connection,
     e2e: &str,
     status: &PaymentStatus,
     outcome: &Outcome,
     accounts: &[i64],
+    started_by: Option<CustomerId>,
 ) -> rusqlite::Result<()> {
     let body = serde_json::to_string(outcome).expect("outcomes serialise");
-    conn.prepare_cached("INSERT INTO payments (e2e_id, status, body) VALUES (?1, ?2, ?3)")?
-        .execute(params![e2e, status.as_str(), body])?;
+    conn.prepare_cached(
+        "INSERT INTO payments (e2e_id, status, body, started_by) VALUES (?1, ?2, ?3, ?4)",
+    )?
+    .execute(params![e2e, status.as_str(), body, started_by])?;
     for account in accounts {
         conn.prepare_cached(
             "INSERT OR IGNORE INTO payment_accounts (e2e_id, account_id) VALUES (?1, ?2)",
@@ -984,7 +996,14 @@ fn transfer(
         (Some(Refusal::Ledger(LedgerRefusal::InsufficientFunds)), _) => {
             let status = settled.record.status.clone();
             let outcome = Outcome::Payment(settled.record);
-            record_payment(conn, e2e.as_str(), &status, &outcome, &[settled.from_id])?;
+            record_payment(
+                conn,
+                e2e.as_str(),
+                &status,
+                &outcome,
+                &[settled.from_id],
+                None,
+            )?;
             Ok(Ok(outcome))
         }
         (Some(refusal), _) => Ok(Err(refusal.clone())),
@@ -1129,6 +1148,7 @@ fn package(
         &status,
         &Outcome::Package(record.clone()),
         &accounts,
+        None,
     )?;
     Ok(Ok(record))
 }

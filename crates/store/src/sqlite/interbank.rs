@@ -2,21 +2,18 @@
 //! step; its commit or abort, exactly once; the coordinator's decision, first one wins.
 
 use super::apply::{
-    Applied, Ctx, EntryDraft, Mode, customer_account, held_account, in_savepoint_if, insert_entry,
-    move_money, record_payment, resolve_hold,
+    Applied, Ctx, EntryDraft, Hold, Mode, customer_account, held_account, in_savepoint_if,
+    insert_entry, move_money, record_payment, resolve_hold,
 };
 use crate::model::*;
-use ledger::{AccountNumber, BankCode, EndToEndId};
+use ledger::{AccountNumber, Amount, BankCode, EndToEndId};
 use protocol::{Endpoint, Leg, LegRefusal};
 use rusqlite::{Connection, OptionalExtension, params};
 
 fn endpoint_id(conn: &Connection, ctx: &Ctx, endpoint: &Endpoint) -> rusqlite::Result<Option<i64>> {
     match endpoint {
         Endpoint::Account(number) => customer_account(conn, ctx, *number),
-        Endpoint::Settlement(bank) => conn
-            .prepare_cached("SELECT id FROM accounts WHERE kind = 'settlement' AND peer_bank = ?1")?
-            .query_row(params![bank.as_str()], |row| row.get(0))
-            .optional(),
+        Endpoint::Settlement(bank) => ctx.memo.settlement(conn, *bank),
         Endpoint::Vault => Ok(Some(ctx.vault)),
     }
 }
@@ -105,6 +102,7 @@ pub fn prepare(
             &PaymentStatus::Pending,
             &outcome,
             &touched_accounts(conn, ctx, legs)?,
+            None,
         )?;
     }
     Ok(Ok(Outcome::Vote { yes, reason }))
@@ -119,7 +117,16 @@ fn entry_kind(other: &Endpoint, outgoing: bool) -> &'static str {
     }
 }
 
-pub fn finish(conn: &Connection, ctx: &Ctx, e2e: &EndToEndId, commit: bool) -> Applied<Outcome> {
+/// Posts (commit) or voids this bank's part, exactly once. With `settle`, also gives the
+/// customer's record of the payment here, pending since the prepare, its final status (a
+/// decision settles its own record before it finishes its own part, and says so with `false`).
+pub fn finish(
+    conn: &Connection,
+    ctx: &Ctx,
+    e2e: &EndToEndId,
+    commit: bool,
+    settle: bool,
+) -> Applied<Outcome> {
     let known: Option<(bool, String, Option<String>)> = conn
         .prepare_cached("SELECT yes, legs, finished FROM interbank_votes WHERE e2e_id = ?1")?
         .query_row(params![e2e.as_str()], |row| {
@@ -149,11 +156,19 @@ pub fn finish(conn: &Connection, ctx: &Ctx, e2e: &EndToEndId, commit: bool) -> A
         return Ok(Err(Refusal::Ledger(LedgerRefusal::HoldAlreadyResolved)));
     }
     let legs: Vec<Leg> = serde_json::from_str(&legs_json).expect("stored legs parse");
-    let holds: Vec<i64> = conn
+    let holds: Vec<Hold> = conn
         .prepare_cached(
-            "SELECT id FROM transfers WHERE e2e_id = ?1 AND flags = 'pending' ORDER BY id",
+            "SELECT id, debit_account_id, credit_account_id, amount FROM transfers
+             WHERE e2e_id = ?1 AND flags = 'pending' ORDER BY id",
         )?
-        .query_map(params![e2e.as_str()], |row| row.get(0))?
+        .query_map(params![e2e.as_str()], |row| {
+            Ok(Hold {
+                id: row.get(0)?,
+                debit_id: row.get(1)?,
+                credit_id: row.get(2)?,
+                amount: Amount::from_cents(row.get(3)?).expect("stored amounts are positive"),
+            })
+        })?
         .collect::<rusqlite::Result<_>>()?;
     assert!(
         !yes || holds.len() == legs.len(),
@@ -172,6 +187,9 @@ pub fn finish(conn: &Connection, ctx: &Ctx, e2e: &EndToEndId, commit: bool) -> A
     // accounts it touches here), takes its final status. The coordinator's own record was
     // settled by its decision, before any part finished; a pending package here is one of
     // those, which only its decision settles.
+    if !settle {
+        return Ok(Ok(Outcome::Done));
+    }
     if let Some(Outcome::Payment(mut payment)) = pending_payment(conn, e2e)? {
         payment.status = decided_status(commit);
         settle_pending(conn, e2e, &Outcome::Payment(payment))?;
@@ -218,12 +236,12 @@ fn resolve_holds(
     conn: &Connection,
     ctx: &Ctx,
     e2e: &EndToEndId,
-    holds: &[i64],
+    holds: &[Hold],
     legs: &[Leg],
     commit: bool,
 ) -> Applied<()> {
-    for (hold_id, leg) in holds.iter().zip(legs) {
-        let moved = match resolve_hold(conn, ctx, *hold_id, commit)? {
+    for (hold, leg) in holds.iter().zip(legs) {
+        let moved = match resolve_hold(conn, ctx, hold, e2e.as_str(), commit)? {
             Ok(moved) => moved,
             Err(refusal) => return Ok(Err(refusal)),
         };
@@ -304,7 +322,7 @@ pub fn record_decision(
 ) -> Applied<Outcome> {
     let (stands, settled) = decide(conn, ctx, e2e, commit, participants, reason)?;
     let finished_here = finish_here
-        && match finish(conn, ctx, e2e, stands)? {
+        && match finish(conn, ctx, e2e, stands, false)? {
             Ok(_) => true,
             Err(refusal) => {
                 tracing::error!(%e2e, %refusal, "this bank's part did not obey its own decision");
@@ -420,8 +438,8 @@ pub fn begin_payment(
         &PaymentStatus::Pending,
         &Outcome::Payment(payment.clone()),
         &[from_id],
+        Some(actor),
     )?;
-    started_by(conn, e2e.as_str(), actor)?;
     Ok(Ok(outcome))
 }
 
@@ -446,15 +464,9 @@ pub fn begin_package(
         &PaymentStatus::Pending,
         &outcome,
         &ids,
+        Some(actor),
     )?;
-    started_by(conn, &package.e2e_id, actor)?;
     Ok(Ok(outcome))
-}
-
-fn started_by(conn: &Connection, e2e: &str, actor: CustomerId) -> rusqlite::Result<()> {
-    conn.prepare_cached("UPDATE payments SET started_by = ?2 WHERE e2e_id = ?1")?
-        .execute(params![e2e, actor])?;
-    Ok(())
 }
 
 /// What a restarted node must finish: its unfinished votes, and its decisions not yet

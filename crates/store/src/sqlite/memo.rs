@@ -17,7 +17,7 @@
 use super::read;
 use crate::model::*;
 use ledger::rules::Counters;
-use ledger::{AccountKind, AccountNumber};
+use ledger::{AccountKind, AccountNumber, BankCode};
 use rusqlite::{Connection, OptionalExtension, params};
 use std::cell::RefCell;
 use std::collections::HashMap;
@@ -62,6 +62,8 @@ pub struct Memo {
     by_number: RefCell<HashMap<u64, Arc<AccountFacts>>>,
     by_id: RefCell<HashMap<i64, Arc<AccountFacts>>>,
     usernames: RefCell<HashMap<CustomerId, Arc<str>>>,
+    /// Each peer bank's settlement account here.
+    settlements: RefCell<HashMap<BankCode, i64>>,
     states: RefCell<HashMap<i64, AccountState>>,
     /// The accounts whose state is dirty, in the order they first changed.
     dirty: RefCell<Vec<i64>>,
@@ -79,6 +81,7 @@ impl Memo {
         self.by_number.borrow_mut().clear();
         self.by_id.borrow_mut().clear();
         self.usernames.borrow_mut().clear();
+        self.settlements.borrow_mut().clear();
     }
 
     /// An account's state as last read or changed by this writer.
@@ -215,6 +218,21 @@ impl Memo {
         Ok(self
             .account(conn, bank, number)?
             .expect("the account was just read"))
+    }
+
+    /// This bank's settlement account with `peer`, if the consortium lists that bank.
+    pub fn settlement(&self, conn: &Connection, peer: BankCode) -> rusqlite::Result<Option<i64>> {
+        if let Some(id) = self.settlements.borrow().get(&peer) {
+            return Ok(Some(*id));
+        }
+        let id: Option<i64> = conn
+            .prepare_cached("SELECT id FROM accounts WHERE kind = 'settlement' AND peer_bank = ?1")?
+            .query_row(params![peer.as_str()], |row| row.get(0))
+            .optional()?;
+        if let Some(id) = id {
+            self.settlements.borrow_mut().insert(peer, id);
+        }
+        Ok(id)
     }
 
     pub fn username(&self, conn: &Connection, id: CustomerId) -> rusqlite::Result<Arc<str>> {

@@ -300,11 +300,6 @@ pub fn pix_keys_of(
     .collect()
 }
 
-pub fn transfer_e2e(conn: &Connection, transfer_id: i64) -> rusqlite::Result<String> {
-    conn.prepare_cached("SELECT e2e_id FROM transfers WHERE id = ?1")?
-        .query_row(params![transfer_id], |row| row.get(0))
-}
-
 pub fn payment(
     conn: &Connection,
     bank: &str,
