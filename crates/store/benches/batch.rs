@@ -1,9 +1,11 @@
 //! What the SQLite store costs per transfer, without HTTP: `cargo bench -p store`. Every
 //! iteration is durable (WAL, `synchronous=FULL`); compare the group-committed rows with the
 //! one-commit-per-transfer row, and with `cargo bench -p ledger` for the pure rules.
+//! `interbank_payments` runs every write a payment between two banks makes at both of them.
 
 use divan::Bencher;
 use ledger::{AccountKind, AccountNumber, Amount, BankCode, Document, EndToEndId};
+use protocol::{Endpoint, Leg, Memo};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use store::*;
@@ -14,6 +16,12 @@ fn main() {
 
 const ACCOUNTS: usize = 1_000;
 const TRANSFERS: usize = 1_000;
+const PAYMENTS: usize = 200;
+
+/// The bank at the other end of interbank payments.
+fn peer() -> BankCode {
+    BankCode::parse("20000002").unwrap()
+}
 
 struct Bank {
     store: Arc<SqliteStore>,
@@ -37,7 +45,7 @@ impl Bank {
             SqliteStore::open(
                 &dir.path().join("bank.db"),
                 bank,
-                &[],
+                &[bank, peer()],
                 Arc::new(SharedClock::default()),
             )
             .unwrap(),
@@ -154,27 +162,7 @@ fn concurrent_commands(bencher: Bencher) {
                 .map(|n| bank.transfer_command(n))
                 .collect::<Vec<_>>()
         })
-        .bench_local_values(|commands| {
-            bank.runtime.block_on(async {
-                let tasks: Vec<_> = commands
-                    .into_iter()
-                    .map(|command| {
-                        let store = bank.store.clone();
-                        tokio::spawn(async move {
-                            store
-                                .execute(Request {
-                                    command,
-                                    idempotency: None,
-                                })
-                                .await
-                        })
-                    })
-                    .collect();
-                for task in tasks {
-                    task.await.unwrap().unwrap();
-                }
-            });
-        });
+        .bench_local_values(|commands| bank.run_all(commands));
 }
 
 /// The baseline: one transfer per commit, each waiting for the one before.
@@ -186,4 +174,134 @@ fn one_commit_each(bencher: Bencher) {
             bank.run(bank.transfer_command(n));
         }
     });
+}
+
+impl Bank {
+    /// Runs every command concurrently, as a loaded bank's requests arrive.
+    fn run_all(&self, commands: Vec<Command>) {
+        self.runtime.block_on(async {
+            let tasks: Vec<_> = commands
+                .into_iter()
+                .map(|command| {
+                    let store = self.store.clone();
+                    tokio::spawn(async move {
+                        store
+                            .execute(Request {
+                                command,
+                                idempotency: None,
+                            })
+                            .await
+                    })
+                })
+                .collect();
+            for task in tasks {
+                let outcome = task.await.unwrap().unwrap().outcome;
+                assert!(!matches!(outcome, Outcome::Refused(_)), "{outcome:?}");
+            }
+        });
+    }
+}
+
+/// One step of a payment: its index, the payer bank's end-to-end id and the payee bank's.
+type Step<'a> = dyn Fn(usize, &EndToEndId, &EndToEndId) -> Command + 'a;
+
+fn leg(from: Endpoint, to: Endpoint) -> Leg {
+    Leg {
+        from,
+        to,
+        amount: Amount::from_cents(1).unwrap(),
+        memo: Memo {
+            description: "rent".into(),
+            made_by: "ana".into(),
+            from_label: "Ana".into(),
+            to_label: "Bia".into(),
+        },
+    }
+}
+
+/// Every write of `PAYMENTS` payments between two banks, both ends run by one store: as the
+/// payer's bank (begin, hold, decide and post its own part in one step, mark complete) and as
+/// the payee's (hold the credit with the pending record, post it). Each step's commands arrive
+/// together, so the writer groups them as under load.
+#[divan::bench(sample_count = 10, sample_size = 1, counter = divan::counter::ItemsCount::new(PAYMENTS))]
+fn interbank_payments(bencher: Bencher) {
+    let bank = Bank::new();
+    bencher
+        .with_inputs(|| {
+            (0..PAYMENTS)
+                .map(|n| {
+                    // The payee bank's end has the id the payer's bank gave the payment; both
+                    // ends live in this one store, so the payee's end is told apart by its bank.
+                    let payer = bank.e2e();
+                    let serial = bank.serial.load(Ordering::Relaxed);
+                    let payee = EndToEndId::sequenced(peer(), "202611230000", serial);
+                    (n, payer, payee)
+                })
+                .collect::<Vec<_>>()
+        })
+        .bench_local_values(|payments| {
+            let account = |n: usize| bank.numbers[(n * 7_919) % ACCOUNTS];
+            let steps: [&Step; 5] = [
+                &|n, e2e, _| Command::BeginPayment {
+                    actor: bank.customer,
+                    from: account(n),
+                    payment: PaymentRecord {
+                        e2e_id: e2e.to_string(),
+                        status: PaymentStatus::Pending,
+                        reason: None,
+                        from: AccountAddress {
+                            bank: "10000001".into(),
+                            number: account(n).to_string(),
+                        },
+                        to: AccountAddress {
+                            bank: peer().to_string(),
+                            number: "100001-2".into(),
+                        },
+                        amount_cents: 1,
+                        description: "rent".into(),
+                        clock: "1.0".into(),
+                    },
+                },
+                &|n, e2e, _| Command::Prepare {
+                    e2e: e2e.clone(),
+                    coordinator: BankCode::parse("10000001").unwrap(),
+                    legs: vec![leg(
+                        Endpoint::Account(account(n)),
+                        Endpoint::Settlement(peer()),
+                    )],
+                    payment: None,
+                },
+                &|_, e2e, _| Command::RecordDecision {
+                    e2e: e2e.clone(),
+                    commit: true,
+                    participants: vec![BankCode::parse("10000001").unwrap(), peer()],
+                    reason: None,
+                    finish_here: true,
+                },
+                &|n, _, payee| Command::Prepare {
+                    e2e: payee.clone(),
+                    coordinator: peer(),
+                    legs: vec![leg(
+                        Endpoint::Settlement(peer()),
+                        Endpoint::Account(account(n + 1)),
+                    )],
+                    payment: None,
+                },
+                &|_, _, payee| Command::Finish {
+                    e2e: payee.clone(),
+                    commit: true,
+                },
+            ];
+            for step in steps {
+                bank.run_all(
+                    payments
+                        .iter()
+                        .map(|(n, payer, payee)| step(*n, payer, payee))
+                        .collect(),
+                );
+            }
+            bank.run_all(vec![Command::CompleteDecisions {
+                e2es: payments.into_iter().map(|(_, payer, _)| payer).collect(),
+            }]);
+        });
 }
