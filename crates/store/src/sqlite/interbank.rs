@@ -40,8 +40,10 @@ pub fn prepare(
     legs: &[Leg],
     payment: Option<&PaymentRecord>,
 ) -> Applied<Outcome> {
-    let known: Option<(bool, Option<String>, Option<String>)> = conn
-        .prepare_cached("SELECT yes, reason, finished FROM interbank_votes WHERE e2e_id = ?1")?
+    let known: Option<(bool, Option<String>, Option<String>)> = ctx
+        .hot
+        .statement("SELECT yes, reason, finished FROM interbank_votes WHERE e2e_id = ?1")?
+        .borrow_mut()
         .query_row(params![e2e.as_str()], |row| {
             Ok((row.get(0)?, row.get(1)?, row.get(2)?))
         })
@@ -55,7 +57,7 @@ pub fn prepare(
     }
     // One leg refuses before it writes; with several, a refused one undoes those before it.
     let mut refusal = None;
-    let held = in_savepoint_if(legs.len() > 1, conn, ctx, || {
+    let held = in_savepoint_if(legs.len() > 1, ctx, || {
         for (index, leg) in legs.iter().enumerate() {
             let (Some(from), Some(to)) = (
                 endpoint_id(conn, ctx, &leg.from)?,
@@ -89,7 +91,8 @@ pub fn prepare(
     let yes = reason.is_none();
     let legs_json = serde_json::to_string(legs).expect("legs serialise");
     // The vote keeps no copy of the payment: its pending record below is what `finish` settles.
-    conn.prepare_cached("INSERT INTO interbank_votes (e2e_id, coordinator, yes, reason, legs, clock) VALUES (?1, ?2, ?3, ?4, ?5, ?6)")?
+    ctx.hot.statement("INSERT INTO interbank_votes (e2e_id, coordinator, yes, reason, legs, clock) VALUES (?1, ?2, ?3, ?4, ?5, ?6)")?
+        .borrow_mut()
         .execute(params![e2e.as_str(), coordinator.as_str(), yes, reason, legs_json, ctx.clock])?;
     // The recipient can follow the payment while the banks decide.
     if let (true, Some(payment)) = (yes, payment) {
@@ -97,7 +100,7 @@ pub fn prepare(
         pending.status = PaymentStatus::Pending;
         let outcome = Outcome::Payment(pending);
         record_payment(
-            conn,
+            ctx,
             e2e.as_str(),
             &PaymentStatus::Pending,
             &outcome,
@@ -127,8 +130,10 @@ pub fn finish(
     commit: bool,
     settle: bool,
 ) -> Applied<Outcome> {
-    let known: Option<(bool, String, Option<String>)> = conn
-        .prepare_cached("SELECT yes, legs, finished FROM interbank_votes WHERE e2e_id = ?1")?
+    let known: Option<(bool, String, Option<String>)> = ctx
+        .hot
+        .statement("SELECT yes, legs, finished FROM interbank_votes WHERE e2e_id = ?1")?
+        .borrow_mut()
         .query_row(params![e2e.as_str()], |row| {
             Ok((row.get(0)?, row.get(1)?, row.get(2)?))
         })
@@ -140,7 +145,8 @@ pub fn finish(
             tracing::error!(%e2e, "a commit arrived for a transaction this bank never voted on; not obeyed");
             return Ok(Err(Refusal::Ledger(LedgerRefusal::HoldAlreadyResolved)));
         }
-        conn.prepare_cached("INSERT INTO interbank_votes (e2e_id, yes, legs, finished, clock) VALUES (?1, 0, '[]', 'abort', ?2)")?
+        ctx.hot.statement("INSERT INTO interbank_votes (e2e_id, yes, legs, finished, clock) VALUES (?1, 0, '[]', 'abort', ?2)")?
+            .borrow_mut()
             .execute(params![e2e.as_str(), ctx.clock])?;
         return Ok(Ok(Outcome::Done));
     };
@@ -156,11 +162,12 @@ pub fn finish(
         return Ok(Err(Refusal::Ledger(LedgerRefusal::HoldAlreadyResolved)));
     }
     let legs: Vec<Leg> = serde_json::from_str(&legs_json).expect("stored legs parse");
-    let holds: Vec<Hold> = conn
-        .prepare_cached(
-            "SELECT id, debit_account_id, credit_account_id, amount FROM transfers
-             WHERE e2e_id = ?1 AND flags = 'pending' ORDER BY id",
-        )?
+    let holds = ctx.hot.statement(
+        "SELECT id, debit_account_id, credit_account_id, amount FROM transfers
+         WHERE e2e_id = ?1 AND flags = 'pending' ORDER BY id",
+    )?;
+    let holds: Vec<Hold> = holds
+        .borrow_mut()
         .query_map(params![e2e.as_str()], |row| {
             Ok(Hold {
                 id: row.get(0)?,
@@ -175,13 +182,15 @@ pub fn finish(
         "{e2e}: a yes vote holds every leg"
     );
     // One hold refuses before it writes; with several, a refused one undoes those before it.
-    let resolved = in_savepoint_if(holds.len() > 1, conn, ctx, || {
+    let resolved = in_savepoint_if(holds.len() > 1, ctx, || {
         resolve_holds(conn, ctx, e2e, &holds, &legs, commit)
     })?;
     if let Err(refusal) = resolved {
         return Ok(Err(refusal));
     }
-    conn.prepare_cached("UPDATE interbank_votes SET finished = ?2 WHERE e2e_id = ?1")?
+    ctx.hot
+        .statement("UPDATE interbank_votes SET finished = ?2 WHERE e2e_id = ?1")?
+        .borrow_mut()
         .execute(params![e2e.as_str(), finished])?;
     // The recipient's record of the payment, pending since the prepare (already linked to the
     // accounts it touches here), takes its final status. The coordinator's own record was
@@ -190,9 +199,9 @@ pub fn finish(
     if !settle {
         return Ok(Ok(Outcome::Done));
     }
-    if let Some(Outcome::Payment(mut payment)) = pending_payment(conn, e2e)? {
+    if let Some(Outcome::Payment(mut payment)) = pending_payment(ctx, e2e)? {
         payment.status = decided_status(commit);
-        settle_pending(conn, e2e, &Outcome::Payment(payment))?;
+        settle_pending(ctx, e2e, &Outcome::Payment(payment))?;
     }
     Ok(Ok(Outcome::Done))
 }
@@ -206,27 +215,27 @@ fn decided_status(commit: bool) -> PaymentStatus {
 }
 
 /// The customer's payment or package recorded here that still waits on a decision.
-fn pending_payment(conn: &Connection, e2e: &EndToEndId) -> rusqlite::Result<Option<Outcome>> {
-    let body: Option<String> = conn
-        .prepare_cached("SELECT body FROM payments WHERE e2e_id = ?1 AND status = 'pending'")?
+fn pending_payment(ctx: &Ctx, e2e: &EndToEndId) -> rusqlite::Result<Option<Outcome>> {
+    let body: Option<String> = ctx
+        .hot
+        .statement("SELECT body FROM payments WHERE e2e_id = ?1 AND status = 'pending'")?
+        .borrow_mut()
         .query_row(params![e2e.as_str()], |row| row.get(0))
         .optional()?;
     Ok(body.map(|body| serde_json::from_str(&body).expect("stored payments parse")))
 }
 
 /// Writes a pending payment's (or package's) final state; answers it as JSON.
-fn settle_pending(
-    conn: &Connection,
-    e2e: &EndToEndId,
-    settled: &Outcome,
-) -> rusqlite::Result<String> {
+fn settle_pending(ctx: &Ctx, e2e: &EndToEndId, settled: &Outcome) -> rusqlite::Result<String> {
     let status = match settled {
         Outcome::Payment(payment) => &payment.status,
         Outcome::Package(package) => &package.status,
         other => unreachable!("a payment is a transfer or a package, not {other:?}"),
     };
     let body = serde_json::to_string(settled).expect("outcomes serialise");
-    conn.prepare_cached("UPDATE payments SET status = ?2, body = ?3 WHERE e2e_id = ?1")?
+    ctx.hot
+        .statement("UPDATE payments SET status = ?2, body = ?3 WHERE e2e_id = ?1")?
+        .borrow_mut()
         .execute(params![e2e.as_str(), status.as_str(), body])?;
     Ok(body)
 }
@@ -320,7 +329,7 @@ pub fn record_decision(
     reason: Option<&str>,
     finish_here: bool,
 ) -> Applied<Outcome> {
-    let (stands, settled) = decide(conn, ctx, e2e, commit, participants, reason)?;
+    let (stands, settled) = decide(ctx, e2e, commit, participants, reason)?;
     let finished_here = finish_here
         && match finish(conn, ctx, e2e, stands, false)? {
             Ok(_) => true,
@@ -339,26 +348,28 @@ pub fn record_decision(
 /// The decision that stands: the one recorded before, or `commit`, recorded now with the
 /// payment's outcome (returned beside it when there is a payment here to settle).
 fn decide(
-    conn: &Connection,
     ctx: &Ctx,
     e2e: &EndToEndId,
     commit: bool,
     participants: &[BankCode],
     reason: Option<&str>,
 ) -> rusqlite::Result<(bool, Option<Outcome>)> {
-    let stored: Option<bool> = conn
-        .prepare_cached("SELECT commit_flag FROM interbank_decisions WHERE e2e_id = ?1")?
+    let stored: Option<bool> = ctx
+        .hot
+        .statement("SELECT commit_flag FROM interbank_decisions WHERE e2e_id = ?1")?
+        .borrow_mut()
         .query_row(params![e2e.as_str()], |row| row.get(0))
         .optional()?;
     if let Some(first) = stored {
         return Ok((first, None));
     }
     let participants_json = serde_json::to_string(participants).expect("codes serialise");
-    conn.prepare_cached("INSERT INTO interbank_decisions (e2e_id, commit_flag, participants, clock) VALUES (?1, ?2, ?3, ?4)")?
+    ctx.hot.statement("INSERT INTO interbank_decisions (e2e_id, commit_flag, participants, clock) VALUES (?1, ?2, ?3, ?4)")?
+        .borrow_mut()
         .execute(params![e2e.as_str(), commit, participants_json, ctx.clock])?;
     // The customer's payment or package, and any idempotency record waiting on it, take the
     // outcome now.
-    if let Some(pending) = pending_payment(conn, e2e)? {
+    if let Some(pending) = pending_payment(ctx, e2e)? {
         let status = decided_status(commit);
         let reason = reason.unwrap_or(protocol::reasons::REFUSED);
         let settled = match pending {
@@ -374,11 +385,13 @@ fn decide(
             }
             other => unreachable!("a pending payment is a transfer or a package, not {other:?}"),
         };
-        let json = settle_pending(conn, e2e, &settled)?;
-        conn.prepare_cached(
-            "UPDATE idempotency SET outcome = ?2, pending_e2e = NULL WHERE pending_e2e = ?1",
-        )?
-        .execute(params![e2e.as_str(), json])?;
+        let json = settle_pending(ctx, e2e, &settled)?;
+        ctx.hot
+            .statement(
+                "UPDATE idempotency SET outcome = ?2, pending_e2e = NULL WHERE pending_e2e = ?1",
+            )?
+            .borrow_mut()
+            .execute(params![e2e.as_str(), json])?;
         return Ok((commit, Some(settled)));
     }
     Ok((commit, None))
@@ -411,11 +424,12 @@ fn package_results(package: &PackageRecord, commit: bool, reason: &str) -> Vec<O
         .collect()
 }
 
-pub fn complete_decisions(conn: &Connection, e2es: &[EndToEndId]) -> Applied<Outcome> {
-    let mut complete =
-        conn.prepare_cached("UPDATE interbank_decisions SET completed = 1 WHERE e2e_id = ?1")?;
+pub fn complete_decisions(ctx: &Ctx, e2es: &[EndToEndId]) -> Applied<Outcome> {
+    let complete = ctx
+        .hot
+        .statement("UPDATE interbank_decisions SET completed = 1 WHERE e2e_id = ?1")?;
     for e2e in e2es {
-        complete.execute(params![e2e.as_str()])?;
+        complete.borrow_mut().execute(params![e2e.as_str()])?;
     }
     Ok(Ok(Outcome::Done))
 }
@@ -433,7 +447,7 @@ pub fn begin_payment(
     let e2e = EndToEndId::parse(&payment.e2e_id).expect("payments carry valid ids");
     let outcome = Outcome::Pending(payment.clone());
     record_payment(
-        conn,
+        ctx,
         e2e.as_str(),
         &PaymentStatus::Pending,
         &Outcome::Payment(payment.clone()),
@@ -459,7 +473,7 @@ pub fn begin_package(
     }
     let outcome = Outcome::Package(package.clone());
     record_payment(
-        conn,
+        ctx,
         &package.e2e_id,
         &PaymentStatus::Pending,
         &outcome,

@@ -14,6 +14,7 @@
 //! bounded: past [`FACTS_MAX`] accounts it starts again from empty (account states only once
 //! they are flushed).
 
+use super::apply::Hot;
 use super::read;
 use crate::model::*;
 use ledger::rules::Counters;
@@ -111,13 +112,14 @@ impl Memo {
 
     /// Writes every changed account's row, once each; past [`FACTS_MAX`] remembered accounts,
     /// forgets them all (every one is clean by then).
-    pub fn flush(&self, conn: &Connection) -> rusqlite::Result<()> {
+    pub fn flush(&self, hot: &Hot) -> rusqlite::Result<()> {
         let mut dirty = self.dirty.borrow_mut();
         let mut states = self.states.borrow_mut();
         if !dirty.is_empty() {
-            let mut update = conn.prepare_cached(
+            let update = hot.statement(
                 "UPDATE accounts SET debits_pending = ?2, debits_posted = ?3, credits_pending = ?4, credits_posted = ?5, last_entry = ?6 WHERE id = ?1",
             )?;
+            let mut update = update.borrow_mut();
             for id in dirty.drain(..) {
                 let state = states.get_mut(&id).expect("dirty accounts stay remembered");
                 let c = state.counters;
@@ -265,12 +267,9 @@ mod tests {
     #[test]
     fn a_full_memo_keeps_what_a_movement_read_until_it_is_flushed() {
         let memo = Memo::default();
-        let conn = Connection::open_in_memory().unwrap();
-        conn.execute_batch(
-            "CREATE TABLE accounts (id INTEGER PRIMARY KEY, debits_pending, debits_posted,
-                                    credits_pending, credits_posted, last_entry)",
-        )
-        .unwrap();
+        let mut conn = Connection::open_in_memory().unwrap();
+        super::super::schema::migrate(&mut conn).unwrap();
+        let hot = Hot::prepare(&conn).unwrap();
         for id in 0..FACTS_MAX as i64 {
             memo.remember(id, clean());
         }
@@ -279,7 +278,7 @@ mod tests {
         memo.remember(credit, clean());
         memo.change(debit, |state| state.counters.debits_posted = 5);
         memo.change(credit, |state| state.counters.credits_posted = 5);
-        memo.flush(&conn).unwrap();
+        memo.flush(&hot).unwrap();
         assert!(memo.state(debit).is_none(), "forgotten once written");
         assert_eq!(memo.states.borrow().len(), 0);
     }

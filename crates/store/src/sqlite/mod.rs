@@ -367,12 +367,13 @@ impl Writer {
     ) -> rusqlite::Result<Result<Executed, StoreError>> {
         let conn = &self.conn;
         if let Some(idempotency) = &request.idempotency {
-            let stored: Option<(Vec<u8>, Option<String>, Option<i64>)> = conn
-                .prepare_cached(
+            let stored: Option<(Vec<u8>, Option<String>, Option<i64>)> = hot
+                .statement(
                     "SELECT i.fingerprint, coalesce(i.outcome, p.body), p.entry FROM idempotency i
                      LEFT JOIN payments p ON p.e2e_id = i.payment
                      WHERE i.key = ?2 AND i.scope = ?1",
                 )?
+                .borrow_mut()
                 .query_row(params![idempotency.scope, idempotency.key], |row| {
                     Ok((row.get(0)?, row.get(1)?, row.get(2)?))
                 })
@@ -403,11 +404,11 @@ impl Writer {
         let applied = if apply::writes_only_when_done(command) {
             apply::apply(conn, &ctx, command)
         } else {
-            apply::in_savepoint(conn, &ctx, || apply::apply(conn, &ctx, command))
+            apply::in_savepoint(&ctx, || apply::apply(conn, &ctx, command))
         };
         let applied = applied?;
         // Every account the command changed gets its row written once, now.
-        self.memo.flush(conn)?;
+        self.memo.flush(hot)?;
         let outcome = match applied {
             Ok(outcome) => outcome,
             Err(refusal) => Outcome::Refused(refusal),
@@ -433,7 +434,8 @@ impl Writer {
                 }
                 _ => None,
             };
-            conn.prepare_cached("INSERT INTO idempotency (scope, key, fingerprint, outcome, payment, clock, pending_e2e) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)")?
+            hot.statement("INSERT INTO idempotency (scope, key, fingerprint, outcome, payment, clock, pending_e2e) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)")?
+                .borrow_mut()
                 .execute(params![idempotency.scope, idempotency.key, &idempotency.fingerprint[..], body, payment, ctx.clock, pending])?;
         }
         Ok(Ok(Executed {
