@@ -21,7 +21,10 @@ use ledger::rules::Counters;
 use ledger::{AccountKind, AccountNumber, BankCode};
 use rusqlite::{Connection, OptionalExtension, params};
 use std::cell::RefCell;
-use std::collections::HashMap;
+/// The memo's maps hash small integer keys the writer chose itself (row ids, account numbers)
+/// many times per transfer: foldhash instead of the standard library's SipHash, whose hashing was
+/// about a twentieth of the bulk writer's instructions.
+type HashMap<K, V> = std::collections::HashMap<K, V, foldhash::fast::RandomState>;
 use std::sync::Arc;
 
 /// The most accounts remembered at once (each costs a few hundred bytes).
