@@ -34,21 +34,24 @@ pub struct Ctx<'w, 'c> {
 /// The writer's statements, each taken from the statement cache once per batch instead of once
 /// per use: a lookup hashes and compares the statement's whole text, and cost the interbank path
 /// about a tenth of its instructions (`cargo bench -p store`, interbank_payments, under
-/// callgrind). The three every transfer runs are taken when the batch starts; the others the
-/// first time the batch runs them ([`Hot::statement`]).
+/// callgrind). A statement is taken the first time the batch runs it ([`Hot::statement`]).
 pub struct Hot<'c> {
     conn: &'c Connection,
-    insert_transfer: RefCell<CachedStatement<'c>>,
-    insert_transfer_entry: RefCell<CachedStatement<'c>>,
-    insert_local_payment: RefCell<CachedStatement<'c>>,
     /// Taken so far, by the address of their text.
-    taken: RefCell<Vec<(usize, Rc<RefCell<CachedStatement<'c>>>)>>,
+    taken: RefCell<Vec<(usize, Taken<'c>)>>,
 }
 
 /// A statement [`Hot`] holds for the rest of the batch.
 pub type Taken<'c> = Rc<RefCell<CachedStatement<'c>>>;
 
 impl<'c> Hot<'c> {
+    pub fn new(conn: &'c Connection) -> Hot<'c> {
+        Hot {
+            conn,
+            taken: RefCell::new(Vec::new()),
+        }
+    }
+
     /// The statement with this text, from this batch's or else from the cache. Statements are
     /// told apart by where their text lives, so each is a literal written once (one call site,
     /// or one `const`): a second copy of the same text would be prepared a second time.
@@ -60,24 +63,6 @@ impl<'c> Hot<'c> {
         let taken = Rc::new(RefCell::new(self.conn.prepare_cached(sql)?));
         self.taken.borrow_mut().push((at, taken.clone()));
         Ok(taken)
-    }
-
-    pub fn prepare(conn: &'c Connection) -> rusqlite::Result<Hot<'c>> {
-        Ok(Hot {
-            conn,
-            taken: RefCell::new(Vec::new()),
-            insert_transfer: RefCell::new(conn.prepare_cached(
-                "INSERT INTO transfers (e2e_id, debit_account_id, credit_account_id, amount, flags, clock) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
-            )?),
-            insert_transfer_entry: RefCell::new(conn.prepare_cached(
-                "INSERT INTO entries (account_id, kind, amount, balance_after, counterparty, description, made_by, clock, at_ms, e2e_id, prev_entry,
-                                      other_account_id, other_balance_after, other_counterparty, other_prev_entry)
-                 VALUES (?1, 'transfer_out', ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14)",
-            )?),
-            insert_local_payment: RefCell::new(conn.prepare_cached(
-                "INSERT INTO payments (e2e_id, status, entry) VALUES (?1, 'committed', ?2)",
-            )?),
-        })
     }
 }
 
@@ -447,7 +432,12 @@ pub fn move_money(
     } else {
         "pending"
     };
-    ctx.hot.insert_transfer.borrow_mut().execute(params![
+    ctx.hot
+        .statement(
+            "INSERT INTO transfers (e2e_id, debit_account_id, credit_account_id, amount, flags, clock) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+        )?
+        .borrow_mut()
+        .execute(params![
         e2e,
         debit_id,
         credit_id,
@@ -944,7 +934,14 @@ fn insert_transfer_entry(
 ) -> rusqlite::Result<i64> {
     let payer_prev = state(conn, ctx, payer.account_id)?.last_entry;
     let payee_prev = state(conn, ctx, payee.account_id)?.last_entry;
-    ctx.hot.insert_transfer_entry.borrow_mut().execute(params![
+    ctx.hot
+        .statement(
+            "INSERT INTO entries (account_id, kind, amount, balance_after, counterparty, description, made_by, clock, at_ms, e2e_id, prev_entry,
+                                  other_account_id, other_balance_after, other_counterparty, other_prev_entry)
+             VALUES (?1, 'transfer_out', ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14)",
+        )?
+        .borrow_mut()
+        .execute(params![
         payer.account_id,
         -amount.cents(),
         payer.balance_after_cents,
@@ -1016,7 +1013,9 @@ fn transfer(
         (None, Some(entry)) => {
             // Its record is the entry's: nothing else to store.
             ctx.hot
-                .insert_local_payment
+                .statement(
+                    "INSERT INTO payments (e2e_id, status, entry) VALUES (?1, 'committed', ?2)",
+                )?
                 .borrow_mut()
                 .execute(params![e2e.as_str(), entry])?;
             Ok(Ok(Outcome::Payment(settled.record)))

@@ -196,10 +196,7 @@ pub fn finish(
     // accounts it touches here), takes its final status. The coordinator's own record was
     // settled by its decision, before any part finished; a pending package here is one of
     // those, which only its decision settles.
-    if !settle {
-        return Ok(Ok(Outcome::Done));
-    }
-    if let Some(Outcome::Payment(mut payment)) = pending_payment(ctx, e2e)? {
+    if settle && let Some(Outcome::Payment(mut payment)) = pending_payment(ctx, e2e)? {
         payment.status = decided_status(commit);
         settle_pending(ctx, e2e, &Outcome::Payment(payment))?;
     }

@@ -21,11 +21,12 @@ use ledger::rules::Counters;
 use ledger::{AccountKind, AccountNumber, BankCode};
 use rusqlite::{Connection, OptionalExtension, params};
 use std::cell::RefCell;
+use std::sync::Arc;
+
 /// The memo's maps hash small integer keys the writer chose itself (row ids, account numbers)
 /// many times per transfer: foldhash instead of the standard library's SipHash, whose hashing was
 /// about a twentieth of the bulk writer's instructions.
 type HashMap<K, V> = std::collections::HashMap<K, V, foldhash::fast::RandomState>;
-use std::sync::Arc;
 
 /// The most accounts remembered at once (each costs a few hundred bytes).
 pub const FACTS_MAX: usize = 100_000;
@@ -272,7 +273,7 @@ mod tests {
         let memo = Memo::default();
         let mut conn = Connection::open_in_memory().unwrap();
         super::super::schema::migrate(&mut conn).unwrap();
-        let hot = Hot::prepare(&conn).unwrap();
+        let hot = Hot::new(&conn);
         for id in 0..FACTS_MAX as i64 {
             memo.remember(id, clean());
         }

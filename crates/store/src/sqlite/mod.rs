@@ -316,7 +316,7 @@ impl Writer {
         self.conn.execute_batch("BEGIN IMMEDIATE")?;
         let opened = std::time::Instant::now();
         let mut results = Vec::with_capacity(batch.len());
-        let hot = apply::Hot::prepare(&self.conn)?;
+        let hot = apply::Hot::new(&self.conn);
         loop {
             while results.len() < batch.len() {
                 let job = &batch[results.len()];
