@@ -173,8 +173,20 @@ impl AppState {
         fingerprint: &Fingerprint,
         command: Command,
     ) -> Result<Executed, ApiError> {
+        self.submit(scope, headers, fingerprint, command)?.await
+    }
+
+    /// [`AppState::execute`] in two steps: the command is queued when this returns (the store
+    /// applies commands in the order it takes them), and the future answers once it is durable.
+    pub fn submit(
+        &self,
+        scope: CustomerId,
+        headers: &HeaderMap,
+        fingerprint: &Fingerprint,
+        command: Command,
+    ) -> Result<impl Future<Output = Result<Executed, ApiError>> + '_, ApiError> {
         let key = idempotency_key(headers)?;
-        let _guard = match &key {
+        let guard = match &key {
             Some(key) => {
                 let entry = (scope, key.clone());
                 if !self
@@ -195,15 +207,17 @@ impl AppState {
         };
         let idempotency = key.map(|key| fingerprint.idempotency(scope, key));
         let started = Instant::now();
-        let executed = self
-            .store
-            .execute(Request {
-                command,
-                idempotency,
-            })
-            .await?;
-        self.metrics.observe_command(started.elapsed(), &executed);
-        Ok(executed)
+        let submitted = self.store.submit(Request {
+            command,
+            idempotency,
+        })?;
+        Ok(async move {
+            // The key stays in flight until the outcome is durable.
+            let _guard = guard;
+            let executed = submitted.await?;
+            self.metrics.observe_command(started.elapsed(), &executed);
+            Ok(executed)
+        })
     }
 
     /// Refuses a login attempt while the username is throttled.

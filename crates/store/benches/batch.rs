@@ -221,9 +221,9 @@ fn leg(from: Endpoint, to: Endpoint) -> Leg {
 }
 
 /// Every write of `PAYMENTS` payments between two banks, both ends run by one store: as the
-/// payer's bank (begin, hold, decide and post its own part in one step, mark complete) and as
-/// the payee's (hold the credit with the pending record, post it). Each step's commands arrive
-/// together, so the writer groups them as under load.
+/// payer's bank (begin and hold its own part in one step, decide and post it in one step, mark
+/// complete) and as the payee's (hold the credit with the pending record, post it). Each step's
+/// commands arrive together, so the writer groups them as under load.
 #[divan::bench(sample_count = 10, sample_size = 1, counter = divan::counter::ItemsCount::new(PAYMENTS))]
 fn interbank_payments(bencher: Bencher) {
     let bank = Bank::new();
@@ -242,7 +242,7 @@ fn interbank_payments(bencher: Bencher) {
         })
         .bench_local_values(|payments| {
             let account = |n: usize| bank.numbers[(n * 7_919) % ACCOUNTS];
-            let steps: [&Step; 5] = [
+            let steps: [&Step; 4] = [
                 &|n, e2e, _| Command::BeginPayment {
                     actor: bank.customer,
                     from: account(n),
@@ -262,15 +262,10 @@ fn interbank_payments(bencher: Bencher) {
                         description: "rent".into(),
                         clock: "1.0".into(),
                     },
-                },
-                &|n, e2e, _| Command::Prepare {
-                    e2e: e2e.clone(),
-                    coordinator: BankCode::parse("10000001").unwrap(),
                     legs: vec![leg(
                         Endpoint::Account(account(n)),
                         Endpoint::Settlement(peer()),
                     )],
-                    payment: None,
                 },
                 &|_, e2e, _| Command::RecordDecision {
                     e2e: e2e.clone(),

@@ -19,6 +19,8 @@ pub use model::*;
 pub use sqlite::SqliteStore;
 
 use async_trait::async_trait;
+use std::future::Future;
+use std::pin::Pin;
 
 /// What can go wrong below the business rules. Refusals are not errors: they are outcomes.
 #[derive(Debug, thiserror::Error)]
@@ -35,13 +37,23 @@ pub enum StoreError {
     Corrupt(String),
 }
 
+/// A command the store has taken: resolves to its outcome once it is durable.
+pub type Submitted = Pin<Box<dyn Future<Output = Result<Executed, StoreError>> + Send>>;
+
 /// The boundary a PostgreSQL store will satisfy as well as the SQLite one.
 #[async_trait]
 pub trait Store: Send + Sync + 'static {
-    /// Runs one command durably (see the module's durability rule). With an idempotency tag, a
-    /// command already executed under the same scope and key returns its first outcome with
+    /// Takes one command to run durably (see the module's durability rule), without waiting for
+    /// it: commands are applied in the order they were taken, so a caller may start something
+    /// that must come after this command as soon as `submit` returns. With an idempotency tag, a
+    /// command already executed under the same scope and key resolves to its first outcome with
     /// `replayed` set, or [`StoreError::IdempotencyKeyReused`] if the fingerprint differs.
-    async fn execute(&self, request: Request) -> Result<Executed, StoreError>;
+    fn submit(&self, request: Request) -> Result<Submitted, StoreError>;
+
+    /// Runs one command durably: [`Store::submit`], then its outcome.
+    async fn execute(&self, request: Request) -> Result<Executed, StoreError> {
+        self.submit(request)?.await
+    }
 
     async fn login_record(&self, username: &str) -> Result<Option<LoginRecord>, StoreError>;
     /// The customer a live session token (by hash) belongs to, and when the session expires.

@@ -156,12 +156,16 @@ pub enum Command {
     CompleteDecisions {
         e2es: Vec<EndToEndId>,
     },
-    /// Interbank coordinator: a customer starts a payment from `from`. Checks they hold it, and
-    /// ties the request's idempotency key to the end-to-end id before any bank hears of it.
+    /// Interbank coordinator: a customer starts a payment from `from`. Checks they hold it, ties
+    /// the request's idempotency key to the end-to-end id, and prepares this bank's own part
+    /// (`legs`) in the same step, as `Prepare` would with this bank as coordinator: the payment
+    /// is `Pending` when the part is held (this bank votes yes), or recorded `aborted` with the
+    /// refusal's code when it is not (this bank votes no, and the vote is recorded).
     BeginPayment {
         actor: CustomerId,
         from: AccountNumber,
         payment: PaymentRecord,
+        legs: Vec<Leg>,
     },
     /// Interbank coordinator: a customer starts a package over several banks. Checks they hold
     /// every account of this bank it operates, and records it pending (tied to the request's

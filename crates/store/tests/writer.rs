@@ -482,43 +482,95 @@ async fn a_decision_finishes_the_banks_own_part_in_the_same_step() {
     audit_passes(&bank.store).await;
 }
 
+/// A payment to another bank, as its coordinator begins it: `amount` cents out of the first
+/// account, under the end-to-end id of `serial`.
+fn begin_payment(bank: &Bank, serial: u64, cents: i64) -> Command {
+    let from = bank.numbers[0];
+    Command::BeginPayment {
+        actor: bank.customer.id,
+        from,
+        payment: PaymentRecord {
+            e2e_id: e2e(serial).to_string(),
+            status: PaymentStatus::Pending,
+            reason: None,
+            from: AccountAddress {
+                bank: "10000001".into(),
+                number: from.to_string(),
+            },
+            to: AccountAddress {
+                bank: peer().to_string(),
+                number: "100001-2".into(),
+            },
+            amount_cents: cents,
+            description: "rent".into(),
+            clock: "1.0".into(),
+        },
+        legs: vec![outgoing(from, cents)],
+    }
+}
+
+/// The coordinator's first write records the payment and holds its own part in one step; a part
+/// it cannot hold leaves the payment aborted with the refusal's code and nothing held, and the
+/// abort decision that follows finds nothing left to settle and finishes the part once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_payment_begins_with_the_coordinators_own_part_held_or_refused() {
+    let bank = bank("Ana Begins", 1).await;
+    let begun = run(&bank.store, begin_payment(&bank, 50, 1_000)).await;
+    assert!(matches!(begun, Outcome::Pending(_)), "{begun:?}");
+    assert_eq!(balances(&bank).await, vec![(5_000, 4_000)], "held");
+    let again = run(
+        &bank.store,
+        prepare(50, vec![outgoing(bank.numbers[0], 1_000)]),
+    )
+    .await;
+    assert_eq!(
+        again,
+        Outcome::Vote {
+            yes: true,
+            reason: None
+        },
+        "the vote was recorded with the hold"
+    );
+
+    let refused = run(&bank.store, begin_payment(&bank, 51, 9_000)).await;
+    let Outcome::Payment(payment) = &refused else {
+        panic!("{refused:?}")
+    };
+    assert_eq!(
+        (&payment.status, payment.reason.as_deref()),
+        (&PaymentStatus::Aborted, Some("insufficient_funds"))
+    );
+    assert_eq!(
+        balances(&bank).await,
+        vec![(5_000, 4_000)],
+        "nothing more held"
+    );
+    let stored = bank
+        .store
+        .payment(bank.customer.id, &e2e(51))
+        .await
+        .unwrap();
+    assert_eq!(stored.as_ref(), Some(&refused), "recorded as answered");
+    let decided = run(&bank.store, decide(51, false, true)).await;
+    assert_eq!(
+        decided,
+        Outcome::Decision {
+            commit: false,
+            finished_here: true,
+            settled: None
+        }
+    );
+    assert_eq!(run(&bank.store, finish(51, false)).await, Outcome::Done);
+    audit_passes(&bank.store).await;
+}
+
 /// The decision's write settles the customer's payment and answers it as stored, so the node can
 /// answer the customer without reading it back; a decision that finds an earlier one answers none.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_decision_answers_the_payment_it_settled() {
     let bank = bank("Ana Settles", 1).await;
-    let record = PaymentRecord {
-        e2e_id: e2e(40).to_string(),
-        status: PaymentStatus::Pending,
-        reason: None,
-        from: AccountAddress {
-            bank: "10000001".into(),
-            number: bank.numbers[0].to_string(),
-        },
-        to: AccountAddress {
-            bank: peer().to_string(),
-            number: "100001-2".into(),
-        },
-        amount_cents: 1_000,
-        description: "rent".into(),
-        clock: "1.0".into(),
-    };
-    let begun = run(
-        &bank.store,
-        Command::BeginPayment {
-            actor: bank.customer.id,
-            from: bank.numbers[0],
-            payment: record,
-        },
-    )
-    .await;
+    let begun = run(&bank.store, begin_payment(&bank, 40, 1_000)).await;
     assert!(matches!(begun, Outcome::Pending(_)), "{begun:?}");
-    let vote = run(
-        &bank.store,
-        prepare(40, vec![outgoing(bank.numbers[0], 1_000)]),
-    )
-    .await;
-    assert!(matches!(vote, Outcome::Vote { yes: true, .. }), "{vote:?}");
     let Outcome::Decision {
         commit: true,
         settled: Some(settled),

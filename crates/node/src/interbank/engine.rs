@@ -20,11 +20,14 @@ const TICK: Duration = Duration::from_millis(100);
 
 #[allow(clippy::large_enum_variant)] // Events pass through a channel; boxing buys nothing.
 pub enum Event {
-    /// A customer's payment this bank coordinates.
+    /// A customer's payment this bank coordinates. With `caller_prepares`, the caller carries
+    /// out this bank's own prepare (in the write that records the payment) and reports it as
+    /// `Prepared`; the other banks are asked at once.
     Begin {
         txn: TxnId,
         parts: BTreeMap<BankCode, Part>,
         done: oneshot::Sender<Decided>,
+        caller_prepares: bool,
     },
     /// A message from a bank (this one included).
     Inbound {
@@ -160,9 +163,19 @@ impl Engine {
         while let Some(event) = queue.pop_front() {
             let now = wall_ms();
             let out = match event {
-                Event::Begin { txn, parts, done } => {
+                Event::Begin {
+                    txn,
+                    parts,
+                    done,
+                    caller_prepares,
+                } => {
                     self.waiters.insert(txn.clone(), done);
-                    self.coordinator.begin(txn, parts, now)
+                    let out = self.coordinator.begin(txn, parts, now);
+                    if caller_prepares {
+                        self.own_prepare_left_to_caller(out, now)
+                    } else {
+                        out
+                    }
                 }
                 Event::Inbound { from, message } => match message {
                     Message::Prepare { .. } | Message::Decide { .. } => {
@@ -215,6 +228,32 @@ impl Engine {
                 }
             }
         }
+    }
+
+    /// The prepare this bank sends itself reaches its participant now, which waits for it as
+    /// for any prepare; the effect it asks for is left to the caller, who reports it durable
+    /// with `Event::Prepared`.
+    fn own_prepare_left_to_caller(
+        &mut self,
+        out: Vec<Output<Part>>,
+        now: u64,
+    ) -> Vec<Output<Part>> {
+        let mut rest = Vec::with_capacity(out.len());
+        for output in out {
+            match output {
+                Output::Send {
+                    to,
+                    message: message @ Message::Prepare { .. },
+                } if to == self.me => rest.extend(
+                    self.participant
+                        .on_message(self.me, message, now)
+                        .into_iter()
+                        .filter(|o| !matches!(o, Output::Prepare { .. })),
+                ),
+                other => rest.push(other),
+            }
+        }
+        rest
     }
 
     /// A decision this bank records and must obey itself is one durable write: the decision's own

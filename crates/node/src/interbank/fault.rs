@@ -10,7 +10,8 @@ static HITS: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0)
 pub enum Point {
     /// Coordinator: the decision is durable, nobody has heard it.
     AfterDecision,
-    /// Coordinator: the payment is recorded as pending, no bank has been asked.
+    /// Coordinator: the payment is recorded as pending (a transfer's with the coordinator's own
+    /// part held; the other banks may have been asked), nothing is decided.
     AfterBegin,
     /// Participant: the holds and vote are durable, the vote is not sent.
     AfterPrepare,

@@ -163,17 +163,38 @@ impl Interbank {
     }
 
     /// Starts a transaction this bank coordinates; the answer comes once the decision is durable.
+    /// With `caller_prepares`, the caller prepares this bank's own part itself and reports it
+    /// with [`Interbank::prepared`]; the other banks are asked at once.
     pub async fn begin(
         &self,
         txn: TxnId,
         parts: BTreeMap<BankCode, Part>,
+        caller_prepares: bool,
     ) -> Option<oneshot::Receiver<Decided>> {
         let (done, decided) = oneshot::channel();
         self.events
-            .send(engine::Event::Begin { txn, parts, done })
+            .send(engine::Event::Begin {
+                txn,
+                parts,
+                done,
+                caller_prepares,
+            })
             .await
             .ok()?;
         Some(decided)
+    }
+
+    /// This bank's own part of a transaction begun with `caller_prepares` is durably held (`yes`)
+    /// or refused, with the refusal as `bank/leg/code`, or was never prepared (`yes` false).
+    pub async fn prepared(&self, txn: TxnId, yes: bool, reason: Option<String>) {
+        let prepared = engine::Event::Prepared {
+            txn,
+            yes,
+            reason,
+            finished_before: false,
+        };
+        // A stopped engine has nobody left to tell; a restart aborts what it had begun.
+        let _ = self.events.send(prepared).await;
     }
 
     /// Hands messages from a bank to the engine; `false` if the engine is too busy to take them.

@@ -5,7 +5,7 @@ use super::{ApiPath, amount, body_account, description, destination, outcome_bod
 use crate::error::ApiError;
 use crate::extract::{ApiJson, Caller, Fingerprint};
 use crate::interbank::fault::{self, Point};
-use crate::interbank::{Part, RemoteKey};
+use crate::interbank::{Decided, Part, RemoteKey};
 use crate::state::AppState;
 use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
@@ -16,9 +16,10 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
 use store::{
-    AccountAddress, Command, CustomerRecord, Operation, OperationKind, Outcome,
+    AccountAddress, Command, CustomerRecord, Executed, Operation, OperationKind, Outcome,
     PACKAGE_OPERATIONS_MAX, PaymentRecord, PaymentStatus,
 };
+use tokio::sync::oneshot;
 
 /// How long a customer's request waits for an interbank decision before it answers 202 pending
 /// (the payment then finishes on its own; `GET /transfers/{id}` follows it).
@@ -280,8 +281,11 @@ fn require_available(state: &AppState, bank: BankCode) -> Result<(), ApiError> {
     Ok(())
 }
 
-/// A payment to another bank: recorded here as pending (tied to the request's Idempotency-Key),
-/// then the atomic commit; the answer carries the decision, or 202 pending if it is slow.
+/// A payment to another bank. The other bank is asked to prepare its part at once, while one
+/// write here records the payment (tied to the request's Idempotency-Key) and holds the payer's
+/// money; the answer carries the decision, or 202 pending if it is slow. A bank that hears of the
+/// payment before that write is durable is safe either way: if this bank stops first, it has no
+/// record of the payment, and a bank asking about it is told abort (presumed abort, DESIGN §4).
 async fn interbank_transfer(
     state: &AppState,
     customer: &CustomerRecord,
@@ -313,18 +317,6 @@ async fn interbank_transfer(
         description: description.clone(),
         clock: state.clock.tick().to_string(),
     };
-    let command = Command::BeginPayment {
-        actor: customer.id,
-        from,
-        payment: record.clone(),
-    };
-    let executed = state
-        .execute(customer.id, headers, fingerprint, command)
-        .await?;
-    if executed.replayed || !matches!(executed.outcome, Outcome::Pending(_)) {
-        return Ok(respond(executed));
-    }
-    fault::hit(Point::AfterBegin);
     let memo = Memo {
         description,
         made_by: customer.username.clone(),
@@ -355,7 +347,41 @@ async fn interbank_transfer(
             )
         })
         .collect();
-    decided_answer(state, customer, e2e, parts, Outcome::Pending(record)).await
+    let legs = parts
+        .get(&state.bank)
+        .map(|own| own.legs.clone())
+        .unwrap_or_default();
+    let command = Command::BeginPayment {
+        actor: customer.id,
+        from,
+        payment: record.clone(),
+        legs,
+    };
+    // Queued before the engine hears of the payment, so the store applies it before anything
+    // the engine writes for it (the decision among them).
+    let begin = state.submit(customer.id, headers, fingerprint, command)?;
+    let decided = state.interbank.begin(e2e.clone(), parts, true).await;
+    let executed = begin.await;
+    // This bank's vote: yes when its part is held; no when it was refused (the payment is
+    // recorded aborted), or when this request began nothing (a replay, an error).
+    let (yes, reason) = match &executed {
+        Ok(Executed {
+            replayed: false,
+            outcome: Outcome::Pending(_),
+        }) => (true, None),
+        Ok(Executed {
+            replayed: false,
+            outcome: Outcome::Payment(refused),
+        }) => (false, refused.reason.clone()),
+        _ => (false, Some("not_begun".to_string())),
+    };
+    state.interbank.prepared(e2e.clone(), yes, reason).await;
+    let executed = executed?;
+    if !yes {
+        return Ok(respond(executed));
+    }
+    fault::hit(Point::AfterBegin);
+    decided_answer(state, customer, e2e, decided, Outcome::Pending(record)).await
 }
 
 /// For each operation, its recipient when it pays another bank (looked up once: a Pix key may
@@ -553,20 +579,22 @@ async fn interbank_package(
             (bank, part)
         })
         .collect();
-    decided_answer(state, customer, e2e, parts, Outcome::Package(record)).await
+    let decided = state.interbank.begin(e2e.clone(), parts, false).await;
+    decided_answer(state, customer, e2e, decided, Outcome::Package(record)).await
 }
 
-/// Starts the atomic commit and answers with its outcome: 201 once decided, 202 with the
-/// pending record if the decision is slow (it still finishes; `GET /transfers/{id}` follows it).
+/// Waits for the atomic commit `decided` answers and answers with its outcome: 201 once decided,
+/// 202 with the pending record if the decision is slow (it still finishes; `GET /transfers/{id}`
+/// follows it).
 async fn decided_answer(
     state: &AppState,
     customer: &CustomerRecord,
     e2e: EndToEndId,
-    parts: BTreeMap<BankCode, Part>,
+    decided: Option<oneshot::Receiver<Decided>>,
     pending: Outcome,
 ) -> Result<Response, ApiError> {
     let mut settled = None;
-    if let Some(decided) = state.interbank.begin(e2e.clone(), parts).await
+    if let Some(decided) = decided
         && let Ok(Ok(decided)) = tokio::time::timeout(DECISION_WAIT, decided).await
     {
         settled = decided.settled;

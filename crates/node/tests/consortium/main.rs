@@ -332,10 +332,53 @@ async fn coordinator_stopped_then_committed_once(point: &str) -> u16 {
     first_answer
 }
 
-/// The coordinator dies after recording the payment as pending, before asking any bank:
-/// restarted, it aborts the payment, and a retry under the same key says so.
+/// A retry of an interbank transfer under the same key answers the first outcome, and changes
+/// nothing at either bank: the other bank may be asked to hold a part of the retry before the
+/// coordinator's write finds the key used, and that part is voided. A transfer refused at the
+/// coordinator (insufficient funds) is answered aborted and holds nothing at the other bank.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn coordinator_killed_before_asking_anyone_aborts_on_restart() {
+async fn a_retried_or_refused_interbank_transfer_changes_nothing_more() {
+    let cluster = Cluster::started().await;
+    let (ana, bia) = (
+        cluster.customer(0, "100.00").await,
+        cluster.customer(1, "50.00").await,
+    );
+    let key = unique("k");
+    let (status, paid) = cluster.pay(&ana, &bia, "30.00", &key).await;
+    assert_eq!(
+        (status, &paid["status"]),
+        (201, &json!("committed")),
+        "{paid}"
+    );
+    let (status, again) = cluster.pay(&ana, &bia, "30.00", &key).await;
+    assert_eq!(
+        (status, &again),
+        (201, &paid),
+        "the first outcome, replayed"
+    );
+    let (status, short) = cluster.pay(&ana, &bia, "500.00", &unique("k")).await;
+    assert_eq!(
+        (status, &short["status"], &short["reason"]),
+        (201, &json!("aborted"), &json!("insufficient_funds")),
+        "{short}"
+    );
+    cluster.settle_and_audit().await;
+    assert_eq!(balance(&cluster, &ana).await, (7000, 7000));
+    assert_eq!(balance(&cluster, &bia).await, (8000, 8000), "nothing held");
+    let id = paid["id"].as_str().unwrap();
+    assert_eq!(entries_with(&cluster, &bia, id).await, 1);
+    assert_eq!(
+        cluster.statement(&bia).await.len(),
+        2,
+        "opening deposit and the payment"
+    );
+}
+
+/// The coordinator dies once the payment is recorded as pending with its own part held, before
+/// it decides (the other bank may hold its part already): restarted, it aborts the payment at
+/// both banks, and a retry under the same key says so.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn coordinator_killed_before_deciding_aborts_everywhere_on_restart() {
     let (cluster, ana, bia) = armed(0, "after_begin").await;
     let key = unique("k");
     let (status, _) = cluster.pay(&ana, &bia, "30.00", &key).await;

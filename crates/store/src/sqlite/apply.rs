@@ -287,7 +287,8 @@ pub fn apply(conn: &Connection, ctx: &Ctx, command: &Command) -> Applied<Outcome
             actor,
             from,
             payment,
-        } => super::interbank::begin_payment(conn, ctx, *actor, *from, payment),
+            legs,
+        } => super::interbank::begin_payment(conn, ctx, *actor, *from, payment, legs),
         Command::BeginPackage {
             actor,
             accounts,

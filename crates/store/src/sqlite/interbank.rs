@@ -55,6 +55,33 @@ pub fn prepare(
             Outcome::Vote { yes, reason }
         }));
     }
+    let (yes, reason) = hold_and_vote(conn, ctx, e2e, coordinator, legs)?;
+    // The recipient can follow the payment while the banks decide.
+    if let (true, Some(payment)) = (yes, payment) {
+        let mut pending = payment.clone();
+        pending.status = PaymentStatus::Pending;
+        let outcome = Outcome::Payment(pending);
+        record_payment(
+            ctx,
+            e2e.as_str(),
+            &PaymentStatus::Pending,
+            &outcome,
+            &touched_accounts(conn, ctx, legs)?,
+            None,
+        )?;
+    }
+    Ok(Ok(Outcome::Vote { yes, reason }))
+}
+
+/// Holds every leg, or none (a refused leg undoes those before it), and records the vote: yes,
+/// or no with the refused leg and its code (`bank/leg/code`).
+fn hold_and_vote(
+    conn: &Connection,
+    ctx: &Ctx,
+    e2e: &EndToEndId,
+    coordinator: BankCode,
+    legs: &[Leg],
+) -> rusqlite::Result<(bool, Option<String>)> {
     // One leg refuses before it writes; with several, a refused one undoes those before it.
     let mut refusal = None;
     let held = in_savepoint_if(legs.len() > 1, ctx, || {
@@ -90,25 +117,12 @@ pub fn prepare(
     });
     let yes = reason.is_none();
     let legs_json = serde_json::to_string(legs).expect("legs serialise");
-    // The vote keeps no copy of the payment: its pending record below is what `finish` settles.
+    // The vote keeps no copy of the payment: its pending record, written beside it by the caller,
+    // is what `finish` settles.
     ctx.hot.statement("INSERT INTO interbank_votes (e2e_id, coordinator, yes, reason, legs, clock) VALUES (?1, ?2, ?3, ?4, ?5, ?6)")?
         .borrow_mut()
         .execute(params![e2e.as_str(), coordinator.as_str(), yes, reason, legs_json, ctx.clock])?;
-    // The recipient can follow the payment while the banks decide.
-    if let (true, Some(payment)) = (yes, payment) {
-        let mut pending = payment.clone();
-        pending.status = PaymentStatus::Pending;
-        let outcome = Outcome::Payment(pending);
-        record_payment(
-            ctx,
-            e2e.as_str(),
-            &PaymentStatus::Pending,
-            &outcome,
-            &touched_accounts(conn, ctx, legs)?,
-            None,
-        )?;
-    }
-    Ok(Ok(Outcome::Vote { yes, reason }))
+    Ok((yes, reason))
 }
 
 fn entry_kind(other: &Endpoint, outgoing: bool) -> &'static str {
@@ -437,21 +451,34 @@ pub fn begin_payment(
     actor: CustomerId,
     from: AccountNumber,
     payment: &PaymentRecord,
+    legs: &[Leg],
 ) -> Applied<Outcome> {
     let Some((from_id, _)) = held_account(conn, ctx, actor, from)? else {
         return Ok(Err(Refusal::AccountNotFound));
     };
     let e2e = EndToEndId::parse(&payment.e2e_id).expect("payments carry valid ids");
-    let outcome = Outcome::Pending(payment.clone());
+    let me = BankCode::parse(ctx.bank).expect("the bank's own code is valid");
+    let (yes, reason) = hold_and_vote(conn, ctx, &e2e, me, legs)?;
+    // Refused here (e.g. insufficient funds), the payment is aborted already, as a local
+    // transfer's would be; the decision that follows the no vote finds nothing left to settle.
+    let mut record = payment.clone();
+    if !yes {
+        record.status = PaymentStatus::Aborted;
+        record.reason = reason.map(|reason| LegRefusal::code_of(&reason).to_string());
+    }
     record_payment(
         ctx,
         e2e.as_str(),
-        &PaymentStatus::Pending,
-        &Outcome::Payment(payment.clone()),
+        &record.status,
+        &Outcome::Payment(record.clone()),
         &[from_id],
         Some(actor),
     )?;
-    Ok(Ok(outcome))
+    Ok(Ok(if yes {
+        Outcome::Pending(record)
+    } else {
+        Outcome::Payment(record)
+    }))
 }
 
 pub fn begin_package(

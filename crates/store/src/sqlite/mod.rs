@@ -13,7 +13,7 @@ mod read;
 mod schema;
 
 use crate::model::*;
-use crate::{SharedClock, Store, StoreError};
+use crate::{SharedClock, Store, StoreError, Submitted};
 use apply::Ctx;
 use async_trait::async_trait;
 use ledger::{AccountNumber, BankCode, EndToEndId, PixKey, Stamp};
@@ -447,7 +447,8 @@ impl Writer {
 
 #[async_trait]
 impl Store for SqliteStore {
-    async fn execute(&self, request: Request) -> Result<Executed, StoreError> {
+    /// The writer takes jobs from one queue, first in first out.
+    fn submit(&self, request: Request) -> Result<Submitted, StoreError> {
         let (reply, answer) = oneshot::channel();
         self.queue
             .try_send(Job { request, reply })
@@ -455,7 +456,9 @@ impl Store for SqliteStore {
                 mpsc::error::TrySendError::Full(_) => StoreError::Overloaded,
                 mpsc::error::TrySendError::Closed(_) => StoreError::Closed,
             })?;
-        answer.await.map_err(|_| StoreError::Closed)?
+        Ok(Box::pin(async move {
+            answer.await.map_err(|_| StoreError::Closed)?
+        }))
     }
 
     async fn login_record(&self, username: &str) -> Result<Option<LoginRecord>, StoreError> {
