@@ -564,6 +564,42 @@ async fn a_payment_begins_with_the_coordinators_own_part_held_or_refused() {
     audit_passes(&bank.store).await;
 }
 
+/// An interbank transfer's idempotency record names the payment too: a retry while the banks
+/// decide answers it pending, and once decided answers the decision, as the customer's first
+/// answer does (the decision writes no copy of it into the record).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_retried_interbank_transfer_answers_its_payment_as_it_stands() {
+    let bank = bank("Ana Retries Abroad", 1).await;
+    let with_key = |serial: u64| Request {
+        command: begin_payment(&bank, serial, 1_000),
+        idempotency: Some(Idempotency {
+            scope: bank.customer.id,
+            key: "k-abroad".into(),
+            fingerprint: [7; 32],
+            earlier: None,
+        }),
+    };
+    let first = bank.store.execute(with_key(60)).await.unwrap();
+    assert!(matches!(first.outcome, Outcome::Pending(_)), "{first:?}");
+    let status = |executed: &Executed| match &executed.outcome {
+        Outcome::Payment(payment) => (executed.replayed, payment.status.clone()),
+        other => panic!("{other:?}"),
+    };
+    // Retried under a new end-to-end id, as the node would make: the first payment, pending.
+    let pending = bank.store.execute(with_key(61)).await.unwrap();
+    assert_eq!(status(&pending), (true, PaymentStatus::Pending));
+    run(&bank.store, decide(60, true, true)).await;
+    let decided = bank.store.execute(with_key(62)).await.unwrap();
+    assert_eq!(status(&decided), (true, PaymentStatus::Committed));
+    assert_eq!(balances(&bank).await, vec![(4_000, 4_000)], "paid once");
+    let copies = count(
+        &bank.dir,
+        "SELECT COUNT(*) FROM idempotency WHERE outcome IS NULL AND payment IS NOT NULL",
+    );
+    assert_eq!(copies, 1, "the record names the payment");
+    audit_passes(&bank.store).await;
+}
+
 /// The decision's write settles the customer's payment and answers it as stored, so the node can
 /// answer the customer without reading it back; a decision that finds an earlier one answers none.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -114,12 +114,17 @@ pub fn writes_only_when_done(command: &Command) -> bool {
     )
 }
 
-/// The payment whose stored record is exactly `outcome`, for an idempotency record to name instead
-/// of copying it: a local transfer's (`transfer` records the outcome it answers, and nothing
-/// changes a local payment's record afterwards). Interbank payments' records change when decided.
+/// The payment whose stored record answers a retry of `command`, for an idempotency record to
+/// name instead of copying it: a local transfer's (`transfer` records the outcome it answers,
+/// and nothing changes a local payment's record afterwards), and an interbank transfer's as its
+/// coordinator began it (pending, or aborted when refused here): its record then takes the
+/// decision, so a retry reads the payment as it stands, as the customer's first answer does.
 pub fn recorded_payment<'o>(command: &Command, outcome: &'o Outcome) -> Option<&'o str> {
     match (command, outcome) {
-        (Command::Transfer { .. }, Outcome::Payment(payment)) => Some(&payment.e2e_id),
+        (Command::Transfer { .. }, Outcome::Payment(payment))
+        | (Command::BeginPayment { .. }, Outcome::Pending(payment) | Outcome::Payment(payment)) => {
+            Some(&payment.e2e_id)
+        }
         _ => None,
     }
 }

@@ -427,8 +427,8 @@ impl Writer {
             let body = payment
                 .is_none()
                 .then(|| serde_json::to_string(&outcome).expect("outcomes serialise"));
+            // An outcome copied here that waits on a decision is settled by it (a package's).
             let pending = match &outcome {
-                Outcome::Pending(payment) => Some(payment.e2e_id.clone()),
                 Outcome::Package(package) if package.status == PaymentStatus::Pending => {
                     Some(package.e2e_id.clone())
                 }
