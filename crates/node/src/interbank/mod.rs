@@ -184,8 +184,8 @@ impl Interbank {
         Some(decided)
     }
 
-    /// This bank's own part of a transaction begun with `caller_prepares` is durably held (`yes`)
-    /// or refused, with the refusal as `bank/leg/code`, or was never prepared (`yes` false).
+    /// This bank's own part of a transaction begun with `caller_prepares` is durably held (`yes`),
+    /// or it was refused or never prepared (`yes` false, with why: the coordinator aborts).
     pub async fn prepared(&self, txn: TxnId, yes: bool, reason: Option<String>) {
         let prepared = engine::Event::Prepared {
             txn,

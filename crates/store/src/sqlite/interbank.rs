@@ -466,18 +466,12 @@ pub fn begin_payment(
         record.status = PaymentStatus::Aborted;
         record.reason = reason.map(|reason| LegRefusal::code_of(&reason).to_string());
     }
-    record_payment(
-        ctx,
-        e2e.as_str(),
-        &record.status,
-        &Outcome::Payment(record.clone()),
-        &[from_id],
-        Some(actor),
-    )?;
-    Ok(Ok(if yes {
-        Outcome::Pending(record)
-    } else {
-        Outcome::Payment(record)
+    let status = record.status.clone();
+    let stored = Outcome::Payment(record);
+    record_payment(ctx, e2e.as_str(), &status, &stored, &[from_id], Some(actor))?;
+    Ok(Ok(match stored {
+        Outcome::Payment(record) if yes => Outcome::Pending(record),
+        refused => refused,
     }))
 }
 
