@@ -1016,16 +1016,9 @@ fn transfer(
         Err(refusal) => return Ok(Err(refusal)),
     };
     match (&settled.refused, settled.entry) {
-        (None, Some(entry)) => {
-            // Its record is the entry's: nothing else to store.
-            ctx.hot
-                .statement(
-                    "INSERT INTO payments (e2e_id, status, entry) VALUES (?1, 'committed', ?2)",
-                )?
-                .borrow_mut()
-                .execute(params![e2e.as_str(), entry])?;
-            Ok(Ok(Outcome::Payment(settled.record)))
-        }
+        // Its record is its entry, found by its end-to-end id (schema migration 9): nothing
+        // else to store.
+        (None, Some(_)) => Ok(Ok(Outcome::Payment(settled.record))),
         (Some(Refusal::Ledger(LedgerRefusal::InsufficientFunds)), _) => {
             let status = settled.record.status.clone();
             let outcome = Outcome::Payment(settled.record);

@@ -369,8 +369,9 @@ impl Writer {
         if let Some(idempotency) = &request.idempotency {
             let stored: Option<(Vec<u8>, Option<String>, Option<i64>)> = hot
                 .statement(
-                    "SELECT i.fingerprint, coalesce(i.outcome, p.body), p.entry FROM idempotency i
+                    "SELECT i.fingerprint, coalesce(i.outcome, p.body), coalesce(p.entry, e.id) FROM idempotency i
                      LEFT JOIN payments p ON p.e2e_id = i.payment
+                     LEFT JOIN entries e ON e.e2e_id = i.payment AND e.other_account_id IS NOT NULL
                      WHERE i.key = ?2 AND i.scope = ?1",
                 )?
                 .borrow_mut()

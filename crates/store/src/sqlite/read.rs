@@ -318,8 +318,20 @@ pub fn payment(
         )?
         .query_row(params![e2e, viewer], |row| Ok((row.get(0)?, row.get(1)?)))
         .optional()?;
-    found
-        .map(|(body, entry)| stored_outcome(conn, bank, body, entry))
+    if let Some((body, entry)) = found {
+        return stored_outcome(conn, bank, body, entry).map(Some);
+    }
+    // A committed transfer between two accounts here is its entry alone (migration 9).
+    let entry: Option<i64> = conn
+        .prepare_cached(
+            "SELECT e.id FROM entries e WHERE e.e2e_id = ?1 AND e.other_account_id IS NOT NULL
+             AND EXISTS (SELECT 1 FROM account_holders h WHERE h.customer_id = ?2
+                         AND h.account_id IN (e.account_id, e.other_account_id))",
+        )?
+        .query_row(params![e2e, viewer], |row| row.get(0))
+        .optional()?;
+    entry
+        .map(|entry| stored_outcome(conn, bank, None, Some(entry)))
         .transpose()
 }
 
@@ -339,11 +351,27 @@ pub fn totals(conn: &Connection) -> rusqlite::Result<Totals> {
     )
 }
 
-/// Rows that refer to a row that does not exist (whether or not foreign keys are enforced).
-pub fn broken_references(conn: &Connection) -> rusqlite::Result<i64> {
+/// Rows whose foreign keys name a row that does not exist (whether or not foreign keys are
+/// enforced).
+pub fn foreign_key_violations(conn: &Connection) -> rusqlite::Result<i64> {
     conn.query_row("SELECT COUNT(*) FROM pragma_foreign_key_check", [], |row| {
         row.get(0)
     })
+}
+
+/// Rows that refer to a row that does not exist: foreign keys, and idempotency records naming a
+/// payment that is neither a `payments` row nor the entry of a transfer between two accounts
+/// here (schema migration 9).
+pub fn broken_references(conn: &Connection) -> rusqlite::Result<i64> {
+    conn.query_row(
+        "SELECT (SELECT COUNT(*) FROM pragma_foreign_key_check)
+              + (SELECT COUNT(*) FROM idempotency i WHERE i.payment IS NOT NULL
+                 AND NOT EXISTS (SELECT 1 FROM payments p WHERE p.e2e_id = i.payment)
+                 AND NOT EXISTS (SELECT 1 FROM entries e WHERE e.e2e_id = i.payment
+                                 AND e.other_account_id IS NOT NULL))",
+        [],
+        |row| row.get(0),
+    )
 }
 
 /// This bank's ledger totals and the result of every invariant that can be checked locally
