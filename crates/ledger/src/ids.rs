@@ -31,6 +31,8 @@ impl fmt::Display for BankCode {
 pub struct EndToEndId(String);
 
 const ALPHANUMERIC: &[u8; 36] = b"0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZ";
+/// 36^11: the first sequence 11 base-36 digits cannot hold.
+const SEQUENCE_END: u64 = 36u64.pow(11);
 
 impl EndToEndId {
     pub const LEN: usize = 32;
@@ -64,6 +66,25 @@ impl EndToEndId {
         }
         assert_eq!(rest, 0, "the sequence fits in 11 base-36 digits");
         EndToEndId::new(bank, utc_minute, digits)
+    }
+
+    /// The last 11 characters read as a base-36 number: the sequence of an id built by
+    /// [`EndToEndId::sequenced`] (any id reads as some number).
+    pub fn sequence(&self) -> u64 {
+        self.0.as_bytes()[21..].iter().fold(0, |n, &b| {
+            let digit = match b {
+                b'0'..=b'9' => b - b'0',
+                _ => b - b'A' + 10,
+            };
+            n * 36 + u64::from(digit)
+        })
+    }
+
+    /// The id of the same bank and minute whose sequence is `sequence`, when 11 base-36 digits
+    /// hold it.
+    pub fn with_sequence(&self, sequence: u64) -> Option<EndToEndId> {
+        (sequence < SEQUENCE_END)
+            .then(|| EndToEndId::sequenced(self.bank(), &self.0[9..21], sequence))
     }
 
     pub fn parse(text: &str) -> Option<EndToEndId> {
@@ -139,5 +160,16 @@ mod tests {
             .map(id)
             .collect();
         assert!(ids.windows(2).all(|pair| pair[0] < pair[1]), "{ids:?}");
+        for id in &ids {
+            assert_eq!(id.with_sequence(id.sequence()).as_ref(), Some(id));
+        }
+        assert_eq!(id(7).with_sequence(8), Some(id(8)));
+        assert_eq!(
+            id(0).with_sequence(SEQUENCE_END - 1).unwrap().sequence(),
+            SEQUENCE_END - 1
+        );
+        assert_eq!(id(0).with_sequence(SEQUENCE_END), None);
+        let random = EndToEndId::new(bank, "202611230959", [35; 11]);
+        assert_eq!(random.sequence(), SEQUENCE_END - 1);
     }
 }

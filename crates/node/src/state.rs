@@ -150,6 +150,12 @@ impl AppState {
     /// sequence number, unique at this bank and rising, so ids sort in the order they were made
     /// (they are not secret: who may see a payment is checked on every read).
     pub fn new_e2e(&self) -> EndToEndId {
+        self.new_e2es(1).next().expect("one id")
+    }
+
+    /// `count` fresh end-to-end ids in one unbroken run of the sequence (a batch's, so its
+    /// stored answer can name them all by the first).
+    pub fn new_e2es(&self, count: usize) -> impl Iterator<Item = EndToEndId> + use<> {
         let now = time::OffsetDateTime::now_utc();
         let minute = format!(
             "{:04}{:02}{:02}{:02}{:02}",
@@ -159,8 +165,10 @@ impl AppState {
             now.hour(),
             now.minute()
         );
-        let sequence = self.e2e_sequence.fetch_add(1, Ordering::Relaxed);
-        EndToEndId::sequenced(self.bank, &minute, sequence)
+        let count = count as u64;
+        let first = self.e2e_sequence.fetch_add(count, Ordering::Relaxed);
+        let bank = self.bank;
+        (first..first + count).map(move |sequence| EndToEndId::sequenced(bank, &minute, sequence))
     }
 
     /// Runs a command through the store, honouring the request's `Idempotency-Key`: the same

@@ -204,6 +204,191 @@ pub struct BatchRecord {
     pub e2e_id: Option<String>,
 }
 
+/// How a batch's outcome is kept under its idempotency key, which a bulk request writes once
+/// per transfer: when its payments' end-to-end ids run in sequence by position (the bank hands a
+/// batch one run of ids) and only its rejected transfers lack one, as the first position's id and
+/// `[id, status, reason]` per transfer, about a third of the listed form's size; otherwise as the
+/// list. Both forms are read back.
+mod stored_batch {
+    use super::BatchRecord;
+    use ledger::EndToEndId;
+    use serde::{Deserialize, Deserializer, Serialize, Serializer};
+
+    const REJECTED: &str = "rejected";
+
+    #[derive(Serialize, Deserialize)]
+    #[serde(untagged)]
+    enum Form {
+        Sequenced {
+            /// The id the transfer at position 0 has or would have had.
+            e2e0: Option<String>,
+            items: Vec<(String, String, Option<String>)>,
+        },
+        Listed(Vec<BatchRecord>),
+    }
+
+    /// The id of position 0 when every recorded payment's id is in sequence by position.
+    fn sequenced(records: &[BatchRecord]) -> Option<Option<EndToEndId>> {
+        let Some((index, first)) = records
+            .iter()
+            .enumerate()
+            .find_map(|(index, r)| Some((index, r.e2e_id.as_deref()?)))
+        else {
+            return records.iter().all(|r| r.status == REJECTED).then_some(None);
+        };
+        let first = EndToEndId::parse(first)?;
+        let e2e0 = first.with_sequence(first.sequence().checked_sub(index as u64)?)?;
+        let in_sequence =
+            records
+                .iter()
+                .enumerate()
+                .all(|(index, r)| match (&r.e2e_id, r.status == REJECTED) {
+                    (None, true) => true,
+                    (Some(id), false) => e2e0
+                        .with_sequence(e2e0.sequence() + index as u64)
+                        .is_some_and(|expected| expected.as_str() == id),
+                    _ => false,
+                });
+        in_sequence.then_some(Some(e2e0))
+    }
+
+    pub fn serialize<S: Serializer>(records: &[BatchRecord], s: S) -> Result<S::Ok, S::Error> {
+        let form = match sequenced(records) {
+            Some(e2e0) => Form::Sequenced {
+                e2e0: e2e0.map(|id| id.as_str().to_string()),
+                items: records
+                    .iter()
+                    .map(|r| (r.id.clone(), r.status.clone(), r.reason.clone()))
+                    .collect(),
+            },
+            None => Form::Listed(records.to_vec()),
+        };
+        form.serialize(s)
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<BatchRecord>, D::Error> {
+        use serde::de::Error;
+        match Form::deserialize(d)? {
+            Form::Listed(records) => Ok(records),
+            Form::Sequenced { e2e0, items } => {
+                let e2e0 = e2e0
+                    .map(|id| EndToEndId::parse(&id).ok_or_else(|| D::Error::custom("bad e2e0")))
+                    .transpose()?;
+                items
+                    .into_iter()
+                    .enumerate()
+                    .map(|(index, (id, status, reason))| {
+                        let e2e_id = if status == REJECTED {
+                            None
+                        } else {
+                            let e2e0 = e2e0.as_ref().ok_or_else(|| D::Error::custom("no e2e0"))?;
+                            let id = e2e0
+                                .with_sequence(e2e0.sequence() + index as u64)
+                                .ok_or_else(|| D::Error::custom("sequence out of range"))?;
+                            Some(id.as_str().to_string())
+                        };
+                        Ok(BatchRecord {
+                            id,
+                            status,
+                            reason,
+                            e2e_id,
+                        })
+                    })
+                    .collect()
+            }
+        }
+    }
+
+    #[cfg(test)]
+    mod tests {
+        use super::super::{BatchRecord, Outcome};
+        use ledger::{BankCode, EndToEndId};
+
+        fn record(id: &str, status: &str, reason: Option<&str>, e2e: Option<u64>) -> BatchRecord {
+            let bank = BankCode::parse("10000001").unwrap();
+            BatchRecord {
+                id: id.into(),
+                status: status.into(),
+                reason: reason.map(Into::into),
+                e2e_id: e2e.map(|n| EndToEndId::sequenced(bank, "202612041330", n).to_string()),
+            }
+        }
+
+        fn round_trip(records: Vec<BatchRecord>) -> String {
+            let outcome = Outcome::Batch(records);
+            let json = serde_json::to_string(&outcome).unwrap();
+            let back: Outcome = serde_json::from_str(&json).unwrap();
+            assert_eq!(back, outcome, "{json}");
+            json
+        }
+
+        #[test]
+        fn a_batch_whose_ids_run_in_sequence_is_kept_short_and_read_back_whole() {
+            let records = vec![
+                record("t1", "rejected", Some("account_not_found"), None),
+                record("t2", "committed", None, Some(41)),
+                record("t3", "aborted", Some("insufficient_funds"), Some(42)),
+                record("t4", "rejected", Some("invalid_amount"), None),
+                record("t5", "committed", None, Some(44)),
+            ];
+            let json = round_trip(records.clone());
+            assert!(
+                json.contains("\"e2e0\":\"E1000000120261204133000000000014\""),
+                "{json}"
+            );
+            // A bulk request's usual batch: every transfer committed.
+            let bulk: Vec<BatchRecord> = (0..1_000)
+                .map(|n| record(&format!("t-{n:06}"), "committed", None, Some(5_000 + n)))
+                .collect();
+            let listed = serde_json::to_string(&bulk).unwrap().len();
+            let sequenced = round_trip(bulk).len();
+            assert!(sequenced * 3 < listed, "{sequenced} bytes against {listed}");
+
+            let all_rejected = vec![record("t1", "rejected", Some("same_account"), None)];
+            assert!(round_trip(all_rejected).contains("\"e2e0\":null"));
+        }
+
+        #[test]
+        fn a_batch_whose_ids_do_not_run_in_sequence_is_listed() {
+            for records in [
+                vec![
+                    record("a", "committed", None, Some(5)),
+                    record("b", "committed", None, Some(7)),
+                ],
+                vec![
+                    record("a", "committed", None, Some(5)),
+                    record("b", "rejected", None, Some(6)),
+                ],
+                vec![
+                    record("a", "committed", None, Some(0)),
+                    record("b", "committed", None, None),
+                ],
+                vec![
+                    record("a", "committed", None, Some(0)),
+                    record("b", "committed", None, Some(0)),
+                ],
+                vec![record("a", "committed", None, None)],
+            ] {
+                let json = round_trip(records);
+                assert!(json.starts_with("{\"Batch\":[{"), "{json}");
+            }
+        }
+
+        #[test]
+        fn a_batch_stored_in_the_listed_form_reads_back() {
+            let stored = r#"{"Batch":[{"id":"t1","status":"committed","reason":null,"e2e_id":"E1000000120261204133000000000001"},{"id":"t2","status":"rejected","reason":"invalid_amount","e2e_id":null}]}"#;
+            let outcome: Outcome = serde_json::from_str(stored).unwrap();
+            assert_eq!(
+                outcome,
+                Outcome::Batch(vec![
+                    record("t1", "committed", None, Some(1)),
+                    record("t2", "rejected", Some("invalid_amount"), None),
+                ])
+            );
+        }
+    }
+}
+
 /// Where a transfer goes, inside this bank.
 #[derive(Debug, Clone)]
 pub enum Target {
@@ -262,7 +447,7 @@ pub enum Outcome {
     /// An interbank payment has begun; its outcome comes with the coordinator's decision.
     Pending(PaymentRecord),
     /// Each transfer of a batch, in order.
-    Batch(Vec<BatchRecord>),
+    Batch(#[serde(with = "stored_batch")] Vec<BatchRecord>),
     Refused(Refusal),
 }
 

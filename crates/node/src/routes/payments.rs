@@ -663,10 +663,12 @@ pub async fn batch(
             ));
         }
     }
+    let e2es = state.new_e2es(requests.len());
     let transfers = requests
         .into_iter()
-        .map(|request| store::BatchEntry {
-            transfer: batch_item(&state, &request).map_err(|error| error.code.to_string()),
+        .zip(e2es)
+        .map(|(request, e2e)| store::BatchEntry {
+            transfer: batch_item(&state, &request, e2e).map_err(|error| error.code.to_string()),
             id: request.id,
         })
         .collect();
@@ -683,10 +685,12 @@ pub async fn batch(
 
 /// One transfer of a batch, validated on its own: an invalid one is rejected with its code and
 /// does not stop the others. Batches stay inside this bank. Only the code reaches the caller (the
-/// transfer is named by its id), so the fields are named without their index.
+/// transfer is named by its id), so the fields are named without their index. `e2e` is the id
+/// its position in the batch was given.
 fn batch_item(
     state: &AppState,
     request: &wire::BatchTransfer,
+    e2e: EndToEndId,
 ) -> Result<store::BatchItem, ApiError> {
     let from = body_account(state, "from", &request.from)?;
     if let Some(bank) = request.to.bank.as_deref().and_then(BankCode::parse)
@@ -703,7 +707,7 @@ fn batch_item(
         to: destination(state, "to", &request.to)?,
         amount: amount("amount", &request.amount)?,
         description: description(request.description.clone())?,
-        e2e: state.new_e2e(),
+        e2e,
     })
 }
 

@@ -432,10 +432,15 @@ async fn a_batch_of_transfers_answers_each_one_independently() {
             ("t7", "committed", ""),
         ]
     );
-    assert!(
-        results[0]["e2e_id"]
-            .as_str()
-            .is_some_and(|id| ledger::EndToEndId::parse(id).is_some())
+    // A batch's ids are one run of the bank's sequence, by position (so its stored answer
+    // names them all by the first).
+    let e2e = |index: usize| ledger::EndToEndId::parse(results[index]["e2e_id"].as_str().unwrap());
+    let (t1, t7) = (e2e(0).unwrap(), e2e(6).unwrap());
+    assert_eq!(t1.with_sequence(t1.sequence() + 6), Some(t7));
+    assert_eq!(
+        results[2]["e2e_id"],
+        Value::Null,
+        "a rejected transfer has no id"
     );
     assert_eq!(bank.balance(&ana, &a).await.0, "85.00");
     assert_eq!(bank.balance(&beto, &b).await.0, "65.00");
