@@ -54,13 +54,20 @@ struct Readers {
 }
 
 impl Readers {
+    /// Runs `f` on an idle reader, inside one read transaction: every query `f` makes sees the
+    /// same committed state (without it each statement would see the newest, and a reading of
+    /// several queries, the audit's say, could mix states the writer committed in between).
     fn with<T>(&self, f: impl FnOnce(&Connection) -> rusqlite::Result<T>) -> Result<T, StoreError> {
         let conn = self.idle.lock().expect("readers lock").pop();
         let conn = match conn {
             Some(conn) => conn,
             None => open_connection(&self.path, OpenFlags::SQLITE_OPEN_READ_ONLY)?,
         };
-        let result = f(&conn);
+        let result = conn.unchecked_transaction().and_then(|snapshot| {
+            let value = f(&snapshot)?;
+            snapshot.commit()?;
+            Ok(value)
+        });
         let mut idle = self.idle.lock().expect("readers lock");
         if idle.len() < READERS_IDLE_MAX {
             idle.push(conn);
@@ -569,5 +576,46 @@ impl Store for SqliteStore {
     async fn audit(&self) -> Result<AuditRecord, StoreError> {
         let clock = self.clock.last().to_string();
         self.read(move |conn| read::audit(conn, clock)).await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_reading_sees_one_snapshot_while_the_writer_commits() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("snapshot.db");
+        let writer = open_connection(&path, OpenFlags::default()).unwrap();
+        writer
+            .execute_batch(
+                "PRAGMA journal_mode = WAL; CREATE TABLE t (n INTEGER); INSERT INTO t VALUES (1);",
+            )
+            .unwrap();
+        let readers = Readers {
+            path: path.clone(),
+            idle: Mutex::new(Vec::new()),
+        };
+        let count = |conn: &Connection| -> rusqlite::Result<i64> {
+            conn.query_row("SELECT COUNT(*) FROM t", [], |row| row.get(0))
+        };
+        let (before, after) = readers
+            .with(|conn| {
+                let before = count(conn)?;
+                writer.execute("INSERT INTO t VALUES (2)", []).unwrap();
+                Ok((before, count(conn)?))
+            })
+            .unwrap();
+        assert_eq!(
+            (before, after),
+            (1, 1),
+            "the second query saw the same state"
+        );
+        assert_eq!(
+            readers.with(count).unwrap(),
+            2,
+            "the next reading sees the commit"
+        );
     }
 }
