@@ -24,6 +24,8 @@ pub const DOWN_AFTER_MS: u64 = 5_000;
 pub const BATCH_MAX: usize = 1_024;
 /// Messages waiting for one peer; more are dropped (and resent by the protocol).
 const OUTBOX_MAX: usize = 65_536;
+/// How many times an outbox lets the other ready tasks run before it seals an envelope.
+const GATHER_YIELDS: usize = 4;
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(3);
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -218,7 +220,10 @@ fn observe_clock(shared: &Shared, response: &reqwest::Response) {
 /// Sends the peer's queued messages, one envelope at a time: while an envelope is on its way,
 /// the messages that follow gather for the next one. (Eight envelopes in flight at once carried
 /// under three messages each and cost a fifth of the interbank throughput, each paying its own
-/// request, signature and check.)
+/// request, signature and check.) Before sealing one, it yields to the tasks that are ready
+/// (the engine, handing over the rest of what a write's outcome sent) a few times, taking what
+/// they queue: no timer, so no wait when nothing else is ready, and fewer, fuller envelopes under
+/// load (interbank throughput 1.17×, BENCHMARKS.md).
 pub async fn run_outbox(
     shared: Arc<Shared>,
     link: Arc<PeerLink>,
@@ -234,10 +239,15 @@ pub async fn run_outbox(
             _ = stop.changed() => return,
         };
         let mut messages = vec![first];
-        while messages.len() < BATCH_MAX {
-            match queue.try_recv() {
-                Ok(message) => messages.push(message),
-                Err(_) => break,
+        for round in 0..=GATHER_YIELDS {
+            if round > 0 {
+                tokio::task::yield_now().await;
+            }
+            while messages.len() < BATCH_MAX {
+                match queue.try_recv() {
+                    Ok(message) => messages.push(message),
+                    Err(_) => break,
+                }
             }
         }
         let envelope = Envelope {
