@@ -31,6 +31,8 @@ pub const CONNECT_TIMEOUT_DEFAULT: Duration = Duration::from_secs(5);
 /// How long to wait for a whole answer. The node answers every request within 10 s (503 after),
 /// so this only fires when the bank or the network is stuck.
 pub const REQUEST_TIMEOUT_DEFAULT: Duration = Duration::from_secs(20);
+/// How long to wait for the audit, which reads the whole ledger: the node allows it 10 minutes.
+pub const AUDIT_TIMEOUT: Duration = Duration::from_secs(610);
 /// Characters of an unexpected (non-problem) body kept in [`ClientError::Unexpected`].
 const UNEXPECTED_BODY_CHARS_MAX: usize = 300;
 
@@ -395,7 +397,14 @@ impl Client {
 
     /// The bank's ledger totals and invariant checks; needs the operator token.
     pub async fn audit(&self) -> Result<Reply<wire::Audit>, ClientError> {
-        self.get(&["audit"]).await
+        self.call_within(
+            Method::GET,
+            self.api(&["audit"]),
+            None,
+            Idempotency::None,
+            Some(AUDIT_TIMEOUT),
+        )
+        .await
     }
 
     pub async fn health(&self) -> Result<Reply<wire::Health>, ClientError> {
@@ -459,7 +468,22 @@ impl Client {
         body: Option<Vec<u8>>,
         idempotency: Idempotency<'_>,
     ) -> Result<Reply<T>, ClientError> {
+        self.call_within(method, url, body, idempotency, None).await
+    }
+
+    /// [`Client::call`], waiting `timeout` instead of the client's own request timeout.
+    async fn call_within<T: DeserializeOwned>(
+        &self,
+        method: Method,
+        url: Url,
+        body: Option<Vec<u8>>,
+        idempotency: Idempotency<'_>,
+        timeout: Option<Duration>,
+    ) -> Result<Reply<T>, ClientError> {
         let mut request = self.http.request(method, url);
+        if let Some(timeout) = timeout {
+            request = request.timeout(timeout);
+        }
         if let Some(token) = &self.token {
             request = request.bearer_auth(token);
         }

@@ -5,7 +5,7 @@
 use crate::error::ApiError;
 use crate::routes::{accounts, customers, interbank, payments, pix, system};
 use crate::state::AppState;
-use crate::{BODY_BYTES_MAX, HANDLER_TIMEOUT, INTERBANK_BODY_BYTES_MAX};
+use crate::{AUDIT_PATH, AUDIT_TIMEOUT, BODY_BYTES_MAX, HANDLER_TIMEOUT, INTERBANK_BODY_BYTES_MAX};
 use axum::Router;
 use axum::extract::{DefaultBodyLimit, Request, State};
 use axum::http::{HeaderValue, StatusCode};
@@ -14,7 +14,7 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{delete, get, post};
 use std::any::Any;
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 use tower_http::catch_panic::CatchPanicLayer;
 use tower_http::trace::{DefaultOnFailure, TraceLayer};
 use utoipa::OpenApi;
@@ -154,9 +154,19 @@ fn panic_as_problem(panic: Box<dyn Any + Send + 'static>) -> Response {
     ApiError::internal(format!("handler panicked: {what}")).into_response()
 }
 
-/// Bounds every request in time, stamps every answer with the node's clock (`X-Clock`), and
-/// counts it. A request that runs out of time is answered 503; a command it had queued still
-/// completes, and a retry with the same Idempotency-Key returns its outcome.
+/// Bounds every request in time ([`time_bound`]), stamps every answer with the node's clock
+/// (`X-Clock`), and counts it. A request that runs out of time is answered 503; a command it had
+/// queued still completes, and a retry with the same Idempotency-Key returns its outcome.
+/// How long a request to `path` may take: the audit reads the whole ledger, everything else is
+/// answered within [`HANDLER_TIMEOUT`].
+pub fn time_bound(path: &str) -> Duration {
+    if path == AUDIT_PATH {
+        AUDIT_TIMEOUT
+    } else {
+        HANDLER_TIMEOUT
+    }
+}
+
 async fn stamp_and_bound(
     State(state): State<Arc<AppState>>,
     request: Request,
@@ -164,7 +174,8 @@ async fn stamp_and_bound(
 ) -> Response {
     let started = Instant::now();
     let method = request.method().to_string();
-    let mut response = match tokio::time::timeout(HANDLER_TIMEOUT, next.run(request)).await {
+    let bound = time_bound(request.uri().path());
+    let mut response = match tokio::time::timeout(bound, next.run(request)).await {
         Ok(response) => response,
         Err(_) => ApiError::new(
             StatusCode::SERVICE_UNAVAILABLE,
@@ -182,4 +193,17 @@ async fn stamp_and_bound(
         .metrics
         .observe_request(&method, response.status().as_u16(), started.elapsed());
     response
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_audit_alone_may_take_longer_than_a_request() {
+        assert_eq!(time_bound("/api/v1/transfers"), HANDLER_TIMEOUT);
+        assert_eq!(time_bound("/api/v1/audit/x"), HANDLER_TIMEOUT);
+        assert_eq!(time_bound("/api/v1/audit"), AUDIT_TIMEOUT);
+        assert!(AUDIT_TIMEOUT >= 60 * HANDLER_TIMEOUT);
+    }
 }
