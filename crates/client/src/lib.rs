@@ -229,6 +229,7 @@ impl Client {
             self.api(&["sessions"]),
             Some(json(body)),
             Idempotency::None,
+            None,
         )
         .await
     }
@@ -240,6 +241,7 @@ impl Client {
             self.api(&["sessions", "current"]),
             None,
             Idempotency::None,
+            None,
         )
         .await
     }
@@ -287,7 +289,8 @@ impl Client {
         if url.query() == Some("") {
             url.set_query(None);
         }
-        self.call(Method::GET, url, None, Idempotency::None).await
+        self.call(Method::GET, url, None, Idempotency::None, None)
+            .await
     }
 
     pub async fn deposit(
@@ -348,6 +351,7 @@ impl Client {
             self.api(&["pix-keys", key]),
             None,
             Idempotency::Key(idempotency_key),
+            None,
         )
         .await
     }
@@ -397,7 +401,7 @@ impl Client {
 
     /// The bank's ledger totals and invariant checks; needs the operator token.
     pub async fn audit(&self) -> Result<Reply<wire::Audit>, ClientError> {
-        self.call_within(
+        self.call(
             Method::GET,
             self.api(&["audit"]),
             None,
@@ -408,8 +412,14 @@ impl Client {
     }
 
     pub async fn health(&self) -> Result<Reply<wire::Health>, ClientError> {
-        self.call(Method::GET, self.url(&["health"]), None, Idempotency::None)
-            .await
+        self.call(
+            Method::GET,
+            self.url(&["health"]),
+            None,
+            Idempotency::None,
+            None,
+        )
+        .await
     }
 
     // --- plumbing ---
@@ -431,8 +441,14 @@ impl Client {
     }
 
     async fn get<T: DeserializeOwned>(&self, segments: &[&str]) -> Result<Reply<T>, ClientError> {
-        self.call(Method::GET, self.api(segments), None, Idempotency::None)
-            .await
+        self.call(
+            Method::GET,
+            self.api(segments),
+            None,
+            Idempotency::None,
+            None,
+        )
+        .await
     }
 
     /// `POST /api/v1/{segments}` with a fresh Idempotency-Key, for callers (like `bank bench`)
@@ -457,22 +473,13 @@ impl Client {
             self.api(segments),
             Some(json(body)),
             Idempotency::Key(key),
+            None,
         )
         .await
     }
 
+    /// One request; `timeout`, when given, replaces the client's own request timeout.
     async fn call<T: DeserializeOwned>(
-        &self,
-        method: Method,
-        url: Url,
-        body: Option<Vec<u8>>,
-        idempotency: Idempotency<'_>,
-    ) -> Result<Reply<T>, ClientError> {
-        self.call_within(method, url, body, idempotency, None).await
-    }
-
-    /// [`Client::call`], waiting `timeout` instead of the client's own request timeout.
-    async fn call_within<T: DeserializeOwned>(
         &self,
         method: Method,
         url: Url,

@@ -154,9 +154,6 @@ fn panic_as_problem(panic: Box<dyn Any + Send + 'static>) -> Response {
     ApiError::internal(format!("handler panicked: {what}")).into_response()
 }
 
-/// Bounds every request in time ([`time_bound`]), stamps every answer with the node's clock
-/// (`X-Clock`), and counts it. A request that runs out of time is answered 503; a command it had
-/// queued still completes, and a retry with the same Idempotency-Key returns its outcome.
 /// How long a request to `path` may take: the audit reads the whole ledger, everything else is
 /// answered within [`HANDLER_TIMEOUT`].
 pub fn time_bound(path: &str) -> Duration {
@@ -167,6 +164,9 @@ pub fn time_bound(path: &str) -> Duration {
     }
 }
 
+/// Bounds every request in time ([`time_bound`]), stamps every answer with the node's clock
+/// (`X-Clock`), and counts it. A request that runs out of time is answered 503; a command it had
+/// queued still completes, and a retry with the same Idempotency-Key returns its outcome.
 async fn stamp_and_bound(
     State(state): State<Arc<AppState>>,
     request: Request,

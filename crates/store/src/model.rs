@@ -216,7 +216,7 @@ mod stored_batch {
 
     const REJECTED: &str = "rejected";
 
-    #[derive(Serialize, Deserialize)]
+    #[derive(Deserialize)]
     #[serde(untagged)]
     enum Form {
         Sequenced {
@@ -225,6 +225,13 @@ mod stored_batch {
             items: Vec<(String, String, Option<String>)>,
         },
         Listed(Vec<BatchRecord>),
+    }
+
+    /// [`Form::Sequenced`] as it is written, borrowing the records.
+    #[derive(Serialize)]
+    struct SequencedRef<'a> {
+        e2e0: Option<&'a str>,
+        items: Vec<(&'a str, &'a str, Option<&'a str>)>,
     }
 
     /// The id of position 0 when every recorded payment's id is in sequence by position.
@@ -237,33 +244,38 @@ mod stored_batch {
             return records.iter().all(|r| r.status == REJECTED).then_some(None);
         };
         let first = EndToEndId::parse(first)?;
-        let e2e0 = first.with_sequence(first.sequence().checked_sub(index as u64)?)?;
+        let base = first.sequence().checked_sub(index as u64)?;
+        let e2e0 = first.with_sequence(base)?;
+        // Same bank and minute as the first, and the sequence its position gives.
+        let prefix = &e2e0.as_str()[..EndToEndId::LEN - 11];
         let in_sequence =
             records
                 .iter()
                 .enumerate()
                 .all(|(index, r)| match (&r.e2e_id, r.status == REJECTED) {
                     (None, true) => true,
-                    (Some(id), false) => e2e0
-                        .with_sequence(e2e0.sequence() + index as u64)
-                        .is_some_and(|expected| expected.as_str() == id),
+                    (Some(id), false) => {
+                        id.starts_with(prefix)
+                            && EndToEndId::parse(id)
+                                .is_some_and(|id| id.sequence() == base + index as u64)
+                    }
                     _ => false,
                 });
         in_sequence.then_some(Some(e2e0))
     }
 
     pub fn serialize<S: Serializer>(records: &[BatchRecord], s: S) -> Result<S::Ok, S::Error> {
-        let form = match sequenced(records) {
-            Some(e2e0) => Form::Sequenced {
-                e2e0: e2e0.map(|id| id.as_str().to_string()),
+        match sequenced(records) {
+            Some(e2e0) => SequencedRef {
+                e2e0: e2e0.as_ref().map(EndToEndId::as_str),
                 items: records
                     .iter()
-                    .map(|r| (r.id.clone(), r.status.clone(), r.reason.clone()))
+                    .map(|r| (r.id.as_str(), r.status.as_str(), r.reason.as_deref()))
                     .collect(),
-            },
-            None => Form::Listed(records.to_vec()),
-        };
-        form.serialize(s)
+            }
+            .serialize(s),
+            None => records.serialize(s),
+        }
     }
 
     pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<BatchRecord>, D::Error> {

@@ -223,7 +223,7 @@ fn observe_clock(shared: &Shared, response: &reqwest::Response) {
 /// request, signature and check.) Before sealing one, it yields to the tasks that are ready
 /// (the engine, handing over the rest of what a write's outcome sent) a few times, taking what
 /// they queue: no timer, so no wait when nothing else is ready, and fewer, fuller envelopes under
-/// load (interbank throughput 1.17×, BENCHMARKS.md).
+/// load (interbank throughput 1.16×, BENCHMARKS.md).
 pub async fn run_outbox(
     shared: Arc<Shared>,
     link: Arc<PeerLink>,
