@@ -222,6 +222,11 @@ pub struct BenchArgs {
     /// Where the bench's own consortium keeps its data (default: a temporary folder, removed).
     #[arg(long, value_name = "DIR", conflicts_with = "consortium")]
     pub data_dir: Option<PathBuf>,
+    /// Threads driving the clients when the banks run elsewhere (--bank, --consortium). One
+    /// drives 64 clients with a quarter of a core; more only take cores from banks on the same
+    /// machine. The bench's own consortium shares every core with its clients.
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u16).range(1..=1024))]
+    pub threads: u16,
 }
 
 #[derive(Debug, Clone, Copy, ValueEnum, PartialEq, Eq)]

@@ -25,12 +25,16 @@ use format::Zone;
 /// Runs one command line and answers the process's exit code. `zone` is found by the caller
 /// before any thread starts.
 pub fn run(args: Args, zone: Zone) -> u8 {
-    // One thread is plenty for one request at a time; the bench's clients (and the banks it may
-    // start in this process) need every core.
-    let mut builder = if matches!(args.command, Command::Bench(_)) {
-        tokio::runtime::Builder::new_multi_thread()
-    } else {
-        tokio::runtime::Builder::new_current_thread()
+    // One thread is plenty for one request at a time. The bench's clients get `--threads` when
+    // the banks run elsewhere; the banks a bench starts in this process get every core.
+    let mut builder = match &args.command {
+        Command::Bench(bench) if bench.consortium.is_some() || args.bank.is_some() => {
+            let mut builder = tokio::runtime::Builder::new_multi_thread();
+            builder.worker_threads(usize::from(bench.threads));
+            builder
+        }
+        Command::Bench(_) => tokio::runtime::Builder::new_multi_thread(),
+        _ => tokio::runtime::Builder::new_current_thread(),
     };
     let runtime = match builder.enable_all().build() {
         Ok(runtime) => runtime,

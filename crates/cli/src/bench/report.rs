@@ -60,6 +60,8 @@ pub fn print(
             "customers_per_bank": args.customers.min(args.accounts),
             "batch_size": (args.workload == crate::args::Workload::Bulk).then_some(args.batch_size),
             "pool": args.pool.as_str(),
+            // The threads the load generator (and an own consortium) ran on, as the runtime has them.
+            "threads": tokio::runtime::Handle::current().metrics().num_workers(),
             "warmup_seconds": args.warmup.as_secs_f64(),
             "seconds": seconds,
             "requests": tally.requests(),

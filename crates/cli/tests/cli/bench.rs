@@ -119,6 +119,29 @@ async fn bench_against_one_bank_stops_after_count_and_audits_with_the_operator_t
     assert_completed(&report);
     assert_eq!(report["requests"], 40, "{report:#}");
     assert_eq!(report["pool"], "per-client");
+    // A bank elsewhere: the load generator runs on one thread unless told otherwise.
+    assert_eq!(report["threads"], 1, "{report:#}");
+    let mut args = vec![
+        "--json",
+        "--bank",
+        &bank.url,
+        "bench",
+        "--count",
+        "10",
+        "--operator-token",
+        OPERATOR_TOKEN,
+        "--threads",
+        "2",
+    ];
+    args.extend(SMALL);
+    let report = person.bank(&args).run().await.ok().json();
+    assert_completed(&report);
+    assert_eq!(report["threads"], 2, "{report:#}");
+    person
+        .bank(&["--bank", &bank.url, "bench", "--threads", "0"])
+        .run()
+        .await
+        .code(EXIT_USAGE);
 
     // One bank cannot pay another; the interbank workload says so before any load.
     person

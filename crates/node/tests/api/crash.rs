@@ -307,3 +307,26 @@ async fn kill_dash_nine_loses_nothing_acknowledged() {
         .unwrap();
     assert_eq!(audit["ok"], true, "{audit}");
 }
+
+#[test]
+fn bankd_refuses_to_serve_on_no_workers() {
+    for (flag, env) in [(Some("0"), None), (None, Some("0")), (Some("x"), None)] {
+        let mut command = Command::new(env!("CARGO_BIN_EXE_bankd"));
+        if let Some(workers) = flag {
+            command.args(["--workers", workers]);
+        }
+        if let Some(workers) = env {
+            command.env("BANKD_WORKERS", workers);
+        }
+        let output = command
+            .arg("serve")
+            .env("BANKD_CODE", BANK)
+            .env("BANKD_LISTEN", "127.0.0.1:0")
+            .env("BANKD_OPERATOR_TOKEN", OPERATOR_TOKEN)
+            .output()
+            .expect("bankd runs");
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert_eq!(output.status.code(), Some(2), "{flag:?} {env:?}: {stderr}");
+        assert!(stderr.contains("--workers"), "{stderr}");
+    }
+}
