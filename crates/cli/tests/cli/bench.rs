@@ -99,43 +99,30 @@ async fn bench_bulk_against_a_running_consortium() {
 async fn bench_against_one_bank_stops_after_count_and_audits_with_the_operator_token() {
     let bank = spawn_bank().await;
     let person = Person::new();
-    let mut args = vec![
-        "--json",
-        "--bank",
-        &bank.url,
-        "bench",
-        "--count",
-        "40",
-        "--duration",
-        "60s",
-        "--operator-token",
-        OPERATOR_TOKEN,
-        "--pool",
-        "per-client",
-    ];
-    args.extend(SMALL);
-    let run = person.bank(&args).run().await.ok();
-    let report = run.json();
-    assert_completed(&report);
+    // A bounded run against the bank, audited, with `extra` options.
+    let run = async |extra: &[&str]| {
+        let mut args = vec![
+            "--json",
+            "--bank",
+            &bank.url,
+            "bench",
+            "--duration",
+            "60s",
+            "--operator-token",
+            OPERATOR_TOKEN,
+        ];
+        args.extend(extra);
+        args.extend(SMALL);
+        let report = person.bank(&args).run().await.ok().json();
+        assert_completed(&report);
+        report
+    };
+    let report = run(&["--count", "40", "--pool", "per-client"]).await;
     assert_eq!(report["requests"], 40, "{report:#}");
     assert_eq!(report["pool"], "per-client");
     // A bank elsewhere: the load generator runs on one thread unless told otherwise.
     assert_eq!(report["threads"], 1, "{report:#}");
-    let mut args = vec![
-        "--json",
-        "--bank",
-        &bank.url,
-        "bench",
-        "--count",
-        "10",
-        "--operator-token",
-        OPERATOR_TOKEN,
-        "--threads",
-        "2",
-    ];
-    args.extend(SMALL);
-    let report = person.bank(&args).run().await.ok().json();
-    assert_completed(&report);
+    let report = run(&["--count", "10", "--threads", "2"]).await;
     assert_eq!(report["threads"], 2, "{report:#}");
     person
         .bank(&["--bank", &bank.url, "bench", "--threads", "0"])
