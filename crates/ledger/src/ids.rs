@@ -34,6 +34,27 @@ const ALPHANUMERIC: &[u8; 36] = b"0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZ";
 /// 36^11: the first sequence 11 base-36 digits cannot hold.
 const SEQUENCE_END: u64 = 36u64.pow(11);
 
+/// Whether `bytes` have an end-to-end id's shape: `E`, 20 digits, 11 base-36 characters.
+fn shaped(bytes: &[u8]) -> bool {
+    bytes.len() == EndToEndId::LEN
+        && bytes[0] == b'E'
+        && bytes[1..21].iter().all(u8::is_ascii_digit)
+        && bytes[21..]
+            .iter()
+            .all(|b| b.is_ascii_digit() || b.is_ascii_uppercase())
+}
+
+/// Base-36 digits (`0-9A-Z`) read as a number.
+fn base36(digits: &[u8]) -> u64 {
+    digits.iter().fold(0, |n, &b| {
+        let digit = match b {
+            b'0'..=b'9' => b - b'0',
+            _ => b - b'A' + 10,
+        };
+        n * 36 + u64::from(digit)
+    })
+}
+
 impl EndToEndId {
     pub const LEN: usize = 32;
 
@@ -71,13 +92,12 @@ impl EndToEndId {
     /// The last 11 characters read as a base-36 number: the sequence of an id built by
     /// [`EndToEndId::sequenced`] (any id reads as some number).
     pub fn sequence(&self) -> u64 {
-        self.0.as_bytes()[21..].iter().fold(0, |n, &b| {
-            let digit = match b {
-                b'0'..=b'9' => b - b'0',
-                _ => b - b'A' + 10,
-            };
-            n * 36 + u64::from(digit)
-        })
+        base36(&self.0.as_bytes()[21..])
+    }
+
+    /// The sequence of `text` when it is an id, without making one (no allocation).
+    pub fn sequence_of(text: &str) -> Option<u64> {
+        shaped(text.as_bytes()).then(|| base36(&text.as_bytes()[21..]))
     }
 
     /// The id of the same bank and minute whose sequence is `sequence`, when 11 base-36 digits
@@ -88,14 +108,7 @@ impl EndToEndId {
     }
 
     pub fn parse(text: &str) -> Option<EndToEndId> {
-        let bytes = text.as_bytes();
-        let shaped = bytes.len() == Self::LEN
-            && bytes[0] == b'E'
-            && bytes[1..21].iter().all(u8::is_ascii_digit)
-            && bytes[21..]
-                .iter()
-                .all(|b| b.is_ascii_digit() || b.is_ascii_uppercase());
-        shaped.then(|| EndToEndId(text.to_string()))
+        shaped(text.as_bytes()).then(|| EndToEndId(text.to_string()))
     }
 
     pub fn as_str(&self) -> &str {

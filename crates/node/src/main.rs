@@ -65,8 +65,8 @@ fn main() -> ExitCode {
 
 /// One worker thread fewer than the machine has cores, and at least one: each bank's writer is a
 /// thread of its own that must find a core free the moment it has a batch, since every request
-/// waits for it. On a two-core machine one worker served 1.09x the transfers of two
-/// (BENCHMARKS.md).
+/// waits for it. On a two-core machine one worker (with a one-thread bench) served 1.07x
+/// the transfers of two (BENCHMARKS.md).
 fn default_workers() -> usize {
     std::thread::available_parallelism().map_or(1, |cores| cores.get().saturating_sub(1).max(1))
 }

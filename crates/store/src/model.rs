@@ -256,8 +256,7 @@ mod stored_batch {
                     (None, true) => true,
                     (Some(id), false) => {
                         id.starts_with(prefix)
-                            && EndToEndId::parse(id)
-                                .is_some_and(|id| id.sequence() == base + index as u64)
+                            && EndToEndId::sequence_of(id) == Some(base + index as u64)
                     }
                     _ => false,
                 });
