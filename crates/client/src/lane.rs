@@ -1,13 +1,11 @@
 //! [`Lane`]: one kept-alive HTTP/1.1 connection to a bank, for a caller that sends many `POST`s
 //! one after another (each of `bank bench`'s clients). [`Client`] builds every request through
 //! reqwest's pool, URL, redirect and retry layers and keeps the whole answer; a lane makes its
-//! headers once, writes each request straight onto its own connection and reads the answer into
-//! the typed value only. Measured per request, that is about half the load generator's work (see
+//! headers once, writes each request straight onto its own connection under a key of its own
+//! sequence, and reads the answer into the typed value only. Measured per request, that is about half the load generator's work (see
 //! BENCHMARKS.md), which on a two-core machine is taken from the bank being measured.
 
-use crate::{
-    Client, ClientError, REQUEST_TIMEOUT_DEFAULT, chain, error_from_answer, new_idempotency_key,
-};
+use crate::{Client, ClientError, REQUEST_TIMEOUT_DEFAULT, chain, error_from_answer};
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full};
 use hyper::client::conn::http1::SendRequest;
@@ -26,6 +24,39 @@ pub struct Lane {
     bearer: Option<HeaderValue>,
     base_url: String,
     sender: Option<SendRequest<Full<Bytes>>>,
+    keys: Keys,
+}
+
+/// A lane's `Idempotency-Key`s: v7 UUIDs (the time first, as [`crate::new_idempotency_key`]'s) whose
+/// other 74 bits are the lane's own random nonce and a count of its keys, so a key costs no
+/// system call. [`crate::new_idempotency_key`] asks the kernel for fresh random bits each time, which
+/// was about one `getrandom` per request of `bank bench` (see BENCHMARKS.md).
+struct Keys {
+    nonce: [u8; 6],
+    made: u32,
+}
+
+impl Keys {
+    fn new() -> Keys {
+        let mut nonce = [0; 6];
+        nonce.copy_from_slice(&uuid::Uuid::new_v4().as_bytes()[..6]);
+        Keys { nonce, made: 0 }
+    }
+
+    /// A key no other call of this lane has had: the count makes keys of the same millisecond
+    /// differ, and the nonce keys of different lanes.
+    fn next(&mut self) -> String {
+        self.made = self.made.wrapping_add(1);
+        let mut rest = [0; 10];
+        rest[..6].copy_from_slice(&self.nonce);
+        rest[6..].copy_from_slice(&self.made.to_be_bytes());
+        let millis = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |since| since.as_millis() as u64);
+        uuid::Builder::from_unix_timestamp_millis(millis, &rest)
+            .into_uuid()
+            .to_string()
+    }
 }
 
 impl Lane {
@@ -56,6 +87,7 @@ impl Lane {
             bearer,
             base_url: client.base_url(),
             sender: None,
+            keys: Keys::new(),
         })
     }
 
@@ -70,7 +102,7 @@ impl Lane {
         let mut request = hyper::Request::post(format!("{}{path}", self.prefix))
             .header(HOST, self.host.clone())
             .header(CONTENT_TYPE, HeaderValue::from_static("application/json"))
-            .header("idempotency-key", new_idempotency_key());
+            .header("idempotency-key", self.keys.next());
         if let Some(bearer) = &self.bearer {
             request = request.header(AUTHORIZATION, bearer.clone());
         }
@@ -128,5 +160,36 @@ impl Lane {
         // The connection's own task; it ends when the sender is dropped or the bank hangs up.
         tokio::spawn(connection);
         Ok(sender)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Keys;
+
+    /// Every key is a v7 UUID, the keys of one lane all differ and rise with time, and two lanes
+    /// do not share keys.
+    #[test]
+    fn a_lane_never_repeats_a_key() {
+        let mut one = Keys::new();
+        let mut other = Keys::new();
+        let keys: Vec<String> = (0..1_000).map(|_| one.next()).collect();
+        for key in &keys {
+            let parsed = uuid::Uuid::parse_str(key).unwrap();
+            assert_eq!(parsed.get_version_num(), 7, "{key}");
+        }
+        let distinct: std::collections::HashSet<&String> = keys.iter().collect();
+        assert_eq!(distinct.len(), keys.len());
+        let millis = |key: &str| {
+            let (seconds, nanos) = uuid::Uuid::parse_str(key)
+                .unwrap()
+                .get_timestamp()
+                .unwrap()
+                .to_unix();
+            seconds * 1_000 + u64::from(nanos) / 1_000_000
+        };
+        assert!(keys.windows(2).all(|w| millis(&w[0]) <= millis(&w[1])));
+        assert_ne!(one.nonce, other.nonce);
+        assert!(!distinct.contains(&other.next()));
     }
 }
