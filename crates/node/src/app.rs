@@ -173,7 +173,7 @@ async fn stamp_and_bound(
     next: Next,
 ) -> Response {
     let started = Instant::now();
-    let method = request.method().to_string();
+    let method = request.method().clone();
     let bound = time_bound(request.uri().path());
     let mut response = match tokio::time::timeout(bound, next.run(request)).await {
         Ok(response) => response,

@@ -96,8 +96,12 @@ impl<S: Send + Sync, T: DeserializeOwned + Serialize> FromRequest<S> for ApiJson
 
 /// The body in one pass, into its type. Any body that is not JSON is `malformed_json` (400),
 /// even where a field before the fault was already of the wrong type; valid JSON of the wrong
-/// shape is `invalid_request` (422) naming the field.
+/// shape is `invalid_request` (422) naming the field. A body that parses is read once, without
+/// tracking where the parser is; only a refused one is read again to name the field.
 fn parse<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
+    if let Ok(value) = serde_json::from_slice(bytes) {
+        return Ok(value);
+    }
     let malformed = |error: serde_json::Error| {
         ApiError::bad_request(
             "malformed_json",
@@ -105,7 +109,7 @@ fn parse<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
         )
     };
     let mut deserializer = serde_json::Deserializer::from_slice(bytes);
-    match serde_path_to_error::deserialize(&mut deserializer) {
+    match serde_path_to_error::deserialize::<_, T>(&mut deserializer) {
         Ok(value) => {
             deserializer.end().map_err(malformed)?;
             Ok(value)

@@ -1,17 +1,20 @@
 //! Prometheus metrics served at `/metrics`: requests by method and status, their latency, and
 //! store commands by outcome with their latency (which includes waiting for the group commit).
 
+use axum::http::Method;
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
 use prometheus_client::registry::Registry;
+use std::borrow::Cow;
 use std::time::Duration;
 use store::{Executed, Outcome};
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct RequestLabels {
-    method: String,
+    /// The standard methods' names are borrowed: counting a request allocates nothing.
+    method: Cow<'static, str>,
     status: u16,
 }
 
@@ -66,10 +69,10 @@ impl Default for Metrics {
 }
 
 impl Metrics {
-    pub fn observe_request(&self, method: &str, status: u16, elapsed: Duration) {
+    pub fn observe_request(&self, method: &Method, status: u16, elapsed: Duration) {
         self.requests
             .get_or_create(&RequestLabels {
-                method: method.to_string(),
+                method: method_name(method),
                 status,
             })
             .inc();
@@ -94,4 +97,18 @@ impl Metrics {
             .expect("writing to a String cannot fail");
         text
     }
+}
+
+fn method_name(method: &Method) -> Cow<'static, str> {
+    let name = match *method {
+        Method::GET => "GET",
+        Method::POST => "POST",
+        Method::PUT => "PUT",
+        Method::PATCH => "PATCH",
+        Method::DELETE => "DELETE",
+        Method::HEAD => "HEAD",
+        Method::OPTIONS => "OPTIONS",
+        _ => return Cow::Owned(method.to_string()),
+    };
+    Cow::Borrowed(name)
 }
