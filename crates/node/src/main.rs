@@ -1,6 +1,6 @@
 //! The `bankd` command: run one bank, or a whole local consortium for a demo.
 
-use clap::{Parser, Subcommand};
+use clap::{Parser, Subcommand, ValueEnum};
 use std::path::PathBuf;
 use std::process::ExitCode;
 
@@ -20,8 +20,19 @@ struct Cli {
     /// machine's cores, at least one.
     #[arg(long, global = true, env = "BANKD_WORKERS", value_parser = clap::value_parser!(u16).range(1..=1024))]
     workers: Option<u16>,
+    /// How each bank's writer is scheduled while it commits a batch and answers it: `realtime`
+    /// (SCHED_FIFO from its fsync to its last answer, when the process may: root, CAP_SYS_NICE
+    /// or `ulimit -r` 1 or more; otherwise normal, said once in the log) or `normal`.
+    #[arg(long, global = true, env = "BANKD_WRITER_PRIORITY", value_enum, default_value_t = WriterPriority::Realtime)]
+    writer_priority: WriterPriority,
     #[command(subcommand)]
     command: Command,
+}
+
+#[derive(Clone, Copy, PartialEq, Eq, ValueEnum)]
+enum WriterPriority {
+    Realtime,
+    Normal,
 }
 
 #[derive(Subcommand)]
@@ -48,6 +59,7 @@ enum Command {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    store::sqlite::set_realtime_commits(cli.writer_priority == WriterPriority::Realtime);
     let workers = cli.workers.map_or_else(default_workers, usize::from);
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .worker_threads(workers)

@@ -903,3 +903,80 @@ async fn a_recipients_bank_settles_the_payment_it_held() {
     );
     assert_eq!(copies, 0);
 }
+
+/// The scheduling policy of this process's thread named `name` (field 41 of its `stat`).
+fn policy_of_thread(name: &str) -> Option<u32> {
+    std::fs::read_dir("/proc/self/task").ok()?.find_map(|task| {
+        let dir = task.ok()?.path();
+        let comm = std::fs::read_to_string(dir.join("comm")).ok()?;
+        if comm.trim_end() != name {
+            return None;
+        }
+        let stat = std::fs::read_to_string(dir.join("stat")).ok()?;
+        let after_name = &stat[stat.rfind(')')? + 2..];
+        after_name.split(' ').nth(38)?.parse().ok()
+    })
+}
+
+/// A writer commits at real-time priority only from its sync to its last answer (when the
+/// process may at all): right after its answers it is back to the normal policy.
+#[cfg(target_os = "linux")]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_writer_is_back_to_normal_priority_after_each_commit() {
+    // A bank code no other test here uses, so the thread's name is this writer's alone.
+    let code = BankCode::parse("40000004").unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let store = Arc::new(
+        SqliteStore::open(
+            &dir.path().join("bank.db"),
+            code,
+            &[],
+            Arc::new(SharedClock::default()),
+        )
+        .unwrap(),
+    );
+    let registered = run(
+        &store,
+        register("Ana Priority".into(), "529.982.247-25", "ana"),
+    )
+    .await;
+    let Outcome::Customer(customer) = registered else {
+        panic!("{registered:?}")
+    };
+    for round in 0..20 {
+        // Commands sent together, so that commits answer many at once (the writer goes
+        // real-time only for those).
+        let opening: Vec<_> = (0..32)
+            .map(|i| {
+                let store = store.clone();
+                tokio::spawn(async move {
+                    run(
+                        &store,
+                        Command::OpenAccount {
+                            actor: customer.id,
+                            kind: AccountKind::Individual,
+                            co_holders: vec![],
+                            opening_deposit: Amount::from_cents(5_000).unwrap(),
+                            e2e: EndToEndId::sequenced(code, "202611230000", round * 32 + i),
+                        },
+                    )
+                    .await
+                })
+            })
+            .collect();
+        for opened in opening {
+            let opened = opened.await.unwrap();
+            assert!(matches!(opened, Outcome::Account(_)), "{opened:?}");
+        }
+        // The answer goes out just before the writer lowers itself: give it a moment.
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(1);
+        while policy_of_thread("writer-40000004") != Some(0) {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "the writer stayed at policy {:?} after round {round}",
+                policy_of_thread("writer-40000004")
+            );
+            std::thread::sleep(std::time::Duration::from_millis(1));
+        }
+    }
+}

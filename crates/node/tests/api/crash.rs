@@ -330,3 +330,26 @@ fn bankd_refuses_to_serve_on_no_workers() {
         assert!(stderr.contains("--workers"), "{stderr}");
     }
 }
+
+#[test]
+fn bankd_refuses_an_unknown_writer_priority() {
+    for (flag, env) in [(Some("fastest"), None), (None, Some("high"))] {
+        let mut command = Command::new(env!("CARGO_BIN_EXE_bankd"));
+        if let Some(priority) = flag {
+            command.args(["--writer-priority", priority]);
+        }
+        if let Some(priority) = env {
+            command.env("BANKD_WRITER_PRIORITY", priority);
+        }
+        let output = command
+            .arg("serve")
+            .env("BANKD_CODE", BANK)
+            .env("BANKD_LISTEN", "127.0.0.1:0")
+            .env("BANKD_OPERATOR_TOKEN", OPERATOR_TOKEN)
+            .output()
+            .expect("bankd runs");
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert_eq!(output.status.code(), Some(2), "{flag:?} {env:?}: {stderr}");
+        assert!(stderr.contains("--writer-priority"), "{stderr}");
+    }
+}

@@ -9,6 +9,7 @@
 mod apply;
 mod interbank;
 mod memo;
+mod priority;
 mod read;
 mod schema;
 mod vfs;
@@ -19,6 +20,8 @@ use apply::Ctx;
 use async_trait::async_trait;
 use ledger::{AccountNumber, BankCode, EndToEndId, PixKey, Stamp};
 use memo::Memo;
+use priority::Priority;
+pub use priority::set_realtime_commits;
 use rusqlite::{Connection, OpenFlags, OptionalExtension, params};
 use std::cell::Cell;
 use std::path::{Path, PathBuf};
@@ -174,7 +177,10 @@ impl SqliteStore {
         };
         std::thread::Builder::new()
             .name(format!("writer-{bank}"))
-            .spawn(move || writer.run(receiver))
+            .spawn(move || {
+                let priority = Priority::for_this_thread(&writer.bank);
+                writer.run(receiver, priority)
+            })
             .map_err(|e| StoreError::Corrupt(format!("cannot start the writer thread: {e}")))?;
         let readers = Arc::new(Readers {
             path: path.to_path_buf(),
@@ -274,7 +280,7 @@ fn passive_checkpoint(conn: &Connection) -> rusqlite::Result<i64> {
 }
 
 impl Writer {
-    fn run(mut self, mut receiver: mpsc::Receiver<Job>) {
+    fn run(mut self, mut receiver: mpsc::Receiver<Job>, priority: Priority) {
         let mut batch = Vec::with_capacity(BATCH_MAX);
         while let Some(first) = receiver.blocking_recv() {
             batch.push(first);
@@ -284,7 +290,7 @@ impl Writer {
                     Err(_) => break,
                 }
             }
-            self.commit_batch(&mut batch, &mut receiver);
+            self.commit_batch(&mut batch, &mut receiver, &priority);
         }
         tracing::info!(bank = %self.bank, "writer stopped: every queued command was answered");
     }
@@ -292,28 +298,38 @@ impl Writer {
     /// Runs every job of the batch in one transaction, with the jobs that arrive meanwhile, and
     /// answers them after the commit. If the transaction fails, nothing of it is kept and each
     /// job is tried again alone, so one command that trips the database fails only its own
-    /// request.
-    fn commit_batch(&mut self, batch: &mut Vec<Job>, receiver: &mut mpsc::Receiver<Job>) {
-        let results = match self.run_batch(batch, Some(receiver)) {
+    /// request. From the commit's sync to its last answer the writer may run at real-time
+    /// priority ([`priority`]); the checkpoint it may owe comes after the answers.
+    fn commit_batch(
+        &mut self,
+        batch: &mut Vec<Job>,
+        receiver: &mut mpsc::Receiver<Job>,
+        priority: &Priority,
+    ) {
+        let results = match self.run_batch(batch, Some(receiver), priority) {
             Ok(results) => results,
             Err(error) if batch.len() > 1 => {
+                priority.lower();
                 tracing::warn!(%error, size = batch.len(), "batch failed; trying its commands one by one");
                 self.rollback();
                 let mut results = Vec::with_capacity(batch.len());
                 for job in std::mem::take(batch) {
                     let mut alone = vec![job];
-                    results.push(match self.run_batch(&mut alone, None) {
+                    results.push(match self.run_batch(&mut alone, None, priority) {
                         Ok(mut one) => one.pop().expect("one result per job"),
                         Err(error) => {
+                            priority.lower();
                             self.rollback();
                             Err(StoreError::Database(error))
                         }
                     });
+                    priority.lower();
                     batch.extend(alone);
                 }
                 results
             }
             Err(error) => {
+                priority.lower();
                 tracing::error!(%error, "command failed; nothing of it was committed");
                 self.rollback();
                 vec![Err(StoreError::Database(error))]
@@ -322,6 +338,8 @@ impl Writer {
         for (job, result) in batch.drain(..).zip(results) {
             let _ = job.reply.send(result);
         }
+        priority.lower();
+        self.checkpointer.committed(&self.conn);
     }
 
     fn rollback(&mut self) {
@@ -339,6 +357,7 @@ impl Writer {
         &mut self,
         batch: &mut Vec<Job>,
         mut more: Option<&mut mpsc::Receiver<Job>>,
+        priority: &Priority,
     ) -> rusqlite::Result<Vec<Result<Executed, StoreError>>> {
         self.conn.execute_batch("BEGIN IMMEDIATE")?;
         let opened = std::time::Instant::now();
@@ -370,10 +389,9 @@ impl Writer {
         self.conn
             .prepare_cached("INSERT INTO meta (key, value) VALUES ('clock', ?1) ON CONFLICT (key) DO UPDATE SET value = excluded.value")?
             .execute(params![last])?;
-        self.conn.execute_batch("COMMIT")?;
-        self.checkpointer.committed(&self.conn);
         if cfg!(debug_assertions) {
-            // Debug builds (every test) re-check invariant 1 on the whole ledger after each commit.
+            // Debug builds (every test) re-check invariant 1 on the whole ledger each commit
+            // leaves, before the commit's real-time part.
             let totals = read::totals(&self.conn)?;
             assert_eq!(
                 totals.debits_posted, totals.credits_posted,
@@ -384,6 +402,8 @@ impl Writer {
                 "pending debits equal pending credits"
             );
         }
+        priority.arm(results.len());
+        self.conn.execute_batch("COMMIT")?;
         Ok(results)
     }
 

@@ -251,6 +251,23 @@ macro_rules! flushed_then {
     };
 }
 
+/// Syncs the log: writes what was gathered, then lets a writer that is committing go real-time
+/// for the wait (`priority`), then syncs.
+unsafe extern "C" fn sync(file: *mut ffi::sqlite3_file, flags: c_int) -> c_int {
+    // SAFETY: `file` is one of our log files.
+    unsafe {
+        let code = flush(file);
+        if code != ffi::SQLITE_OK {
+            return code;
+        }
+        super::priority::before_sync();
+        let inner = real(file);
+        methods(inner)
+            .xSync
+            .expect("the default VFS has every method")(inner, flags)
+    }
+}
+
 /// Forwards a call to the real file as it is.
 macro_rules! forward {
     ($name:ident, $method:ident ( $($arg:ident : $ty:ty),* ) -> $ret:ty) => {
@@ -266,7 +283,6 @@ macro_rules! forward {
 
 flushed_then!(read, xRead(data: *mut c_void, amount: c_int, offset: i64));
 flushed_then!(truncate, xTruncate(size: i64));
-flushed_then!(sync, xSync(flags: c_int));
 flushed_then!(file_size, xFileSize(size: *mut i64));
 flushed_then!(file_control, xFileControl(op: c_int, arg: *mut c_void));
 flushed_then!(fetch, xFetch(offset: i64, amount: c_int, out: *mut *mut c_void));
