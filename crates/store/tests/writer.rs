@@ -35,6 +35,17 @@ fn register(name: String, document: &str, username: &str) -> Command {
     }
 }
 
+/// An individual account for `actor`, opened with R$ 50,00.
+fn open_account(actor: CustomerId, e2e: EndToEndId) -> Command {
+    Command::OpenAccount {
+        actor,
+        kind: AccountKind::Individual,
+        co_holders: vec![],
+        opening_deposit: Amount::from_cents(5_000).unwrap(),
+        e2e,
+    }
+}
+
 /// A bank in a temporary folder, with one customer holding `accounts` accounts of R$ 50,00, and
 /// one other bank in its consortium.
 struct Bank {
@@ -62,17 +73,7 @@ async fn bank(name: &str, accounts: u64) -> Bank {
     };
     let mut numbers = Vec::new();
     for serial in 0..accounts {
-        let outcome = run(
-            &store,
-            Command::OpenAccount {
-                actor: customer.id,
-                kind: AccountKind::Individual,
-                co_holders: vec![],
-                opening_deposit: Amount::from_cents(5_000).unwrap(),
-                e2e: e2e(serial),
-            },
-        )
-        .await;
+        let outcome = run(&store, open_account(customer.id, e2e(serial))).await;
         let Outcome::Account(account) = outcome else {
             panic!("{outcome:?}")
         };
@@ -950,17 +951,8 @@ async fn the_writer_is_back_to_normal_priority_after_each_commit() {
             .map(|i| {
                 let store = store.clone();
                 tokio::spawn(async move {
-                    run(
-                        &store,
-                        Command::OpenAccount {
-                            actor: customer.id,
-                            kind: AccountKind::Individual,
-                            co_holders: vec![],
-                            opening_deposit: Amount::from_cents(5_000).unwrap(),
-                            e2e: EndToEndId::sequenced(code, "202611230000", round * 32 + i),
-                        },
-                    )
-                    .await
+                    let e2e = EndToEndId::sequenced(code, "202611230000", round * 32 + i);
+                    run(&store, open_account(customer.id, e2e)).await
                 })
             })
             .collect();

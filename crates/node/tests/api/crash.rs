@@ -308,48 +308,44 @@ async fn kill_dash_nine_loses_nothing_acknowledged() {
     assert_eq!(audit["ok"], true, "{audit}");
 }
 
+/// `bankd [args] serve` with `env` on top of a minimal configuration: its exit code and stderr.
+fn bankd_serve(args: &[&str], env: &[(&str, &str)]) -> (Option<i32>, String) {
+    let output = Command::new(env!("CARGO_BIN_EXE_bankd"))
+        .args(args)
+        .arg("serve")
+        .envs(env.iter().copied())
+        .env("BANKD_CODE", BANK)
+        .env("BANKD_LISTEN", "127.0.0.1:0")
+        .env("BANKD_OPERATOR_TOKEN", OPERATOR_TOKEN)
+        .output()
+        .expect("bankd runs");
+    (
+        output.status.code(),
+        String::from_utf8_lossy(&output.stderr).into_owned(),
+    )
+}
+
 #[test]
 fn bankd_refuses_to_serve_on_no_workers() {
-    for (flag, env) in [(Some("0"), None), (None, Some("0")), (Some("x"), None)] {
-        let mut command = Command::new(env!("CARGO_BIN_EXE_bankd"));
-        if let Some(workers) = flag {
-            command.args(["--workers", workers]);
-        }
-        if let Some(workers) = env {
-            command.env("BANKD_WORKERS", workers);
-        }
-        let output = command
-            .arg("serve")
-            .env("BANKD_CODE", BANK)
-            .env("BANKD_LISTEN", "127.0.0.1:0")
-            .env("BANKD_OPERATOR_TOKEN", OPERATOR_TOKEN)
-            .output()
-            .expect("bankd runs");
-        let stderr = String::from_utf8_lossy(&output.stderr);
-        assert_eq!(output.status.code(), Some(2), "{flag:?} {env:?}: {stderr}");
+    for (args, env) in [
+        (&["--workers", "0"][..], &[][..]),
+        (&[], &[("BANKD_WORKERS", "0")]),
+        (&["--workers", "x"], &[]),
+    ] {
+        let (code, stderr) = bankd_serve(args, env);
+        assert_eq!(code, Some(2), "{args:?} {env:?}: {stderr}");
         assert!(stderr.contains("--workers"), "{stderr}");
     }
 }
 
 #[test]
 fn bankd_refuses_an_unknown_writer_priority() {
-    for (flag, env) in [(Some("fastest"), None), (None, Some("high"))] {
-        let mut command = Command::new(env!("CARGO_BIN_EXE_bankd"));
-        if let Some(priority) = flag {
-            command.args(["--writer-priority", priority]);
-        }
-        if let Some(priority) = env {
-            command.env("BANKD_WRITER_PRIORITY", priority);
-        }
-        let output = command
-            .arg("serve")
-            .env("BANKD_CODE", BANK)
-            .env("BANKD_LISTEN", "127.0.0.1:0")
-            .env("BANKD_OPERATOR_TOKEN", OPERATOR_TOKEN)
-            .output()
-            .expect("bankd runs");
-        let stderr = String::from_utf8_lossy(&output.stderr);
-        assert_eq!(output.status.code(), Some(2), "{flag:?} {env:?}: {stderr}");
+    for (args, env) in [
+        (&["--writer-priority", "fastest"][..], &[][..]),
+        (&[], &[("BANKD_WRITER_PRIORITY", "high")]),
+    ] {
+        let (code, stderr) = bankd_serve(args, env);
+        assert_eq!(code, Some(2), "{args:?} {env:?}: {stderr}");
         assert!(stderr.contains("--writer-priority"), "{stderr}");
     }
 }
