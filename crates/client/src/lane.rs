@@ -2,8 +2,9 @@
 //! one after another (each of `bank bench`'s clients). [`Client`] builds every request through
 //! reqwest's pool, URL, redirect and retry layers and keeps the whole answer; a lane makes its
 //! headers once, writes each request straight onto its own connection under a key of its own
-//! sequence, and reads the answer into the typed value only. Measured per request, that is about half the load generator's work (see
-//! BENCHMARKS.md), which on a two-core machine is taken from the bank being measured.
+//! sequence, and reads the answer into the typed value only. Measured per request, that is about
+//! half the load generator's work (see BENCHMARKS.md), which on a two-core machine is taken from
+//! the bank being measured.
 
 use crate::{Client, ClientError, REQUEST_TIMEOUT_DEFAULT, chain, error_from_answer};
 use bytes::Bytes;
@@ -27,10 +28,10 @@ pub struct Lane {
     keys: Keys,
 }
 
-/// A lane's `Idempotency-Key`s: v7 UUIDs (the time first, as [`crate::new_idempotency_key`]'s) whose
-/// other 74 bits are the lane's own random nonce and a count of its keys, so a key costs no
-/// system call. [`crate::new_idempotency_key`] asks the kernel for fresh random bits each time, which
-/// was about one `getrandom` per request of `bank bench` (see BENCHMARKS.md).
+/// A lane's `Idempotency-Key`s: v7 UUIDs (the time first, as [`crate::new_idempotency_key`]'s)
+/// whose other 74 bits are the lane's own random nonce and a count of its keys, so a key costs
+/// no system call. [`crate::new_idempotency_key`] asks the kernel for fresh random bits each
+/// time, which was about one `getrandom` per request of `bank bench` (see BENCHMARKS.md).
 struct Keys {
     nonce: [u8; 6],
     made: u32,

@@ -315,15 +315,15 @@ impl Writer {
                 let mut results = Vec::with_capacity(batch.len());
                 for job in std::mem::take(batch) {
                     let mut alone = vec![job];
-                    results.push(match self.run_batch(&mut alone, None, priority) {
+                    let ran = self.run_batch(&mut alone, None, priority);
+                    priority.lower();
+                    results.push(match ran {
                         Ok(mut one) => one.pop().expect("one result per job"),
                         Err(error) => {
-                            priority.lower();
                             self.rollback();
                             Err(StoreError::Database(error))
                         }
                     });
-                    priority.lower();
                     batch.extend(alone);
                 }
                 results
