@@ -7,14 +7,18 @@ use crate::routes::{accounts, customers, interbank, payments, pix, system};
 use crate::state::AppState;
 use crate::{AUDIT_PATH, AUDIT_TIMEOUT, BODY_BYTES_MAX, HANDLER_TIMEOUT, INTERBANK_BODY_BYTES_MAX};
 use axum::Router;
-use axum::extract::{DefaultBodyLimit, Request, State};
+use axum::extract::{DefaultBodyLimit, Request};
 use axum::http::{HeaderValue, StatusCode};
-use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{delete, get, post};
 use std::any::Any;
+use std::convert::Infallible;
+use std::future::Future;
+use std::pin::Pin;
 use std::sync::Arc;
+use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
+use tower::{Layer, Service, ServiceBuilder};
 use tower_http::catch_panic::CatchPanicLayer;
 use tower_http::trace::{DefaultOnFailure, TraceLayer};
 use utoipa::OpenApi;
@@ -50,38 +54,48 @@ pub fn openapi() -> utoipa::openapi::OpenApi {
     ApiDoc::openapi()
 }
 
-pub fn router(state: Arc<AppState>) -> Router {
+/// The bank's HTTP service: every route, inside the middleware.
+pub fn router(
+    state: Arc<AppState>,
+) -> impl Service<Request, Response = Response, Error = Infallible, Future: Send>
++ Clone
++ Send
++ Sync
++ 'static {
     let api = Router::new()
-        .route("/customers", post(customers::register))
-        .route("/sessions", post(customers::login))
-        .route("/sessions/current", delete(customers::logout))
-        .route("/me", get(customers::me))
-        .route("/accounts", post(accounts::open))
-        .route("/accounts/{bank}/{number}", get(accounts::get))
+        .route("/api/v1/customers", post(customers::register))
+        .route("/api/v1/sessions", post(customers::login))
+        .route("/api/v1/sessions/current", delete(customers::logout))
+        .route("/api/v1/me", get(customers::me))
+        .route("/api/v1/accounts", post(accounts::open))
+        .route("/api/v1/accounts/{bank}/{number}", get(accounts::get))
         .route(
-            "/accounts/{bank}/{number}/statement",
+            "/api/v1/accounts/{bank}/{number}/statement",
             get(accounts::statement),
         )
         .route(
-            "/accounts/{bank}/{number}/deposits",
+            "/api/v1/accounts/{bank}/{number}/deposits",
             post(accounts::deposit),
         )
         .route(
-            "/accounts/{bank}/{number}/withdrawals",
+            "/api/v1/accounts/{bank}/{number}/withdrawals",
             post(accounts::withdraw),
         )
-        .route("/pix-keys", post(pix::add).get(pix::list))
-        .route("/pix-keys/{key}", get(pix::lookup).delete(pix::remove))
-        .route("/transfers", post(payments::transfer))
+        .route("/api/v1/pix-keys", post(pix::add).get(pix::list))
         .route(
-            "/transfers/batch",
+            "/api/v1/pix-keys/{key}",
+            get(pix::lookup).delete(pix::remove),
+        )
+        .route("/api/v1/transfers", post(payments::transfer))
+        .route(
+            "/api/v1/transfers/batch",
             post(payments::batch).layer(DefaultBodyLimit::max(crate::BATCH_BODY_BYTES_MAX)),
         )
-        .route("/transfers/{id}", get(payments::get_transfer))
-        .route("/packages", post(payments::package))
-        .route("/consortium", get(system::consortium))
-        .route("/audit", get(system::audit))
-        .route("/openapi.json", get(system::openapi));
+        .route("/api/v1/transfers/{id}", get(payments::get_transfer))
+        .route("/api/v1/packages", post(payments::package))
+        .route("/api/v1/consortium", get(system::consortium))
+        .route("/api/v1/audit", get(system::audit))
+        .route("/api/v1/openapi.json", get(system::openapi));
     // Envelopes of many protocol messages are larger than any customer's request.
     let banks = Router::new()
         .route(crate::interbank::MESSAGES_PATH, post(interbank::messages))
@@ -109,28 +123,28 @@ pub fn router(state: Arc<AppState>) -> Router {
             get(interbank::customer_statement),
         )
         .layer(DefaultBodyLimit::max(INTERBANK_BODY_BYTES_MAX));
-    let customers = Router::new()
-        .nest("/api/v1", api)
+    let routes = Router::new()
+        .merge(api)
         .route("/health", get(system::health))
         .route("/metrics", get(system::metrics))
-        .layer(DefaultBodyLimit::max(BODY_BYTES_MAX));
-    Router::new()
-        .merge(customers)
         .merge(banks)
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
-        .layer(middleware::from_fn_with_state(
-            state.clone(),
-            stamp_and_bound,
-        ))
-        .layer(CatchPanicLayer::custom(panic_as_problem))
+        .with_state(state.clone());
+    // The middleware wraps the router once, outside it: `Router::layer` would wrap every route
+    // on its own, and each such layer costs every request a boxed clone of the route's service.
+    ServiceBuilder::new()
+        .map_response(IntoResponse::into_response)
         // A 5xx here is usually a bank saying another is unavailable, not this one failing:
         // logged as a warning (real failures are logged as errors where they happen).
         .layer(
             TraceLayer::new_for_http()
                 .on_failure(DefaultOnFailure::new().level(tracing::Level::WARN)),
         )
-        .with_state(state)
+        .layer(CatchPanicLayer::custom(panic_as_problem))
+        .layer(StampLayer { state })
+        .layer(DefaultBodyLimit::max(BODY_BYTES_MAX))
+        .service(routes)
 }
 
 async fn not_found() -> ApiError {
@@ -167,32 +181,72 @@ pub fn time_bound(path: &str) -> Duration {
 /// Bounds every request in time ([`time_bound`]), stamps every answer with the node's clock
 /// (`X-Clock`), and counts it. A request that runs out of time is answered 503; a command it had
 /// queued still completes, and a retry with the same Idempotency-Key returns its outcome.
-async fn stamp_and_bound(
-    State(state): State<Arc<AppState>>,
-    request: Request,
-    next: Next,
-) -> Response {
-    let started = Instant::now();
-    let method = request.method().clone();
-    let bound = time_bound(request.uri().path());
-    let mut response = match tokio::time::timeout(bound, next.run(request)).await {
-        Ok(response) => response,
-        Err(_) => ApiError::new(
-            StatusCode::SERVICE_UNAVAILABLE,
-            "timeout",
-            "the bank did not answer in time; retry with the same Idempotency-Key",
-        )
-        .with_retry_after(1)
-        .into_response(),
-    };
-    let stamp = state.clock.tick();
-    if let Ok(value) = HeaderValue::from_str(&stamp.to_string()) {
-        response.headers_mut().insert("x-clock", value);
+///
+/// A tower layer of its own rather than `axum::middleware::from_fn`, which boxes a clone of the
+/// whole service below it for every request.
+#[derive(Clone)]
+struct StampLayer {
+    state: Arc<AppState>,
+}
+
+impl<S> Layer<S> for StampLayer {
+    type Service = Stamp<S>;
+
+    fn layer(&self, inner: S) -> Stamp<S> {
+        Stamp {
+            inner,
+            state: self.state.clone(),
+        }
     }
-    state
-        .metrics
-        .observe_request(&method, response.status().as_u16(), started.elapsed());
-    response
+}
+
+#[derive(Clone)]
+struct Stamp<S> {
+    inner: S,
+    state: Arc<AppState>,
+}
+
+impl<S> Service<Request> for Stamp<S>
+where
+    S: Service<Request, Response = Response, Error = Infallible>,
+    S::Future: Send + 'static,
+{
+    type Response = Response;
+    type Error = Infallible;
+    type Future = Pin<Box<dyn Future<Output = Result<Response, Infallible>> + Send>>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Infallible>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, request: Request) -> Self::Future {
+        let started = Instant::now();
+        let method = request.method().clone();
+        let bound = time_bound(request.uri().path());
+        let answer = self.inner.call(request);
+        let state = self.state.clone();
+        Box::pin(async move {
+            let mut response = match tokio::time::timeout(bound, answer).await {
+                Ok(Ok(response)) => response,
+                Ok(Err(never)) => match never {},
+                Err(_) => ApiError::new(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "timeout",
+                    "the bank did not answer in time; retry with the same Idempotency-Key",
+                )
+                .with_retry_after(1)
+                .into_response(),
+            };
+            let stamp = state.clock.tick();
+            if let Ok(value) = HeaderValue::from_str(&stamp.to_string()) {
+                response.headers_mut().insert("x-clock", value);
+            }
+            state
+                .metrics
+                .observe_request(&method, response.status().as_u16(), started.elapsed());
+            Ok(response)
+        })
+    }
 }
 
 #[cfg(test)]

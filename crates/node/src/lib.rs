@@ -110,7 +110,7 @@ pub async fn start(config: Config) -> Result<RunningBank, String> {
     let (shutdown, stopped) = oneshot::channel::<()>();
     let router = app::router(state.clone());
     let task = tokio::spawn(async move {
-        axum::serve(listener, router)
+        axum::serve(listener, axum::ServiceExt::into_make_service(router))
             .with_graceful_shutdown(async move {
                 let _ = stopped.await;
             })
