@@ -263,6 +263,36 @@ async fn malformed_requests_get_problems_never_5xx() {
     );
 }
 
+/// Customers' requests stop at `BODY_BYTES_MAX`; a bank's envelope of messages may be larger, up
+/// to its own limit (a back office's batch has its own too, which
+/// `payments::a_batch_of_transfers_answers_each_one_independently` fills).
+#[tokio::test]
+async fn each_route_takes_bodies_up_to_its_own_limit() {
+    let bank = spawn_bank().await;
+    let post = |path: &str, size: usize| {
+        bank.http
+            .post(format!("{}{path}", bank.url))
+            .header("content-type", "application/json")
+            .body("x".repeat(size))
+            .send()
+    };
+    let over_customers = node::BODY_BYTES_MAX + 1;
+    let response = post("/api/v1/customers", over_customers).await.unwrap();
+    assert_eq!(response.status(), StatusCode::PAYLOAD_TOO_LARGE);
+    // Read in full, then refused for its missing signature: the larger limit applies.
+    let response = post(node::interbank::MESSAGES_PATH, over_customers)
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::UNAUTHORIZED);
+    let response = post(
+        node::interbank::MESSAGES_PATH,
+        node::INTERBANK_BODY_BYTES_MAX + 1,
+    )
+    .await
+    .unwrap();
+    assert_eq!(response.status(), StatusCode::PAYLOAD_TOO_LARGE);
+}
+
 #[tokio::test]
 async fn the_node_describes_itself() {
     let bank = spawn_bank().await;
