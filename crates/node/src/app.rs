@@ -18,7 +18,7 @@ use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
-use tower::{Layer, Service, ServiceBuilder};
+use tower::{Service, ServiceBuilder};
 use tower_http::catch_panic::CatchPanicLayer;
 use tower_http::trace::{DefaultOnFailure, TraceLayer};
 use utoipa::OpenApi;
@@ -142,7 +142,10 @@ pub fn router(
                 .on_failure(DefaultOnFailure::new().level(tracing::Level::WARN)),
         )
         .layer(CatchPanicLayer::custom(panic_as_problem))
-        .layer(StampLayer { state })
+        .layer_fn(|inner| Stamp {
+            inner,
+            state: state.clone(),
+        })
         .layer(DefaultBodyLimit::max(BODY_BYTES_MAX))
         .service(routes)
 }
@@ -182,24 +185,8 @@ pub fn time_bound(path: &str) -> Duration {
 /// (`X-Clock`), and counts it. A request that runs out of time is answered 503; a command it had
 /// queued still completes, and a retry with the same Idempotency-Key returns its outcome.
 ///
-/// A tower layer of its own rather than `axum::middleware::from_fn`, which boxes a clone of the
+/// A tower service of its own rather than `axum::middleware::from_fn`, which boxes a clone of the
 /// whole service below it for every request.
-#[derive(Clone)]
-struct StampLayer {
-    state: Arc<AppState>,
-}
-
-impl<S> Layer<S> for StampLayer {
-    type Service = Stamp<S>;
-
-    fn layer(&self, inner: S) -> Stamp<S> {
-        Stamp {
-            inner,
-            state: self.state.clone(),
-        }
-    }
-}
-
 #[derive(Clone)]
 struct Stamp<S> {
     inner: S,
