@@ -391,6 +391,31 @@ const MIGRATIONS: &[&str] = &[
     CREATE INDEX idempotency_pending ON idempotency (pending_e2e) WHERE pending_e2e IS NOT NULL;
     DELETE FROM payments WHERE entry IS NOT NULL;
     "#,
+    // 10: idempotency records stored in their (key, scope) order, without a rowid. The rowid
+    // table wrote each record twice, its row at the table's end and its key again in the
+    // unique index; keys that rise with time (our clients' v7 UUIDs) put the record itself at
+    // the end of the one b-tree.
+    r#"
+    CREATE TABLE idempotency_10 (
+        key         TEXT NOT NULL,
+        scope       INTEGER NOT NULL,
+        fingerprint BLOB NOT NULL,
+        -- The first outcome as JSON, or NULL when it is the record of the payment `payment`:
+        -- its `payments` row, or the entry of a transfer between two accounts here.
+        outcome     TEXT,
+        payment     TEXT,
+        clock       TEXT NOT NULL,
+        -- Set while the outcome waits on an interbank decision for this end-to-end id.
+        pending_e2e TEXT,
+        PRIMARY KEY (key, scope),
+        CHECK ((outcome IS NULL) = (payment IS NOT NULL))
+    ) WITHOUT ROWID;
+    INSERT INTO idempotency_10 (key, scope, fingerprint, outcome, payment, clock, pending_e2e)
+        SELECT key, scope, fingerprint, outcome, payment, clock, pending_e2e FROM idempotency;
+    DROP TABLE idempotency;
+    ALTER TABLE idempotency_10 RENAME TO idempotency;
+    CREATE INDEX idempotency_pending ON idempotency (pending_e2e) WHERE pending_e2e IS NOT NULL;
+    "#,
 ];
 
 /// Brings the database to the newest schema version, recorded in `PRAGMA user_version`.
@@ -540,7 +565,7 @@ mod tests {
                  VALUES (7, 'k1', x'01', '{\"a\":1}', '0.0', NULL), (8, 'k1', x'02', 'o', '0.0', 'e');",
         )
         .unwrap();
-        migrate(&mut conn).unwrap();
+        migrate_to(&mut conn, 5).unwrap();
         // scope, key, outcome, payment, pending_e2e
         type Record = (i64, String, Option<String>, Option<String>, Option<String>);
         let rows: Vec<Record> = conn
@@ -668,7 +693,7 @@ mod tests {
                 .unwrap()
         };
         let before = idempotency(&conn);
-        migrate(&mut conn).unwrap();
+        migrate_to(&mut conn, 9).unwrap();
         assert_eq!(idempotency(&conn), before);
         let payments: Vec<String> = conn
             .prepare("SELECT e2e_id FROM payments ORDER BY e2e_id")
@@ -690,6 +715,84 @@ mod tests {
         )
         .unwrap();
         assert_eq!(super::super::read::broken_references(&conn).unwrap(), 1);
+    }
+
+    /// Migration 10 keeps every idempotency record, in one b-tree keyed by (key, scope): the
+    /// same key may still serve two scopes, never one scope twice, and the lookup is that key.
+    #[test]
+    fn migration_10_keeps_idempotency_records_in_key_order_without_a_rowid() {
+        let mut conn = Connection::open_in_memory().unwrap();
+        migrate_to(&mut conn, 9).unwrap();
+        conn.execute_batch(
+            "INSERT INTO payments (e2e_id, status, body) VALUES ('between', 'pending', '{}');
+             INSERT INTO idempotency (id, key, scope, fingerprint, outcome, payment, clock, pending_e2e)
+                 VALUES (7, 'k2', 1, x'01', NULL, 'between', '0.1', NULL),
+                        (8, 'k1', 1, x'02', '{}', NULL, '0.2', 'e'),
+                        (9, 'k1', 2, x'03', '{\"a\":1}', NULL, '0.3', NULL);",
+        )
+        .unwrap();
+        // key, scope, fingerprint, outcome, payment, clock, pending_e2e
+        type Record = (
+            String,
+            i64,
+            Vec<u8>,
+            Option<String>,
+            Option<String>,
+            String,
+            Option<String>,
+        );
+        let records = |conn: &Connection| -> Vec<Record> {
+            conn.prepare(
+                "SELECT key, scope, fingerprint, outcome, payment, clock, pending_e2e FROM idempotency ORDER BY key, scope",
+            )
+            .unwrap()
+            .query_map([], |row| {
+                Ok((
+                    row.get(0)?,
+                    row.get(1)?,
+                    row.get(2)?,
+                    row.get(3)?,
+                    row.get(4)?,
+                    row.get(5)?,
+                    row.get(6)?,
+                ))
+            })
+            .unwrap()
+            .collect::<Result<_, _>>()
+            .unwrap()
+        };
+        let before = records(&conn);
+        migrate_to(&mut conn, 10).unwrap();
+        assert_eq!(records(&conn), before);
+        let without_rowid: String = conn
+            .query_row(
+                "SELECT sql FROM sqlite_schema WHERE name = 'idempotency'",
+                [],
+                |row| row.get(0),
+            )
+            .unwrap();
+        assert!(without_rowid.contains("WITHOUT ROWID"), "{without_rowid}");
+        let again = conn.execute(
+            "INSERT INTO idempotency (key, scope, fingerprint, outcome, clock) VALUES ('k1', 2, x'04', '{}', '0.4')",
+            [],
+        );
+        assert!(again.is_err(), "one scope uses a key once");
+        let plan = explain(
+            &conn,
+            "EXPLAIN QUERY PLAN",
+            "SELECT fingerprint FROM idempotency WHERE key = 'k1' AND scope = 2",
+            3,
+        );
+        assert!(
+            plan.iter()
+                .any(|step| step.contains("PRIMARY KEY (key=? AND scope=?)")),
+            "{plan:?}"
+        );
+        assert_eq!(
+            super::super::read::broken_references(&conn).unwrap(),
+            0,
+            "the pending payment's record still names it"
+        );
     }
 
     /// A local transfer's entry is found by its end-to-end id through migration 9's index, by the
