@@ -40,7 +40,7 @@ pub fn prepare(
     legs: &[Leg],
     payment: Option<&PaymentRecord>,
 ) -> Applied<Outcome> {
-    let known: Option<(bool, Option<String>, Option<String>)> = ctx
+    let known: Option<(bool, Option<String>, Option<bool>)> = ctx
         .hot
         .statement("SELECT yes, reason, finished FROM interbank_votes WHERE e2e_id = ?1")?
         .borrow_mut()
@@ -144,7 +144,8 @@ pub fn finish(
     commit: bool,
     settle: bool,
 ) -> Applied<Outcome> {
-    let known: Option<(bool, String, Option<String>)> = ctx
+    // `finished`: whether the part committed here, once it finished.
+    let known: Option<(bool, String, Option<bool>)> = ctx
         .hot
         .statement("SELECT yes, legs, finished FROM interbank_votes WHERE e2e_id = ?1")?
         .borrow_mut()
@@ -152,22 +153,22 @@ pub fn finish(
             Ok((row.get(0)?, row.get(1)?, row.get(2)?))
         })
         .optional()?;
-    let finished = if commit { "commit" } else { "abort" };
     let Some((yes, legs_json, done)) = known else {
         // Never prepared here (its prepare was lost or is late): remember the abort.
         if commit {
             tracing::error!(%e2e, "a commit arrived for a transaction this bank never voted on; not obeyed");
             return Ok(Err(Refusal::Ledger(LedgerRefusal::HoldAlreadyResolved)));
         }
-        ctx.hot.statement("INSERT INTO interbank_votes (e2e_id, yes, legs, finished, clock) VALUES (?1, 0, '[]', 'abort', ?2)")?
+        ctx.hot.statement("INSERT INTO interbank_votes (e2e_id, yes, legs, finished, clock) VALUES (?1, 0, '[]', 0, ?2)")?
             .borrow_mut()
             .execute(params![e2e.as_str(), ctx.clock])?;
         return Ok(Ok(Outcome::Done));
     };
     if let Some(done) = done {
-        if done != finished {
+        if done != commit {
             // Two decisions for one transaction: a protocol bug, loud so it cannot hide.
-            tracing::error!(%e2e, stored = done, arrived = finished, "a decision contradicts how this transaction finished here");
+            let word = |commit| if commit { "commit" } else { "abort" };
+            tracing::error!(%e2e, stored = word(done), arrived = word(commit), "a decision contradicts how this transaction finished here");
         }
         return Ok(Ok(Outcome::Done));
     }
@@ -205,7 +206,7 @@ pub fn finish(
     ctx.hot
         .statement("UPDATE interbank_votes SET finished = ?2 WHERE e2e_id = ?1")?
         .borrow_mut()
-        .execute(params![e2e.as_str(), finished])?;
+        .execute(params![e2e.as_str(), commit])?;
     // The recipient's record of the payment, pending since the prepare (already linked to the
     // accounts it touches here), takes its final status. The coordinator's own record was
     // settled by its decision, before any part finished; a pending package here is one of

@@ -416,6 +416,58 @@ const MIGRATIONS: &[&str] = &[
     ALTER TABLE idempotency_10 RENAME TO idempotency;
     CREATE INDEX idempotency_pending ON idempotency (pending_e2e) WHERE pending_e2e IS NOT NULL;
     "#,
+    // 11: payment records and interbank votes in arrival order, found through a unique index on
+    // their end-to-end id, and a vote finished without growing. A bank stores the ids of every
+    // bank it deals with, and each bank's rise at their own place in id order: keyed by the id,
+    // the rows (hundreds of bytes each) went in the middle of their b-trees, whose leaves split
+    // there again and again, as they did wherever finishing a vote made its row longer. Such a
+    // split reorders its pages through SQLite's placeholder page number past the 1 GiB lock
+    // byte, and the commit after it then walks the writer's whole page cache to drop pages beyond
+    // the end of the file (`pcache1TruncateUnsafe`: 4% of a demo's time after half a minute of
+    // interbank load, and growing with the cache). Now only the index's short entries go in the
+    // middle, and a vote's row keeps its size.
+    r#"
+    CREATE TABLE payments_11 (
+        id         INTEGER PRIMARY KEY,
+        e2e_id     TEXT NOT NULL UNIQUE,
+        status     TEXT NOT NULL CHECK (status = 'pending' OR status = 'committed' OR status = 'aborted'),
+        -- The record as JSON, or NULL when it is read from the entry `entry`.
+        body       TEXT,
+        -- The customer who asked for it, when it was asked here (they see it even if it touches
+        -- none of their accounts at this bank).
+        started_by INTEGER REFERENCES customers (id),
+        entry      INTEGER REFERENCES entries (id),
+        CHECK ((body IS NULL) = (entry IS NOT NULL)),
+        CHECK (entry IS NULL OR status = 'committed')
+    );
+    INSERT INTO payments_11 (e2e_id, status, body, started_by, entry)
+        SELECT e2e_id, status, body, started_by, entry FROM payments;
+    DROP TABLE payments;
+    ALTER TABLE payments_11 RENAME TO payments;
+
+    CREATE TABLE interbank_votes_11 (
+        id          INTEGER PRIMARY KEY,
+        e2e_id      TEXT NOT NULL UNIQUE,
+        coordinator TEXT,
+        yes         INTEGER NOT NULL CHECK (yes IN (0, 1)),
+        reason      TEXT,
+        legs        TEXT NOT NULL,
+        payment     TEXT,
+        -- 1 once committed here, 0 once aborted, NULL while open. SQLite stores the integers 0
+        -- and 1 in the record's header alone, as it does NULL, so finishing rewrites the row in
+        -- place; a word there made the row longer than its full page had room for.
+        finished    INTEGER CHECK (finished IN (0, 1)),
+        clock       TEXT NOT NULL,
+        CHECK (finished IS NULL OR finished = 0 OR yes = 1)
+    );
+    INSERT INTO interbank_votes_11 (e2e_id, coordinator, yes, reason, legs, payment, finished, clock)
+        SELECT e2e_id, coordinator, yes, reason, legs, payment,
+               CASE finished WHEN 'commit' THEN 1 WHEN 'abort' THEN 0 END, clock
+        FROM interbank_votes;
+    DROP TABLE interbank_votes;
+    ALTER TABLE interbank_votes_11 RENAME TO interbank_votes;
+    CREATE INDEX interbank_votes_open ON interbank_votes (e2e_id) WHERE finished IS NULL;
+    "#,
 ];
 
 /// Brings the database to the newest schema version, recorded in `PRAGMA user_version`.
@@ -793,6 +845,123 @@ mod tests {
             0,
             "the pending payment's record still names it"
         );
+    }
+
+    /// Migration 11 keeps every payment record and vote, now in rowid tables that an end-to-end
+    /// id still names once, and finds them by that id through the unique index.
+    #[test]
+    fn migration_11_keeps_payments_and_votes_in_arrival_order_found_by_their_id() {
+        let mut conn = Connection::open_in_memory().unwrap();
+        migrate_to(&mut conn, 10).unwrap();
+        conn.pragma_update(None, "foreign_keys", false).unwrap();
+        conn.execute_batch(
+            "INSERT INTO customers (id, public_id, name, document, kind, username, password_hash, home_bank, clock)
+                 VALUES (1, 'p', 'Ana', '52998224725', 'individual', 'ana', 'h', 'b', '0.0');
+             INSERT INTO accounts (id, number, kind, credits_posted, clock) VALUES (2, 100001, 'individual', 5, '0.0');
+             INSERT INTO entries (id, account_id, kind, amount, balance_after, counterparty, description, made_by, clock, at_ms, e2e_id,
+                                  other_account_id, other_balance_after, other_counterparty)
+                 VALUES (1, 2, 'transfer_out', -5, 0, 'x', 'd', 'ana', '0.0', 1, 'E3', 2, 5, 'y');
+             INSERT INTO payments (e2e_id, status, body, started_by, entry)
+                 VALUES ('E2', 'pending', '{\"p\":1}', 1, NULL), ('E1', 'aborted', '{}', NULL, NULL), ('E3', 'committed', NULL, 1, 1);
+             INSERT INTO payment_accounts (e2e_id, account_id) VALUES ('E2', 2);
+             INSERT INTO interbank_votes (e2e_id, coordinator, yes, reason, legs, payment, finished, clock)
+                 VALUES ('E9', '20000002', 1, NULL, '[1]', '{}', NULL, '0.1'), ('E8', NULL, 0, 'no', '[]', NULL, 'abort', '0.2');",
+        )
+        .unwrap();
+        let rows = |conn: &Connection, sql: &str| -> Vec<Vec<rusqlite::types::Value>> {
+            let mut statement = conn.prepare(sql).unwrap();
+            let columns = statement.column_count();
+            statement
+                .query_map([], |row| (0..columns).map(|i| row.get(i)).collect())
+                .unwrap()
+                .collect::<Result<_, _>>()
+                .unwrap()
+        };
+        let payments =
+            "SELECT e2e_id, status, body, started_by, entry FROM payments ORDER BY e2e_id";
+        let votes = "SELECT e2e_id, coordinator, yes, reason, legs, payment, clock FROM interbank_votes ORDER BY e2e_id";
+        let finished = "SELECT e2e_id, finished FROM interbank_votes ORDER BY e2e_id";
+        let before = (rows(&conn, payments), rows(&conn, votes));
+        migrate_to(&mut conn, 11).unwrap();
+        assert_eq!((rows(&conn, payments), rows(&conn, votes)), before);
+        use rusqlite::types::Value::{Integer, Null, Text};
+        assert_eq!(
+            rows(&conn, finished),
+            [
+                vec![Text("E8".into()), Integer(0)],
+                vec![Text("E9".into()), Null]
+            ],
+            "an abort is 0, an open vote NULL"
+        );
+        // Finishing stores an integer, 0 or 1, which the record's header holds alone.
+        conn.execute(
+            "UPDATE interbank_votes SET finished = 1 WHERE e2e_id = 'E9'",
+            [],
+        )
+        .unwrap();
+        assert_eq!(
+            rows(
+                &conn,
+                "SELECT typeof(finished), finished FROM interbank_votes WHERE e2e_id = 'E9'"
+            ),
+            [vec![Text("integer".into()), Integer(1)]]
+        );
+        assert!(
+            conn.execute(
+                "UPDATE interbank_votes SET finished = 1 WHERE e2e_id = 'E8'",
+                []
+            )
+            .is_err(),
+            "a no vote never commits"
+        );
+        assert_eq!(super::super::read::broken_references(&conn).unwrap(), 0);
+        for table in ["payments", "interbank_votes"] {
+            let sql: String = conn
+                .query_row(
+                    "SELECT sql FROM sqlite_schema WHERE name = ?1",
+                    [table],
+                    |row| row.get(0),
+                )
+                .unwrap();
+            assert!(!sql.contains("WITHOUT ROWID"), "{sql}");
+        }
+        assert!(
+            conn.execute(
+                "INSERT INTO payments (e2e_id, status, body) VALUES ('E1', 'pending', '{}')",
+                []
+            )
+            .is_err(),
+            "an id names one payment"
+        );
+        assert!(
+            conn.execute(
+                "INSERT INTO interbank_votes (e2e_id, yes, legs, clock) VALUES ('E9', 1, '[]', '0.3')",
+                []
+            )
+            .is_err(),
+            "an id names one vote"
+        );
+        for (sql, index) in [
+            (
+                "SELECT body FROM payments WHERE e2e_id = 'E2' AND status = 'pending'",
+                "sqlite_autoindex_payments_1",
+            ),
+            (
+                "SELECT yes, legs, finished FROM interbank_votes WHERE e2e_id = 'E9'",
+                "sqlite_autoindex_interbank_votes_1",
+            ),
+        ] {
+            let plan = explain(&conn, "EXPLAIN QUERY PLAN", sql, 3);
+            assert!(
+                plan.iter().any(|step| step.contains(index)),
+                "{sql}: {plan:?}"
+            );
+        }
+        let open = rows(
+            &conn,
+            "SELECT e2e_id FROM interbank_votes WHERE finished IS NULL",
+        );
+        assert!(open.is_empty(), "{open:?}");
     }
 
     /// A local transfer's entry is found by its end-to-end id through migration 9's index, by the
