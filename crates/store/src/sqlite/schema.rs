@@ -418,7 +418,7 @@ const MIGRATIONS: &[&str] = &[
     "#,
     // 11: payment records and interbank votes in arrival order, found through a unique index on
     // their end-to-end id, and a vote finished without growing. A bank stores the ids of every
-    // bank it deals with, and each bank's rise at their own place in id order: keyed by the id,
+    // bank it deals with, and each bank's ids rise at their own place in id order: keyed by the id,
     // the rows (hundreds of bytes each) went in the middle of their b-trees, whose leaves split
     // there again and again, as they did wherever finishing a vote made its row longer. Such a
     // split reorders its pages through SQLite's placeholder page number past the 1 GiB lock
