@@ -783,46 +783,11 @@ mod tests {
                         (9, 'k1', 2, x'03', '{\"a\":1}', NULL, '0.3', NULL);",
         )
         .unwrap();
-        // key, scope, fingerprint, outcome, payment, clock, pending_e2e
-        type Record = (
-            String,
-            i64,
-            Vec<u8>,
-            Option<String>,
-            Option<String>,
-            String,
-            Option<String>,
-        );
-        let records = |conn: &Connection| -> Vec<Record> {
-            conn.prepare(
-                "SELECT key, scope, fingerprint, outcome, payment, clock, pending_e2e FROM idempotency ORDER BY key, scope",
-            )
-            .unwrap()
-            .query_map([], |row| {
-                Ok((
-                    row.get(0)?,
-                    row.get(1)?,
-                    row.get(2)?,
-                    row.get(3)?,
-                    row.get(4)?,
-                    row.get(5)?,
-                    row.get(6)?,
-                ))
-            })
-            .unwrap()
-            .collect::<Result<_, _>>()
-            .unwrap()
-        };
-        let before = records(&conn);
+        let records = "SELECT key, scope, fingerprint, outcome, payment, clock, pending_e2e FROM idempotency ORDER BY key, scope";
+        let before = rows(&conn, records);
         migrate_to(&mut conn, 10).unwrap();
-        assert_eq!(records(&conn), before);
-        let without_rowid: String = conn
-            .query_row(
-                "SELECT sql FROM sqlite_schema WHERE name = 'idempotency'",
-                [],
-                |row| row.get(0),
-            )
-            .unwrap();
+        assert_eq!(rows(&conn, records), before);
+        let without_rowid = table_sql(&conn, "idempotency");
         assert!(without_rowid.contains("WITHOUT ROWID"), "{without_rowid}");
         let again = conn.execute(
             "INSERT INTO idempotency (key, scope, fingerprint, outcome, clock) VALUES ('k1', 2, x'04', '{}', '0.4')",
@@ -868,15 +833,6 @@ mod tests {
                  VALUES ('E9', '20000002', 1, NULL, '[1]', '{}', NULL, '0.1'), ('E8', NULL, 0, 'no', '[]', NULL, 'abort', '0.2');",
         )
         .unwrap();
-        let rows = |conn: &Connection, sql: &str| -> Vec<Vec<rusqlite::types::Value>> {
-            let mut statement = conn.prepare(sql).unwrap();
-            let columns = statement.column_count();
-            statement
-                .query_map([], |row| (0..columns).map(|i| row.get(i)).collect())
-                .unwrap()
-                .collect::<Result<_, _>>()
-                .unwrap()
-        };
         let payments =
             "SELECT e2e_id, status, body, started_by, entry FROM payments ORDER BY e2e_id";
         let votes = "SELECT e2e_id, coordinator, yes, reason, legs, payment, clock FROM interbank_votes ORDER BY e2e_id";
@@ -916,13 +872,7 @@ mod tests {
         );
         assert_eq!(super::super::read::broken_references(&conn).unwrap(), 0);
         for table in ["payments", "interbank_votes"] {
-            let sql: String = conn
-                .query_row(
-                    "SELECT sql FROM sqlite_schema WHERE name = ?1",
-                    [table],
-                    |row| row.get(0),
-                )
-                .unwrap();
+            let sql = table_sql(&conn, table);
             assert!(!sql.contains("WITHOUT ROWID"), "{sql}");
         }
         assert!(
@@ -989,6 +939,27 @@ mod tests {
                 "{sql}: {plan:?}"
             );
         }
+    }
+
+    /// Every row `sql` reads, each as its columns' values.
+    fn rows(conn: &Connection, sql: &str) -> Vec<Vec<rusqlite::types::Value>> {
+        let mut statement = conn.prepare(sql).unwrap();
+        let columns = statement.column_count();
+        statement
+            .query_map([], |row| (0..columns).map(|i| row.get(i)).collect())
+            .unwrap()
+            .collect::<Result<_, _>>()
+            .unwrap()
+    }
+
+    /// The `CREATE` statement SQLite keeps for `table`.
+    fn table_sql(conn: &Connection, table: &str) -> String {
+        conn.query_row(
+            "SELECT sql FROM sqlite_schema WHERE name = ?1",
+            [table],
+            |row| row.get(0),
+        )
+        .unwrap()
     }
 
     /// One column of what `how` (`EXPLAIN` or `EXPLAIN QUERY PLAN`) says of `sql`.
