@@ -893,12 +893,10 @@ fn local_transfer(
     let payer = EntrySide {
         account_id: from.id,
         balance_after_cents: debit_after.balance(),
-        counterparty: &to.label,
     };
     let payee = EntrySide {
         account_id: to.id,
         balance_after_cents: credit_after.balance(),
-        counterparty: &from.label,
     };
     let entry = insert_transfer_entry(
         conn,
@@ -917,23 +915,22 @@ fn local_transfer(
     }))
 }
 
-/// One side of a transfer's statement entry: whose statement, its balance after, and who is on
-/// the other end.
-struct EntrySide<'a> {
+/// One side of a transfer's statement entry: whose statement and its balance after.
+struct EntrySide {
     account_id: i64,
     balance_after_cents: i64,
-    counterparty: &'a str,
 }
 
 /// The statement entry of a transfer between two customer accounts here, and its only record:
 /// one row with the payer's side (`transfer_out`) and the payee's (`other_*`, `transfer_in`),
 /// each linked to its account's previous entry, and no `transfers` row (schema migration 8).
-#[allow(clippy::too_many_arguments)]
+/// Each side's counterparty is the other account, whose label is read with the statement
+/// (schema migration 12).
 fn insert_transfer_entry(
     conn: &Connection,
     ctx: &Ctx,
     amount: Amount,
-    [payer, payee]: [EntrySide<'_>; 2],
+    [payer, payee]: [EntrySide; 2],
     description: &str,
     made_by: &str,
     e2e: &str,
@@ -942,16 +939,15 @@ fn insert_transfer_entry(
     let payee_prev = state(conn, ctx, payee.account_id)?.last_entry;
     ctx.hot
         .statement(
-            "INSERT INTO entries (account_id, kind, amount, balance_after, counterparty, description, made_by, clock, at_ms, e2e_id, prev_entry,
-                                  other_account_id, other_balance_after, other_counterparty, other_prev_entry)
-             VALUES (?1, 'transfer_out', ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14)",
+            "INSERT INTO entries (account_id, kind, amount, balance_after, description, made_by, clock, at_ms, e2e_id, prev_entry,
+                                  other_account_id, other_balance_after, other_prev_entry)
+             VALUES (?1, 'transfer_out', ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)",
         )?
         .borrow_mut()
         .execute(params![
         payer.account_id,
         -amount.cents(),
         payer.balance_after_cents,
-        payer.counterparty,
         description,
         made_by,
         ctx.clock,
@@ -960,7 +956,6 @@ fn insert_transfer_entry(
         payer_prev,
         payee.account_id,
         payee.balance_after_cents,
-        payee.counterparty,
         payee_prev
     ])?;
     let id = conn.last_insert_rowid();

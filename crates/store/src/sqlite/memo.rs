@@ -1,5 +1,5 @@
 //! What the writer remembers between commands: facts that never change once written (a customer
-//! account's id, kind, holders and statement label; a customer's username), and the state of
+//! account's id, kind, holders and address; a customer's username), and the state of
 //! accounts it has read or written (counters and newest statement entry). A transfer needs all
 //! of them, and asking SQLite each time cost more than the transfer's own writes.
 //!
@@ -37,8 +37,6 @@ pub struct AccountFacts {
     pub kind: AccountKind,
     pub holders: Vec<CustomerId>,
     pub address: AccountAddress,
-    /// `bank/number Name & Name`, the counterparty shown on the other side's statement.
-    pub label: String,
 }
 
 /// What changes on an account's row: its counters and the newest entry of its statement.
@@ -163,26 +161,20 @@ impl Memo {
         let Some((id, kind)) = found else {
             return Ok(None);
         };
-        let holders: Vec<(CustomerId, String)> = conn
+        let holders = conn
             .prepare_cached(
-                "SELECT h.customer_id, c.name FROM account_holders h JOIN customers c ON c.id = h.customer_id
-                 WHERE h.account_id = ?1 ORDER BY h.position",
+                "SELECT customer_id FROM account_holders WHERE account_id = ?1 ORDER BY position",
             )?
-            .query_map(params![id], |row| Ok((row.get(0)?, row.get(1)?)))?
+            .query_map(params![id], |row| row.get(0))?
             .collect::<rusqlite::Result<_>>()?;
-        let address = AccountAddress {
-            bank: bank.to_string(),
-            number: number.to_string(),
-        };
-        let names: Vec<&str> = holders.iter().map(|(_, name)| name.as_str()).collect();
-        let label = format!("{}/{} {}", address.bank, address.number, names.join(" & "));
-        let holders = holders.into_iter().map(|(id, _)| id).collect();
         let facts = Arc::new(AccountFacts {
             id,
             kind: read::kind(&kind),
             holders,
-            address,
-            label,
+            address: AccountAddress {
+                bank: bank.to_string(),
+                number: number.to_string(),
+            },
         });
         if self.by_number.borrow().len() >= FACTS_MAX {
             self.forget_facts();

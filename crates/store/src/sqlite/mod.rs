@@ -560,7 +560,8 @@ impl Store for SqliteStore {
         before: Option<i64>,
         limit: usize,
     ) -> Result<Option<Vec<EntryRecord>>, StoreError> {
-        self.read(move |conn| read::statement(conn, viewer, number, before, limit))
+        let bank = self.bank.clone();
+        self.read(move |conn| read::statement(conn, &bank, viewer, number, before, limit))
             .await
     }
 

@@ -161,6 +161,7 @@ pub fn account(
 
 pub fn statement(
     conn: &Connection,
+    bank: &str,
     viewer: CustomerId,
     number: AccountNumber,
     before: Option<i64>,
@@ -185,42 +186,104 @@ pub fn statement(
             .flatten(),
     };
     let mut entries = Vec::with_capacity(limit.min(1024));
+    let mut labels = Labels::default();
     let mut next = first;
     // An entry of a transfer between two accounts here has a side for each (schema migration
-    // 6): the payer's in the first columns, the payee's in `other_*`.
+    // 6): the payer's in the first columns, the payee's in `other_*`. Its counterparties are
+    // the two accounts' labels (NULL since schema migration 12).
     let mut statement = conn.prepare_cached(
         "SELECT id, kind, amount, balance_after, counterparty, description, made_by, clock, at_ms, e2e_id, prev_entry,
-                account_id, other_balance_after, other_counterparty, other_prev_entry
+                account_id, other_balance_after, other_counterparty, other_prev_entry, other_account_id
          FROM entries WHERE id = ?1",
     )?;
     while let Some(id) = next.filter(|_| entries.len() < limit) {
-        let (entry, prev) = statement.query_row(params![id], |row| {
-            let payer_side = row.get::<_, i64>(11)? == account_id;
+        // The counterparty as stored, or the account whose label it is.
+        let (mut entry, counterparty, prev) = statement.query_row(params![id], |row| {
+            let payer: i64 = row.get(11)?;
             let mut entry = EntryRecord {
                 id: row.get(0)?,
                 kind: row.get(1)?,
                 amount_cents: row.get(2)?,
                 balance_after_cents: row.get(3)?,
-                counterparty: row.get(4)?,
+                counterparty: String::new(),
                 description: row.get(5)?,
                 made_by: row.get(6)?,
                 clock: row.get(7)?,
                 at_ms: row.get::<_, i64>(8)? as u64,
                 e2e_id: row.get(9)?,
             };
-            if payer_side {
-                return Ok((entry, row.get(10)?));
+            if payer == account_id {
+                let counterparty = Counterparty::read(row.get(4)?, row.get(15)?)?;
+                return Ok((entry, counterparty, row.get(10)?));
             }
             entry.kind = "transfer_in".into();
             entry.amount_cents = -entry.amount_cents;
             entry.balance_after_cents = row.get(12)?;
-            entry.counterparty = row.get(13)?;
-            Ok((entry, row.get(14)?))
+            let counterparty = Counterparty::read(row.get(13)?, Some(payer))?;
+            Ok((entry, counterparty, row.get(14)?))
         })?;
+        entry.counterparty = match counterparty {
+            Counterparty::Stored(label) => label,
+            Counterparty::Account(other) => labels.of(conn, bank, other)?,
+        };
         entries.push(entry);
         next = prev;
     }
     Ok(Some(entries))
+}
+
+/// A statement line's counterparty: the label stored with the entry, or the account here at the
+/// other end of a two-sided entry written without it (schema migration 12).
+enum Counterparty {
+    Stored(String),
+    Account(i64),
+}
+
+impl Counterparty {
+    fn read(stored: Option<String>, other: Option<i64>) -> rusqlite::Result<Counterparty> {
+        match (stored, other) {
+            (Some(label), _) => Ok(Counterparty::Stored(label)),
+            (None, Some(other)) => Ok(Counterparty::Account(other)),
+            // The schema allows a missing counterparty only on a two-sided entry.
+            (None, None) => Err(rusqlite::Error::InvalidColumnType(
+                4,
+                "counterparty".into(),
+                rusqlite::types::Type::Null,
+            )),
+        }
+    }
+}
+
+/// The labels of the accounts a statement page deals with, each read once.
+#[derive(Default)]
+struct Labels(std::collections::HashMap<i64, String>);
+
+impl Labels {
+    fn of(&mut self, conn: &Connection, bank: &str, account_id: i64) -> rusqlite::Result<String> {
+        if let Some(label) = self.0.get(&account_id) {
+            return Ok(label.clone());
+        }
+        let label = label(conn, bank, account_id)?;
+        self.0.insert(account_id, label.clone());
+        Ok(label)
+    }
+}
+
+/// `bank/number Name & Name`: how a customer account here is shown on the statement of an
+/// account it paid or was paid by. Neither its number nor its holders ever change.
+fn label(conn: &Connection, bank: &str, account_id: i64) -> rusqlite::Result<String> {
+    let number: i64 = conn
+        .prepare_cached("SELECT number FROM accounts WHERE id = ?1")?
+        .query_row(params![account_id], |row| row.get(0))?;
+    let names: Vec<String> = holders(conn, account_id)?
+        .into_iter()
+        .map(|holder| holder.name)
+        .collect();
+    Ok(format!(
+        "{bank}/{} {}",
+        format_number(number),
+        names.join(" & ")
+    ))
 }
 
 /// The record of a committed transfer between two accounts here, read from its entry.

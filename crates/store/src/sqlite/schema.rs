@@ -468,6 +468,43 @@ const MIGRATIONS: &[&str] = &[
     ALTER TABLE interbank_votes_11 RENAME TO interbank_votes;
     CREATE INDEX interbank_votes_open ON interbank_votes (e2e_id) WHERE finished IS NULL;
     "#,
+    // 12: the entry of a transfer between two accounts here no longer copies each side's
+    // counterparty: NULL there means the other account's label (`bank/number Name & Name`), which
+    // never changes once the account is opened and is read from its row when a statement is. The
+    // two labels were about a third of such an entry (68 of some 200 bytes in a bulk run), so of
+    // every page the writer changed, logged and synced for it. Entries written before keep the
+    // labels they have; only a two-sided entry may leave `counterparty` out. SQLite cannot drop
+    // a NOT NULL in place, so the table is rebuilt with its rows and ids, and its index with it.
+    r#"
+    CREATE TABLE entries_12 (
+        id                  INTEGER PRIMARY KEY,
+        account_id          INTEGER NOT NULL REFERENCES accounts (id),
+        transfer_id         INTEGER REFERENCES transfers (id),
+        kind                TEXT NOT NULL,
+        amount              INTEGER NOT NULL CHECK (amount <> 0),
+        balance_after       INTEGER NOT NULL CHECK (balance_after >= 0),
+        counterparty        TEXT,
+        description         TEXT NOT NULL,
+        made_by             TEXT NOT NULL,
+        clock               TEXT NOT NULL,
+        at_ms               INTEGER NOT NULL,
+        e2e_id              TEXT NOT NULL,
+        prev_entry          INTEGER REFERENCES entries (id),
+        other_account_id    INTEGER REFERENCES accounts (id),
+        other_balance_after INTEGER CHECK (other_balance_after >= 0),
+        other_counterparty  TEXT,
+        other_prev_entry    INTEGER REFERENCES entries (id),
+        CHECK (transfer_id IS NOT NULL OR other_account_id IS NOT NULL),
+        CHECK (counterparty IS NOT NULL OR other_account_id IS NOT NULL)
+    );
+    INSERT INTO entries_12 (id, account_id, transfer_id, kind, amount, balance_after, counterparty, description, made_by, clock, at_ms, e2e_id,
+                            prev_entry, other_account_id, other_balance_after, other_counterparty, other_prev_entry)
+        SELECT id, account_id, transfer_id, kind, amount, balance_after, counterparty, description, made_by, clock, at_ms, e2e_id,
+               prev_entry, other_account_id, other_balance_after, other_counterparty, other_prev_entry FROM entries;
+    DROP TABLE entries;
+    ALTER TABLE entries_12 RENAME TO entries;
+    CREATE INDEX entries_by_e2e ON entries (e2e_id) WHERE other_account_id IS NOT NULL;
+    "#,
 ];
 
 /// Brings the database to the newest schema version, recorded in `PRAGMA user_version`.
@@ -912,6 +949,56 @@ mod tests {
             "SELECT e2e_id FROM interbank_votes WHERE finished IS NULL",
         );
         assert!(open.is_empty(), "{open:?}");
+    }
+
+    /// Migration 12 keeps every entry, id and label, and from then on lets a two-sided entry
+    /// leave its counterparties out (they are the two accounts' labels) but no other entry.
+    #[test]
+    fn migration_12_keeps_the_entries_and_lets_a_two_sided_one_leave_out_its_labels() {
+        let mut conn = Connection::open_in_memory().unwrap();
+        migrate_to(&mut conn, 11).unwrap();
+        conn.pragma_update(None, "foreign_keys", false).unwrap();
+        conn.execute_batch(
+            "INSERT INTO accounts (id, number, kind, credits_posted, clock) VALUES (2, 100001, 'individual', 9, '0.0'), (3, 100002, 'individual', 5, '0.0');
+             INSERT INTO transfers (id, e2e_id, debit_account_id, credit_account_id, amount, flags, clock) VALUES (7, 'E1', 1, 2, 9, 'posted', '0.0');
+             INSERT INTO entries (id, account_id, transfer_id, kind, amount, balance_after, counterparty, description, made_by, clock, at_ms, e2e_id)
+                 VALUES (4, 2, 7, 'deposit', 9, 9, 'cash', 'd', 'ana', '0.0', 1, 'E1');
+             INSERT INTO entries (id, account_id, kind, amount, balance_after, counterparty, description, made_by, clock, at_ms, e2e_id, prev_entry,
+                                  other_account_id, other_balance_after, other_counterparty)
+                 VALUES (5, 2, 'transfer_out', -4, 5, 'b/100002-x Bia', 'Pix', 'ana', '0.1', 2, 'E2', 4, 3, 4, 'b/100001-x Ana');",
+        )
+        .unwrap();
+        let entries = "SELECT * FROM entries ORDER BY id";
+        let before = rows(&conn, entries);
+        migrate_to(&mut conn, 12).unwrap();
+        assert_eq!(rows(&conn, entries), before);
+        assert_eq!(super::super::read::broken_references(&conn).unwrap(), 0);
+        conn.execute(
+            "INSERT INTO entries (id, account_id, kind, amount, balance_after, description, made_by, clock, at_ms, e2e_id, prev_entry,
+                                  other_account_id, other_balance_after)
+             VALUES (6, 2, 'transfer_out', -1, 4, 'Pix', 'ana', '0.2', 3, 'E3', 5, 3, 5)",
+            [],
+        )
+        .unwrap();
+        assert!(
+            conn.execute(
+                "INSERT INTO entries (account_id, transfer_id, kind, amount, balance_after, description, made_by, clock, at_ms, e2e_id)
+                 VALUES (2, 7, 'deposit', 1, 5, 'd', 'ana', '0.3', 4, 'E4')",
+                [],
+            )
+            .is_err(),
+            "an entry with one side names its counterparty"
+        );
+        let plan = explain(
+            &conn,
+            "EXPLAIN QUERY PLAN",
+            "SELECT id FROM entries WHERE e2e_id = 'E3' AND other_account_id IS NOT NULL",
+            3,
+        );
+        assert!(
+            plan.iter().any(|step| step.contains("entries_by_e2e")),
+            "{plan:?}"
+        );
     }
 
     /// A local transfer's entry is found by its end-to-end id through migration 9's index, by the
