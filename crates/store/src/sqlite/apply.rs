@@ -3,7 +3,7 @@
 //! wrote nothing that is kept), and `Err(_)` only for database failures. Counters change only
 //! through `ledger::rules`.
 
-use super::memo::{AccountState, Memo};
+use super::memo::{AccountFacts, AccountState, Memo};
 use super::read;
 use crate::model::*;
 use ledger::rules::{self, Counters, HoldState, Side};
@@ -13,6 +13,7 @@ use ledger::{
 use rusqlite::{CachedStatement, Connection, OptionalExtension, params};
 use std::cell::{Cell, RefCell};
 use std::rc::Rc;
+use std::sync::Arc;
 
 /// A database result holding a business result.
 pub type Applied<T> = rusqlite::Result<Result<T, Refusal>>;
@@ -242,7 +243,8 @@ pub fn apply(conn: &Connection, ctx: &Ctx, command: &Command) -> Applied<Outcome
                         continue;
                     }
                 };
-                let done = transfer(
+                // A batch answers with each transfer's status, not its payment record.
+                let done = post(
                     conn,
                     ctx,
                     *actor,
@@ -252,15 +254,19 @@ pub fn apply(conn: &Connection, ctx: &Ctx, command: &Command) -> Applied<Outcome
                     &item.description,
                     &item.e2e,
                 )?;
-                records.push(match done {
-                    Ok(Outcome::Payment(payment)) => BatchRecord {
-                        id: entry.id.clone(),
-                        status: payment.status.as_str().to_string(),
-                        reason: payment.reason,
-                        e2e_id: Some(payment.e2e_id),
-                    },
-                    Ok(other) => unreachable!("a transfer answers a payment, not {other:?}"),
-                    Err(refusal) => rejected(refusal.code()),
+                let (status, reason) = match done {
+                    Ok(Posted::Committed(_)) => (PaymentStatus::Committed, None),
+                    Ok(Posted::Aborted(payment)) => (payment.status, payment.reason),
+                    Err(refusal) => {
+                        records.push(rejected(refusal.code()));
+                        continue;
+                    }
+                };
+                records.push(BatchRecord {
+                    id: entry.id.clone(),
+                    status: status.as_str().to_string(),
+                    reason,
+                    e2e_id: Some(item.e2e.to_string()),
                 });
             }
             Ok(Ok(Outcome::Batch(records)))
@@ -827,19 +833,53 @@ fn resolve_target(conn: &Connection, ctx: &Ctx, target: &Target) -> Applied<i64>
     Ok(found)
 }
 
-/// The two ends of a local transfer and what was decided about it.
+/// The two ends of a local transfer and what the ledger decided about it.
 struct Settled {
-    from_id: i64,
+    from: Arc<AccountFacts>,
+    to: Arc<AccountFacts>,
     /// The ledger's refusal (insufficient funds), or `None` if the transfer was posted.
     refused: Option<Refusal>,
-    /// The statement entry of a posted transfer.
-    entry: Option<i64>,
-    record: PaymentRecord,
+}
+
+impl Settled {
+    /// The transfer's payment record: committed, or aborted with the ledger's refusal.
+    fn record(
+        &self,
+        ctx: &Ctx,
+        amount: Amount,
+        description: &str,
+        e2e: &EndToEndId,
+    ) -> PaymentRecord {
+        let (status, reason) = match &self.refused {
+            None => (PaymentStatus::Committed, None),
+            Some(refusal) => (PaymentStatus::Aborted, Some(refusal.code().to_string())),
+        };
+        PaymentRecord {
+            e2e_id: e2e.to_string(),
+            status,
+            reason,
+            from: self.from.address.clone(),
+            to: self.to.address.clone(),
+            amount_cents: amount.cents(),
+            description: shown_description(description).to_string(),
+            clock: ctx.clock.clone(),
+        }
+    }
+}
+
+/// The description a statement shows for a transfer given none.
+fn shown_description(description: &str) -> &str {
+    if description.is_empty() {
+        "Pix"
+    } else {
+        description
+    }
 }
 
 /// Posts a transfer between two customer accounts of this bank and writes both statement lines.
 /// Everything is checked before anything is written, so a refusal writes nothing: an unknown
-/// account or key is `Err`, a ledger refusal is `Ok` with `refused` set.
+/// account or key is `Err`, a ledger refusal is `Ok` with `refused` set. Its payment record is
+/// built only by a caller that answers with it (a batch or a package answers without).
 #[allow(clippy::too_many_arguments)]
 fn local_transfer(
     conn: &Connection,
@@ -859,33 +899,15 @@ fn local_transfer(
         Err(refusal) => return Ok(Err(refusal)),
     };
     let to = ctx.memo.account_by_id(conn, ctx.bank, to_id)?;
-    let description = if description.is_empty() {
-        "Pix"
-    } else {
-        description
-    };
-    let mut record = PaymentRecord {
-        e2e_id: e2e.to_string(),
-        status: PaymentStatus::Committed,
-        reason: None,
-        from: from.address.clone(),
-        to: to.address.clone(),
-        amount_cents: amount.cents(),
-        description: description.to_string(),
-        clock: ctx.clock.clone(),
-    };
     // The entry below is the transfer's record: payer, payee, amount, id and clock.
     let (debit_after, credit_after) =
         match rule_movement(conn, ctx, from.id, to.id, amount, Mode::Posted)? {
             Ok(after) => after,
             Err(refusal) => {
-                record.status = PaymentStatus::Aborted;
-                record.reason = Some(refusal.code().to_string());
                 return Ok(Ok(Settled {
-                    from_id: from.id,
+                    from,
+                    to,
                     refused: Some(refusal),
-                    entry: None,
-                    record,
                 }));
             }
         };
@@ -898,20 +920,19 @@ fn local_transfer(
         account_id: to.id,
         balance_after_cents: credit_after.balance(),
     };
-    let entry = insert_transfer_entry(
+    insert_transfer_entry(
         conn,
         ctx,
         amount,
         [payer, payee],
-        description,
+        shown_description(description),
         &made_by,
         e2e.as_str(),
     )?;
     Ok(Ok(Settled {
-        from_id: from.id,
+        from,
+        to,
         refused: None,
-        entry: Some(entry),
-        record,
     }))
 }
 
@@ -995,6 +1016,49 @@ pub fn record_payment(
 /// A transfer that the ledger refuses (insufficient funds) is still a payment: it is recorded as
 /// aborted with its reason, so `GET /transfers/{id}` can tell its payer what happened. Refusals
 /// of the request itself (unknown account or key) record nothing. Writes nothing when refused.
+/// What became of a customer's transfer between two accounts here.
+enum Posted {
+    Committed(Settled),
+    /// Refused by the ledger for want of funds, and recorded as an aborted payment.
+    Aborted(PaymentRecord),
+}
+
+/// A customer's transfer between two accounts here: committed, or aborted for want of funds
+/// (that refusal is recorded as an aborted payment, which the customer can look up); any other
+/// refusal records nothing. A committed transfer's record is its entry (schema migration 9).
+#[allow(clippy::too_many_arguments)]
+fn post(
+    conn: &Connection,
+    ctx: &Ctx,
+    actor: CustomerId,
+    from: AccountNumber,
+    to: &Target,
+    amount: Amount,
+    description: &str,
+    e2e: &EndToEndId,
+) -> Applied<Posted> {
+    let settled = match local_transfer(conn, ctx, actor, from, to, amount, description, e2e)? {
+        Ok(settled) => settled,
+        Err(refusal) => return Ok(Err(refusal)),
+    };
+    match &settled.refused {
+        None => Ok(Ok(Posted::Committed(settled))),
+        Some(Refusal::Ledger(LedgerRefusal::InsufficientFunds)) => {
+            let record = settled.record(ctx, amount, description, e2e);
+            record_payment(
+                ctx,
+                e2e.as_str(),
+                &record.status,
+                &Outcome::Payment(record.clone()),
+                &[settled.from.id],
+                None,
+            )?;
+            Ok(Ok(Posted::Aborted(record)))
+        }
+        Some(refusal) => Ok(Err(refusal.clone())),
+    }
+}
+
 #[allow(clippy::too_many_arguments)]
 fn transfer(
     conn: &Connection,
@@ -1006,30 +1070,14 @@ fn transfer(
     description: &str,
     e2e: &EndToEndId,
 ) -> Applied<Outcome> {
-    let settled = match local_transfer(conn, ctx, actor, from, to, amount, description, e2e)? {
-        Ok(settled) => settled,
-        Err(refusal) => return Ok(Err(refusal)),
-    };
-    match (&settled.refused, settled.entry) {
-        // Its record is its entry, found by its end-to-end id (schema migration 9): nothing
-        // else to store.
-        (None, Some(_)) => Ok(Ok(Outcome::Payment(settled.record))),
-        (Some(Refusal::Ledger(LedgerRefusal::InsufficientFunds)), _) => {
-            let status = settled.record.status.clone();
-            let outcome = Outcome::Payment(settled.record);
-            record_payment(
-                ctx,
-                e2e.as_str(),
-                &status,
-                &outcome,
-                &[settled.from_id],
-                None,
-            )?;
-            Ok(Ok(outcome))
-        }
-        (Some(refusal), _) => Ok(Err(refusal.clone())),
-        (None, None) => unreachable!("a posted transfer has its entry"),
-    }
+    Ok(
+        post(conn, ctx, actor, from, to, amount, description, e2e)?.map(|posted| match posted {
+            Posted::Committed(settled) => {
+                Outcome::Payment(settled.record(ctx, amount, description, e2e))
+            }
+            Posted::Aborted(record) => Outcome::Payment(record),
+        }),
+    )
 }
 
 fn operation(
