@@ -221,7 +221,20 @@ pub fn apply(conn: &Connection, ctx: &Ctx, command: &Command) -> Applied<Outcome
             amount,
             description,
             e2e,
-        } => transfer(conn, ctx, *actor, *from, to, *amount, description, e2e),
+        } => {
+            let asked = Asked {
+                actor: *actor,
+                from: *from,
+                to,
+                amount: *amount,
+                description,
+                e2e,
+            };
+            Ok(post(conn, ctx, &asked)?.map(|posted| match posted {
+                Posted::Committed(settled) => Outcome::Payment(settled.record(ctx, &asked)),
+                Posted::Aborted(record) => Outcome::Payment(record),
+            }))
+        }
         Command::Package {
             actor,
             operations,
@@ -244,16 +257,15 @@ pub fn apply(conn: &Connection, ctx: &Ctx, command: &Command) -> Applied<Outcome
                     }
                 };
                 // A batch answers with each transfer's status, not its payment record.
-                let done = post(
-                    conn,
-                    ctx,
-                    *actor,
-                    item.from,
-                    &item.to,
-                    item.amount,
-                    &item.description,
-                    &item.e2e,
-                )?;
+                let asked = Asked {
+                    actor: *actor,
+                    from: item.from,
+                    to: &item.to,
+                    amount: item.amount,
+                    description: &item.description,
+                    e2e: &item.e2e,
+                };
+                let done = post(conn, ctx, &asked)?;
                 let (status, reason) = match done {
                     Ok(Posted::Committed(_)) => (PaymentStatus::Committed, None),
                     Ok(Posted::Aborted(payment)) => (payment.status, payment.reason),
@@ -833,6 +845,16 @@ fn resolve_target(conn: &Connection, ctx: &Ctx, target: &Target) -> Applied<i64>
     Ok(found)
 }
 
+/// A customer's transfer between two accounts of this bank, as asked.
+struct Asked<'a> {
+    actor: CustomerId,
+    from: AccountNumber,
+    to: &'a Target,
+    amount: Amount,
+    description: &'a str,
+    e2e: &'a EndToEndId,
+}
+
 /// The two ends of a local transfer and what the ledger decided about it.
 struct Settled {
     from: Arc<AccountFacts>,
@@ -843,25 +865,19 @@ struct Settled {
 
 impl Settled {
     /// The transfer's payment record: committed, or aborted with the ledger's refusal.
-    fn record(
-        &self,
-        ctx: &Ctx,
-        amount: Amount,
-        description: &str,
-        e2e: &EndToEndId,
-    ) -> PaymentRecord {
+    fn record(&self, ctx: &Ctx, asked: &Asked) -> PaymentRecord {
         let (status, reason) = match &self.refused {
             None => (PaymentStatus::Committed, None),
             Some(refusal) => (PaymentStatus::Aborted, Some(refusal.code().to_string())),
         };
         PaymentRecord {
-            e2e_id: e2e.to_string(),
+            e2e_id: asked.e2e.to_string(),
             status,
             reason,
             from: self.from.address.clone(),
             to: self.to.address.clone(),
-            amount_cents: amount.cents(),
-            description: shown_description(description).to_string(),
+            amount_cents: asked.amount.cents(),
+            description: shown_description(asked.description).to_string(),
             clock: ctx.clock.clone(),
         }
     }
@@ -880,28 +896,18 @@ fn shown_description(description: &str) -> &str {
 /// Everything is checked before anything is written, so a refusal writes nothing: an unknown
 /// account or key is `Err`, a ledger refusal is `Ok` with `refused` set. Its payment record is
 /// built only by a caller that answers with it (a batch or a package answers without).
-#[allow(clippy::too_many_arguments)]
-fn local_transfer(
-    conn: &Connection,
-    ctx: &Ctx,
-    actor: CustomerId,
-    from: AccountNumber,
-    to: &Target,
-    amount: Amount,
-    description: &str,
-    e2e: &EndToEndId,
-) -> Applied<Settled> {
-    let Some(from) = ctx.memo.held(conn, ctx.bank, actor, from)? else {
+fn local_transfer(conn: &Connection, ctx: &Ctx, asked: &Asked) -> Applied<Settled> {
+    let Some(from) = ctx.memo.held(conn, ctx.bank, asked.actor, asked.from)? else {
         return Ok(Err(Refusal::AccountNotFound));
     };
-    let to_id = match resolve_target(conn, ctx, to)? {
+    let to_id = match resolve_target(conn, ctx, asked.to)? {
         Ok(id) => id,
         Err(refusal) => return Ok(Err(refusal)),
     };
     let to = ctx.memo.account_by_id(conn, ctx.bank, to_id)?;
     // The entry below is the transfer's record: payer, payee, amount, id and clock.
     let (debit_after, credit_after) =
-        match rule_movement(conn, ctx, from.id, to.id, amount, Mode::Posted)? {
+        match rule_movement(conn, ctx, from.id, to.id, asked.amount, Mode::Posted)? {
             Ok(after) => after,
             Err(refusal) => {
                 return Ok(Ok(Settled {
@@ -911,7 +917,7 @@ fn local_transfer(
                 }));
             }
         };
-    let made_by = ctx.memo.username(conn, actor)?;
+    let made_by = ctx.memo.username(conn, asked.actor)?;
     let payer = EntrySide {
         account_id: from.id,
         balance_after_cents: debit_after.balance(),
@@ -923,11 +929,11 @@ fn local_transfer(
     insert_transfer_entry(
         conn,
         ctx,
-        amount,
+        asked.amount,
         [payer, payee],
-        shown_description(description),
+        shown_description(asked.description),
         &made_by,
-        e2e.as_str(),
+        asked.e2e.as_str(),
     )?;
     Ok(Ok(Settled {
         from,
@@ -1013,9 +1019,6 @@ pub fn record_payment(
     Ok(())
 }
 
-/// A transfer that the ledger refuses (insufficient funds) is still a payment: it is recorded as
-/// aborted with its reason, so `GET /transfers/{id}` can tell its payer what happened. Refusals
-/// of the request itself (unknown account or key) record nothing. Writes nothing when refused.
 /// What became of a customer's transfer between two accounts here.
 enum Posted {
     Committed(Settled),
@@ -1023,31 +1026,22 @@ enum Posted {
     Aborted(PaymentRecord),
 }
 
-/// A customer's transfer between two accounts here: committed, or aborted for want of funds
-/// (that refusal is recorded as an aborted payment, which the customer can look up); any other
-/// refusal records nothing. A committed transfer's record is its entry (schema migration 9).
-#[allow(clippy::too_many_arguments)]
-fn post(
-    conn: &Connection,
-    ctx: &Ctx,
-    actor: CustomerId,
-    from: AccountNumber,
-    to: &Target,
-    amount: Amount,
-    description: &str,
-    e2e: &EndToEndId,
-) -> Applied<Posted> {
-    let settled = match local_transfer(conn, ctx, actor, from, to, amount, description, e2e)? {
+/// A customer's transfer between two accounts here. One the ledger refuses (insufficient funds)
+/// is still a payment: it is recorded as aborted with its reason, so `GET /transfers/{id}` can
+/// tell its payer what happened. Refusals of the request itself (unknown account or key) record
+/// and write nothing. A committed transfer's record is its entry (schema migration 9).
+fn post(conn: &Connection, ctx: &Ctx, asked: &Asked) -> Applied<Posted> {
+    let settled = match local_transfer(conn, ctx, asked)? {
         Ok(settled) => settled,
         Err(refusal) => return Ok(Err(refusal)),
     };
     match &settled.refused {
         None => Ok(Ok(Posted::Committed(settled))),
         Some(Refusal::Ledger(LedgerRefusal::InsufficientFunds)) => {
-            let record = settled.record(ctx, amount, description, e2e);
+            let record = settled.record(ctx, asked);
             record_payment(
                 ctx,
-                e2e.as_str(),
+                asked.e2e.as_str(),
                 &record.status,
                 &Outcome::Payment(record.clone()),
                 &[settled.from.id],
@@ -1057,27 +1051,6 @@ fn post(
         }
         Some(refusal) => Ok(Err(refusal.clone())),
     }
-}
-
-#[allow(clippy::too_many_arguments)]
-fn transfer(
-    conn: &Connection,
-    ctx: &Ctx,
-    actor: CustomerId,
-    from: AccountNumber,
-    to: &Target,
-    amount: Amount,
-    description: &str,
-    e2e: &EndToEndId,
-) -> Applied<Outcome> {
-    Ok(
-        post(conn, ctx, actor, from, to, amount, description, e2e)?.map(|posted| match posted {
-            Posted::Committed(settled) => {
-                Outcome::Payment(settled.record(ctx, amount, description, e2e))
-            }
-            Posted::Aborted(record) => Outcome::Payment(record),
-        }),
-    )
 }
 
 fn operation(
@@ -1123,12 +1096,14 @@ fn operation(
         OperationKind::Transfer(target) => local_transfer(
             conn,
             ctx,
-            actor,
-            op.account,
-            target,
-            op.amount,
-            &op.description,
-            e2e,
+            &Asked {
+                actor,
+                from: op.account,
+                to: target,
+                amount: op.amount,
+                description: &op.description,
+                e2e,
+            },
         )?
         .and_then(|settled| settled.refused.map_or(Ok(()), Err)),
     };
