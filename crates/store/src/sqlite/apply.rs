@@ -883,8 +883,8 @@ impl Settled {
     }
 }
 
-/// The description a statement shows for a transfer given none.
-fn shown_description(description: &str) -> &str {
+/// The description a statement shows for a transfer (local or between banks) given none.
+pub fn shown_description(description: &str) -> &str {
     if description.is_empty() {
         "Pix"
     } else {

@@ -3,7 +3,7 @@
 
 use super::apply::{
     Applied, Ctx, EntryDraft, Hold, Mode, customer_account, held_account, in_savepoint_if,
-    insert_entry, move_money, record_payment, resolve_hold,
+    insert_entry, move_money, record_payment, resolve_hold, shown_description,
 };
 use crate::model::*;
 use ledger::{AccountNumber, Amount, BankCode, EndToEndId};
@@ -311,11 +311,7 @@ fn resolve_holds(
                 amount_cents: signed,
                 balance_after_cents: after,
                 counterparty,
-                description: if leg.memo.description.is_empty() {
-                    "Pix"
-                } else {
-                    &leg.memo.description
-                },
+                description: shown_description(&leg.memo.description),
                 // Who asked is shown on the payer's side only: another bank's usernames stay there.
                 made_by: if outgoing || !matches!(other, Endpoint::Settlement(_)) {
                     &leg.memo.made_by
