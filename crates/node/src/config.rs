@@ -53,6 +53,9 @@ pub struct Config {
     pub session_ttl: Duration,
     /// Signs this bank's interbank requests.
     pub key: SigningKey,
+    /// Tests only (debug builds; release builds ignore it): arms the store's faults
+    /// (`SqliteStore::arm_faults`), so a test can make a command panic or the writer stop.
+    pub store_faults: bool,
 }
 
 pub const SESSION_TTL_DEFAULT: Duration = Duration::from_secs(8 * 3600);
@@ -71,6 +74,7 @@ impl Config {
             peers: Vec::new(),
             session_ttl: SESSION_TTL_DEFAULT,
             key: generate_key(),
+            store_faults: false,
         }
     }
 
@@ -173,6 +177,7 @@ impl Config {
                 .map(Duration::from_secs)
                 .unwrap_or(SESSION_TTL_DEFAULT),
             key,
+            store_faults: false,
         })
     }
 }

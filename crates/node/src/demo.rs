@@ -142,6 +142,7 @@ pub async fn start(
             peers: peers.clone(),
             session_ttl: SESSION_TTL_DEFAULT,
             key,
+            store_faults: false,
         };
         listed.push(DemoBank {
             code: peer.code.clone(),

@@ -81,10 +81,12 @@ pub async fn start(config: Config) -> Result<RunningBank, String> {
         .filter_map(|p| ledger::BankCode::parse(&p.code))
         .collect();
     let path = config.data_dir.join("ledger.db");
-    let store: Arc<dyn store::Store> = Arc::new(
-        SqliteStore::open(&path, config.bank, &peers, clock.clone())
-            .map_err(|e| format!("cannot open {}: {e}", path.display()))?,
-    );
+    let opened = SqliteStore::open(&path, config.bank, &peers, clock.clone())
+        .map_err(|e| format!("cannot open {}: {e}", path.display()))?;
+    if config.store_faults {
+        opened.arm_faults();
+    }
+    let store: Arc<dyn store::Store> = Arc::new(opened);
     let interbank = interbank::Interbank::start(
         config.bank,
         config.key.clone(),

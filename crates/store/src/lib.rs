@@ -35,6 +35,10 @@ pub enum StoreError {
     Overloaded,
     #[error("stored data is corrupt: {0}")]
     Corrupt(String),
+    /// The command tripped a bug in the writer (a panic): nothing of it was kept, and the
+    /// writer goes on with the next command.
+    #[error("the command failed inside the store: {0}")]
+    Failed(String),
 }
 
 /// A command the store has taken: resolves to its outcome once it is durable.
@@ -54,6 +58,10 @@ pub trait Store: Send + Sync + 'static {
     async fn execute(&self, request: Request) -> Result<Executed, StoreError> {
         self.submit(request)?.await
     }
+
+    /// Whether the writer still takes commands: false once it has stopped for good, so the
+    /// node's health check can say the bank cannot serve writes.
+    fn is_writing(&self) -> bool;
 
     async fn login_record(&self, username: &str) -> Result<Option<LoginRecord>, StoreError>;
     /// The customer a live session token (by hash) belongs to, and when the session expires.

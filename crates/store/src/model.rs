@@ -34,30 +34,12 @@ pub struct Idempotency {
     pub scope: CustomerId,
     pub key: String,
     pub fingerprint: [u8; 32],
-    /// The digest an earlier version of the node took of the same request, for a record it
-    /// wrote: worked out only when a stored digest differs from `fingerprint`, so a retry that
-    /// spans an upgrade still replays its first answer.
-    pub earlier: Option<EarlierFingerprint>,
 }
 
 impl Idempotency {
     /// Whether a stored record's digest names this request.
     pub fn matches(&self, stored: &[u8]) -> bool {
         stored == self.fingerprint
-            || self
-                .earlier
-                .as_ref()
-                .is_some_and(|earlier| stored == (earlier.0)())
-    }
-}
-
-/// Works out a request's digest the way an earlier version did (see [`Idempotency::earlier`]).
-#[derive(Clone)]
-pub struct EarlierFingerprint(pub std::sync::Arc<dyn Fn() -> [u8; 32] + Send + Sync>);
-
-impl std::fmt::Debug for EarlierFingerprint {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("EarlierFingerprint")
     }
 }
 

@@ -155,7 +155,6 @@ impl Harness {
                 scope: self.customer,
                 key,
                 fingerprint,
-                earlier: None,
             }),
         };
         let executed = self.store.execute(request.clone()).await.unwrap();
@@ -500,7 +499,6 @@ async fn replays_and_balances_survive_a_restart() {
                 scope: 0,
                 key: "k".into(),
                 fingerprint: [1; 32],
-                earlier: None,
             }),
         };
         let executed = store.execute(request).await.unwrap();
@@ -526,7 +524,6 @@ async fn replays_and_balances_survive_a_restart() {
                 scope: 0,
                 key: "k".into(),
                 fingerprint: [1; 32],
-                earlier: None,
             }),
         })
         .await

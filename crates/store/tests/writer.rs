@@ -251,7 +251,6 @@ async fn a_retried_transfer_answers_its_first_outcome_from_its_payment() {
             scope: ana.id,
             key: key.into(),
             fingerprint: [cents as u8; 32],
-            earlier: None,
         }),
     };
     // One the ledger commits, one it refuses (more than the R$ 50,00 the account holds).
@@ -291,50 +290,6 @@ async fn a_retried_transfer_answers_its_first_outcome_from_its_payment() {
         "SELECT COUNT(*) FROM idempotency WHERE outcome IS NULL AND payment IS NOT NULL",
     );
     assert_eq!(copies, 2);
-}
-
-/// A record written under the digest an earlier version took replays for a retry that carries
-/// that digest as `earlier`; a retry whose earlier digest differs too is a reused key.
-#[tokio::test]
-async fn a_retry_across_an_upgrade_matches_the_earlier_digest() {
-    let Bank {
-        store,
-        customer: ana,
-        numbers,
-        dir: _dir,
-    } = bank("Ana Upgrade", 2).await;
-    let transfer = |serial: u64, fingerprint: [u8; 32], earlier: Option<[u8; 32]>| Request {
-        command: Command::Transfer {
-            actor: ana.id,
-            from: numbers[0],
-            to: Target::Account(numbers[1]),
-            amount: Amount::from_cents(700).unwrap(),
-            description: String::new(),
-            e2e: e2e(serial),
-        },
-        idempotency: Some(Idempotency {
-            scope: ana.id,
-            key: "k-upgrade".into(),
-            fingerprint,
-            earlier: earlier.map(|digest| EarlierFingerprint(Arc::new(move || digest))),
-        }),
-    };
-    let (old, new) = ([1; 32], [2; 32]);
-    let first = store.execute(transfer(1, old, None)).await.unwrap();
-    assert!(!first.replayed);
-    let reused = store.execute(transfer(2, new, Some([3; 32]))).await;
-    assert!(
-        matches!(reused, Err(StoreError::IdempotencyKeyReused)),
-        "{reused:?}"
-    );
-    let again = store.execute(transfer(3, new, Some(old))).await.unwrap();
-    assert!(again.replayed, "{again:?}");
-    assert_eq!(
-        serde_json::to_string(&again.outcome).unwrap(),
-        serde_json::to_string(&first.outcome).unwrap()
-    );
-    let account = store.account(ana.id, numbers[0]).await.unwrap().unwrap();
-    assert_eq!(account.balance_cents, 5_000 - 700, "the transfer ran once");
 }
 
 /// Balance and available balance of each account, in centavos.
@@ -577,7 +532,6 @@ async fn a_retried_interbank_transfer_answers_its_payment_as_it_stands() {
             scope: bank.customer.id,
             key: "k-abroad".into(),
             fingerprint: [7; 32],
-            earlier: None,
         }),
     };
     let first = bank.store.execute(with_key(60)).await.unwrap();

@@ -50,6 +50,15 @@ pub async fn messages(
     body: Bytes,
 ) -> Result<Json<serde_json::Value>, ApiError> {
     let from = verify(&state, &method, &uri, &headers, &body)?;
+    if !state.store.is_writing() {
+        // A bank that can make nothing durable must not look up to the others (a heartbeat's
+        // answer is what keeps it up in their eyes), nor take votes it cannot record.
+        return Err(ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "writer_stopped",
+            "this bank's store has stopped taking writes",
+        ));
+    }
     let envelope: Envelope = serde_json::from_slice(&body).map_err(|e| {
         ApiError::bad_request(
             "invalid_envelope",

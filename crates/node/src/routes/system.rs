@@ -11,13 +11,25 @@ use axum::response::IntoResponse;
 use ledger::amount::format_cents;
 use std::sync::Arc;
 
-#[utoipa::path(get, path = "/health", tag = "system", responses((status = 200, body = wire::Health)))]
-pub async fn health(State(state): State<Arc<AppState>>) -> Json<wire::Health> {
-    Json(wire::Health {
+/// 200 while the bank can serve; 503 `writer_stopped` once its store's writer has stopped for
+/// good (no write could be made durable, so no request that changes anything can succeed), so a
+/// load balancer or a peer stops sending it work.
+#[utoipa::path(get, path = "/health", tag = "system",
+    responses((status = 200, body = wire::Health),
+              (status = 503, description = "writer_stopped: the bank cannot make anything durable", body = wire::Problem)))]
+pub async fn health(State(state): State<Arc<AppState>>) -> Result<Json<wire::Health>, ApiError> {
+    if !state.store.is_writing() {
+        return Err(ApiError::new(
+            axum::http::StatusCode::SERVICE_UNAVAILABLE,
+            "writer_stopped",
+            "the bank's store has stopped taking writes; restart the node",
+        ));
+    }
+    Ok(Json(wire::Health {
         status: "ok".into(),
         bank: state.bank.to_string(),
         name: state.name.clone(),
-    })
+    }))
 }
 
 #[utoipa::path(get, path = "/metrics", tag = "system", responses((status = 200, description = "Prometheus text format", content_type = "text/plain")))]

@@ -10,3 +10,4 @@ mod customers;
 mod idempotency;
 mod payments;
 mod pix;
+mod writer;

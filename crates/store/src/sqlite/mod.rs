@@ -45,9 +45,45 @@ struct Job {
     reply: oneshot::Sender<Result<Executed, StoreError>>,
 }
 
+/// A deposit's description that makes its command panic, once [`SqliteStore::arm_faults`] ran.
+pub const FAULT_PANIC: &str = "fault: panic inside the command";
+/// A deposit's description that stops the writer, once [`SqliteStore::arm_faults`] ran.
+pub const FAULT_STOP: &str = "fault: stop the writer";
+
+/// The fault a command asks for, if faults are armed (see [`SqliteStore::arm_faults`]).
+fn fault(armed: &std::sync::atomic::AtomicBool, command: &Command) -> Option<&'static str> {
+    if !armed.load(std::sync::atomic::Ordering::Relaxed) {
+        return None;
+    }
+    match command {
+        Command::Deposit { description, .. } if description == FAULT_PANIC => Some(FAULT_PANIC),
+        Command::Deposit { description, .. } if description == FAULT_STOP => Some(FAULT_STOP),
+        _ => None,
+    }
+}
+
+/// Why a batch's transaction did not commit: the caller rolls it back either way.
+#[derive(Debug, thiserror::Error)]
+enum BatchFailure {
+    #[error("database error: {0}")]
+    Database(rusqlite::Error),
+    #[error("panicked: {0}")]
+    Panicked(String),
+}
+
+impl From<BatchFailure> for StoreError {
+    fn from(failure: BatchFailure) -> StoreError {
+        match failure {
+            BatchFailure::Database(error) => StoreError::Database(error),
+            BatchFailure::Panicked(message) => StoreError::Failed(message),
+        }
+    }
+}
+
 pub struct SqliteStore {
     bank: String,
     queue: mpsc::Sender<Job>,
+    faults: Arc<std::sync::atomic::AtomicBool>,
     readers: Arc<Readers>,
     clock: Arc<SharedClock>,
 }
@@ -167,7 +203,9 @@ impl SqliteStore {
         // reference instead (`every_reference_resolves`), at start and on demand.
         conn.pragma_update(None, "foreign_keys", "OFF")?;
         let (sender, receiver) = mpsc::channel(QUEUE_MAX);
+        let faults = Arc::new(std::sync::atomic::AtomicBool::new(false));
         let writer = Writer {
+            faults: faults.clone(),
             conn,
             bank: bank.to_string(),
             vault,
@@ -189,9 +227,19 @@ impl SqliteStore {
         Ok(SqliteStore {
             bank: bank.to_string(),
             queue: sender,
+            faults,
             readers,
             clock,
         })
+    }
+
+    /// Debug builds only (release builds ignore it): from now on a deposit described as
+    /// [`FAULT_PANIC`] panics inside its command, and one described as [`FAULT_STOP`] stops the
+    /// writer for good, as a bug would. The tests use it to check that a command that trips a bug
+    /// fails alone, and that a stopped writer shows in the node's health.
+    pub fn arm_faults(&self) {
+        self.faults
+            .store(cfg!(debug_assertions), std::sync::atomic::Ordering::Relaxed);
     }
 
     async fn read<T: Send + 'static>(
@@ -206,6 +254,7 @@ impl SqliteStore {
 }
 
 struct Writer {
+    faults: Arc<std::sync::atomic::AtomicBool>,
     conn: Connection,
     bank: String,
     vault: i64,
@@ -306,7 +355,13 @@ impl Writer {
         receiver: &mut mpsc::Receiver<Job>,
         priority: &Priority,
     ) {
-        let results = match self.run_batch(batch, Some(receiver), priority) {
+        if batch
+            .iter()
+            .any(|job| fault(&self.faults, &job.request.command) == Some(FAULT_STOP))
+        {
+            panic!("{FAULT_STOP}");
+        }
+        let results = match self.run_guarded(batch, Some(receiver), priority) {
             Ok(results) => results,
             Err(error) if batch.len() > 1 => {
                 priority.lower();
@@ -315,13 +370,14 @@ impl Writer {
                 let mut results = Vec::with_capacity(batch.len());
                 for job in std::mem::take(batch) {
                     let mut alone = vec![job];
-                    let ran = self.run_batch(&mut alone, None, priority);
+                    let ran = self.run_guarded(&mut alone, None, priority);
                     priority.lower();
                     results.push(match ran {
                         Ok(mut one) => one.pop().expect("one result per job"),
                         Err(error) => {
+                            tracing::error!(%error, "command failed; nothing of it was committed");
                             self.rollback();
-                            Err(StoreError::Database(error))
+                            Err(error.into())
                         }
                     });
                     batch.extend(alone);
@@ -332,7 +388,7 @@ impl Writer {
                 priority.lower();
                 tracing::error!(%error, "command failed; nothing of it was committed");
                 self.rollback();
-                vec![Err(StoreError::Database(error))]
+                vec![Err(error.into())]
             }
         };
         for (job, result) in batch.drain(..).zip(results) {
@@ -340,6 +396,33 @@ impl Writer {
         }
         priority.lower();
         self.checkpointer.committed(&self.conn);
+    }
+
+    /// [`Writer::run_batch`], with a panic inside it (a bug a command tripped: an assertion of
+    /// the ledger's invariants, say) caught and returned as the batch's failure, so the caller
+    /// rolls the transaction back and the writer lives on to answer every later command. The
+    /// writer's state is its connection, whose transaction the caller rolls back, and its memo,
+    /// which the rollback forgets: nothing a panic interrupted survives it.
+    fn run_guarded(
+        &mut self,
+        batch: &mut Vec<Job>,
+        more: Option<&mut mpsc::Receiver<Job>>,
+        priority: &Priority,
+    ) -> Result<Vec<Result<Executed, StoreError>>, BatchFailure> {
+        let ran = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            self.run_batch(batch, more, priority)
+        }));
+        match ran {
+            Ok(result) => result.map_err(BatchFailure::Database),
+            Err(panic) => {
+                let message = panic
+                    .downcast_ref::<&str>()
+                    .map(|s| s.to_string())
+                    .or_else(|| panic.downcast_ref::<String>().cloned())
+                    .unwrap_or_else(|| "a panic without a message".into());
+                Err(BatchFailure::Panicked(message))
+            }
+        }
     }
 
     fn rollback(&mut self) {
@@ -438,6 +521,9 @@ impl Writer {
                     .map_err(|e| StoreError::Corrupt(format!("stored outcome: {e}"))));
             }
         }
+        if fault(&self.faults, &request.command) == Some(FAULT_PANIC) {
+            panic!("{FAULT_PANIC}");
+        }
         let stamp = self.clock.tick();
         let ctx = Ctx {
             bank: &self.bank,
@@ -495,6 +581,10 @@ impl Writer {
 
 #[async_trait]
 impl Store for SqliteStore {
+    fn is_writing(&self) -> bool {
+        !self.queue.is_closed()
+    }
+
     /// The writer takes jobs from one queue, first in first out.
     fn submit(&self, request: Request) -> Result<Submitted, StoreError> {
         let (reply, answer) = oneshot::channel();
