@@ -16,7 +16,7 @@
 
 use crate::commands::Context;
 use crate::error::CliError;
-use crate::format::{Align, Table, brl, wire_cents};
+use crate::format::{Align, Table, brl, wide_cents, wire_cents};
 use client::Client;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
@@ -80,8 +80,8 @@ pub struct ConsortiumFile {
     pub banks: Vec<ListedBank>,
 }
 
-fn cents(text: &str) -> Result<i64, String> {
-    wire_cents(text).ok_or_else(|| format!("unreadable amount {text:?}"))
+fn cents(text: &str) -> Result<i128, String> {
+    wide_cents(text).ok_or_else(|| format!("unreadable amount {text:?}"))
 }
 
 /// Checks 1 and 2 for one bank.
@@ -154,7 +154,7 @@ pub fn check_consortium(listed: &[ListedBank], audits: &[wire::Audit]) -> Vec<Fi
     }
 
     // 3. Settlement positions are opposite in every pair.
-    let mut positions: BTreeMap<(&str, &str), Result<i64, String>> = BTreeMap::new();
+    let mut positions: BTreeMap<(&str, &str), Result<i128, String>> = BTreeMap::new();
     for audit in audits {
         for position in &audit.settlement {
             positions.insert(
@@ -207,7 +207,7 @@ pub fn check_consortium(listed: &[ListedBank], audits: &[wire::Audit]) -> Vec<Fi
 
     // 4. Customer money equals the cash the consortium took in and paid out.
     let name = "customer balances = cash in - cash out (consortium)";
-    let mut sums = (0i64, 0i64, 0i64);
+    let mut sums = (0i128, 0i128, 0i128);
     let mut unreadable = None;
     for audit in audits {
         match (

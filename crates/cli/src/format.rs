@@ -7,21 +7,27 @@ use time::{OffsetDateTime, UtcOffset};
 
 /// Signed centavos from a wire amount (`"-20.00"`, `"0.05"`); `None` if it is not one.
 pub fn wire_cents(text: &str) -> Option<i64> {
+    wide_cents(text).and_then(|cents| i64::try_from(cents).ok())
+}
+
+/// A wire amount that may be a sum of many (an audit's totals), as `i128` centavos.
+pub fn wide_cents(text: &str) -> Option<i128> {
     let (negative, unsigned) = match text.strip_prefix('-') {
         Some(rest) => (true, rest),
         None => (false, text),
     };
     let (reais, centavos) = unsigned.split_once('.')?;
     let digits = |s: &str| !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit());
-    if !digits(reais) || !digits(centavos) || centavos.len() != 2 || reais.len() > 15 {
+    if !digits(reais) || !digits(centavos) || centavos.len() != 2 || reais.len() > 36 {
         return None;
     }
-    let cents = reais.parse::<i64>().ok()? * 100 + centavos.parse::<i64>().ok()?;
+    let cents = reais.parse::<i128>().ok()? * 100 + centavos.parse::<i128>().ok()?;
     Some(if negative { -cents } else { cents })
 }
 
 /// `R$ 1.234,56`; negative amounts as `-R$ 20,00`.
-pub fn brl(cents: i64) -> String {
+pub fn brl(cents: impl Into<i128>) -> String {
+    let cents: i128 = cents.into();
     let sign = if cents < 0 { "-" } else { "" };
     let magnitude = cents.unsigned_abs();
     let reais = (magnitude / 100).to_string();
@@ -207,7 +213,7 @@ mod tests {
 
     #[test]
     fn money() {
-        let table = [
+        let table: [(i64, &str); 8] = [
             (0, "R$ 0,00"),
             (5, "R$ 0,05"),
             (1050, "R$ 10,50"),
@@ -221,6 +227,17 @@ mod tests {
             assert_eq!(brl(cents), text, "{cents}");
         }
         assert_eq!(brl(i64::MIN).len(), "-R$ 92.233.720.368.547.758,08".len());
+        // An audit's sums pass i64::MAX; they read and show exactly.
+        let wide = i128::from(i64::MAX) * 3;
+        assert_eq!(
+            wide_cents(&format!("{}.{:02}", wide / 100, wide % 100)),
+            Some(wide)
+        );
+        assert_eq!(
+            wire_cents(&format!("{}.{:02}", wide / 100, wide % 100)),
+            None
+        );
+        assert_eq!(brl(wide), "R$ 276.701.161.105.643.274,21");
     }
 
     #[test]

@@ -75,8 +75,10 @@ impl Amount {
     }
 }
 
-/// Formats signed centavos the wire way: `-20.00`, `0.05`.
-pub fn format_cents(cents: i64) -> String {
+/// Formats signed centavos the wire way: `-20.00`, `0.05`. Centavos as a wire amount (`"-20.00"`). Sums of many amounts (the audit's totals) are wider
+/// than one amount, so it takes any integer up to `i128`.
+pub fn format_cents(cents: impl Into<i128>) -> String {
+    let cents: i128 = cents.into();
     let sign = if cents < 0 { "-" } else { "" };
     let magnitude = cents.unsigned_abs();
     format!("{sign}{}.{:02}", magnitude / 100, magnitude % 100)

@@ -68,6 +68,33 @@ impl Counters {
             .ok_or(Rejection::Overflow)
     }
 
+    /// The counters after `cents` more posted debits (`debit`) or posted credits. Posted counters
+    /// only grow, so traffic alone would take one past `i64::MAX` (money going round between two
+    /// accounts, or through the vault or a settlement account, a hundred thousand times at the
+    /// largest amount): one that would first *nets* the account's posted counters, taking the
+    /// smaller of the two off both. That keeps the account's balance, and it keeps
+    /// Σ debits = Σ credits, since both sums lose the same amount. Only a balance beyond
+    /// `i64::MAX` centavos, which no account can hold, is refused.
+    fn posting(mut self, debit: bool, cents: i64) -> Result<Counters, Rejection> {
+        let counter = if debit {
+            self.debits_posted
+        } else {
+            self.credits_posted
+        };
+        if counter.checked_add(cents).is_none() {
+            let netted = self.debits_posted.min(self.credits_posted);
+            self.debits_posted -= netted;
+            self.credits_posted -= netted;
+        }
+        let counter = if debit {
+            &mut self.debits_posted
+        } else {
+            &mut self.credits_posted
+        };
+        *counter = counter.checked_add(cents).ok_or(Rejection::Overflow)?;
+        Ok(self)
+    }
+
     fn ensure_can_debit(&self, guarded: bool, amount: Amount) -> Result<(), Rejection> {
         if guarded && self.available() < amount.cents() {
             return Err(Rejection::InsufficientFunds);
@@ -95,10 +122,10 @@ pub fn post(
         return Err(Rejection::SameAccount);
     }
     debit.counters.ensure_can_debit(debit.guarded, amount)?;
-    let debits_posted = Counters::add(debit.counters.debits_posted, amount)?;
-    let credits_posted = Counters::add(credit.counters.credits_posted, amount)?;
-    debit.counters.debits_posted = debits_posted;
-    credit.counters.credits_posted = credits_posted;
+    let debited = debit.counters.posting(true, amount.cents())?;
+    let credited = credit.counters.posting(false, amount.cents())?;
+    *debit.counters = debited;
+    *credit.counters = credited;
     Ok(())
 }
 
@@ -120,15 +147,19 @@ pub fn hold(
     Ok(HoldState::Pending)
 }
 
-fn resolve(state: &mut HoldState, to: HoldState) -> Result<(), Rejection> {
-    match *state {
-        HoldState::Pending => {
-            *state = to;
-            Ok(())
-        }
+/// Whether a hold can still be resolved: only a pending one can, once.
+fn still_pending(state: HoldState) -> Result<(), Rejection> {
+    match state {
+        HoldState::Pending => Ok(()),
         HoldState::Posted => Err(Rejection::HoldAlreadyPosted),
         HoldState::Voided => Err(Rejection::HoldAlreadyVoided),
     }
+}
+
+fn resolve(state: &mut HoldState, to: HoldState) -> Result<(), Rejection> {
+    still_pending(*state)?;
+    *state = to;
+    Ok(())
 }
 
 /// Posts a pending hold of `amount`: it leaves the pending counters and joins the posted ones.
@@ -138,22 +169,21 @@ pub fn post_hold(
     credit: &mut Counters,
     amount: Amount,
 ) -> Result<(), Rejection> {
-    resolve(state, HoldState::Posted)?;
+    still_pending(*state)?;
     let cents = amount.cents();
     assert!(
         debit.debits_pending >= cents && credit.credits_pending >= cents,
         "a pending hold is counted on both sides"
     );
-    debit.debits_pending -= cents;
-    credit.credits_pending -= cents;
-    debit.debits_posted = debit
-        .debits_posted
-        .checked_add(cents)
-        .ok_or(Rejection::Overflow)?;
-    credit.credits_posted = credit
-        .credits_posted
-        .checked_add(cents)
-        .ok_or(Rejection::Overflow)?;
+    // Checked before anything changes, so a refusal leaves the hold and both accounts as they
+    // were.
+    let mut debited = debit.posting(true, cents)?;
+    let mut credited = credit.posting(false, cents)?;
+    *state = HoldState::Posted;
+    debited.debits_pending -= cents;
+    credited.credits_pending -= cents;
+    *debit = debited;
+    *credit = credited;
     Ok(())
 }
 
@@ -270,6 +300,7 @@ mod tests {
 
     #[test]
     fn overflow_is_refused_without_change() {
+        // A balance beyond i64::MAX is the one thing no netting can make room for.
         let mut full = Counters {
             credits_posted: i64::MAX - 1,
             ..Counters::default()
@@ -281,5 +312,82 @@ mod tests {
             Err(Rejection::Overflow)
         );
         assert_eq!((full, vault), (before, Counters::default()));
+    }
+
+    /// Money going round and round makes posted counters grow without the balances growing:
+    /// a counter about to pass i64::MAX nets its account's posted counters instead, keeping the
+    /// balance and the ledger's Σ debits = Σ credits.
+    #[test]
+    fn posted_counters_net_instead_of_overflowing() {
+        let largest = cents(99_999_999_999_999);
+        let mut ana = Counters {
+            debits_posted: i64::MAX - 50,
+            credits_posted: i64::MAX - 40,
+            ..Counters::default()
+        };
+        let mut beto = Counters {
+            debits_posted: 1_000,
+            credits_posted: i64::MAX - 10,
+            ..Counters::default()
+        };
+        let sums = |a: &Counters, b: &Counters| {
+            (
+                i128::from(a.debits_posted) + i128::from(b.debits_posted),
+                i128::from(a.credits_posted) + i128::from(b.credits_posted),
+            )
+        };
+        let (debits, credits) = sums(&ana, &beto);
+        let balances = (ana.balance(), beto.balance());
+        // Ana cannot pay the largest amount (her balance is 10 centavos); Beto pays her, and
+        // both of their counters would pass i64::MAX.
+        post(guarded(&mut beto), guarded(&mut ana), largest, false).unwrap();
+        assert_eq!(
+            (ana.balance(), beto.balance()),
+            (balances.0 + largest.cents(), balances.1 - largest.cents())
+        );
+        assert_eq!(
+            (ana.debits_posted, ana.credits_posted),
+            (0, 10 + largest.cents())
+        );
+        assert_eq!(beto.debits_posted, 1_000 + largest.cents());
+        let (debits_after, credits_after) = sums(&ana, &beto);
+        assert_eq!(
+            debits - debits_after,
+            credits - credits_after,
+            "both sums lose the same amount"
+        );
+
+        // The same through a hold: a posted hold nets as a posting does.
+        let mut vault = Counters {
+            debits_posted: i64::MAX - 500,
+            credits_posted: i64::MAX - 50,
+            ..Counters::default()
+        };
+        let mut held = hold(guarded(&mut ana), open(&mut vault), cents(100), false).unwrap();
+        post_hold(&mut held, &mut ana, &mut vault, cents(100)).unwrap();
+        assert_eq!((vault.debits_posted, vault.credits_posted), (0, 450 + 100));
+    }
+
+    #[test]
+    fn a_refused_post_of_a_hold_leaves_the_hold_pending() {
+        let mut full = Counters {
+            credits_posted: i64::MAX - 1,
+            ..Counters::default()
+        };
+        let mut vault = Counters {
+            credits_posted: 1_000,
+            ..Counters::default()
+        };
+        let mut held = hold(open(&mut vault), guarded(&mut full), cents(2), false).unwrap();
+        let before = (full, vault);
+        assert_eq!(
+            post_hold(&mut held, &mut vault, &mut full, cents(2)),
+            Err(Rejection::Overflow)
+        );
+        assert_eq!(
+            (held, full, vault),
+            (HoldState::Pending, before.0, before.1)
+        );
+        void_hold(&mut held, &mut vault, &mut full, cents(2)).unwrap();
     }
 }

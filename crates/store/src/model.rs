@@ -682,10 +682,10 @@ impl PackageRecord {
 /// The four counters summed over a set of accounts.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct Totals {
-    pub debits_pending: i64,
-    pub debits_posted: i64,
-    pub credits_pending: i64,
-    pub credits_posted: i64,
+    pub debits_pending: i128,
+    pub debits_posted: i128,
+    pub credits_pending: i128,
+    pub credits_posted: i128,
 }
 
 #[derive(Debug, Clone)]
@@ -699,7 +699,7 @@ pub struct CheckRecord {
 pub struct AuditRecord {
     pub accounts: u64,
     pub totals: Totals,
-    pub customer_balances_cents: i64,
+    pub customer_balances_cents: i128,
     pub cash_in_cents: i64,
     pub cash_out_cents: i64,
     /// Each other bank's code and this bank's position with it (positive: it owes us).

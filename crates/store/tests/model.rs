@@ -438,7 +438,8 @@ async fn run_steps(steps: Vec<Step>) {
     assert!(audit.ok(), "{:?}", audit.checks);
     let total: i64 = model.balance.iter().sum();
     assert_eq!(
-        audit.customer_balances_cents, total,
+        audit.customer_balances_cents,
+        i128::from(total),
         "conservation: customers hold what the model says"
     );
     assert_eq!(

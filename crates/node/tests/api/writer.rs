@@ -173,3 +173,83 @@ async fn a_stopped_writer_shows_in_health() {
     let problem: serde_json::Value = response.json().await.unwrap();
     assert_eq!(problem["code"], "writer_stopped");
 }
+
+/// The largest amount, going round between two accounts of one customer until their counters
+/// (and every sum of the ledger's counters) would pass `i64::MAX`: the audit and the consortium
+/// view still answer, the bank restarts (its start-up audit passes), and the balances are right.
+#[tokio::test]
+async fn money_going_round_cannot_overflow_the_counters_or_stop_the_bank() {
+    const LARGEST: &str = "999999999999.99";
+    const BATCHES: usize = 24;
+    let mut bank = spawn_bank().await;
+    let ana = bank.individual("Ana Voltas").await;
+    let a = bank.open(&ana, "individual", "50.00").await;
+    let b = bank.open(&ana, "individual", "50.00").await;
+    let deposit = bank
+        .post(
+            &format!("/api/v1/accounts/{BANK}/{a}/deposits"),
+            json!({"amount": LARGEST}),
+            Some(&ana.token),
+        )
+        .await;
+    assert_eq!(deposit.status, StatusCode::CREATED, "{}", deposit.body);
+    let leg = |id: usize, from: &str, to: &str| {
+        json!({"id": format!("t{id}"), "from": {"bank": BANK, "number": from},
+               "to": {"bank": BANK, "number": to}, "amount": LARGEST})
+    };
+    // Twenty-four full batches of 8,189 (BATCH_TRANSFERS_MAX), A to B and back: 196,536
+    // transfers of the largest amount, half of them debiting each account, while ~92,234 take a
+    // counter past i64::MAX (and a dozen batches took SQLite's SUM of the counters past it). A
+    // batch's count is odd, so each one starts from where the money is.
+    for batch in 0..BATCHES {
+        let transfers: Vec<_> = (0..8_189)
+            .map(|i| {
+                if (i + batch) % 2 == 0 {
+                    leg(i, &a, &b)
+                } else {
+                    leg(i, &b, &a)
+                }
+            })
+            .collect();
+        let answer = bank
+            .post(
+                "/api/v1/transfers/batch",
+                json!({ "transfers": transfers }),
+                Some(&ana.token),
+            )
+            .await;
+        assert_eq!(
+            answer.status,
+            StatusCode::CREATED,
+            "batch {batch}: {}",
+            answer.body
+        );
+        let results = answer.body["results"].as_array().unwrap();
+        assert!(
+            results.iter().all(|r| r["status"] == "committed"),
+            "batch {batch}: {:?}",
+            results.iter().find(|r| r["status"] != "committed")
+        );
+    }
+    let audit = bank.audit().await;
+    assert_eq!(
+        audit["totals"]["debits_posted"],
+        audit["totals"]["credits_posted"]
+    );
+    assert_eq!(
+        bank.get("/api/v1/consortium", None).await.status,
+        StatusCode::OK
+    );
+    bank.restart().await;
+    assert_eq!(bank.balance(&ana, &a).await.0, "1000000000049.99");
+    assert_eq!(bank.balance(&ana, &b).await.0, "50.00");
+    bank.audit().await;
+    let again = bank
+        .post(
+            &format!("/api/v1/accounts/{BANK}/{b}/deposits"),
+            json!({"amount": "1.00"}),
+            Some(&ana.token),
+        )
+        .await;
+    assert_eq!(again.status, StatusCode::CREATED, "{}", again.body);
+}

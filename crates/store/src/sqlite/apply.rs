@@ -416,10 +416,11 @@ fn counters(conn: &Connection, ctx: &Ctx, id: i64) -> rusqlite::Result<(AccountK
 fn write_counters(ctx: &Ctx, id: i64, before: &Counters, after: &Counters) {
     ctx.memo.change(id, |state| state.counters = *after);
     let mut delta = ctx.delta.get();
-    delta.debits_pending += after.debits_pending - before.debits_pending;
-    delta.debits_posted += after.debits_posted - before.debits_posted;
-    delta.credits_pending += after.credits_pending - before.credits_pending;
-    delta.credits_posted += after.credits_posted - before.credits_posted;
+    let moved = |after: i64, before: i64| i128::from(after) - i128::from(before);
+    delta.debits_pending += moved(after.debits_pending, before.debits_pending);
+    delta.debits_posted += moved(after.debits_posted, before.debits_posted);
+    delta.credits_pending += moved(after.credits_pending, before.credits_pending);
+    delta.credits_posted += moved(after.credits_posted, before.credits_posted);
     ctx.delta.set(delta);
 }
 

@@ -398,20 +398,52 @@ pub fn payment(
         .transpose()
 }
 
+/// `SUM(column)` over `FROM …`, exact whatever the rows hold: SQLite's `SUM` of 64-bit integers
+/// fails past `i64::MAX`, which a ledger's counters reach together long before any one of them
+/// does. Each value is summed as its high and low 32 bits (neither sum can overflow below 2^31
+/// rows), and the two are put together here as an `i128`.
+fn wide_sums<const N: usize>(
+    conn: &Connection,
+    columns: [&str; N],
+    from: &str,
+) -> rusqlite::Result<[i128; N]> {
+    let parts: Vec<String> = columns
+        .iter()
+        .map(|c| format!("COALESCE(SUM(({c}) >> 32), 0), COALESCE(SUM(({c}) & 4294967295), 0)"))
+        .collect();
+    conn.query_row(&format!("SELECT {} {from}", parts.join(", ")), [], |row| {
+        let mut sums = [0i128; N];
+        for (i, sum) in sums.iter_mut().enumerate() {
+            let high: i64 = row.get(2 * i)?;
+            let low: i64 = row.get(2 * i + 1)?;
+            *sum = (i128::from(high) << 32) + i128::from(low);
+        }
+        Ok(sums)
+    })
+}
+
 pub fn totals(conn: &Connection) -> rusqlite::Result<Totals> {
-    conn.query_row(
-        "SELECT COALESCE(SUM(debits_pending), 0), COALESCE(SUM(debits_posted), 0),
-                COALESCE(SUM(credits_pending), 0), COALESCE(SUM(credits_posted), 0) FROM accounts",
-        [],
-        |row| {
-            Ok(Totals {
-                debits_pending: row.get(0)?,
-                debits_posted: row.get(1)?,
-                credits_pending: row.get(2)?,
-                credits_posted: row.get(3)?,
-            })
-        },
-    )
+    let [
+        debits_pending,
+        debits_posted,
+        credits_pending,
+        credits_posted,
+    ] = wide_sums(
+        conn,
+        [
+            "debits_pending",
+            "debits_posted",
+            "credits_pending",
+            "credits_posted",
+        ],
+        "FROM accounts",
+    )?;
+    Ok(Totals {
+        debits_pending,
+        debits_posted,
+        credits_pending,
+        credits_posted,
+    })
 }
 
 /// Rows whose foreign keys name a row that does not exist (whether or not foreign keys are
@@ -443,10 +475,10 @@ pub fn broken_references(conn: &Connection) -> rusqlite::Result<i64> {
 pub fn audit(conn: &Connection, clock: String) -> rusqlite::Result<AuditRecord> {
     let totals = totals(conn)?;
     let accounts: i64 = conn.query_row("SELECT COUNT(*) FROM accounts", [], |row| row.get(0))?;
-    let customer_balances: i64 = conn.query_row(
-        "SELECT COALESCE(SUM(credits_posted - debits_posted), 0) FROM accounts WHERE kind IN ('individual', 'company', 'joint')",
-        [],
-        |row| row.get(0),
+    let [customer_balances] = wide_sums(
+        conn,
+        ["credits_posted - debits_posted"],
+        "FROM accounts WHERE kind IN ('individual', 'company', 'joint')",
     )?;
     let (cash_in, cash_out): (i64, i64) = conn.query_row(
         "SELECT debits_posted, credits_posted FROM accounts WHERE kind = 'vault'",
@@ -463,11 +495,11 @@ pub fn audit(conn: &Connection, clock: String) -> rusqlite::Result<AuditRecord> 
         [],
         |row| row.get(0),
     )?;
-    let (open_holds, open_holds_amount): (i64, i64) = conn.query_row(
-        "SELECT COUNT(*), COALESCE(SUM(amount), 0) FROM transfers t
-         WHERE t.flags = 'pending' AND NOT EXISTS (SELECT 1 FROM transfers r WHERE r.pending_id = t.id)",
-        [],
-        |row| Ok((row.get(0)?, row.get(1)?)),
+    let [open_holds, open_holds_amount] = wide_sums(
+        conn,
+        ["1", "amount"],
+        "FROM transfers t WHERE t.flags = 'pending'
+         AND NOT EXISTS (SELECT 1 FROM transfers r WHERE r.pending_id = t.id)",
     )?;
     // An entry of a transfer between two accounts here has a side for each (schema migration 6).
     let stale_statements: i64 = conn.query_row(
@@ -503,7 +535,10 @@ pub fn audit(conn: &Connection, clock: String) -> rusqlite::Result<AuditRecord> 
     // The writer does not enforce foreign keys (it only refers to rows it has just read or
     // written): every reference is checked here instead.
     let dangling = broken_references(conn)?;
-    let settlement_net: i64 = settlement.iter().map(|(_, position)| position).sum();
+    let settlement_net: i128 = settlement
+        .iter()
+        .map(|(_, position)| i128::from(*position))
+        .sum();
     let checks = vec![
         CheckRecord {
             name: "posted_debits_equal_posted_credits",
@@ -536,7 +571,7 @@ pub fn audit(conn: &Connection, clock: String) -> rusqlite::Result<AuditRecord> 
         },
         CheckRecord {
             name: "customer_money_equals_cash_and_settlement",
-            ok: customer_balances == cash_in - cash_out + settlement_net,
+            ok: customer_balances == i128::from(cash_in) - i128::from(cash_out) + settlement_net,
             detail: format!(
                 "customers {customer_balances} = cash in {cash_in} - cash out {cash_out} + settlement {settlement_net}"
             ),
