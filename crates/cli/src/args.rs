@@ -143,8 +143,13 @@ is optional (default --account), and `to` is a Pix key, BANK/NUMBER, or {\"pix_k
         #[command(subcommand)]
         action: TransferCommand,
     },
-    /// The banks of the consortium and this bank's settlement position with each.
-    Consortium,
+    /// The banks of the consortium; with the bank's operator token, its settlement position
+    /// with each.
+    Consortium {
+        /// The bank's operator token: settlement positions are shown only to the operator.
+        #[arg(long, env = "BANK_OPERATOR_TOKEN", hide_env_values = true)]
+        operator_token: Option<String>,
+    },
     /// Audit one bank (--bank and --operator-token) or a whole consortium (--consortium FILE).
     Audit {
         /// A demo.json as written by `bankd demo` (every bank's code, name, URL, operator token),

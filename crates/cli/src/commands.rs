@@ -129,7 +129,7 @@ pub async fn run(context: &Context, command: Command) -> Result<(), CliError> {
         Command::Transfer {
             action: TransferCommand::Show { id },
         } => transfer_show(context, id).await,
-        Command::Consortium => consortium(context).await,
+        Command::Consortium { operator_token } => consortium(context, operator_token).await,
         Command::Audit {
             consortium,
             operator_token,
@@ -847,8 +847,12 @@ async fn transfer_show(context: &Context, id: String) -> Result<(), CliError> {
     Ok(())
 }
 
-async fn consortium(context: &Context) -> Result<(), CliError> {
-    let reply = context.anonymous()?.consortium().await?;
+async fn consortium(context: &Context, operator_token: Option<String>) -> Result<(), CliError> {
+    let mut client = context.anonymous()?;
+    if let Some(token) = operator_token {
+        client = client.with_token(token);
+    }
+    let reply = client.consortium().await?;
     context.emit(&reply, |view| {
         let mut banks = Table::with_headers(
             vec![
@@ -882,13 +886,13 @@ async fn consortium(context: &Context) -> Result<(), CliError> {
             view.bank,
             banks.render()
         );
-        if !view.settlement.is_empty() {
+        if let Some(settlement) = &view.settlement {
             let mut positions = Table::new(&[
                 ("with bank", Align::Left),
                 ("position", Align::Right),
                 ("meaning", Align::Left),
             ]);
-            for p in &view.settlement {
+            for p in settlement {
                 let cents = crate::format::wire_cents(&p.position).unwrap_or(0);
                 let meaning = match cents.signum() {
                     1 => "they owe this bank",

@@ -86,6 +86,12 @@ impl From<StoreError> for ApiError {
                 "the bank is busy; retry shortly with the same Idempotency-Key",
             )
             .with_retry_after(1),
+            StoreError::AuditInProgress => ApiError::new(
+                StatusCode::TOO_MANY_REQUESTS,
+                "audit_in_progress",
+                "an audit of the whole ledger is already running; retry when it ends",
+            )
+            .with_retry_after(1),
             StoreError::Closed => ApiError::new(
                 StatusCode::SERVICE_UNAVAILABLE,
                 "shutting_down",

@@ -159,6 +159,29 @@ impl FromRequestParts<Arc<AppState>> for Caller {
 /// The bank's operator, who holds the token from the bank's configuration.
 pub struct Operator;
 
+impl Operator {
+    /// Whether the request's bearer token is the operator's (an error if it has no bearer token).
+    pub fn is(parts: &Parts, state: &AppState) -> Result<bool, ApiError> {
+        let token = bearer(parts)?;
+        // Comparing digests keeps the comparison's time independent of where the tokens differ.
+        Ok(sha256(token.as_bytes()) == sha256(state.operator_token.as_bytes()))
+    }
+}
+
+/// Whether the bank's operator made the request; anyone else, with a token or without, is not.
+pub struct MaybeOperator(pub bool);
+
+impl FromRequestParts<Arc<AppState>> for MaybeOperator {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(
+        parts: &mut Parts,
+        state: &Arc<AppState>,
+    ) -> Result<Self, ApiError> {
+        Ok(MaybeOperator(Operator::is(parts, state).unwrap_or(false)))
+    }
+}
+
 impl FromRequestParts<Arc<AppState>> for Operator {
     type Rejection = ApiError;
 
@@ -166,9 +189,7 @@ impl FromRequestParts<Arc<AppState>> for Operator {
         parts: &mut Parts,
         state: &Arc<AppState>,
     ) -> Result<Self, ApiError> {
-        let token = bearer(parts)?;
-        // Comparing digests keeps the comparison's time independent of where the tokens differ.
-        if sha256(token.as_bytes()) == sha256(state.operator_token.as_bytes()) {
+        if Operator::is(parts, state)? {
             Ok(Operator)
         } else {
             Err(ApiError::new(

@@ -33,6 +33,9 @@ pub enum StoreError {
     Closed,
     #[error("the store's queue is full")]
     Overloaded,
+    /// Another full-ledger audit is running ([`AUDITS_AT_ONCE_MAX`]).
+    #[error("an audit of the whole ledger is already running")]
+    AuditInProgress,
     #[error("stored data is corrupt: {0}")]
     Corrupt(String),
     /// The command tripped a bug in the writer (a panic): nothing of it was kept, and the
@@ -40,6 +43,9 @@ pub enum StoreError {
     #[error("the command failed inside the store: {0}")]
     Failed(String),
 }
+
+/// Full-ledger audits running at once; each reads every row of the ledger.
+pub const AUDITS_AT_ONCE_MAX: usize = 1;
 
 /// A command the store has taken: resolves to its outcome once it is durable.
 pub type Submitted = Pin<Box<dyn Future<Output = Result<Executed, StoreError>> + Send>>;
@@ -102,7 +108,12 @@ pub trait Store: Send + Sync + 'static {
         viewer: CustomerId,
         e2e: &ledger::EndToEndId,
     ) -> Result<Option<Outcome>, StoreError>;
+    /// Every local invariant checked over the whole ledger: a read of every row, so at most
+    /// [`AUDITS_AT_ONCE_MAX`] run at once and a further one is [`StoreError::AuditInProgress`].
     async fn audit(&self) -> Result<AuditRecord, StoreError>;
+    /// Each other bank's code and this bank's settlement position with it (positive: it owes
+    /// this bank): a read of a few rows, unlike the audit.
+    async fn settlement(&self) -> Result<Vec<(String, i64)>, StoreError>;
     /// Interbank work left unfinished (read at start-up).
     async fn open_interbank(&self) -> Result<OpenInterbank, StoreError>;
     /// The decision recorded for an interbank transaction this bank coordinated, if any.

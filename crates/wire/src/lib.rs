@@ -326,6 +326,8 @@ pub struct ConsortiumView {
     /// This bank's code.
     pub bank: String,
     pub banks: Vec<BankStatus>,
-    /// This bank's settlement position with each other bank.
-    pub settlement: Vec<SettlementPosition>,
+    /// This bank's settlement position with each other bank: only for the bank's operator
+    /// (absent for anyone else).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub settlement: Option<Vec<SettlementPosition>>,
 }

@@ -2,7 +2,7 @@
 //! document.
 
 use crate::error::ApiError;
-use crate::extract::Operator;
+use crate::extract::{MaybeOperator, Operator};
 use crate::state::AppState;
 use axum::Json;
 use axum::extract::State;
@@ -45,7 +45,8 @@ pub async fn metrics(State(state): State<Arc<AppState>>) -> impl IntoResponse {
 
 #[utoipa::path(get, path = "/api/v1/audit", tag = "system", security(("bearer" = [])),
     responses((status = 200, description = "the ledger's totals and every local invariant check", body = wire::Audit),
-              (status = 403, description = "operator_only", body = wire::Problem)))]
+              (status = 403, description = "operator_only", body = wire::Problem),
+              (status = 429, description = "audit_in_progress: one audit runs at a time", body = wire::Problem)))]
 pub async fn audit(
     State(state): State<Arc<AppState>>,
     _operator: Operator,
@@ -86,12 +87,14 @@ pub async fn audit(
     }))
 }
 
+/// The banks and their status for anyone; this bank's settlement positions (what it owes and is
+/// owed) only for its operator. The positions are a read of a few rows, not the audit.
 #[utoipa::path(get, path = "/api/v1/consortium", tag = "system",
-    responses((status = 200, description = "every bank of the consortium and this bank's settlement position with each", body = wire::ConsortiumView)))]
+    responses((status = 200, description = "every bank of the consortium; with the operator's token, this bank's settlement position with each", body = wire::ConsortiumView)))]
 pub async fn consortium(
     State(state): State<Arc<AppState>>,
+    MaybeOperator(operator): MaybeOperator,
 ) -> Result<Json<wire::ConsortiumView>, ApiError> {
-    let report = state.store.audit().await?;
     let banks = state
         .peers
         .iter()
@@ -116,14 +119,20 @@ pub async fn consortium(
             }
         })
         .collect();
-    let settlement = report
-        .settlement
-        .iter()
-        .map(|(bank, cents)| wire::SettlementPosition {
-            bank: bank.clone(),
-            position: format_cents(*cents),
-        })
-        .collect();
+    let settlement = if operator {
+        let positions = state.store.settlement().await?;
+        Some(
+            positions
+                .into_iter()
+                .map(|(bank, cents)| wire::SettlementPosition {
+                    bank,
+                    position: format_cents(cents),
+                })
+                .collect(),
+        )
+    } else {
+        None
+    };
     Ok(Json(wire::ConsortiumView {
         bank: state.bank.to_string(),
         banks,

@@ -362,7 +362,7 @@ async fn the_node_describes_itself() {
     for name in ["statements_chain_every_entry", "every_reference_resolves"] {
         assert!(checks.contains(&name), "{checks:?}");
     }
-    let consortium = bank.get("/api/v1/consortium", None).await;
+    let consortium = bank.get("/api/v1/consortium", Some(OPERATOR_TOKEN)).await;
     assert_eq!(
         consortium.body["settlement"][0]["bank"], "20000002",
         "a settlement account exists for each peer"

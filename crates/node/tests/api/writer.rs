@@ -253,3 +253,27 @@ async fn money_going_round_cannot_overflow_the_counters_or_stop_the_bank() {
         .await;
     assert_eq!(again.status, StatusCode::CREATED, "{}", again.body);
 }
+
+/// The consortium view shows the banks to anyone, but settlement positions (what the bank owes
+/// and is owed) only to its operator, and reads them without auditing the ledger.
+#[tokio::test]
+async fn settlement_positions_are_for_the_operator() {
+    let bank = spawn_bank().await;
+    let public = bank.get("/api/v1/consortium", None).await;
+    assert_eq!(public.status, StatusCode::OK);
+    assert!(
+        public.body["banks"]
+            .as_array()
+            .is_some_and(|b| !b.is_empty())
+    );
+    assert!(public.body.get("settlement").is_none(), "{}", public.body);
+    let ana = bank.individual("Ana Curiosa").await;
+    let customer = bank.get("/api/v1/consortium", Some(&ana.token)).await;
+    assert!(
+        customer.body.get("settlement").is_none(),
+        "{}",
+        customer.body
+    );
+    let operator = bank.get("/api/v1/consortium", Some(OPERATOR_TOKEN)).await;
+    assert_eq!(operator.body["settlement"][0]["position"], "0.00");
+}

@@ -84,6 +84,8 @@ pub struct SqliteStore {
     bank: String,
     queue: mpsc::Sender<Job>,
     faults: Arc<std::sync::atomic::AtomicBool>,
+    /// Permits for full-ledger audits ([`crate::AUDITS_AT_ONCE_MAX`]).
+    audits: tokio::sync::Semaphore,
     readers: Arc<Readers>,
     clock: Arc<SharedClock>,
 }
@@ -228,6 +230,7 @@ impl SqliteStore {
             bank: bank.to_string(),
             queue: sender,
             faults,
+            audits: tokio::sync::Semaphore::new(crate::AUDITS_AT_ONCE_MAX),
             readers,
             clock,
         })
@@ -705,14 +708,43 @@ impl Store for SqliteStore {
     }
 
     async fn audit(&self) -> Result<AuditRecord, StoreError> {
+        let _running = self
+            .audits
+            .try_acquire()
+            .map_err(|_| StoreError::AuditInProgress)?;
         let clock = self.clock.last().to_string();
         self.read(move |conn| read::audit(conn, clock)).await
+    }
+
+    async fn settlement(&self) -> Result<Vec<(String, i64)>, StoreError> {
+        self.read(read::settlement).await
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A full-ledger audit reads every row: while one runs, another is refused at once rather
+    /// than piling up beside it.
+    #[tokio::test]
+    async fn audits_run_one_at_a_time() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = SqliteStore::open(
+            &dir.path().join("ledger.db"),
+            BankCode::parse("10000001").unwrap(),
+            &[],
+            Arc::new(SharedClock::default()),
+        )
+        .unwrap();
+        let running = store.audits.try_acquire().unwrap();
+        assert!(matches!(
+            store.audit().await,
+            Err(StoreError::AuditInProgress)
+        ));
+        drop(running);
+        assert!(store.audit().await.unwrap().ok());
+    }
 
     #[test]
     fn a_reading_sees_one_snapshot_while_the_writer_commits() {

@@ -469,6 +469,13 @@ pub fn broken_references(conn: &Connection) -> rusqlite::Result<i64> {
     )
 }
 
+/// Each other bank's code and this bank's position with it (positive: it owes this bank).
+pub fn settlement(conn: &Connection) -> rusqlite::Result<Vec<(String, i64)>> {
+    conn.prepare_cached("SELECT peer_bank, debits_posted - credits_posted FROM accounts WHERE kind = 'settlement' ORDER BY peer_bank")?
+        .query_map([], |row| Ok((row.get(0)?, row.get(1)?)))?
+        .collect()
+}
+
 /// This bank's ledger totals and the result of every invariant that can be checked locally
 /// (DESIGN §3: 1, 2, and the local half of 4; 3 needs the other banks, so the positions are
 /// reported for the consortium audit to compare).
@@ -485,10 +492,7 @@ pub fn audit(conn: &Connection, clock: String) -> rusqlite::Result<AuditRecord> 
         [],
         |row| Ok((row.get(0)?, row.get(1)?)),
     )?;
-    let settlement: Vec<(String, i64)> = conn
-        .prepare("SELECT peer_bank, debits_posted - credits_posted FROM accounts WHERE kind = 'settlement' ORDER BY peer_bank")?
-        .query_map([], |row| Ok((row.get(0)?, row.get(1)?)))?
-        .collect::<rusqlite::Result<_>>()?;
+    let settlement = settlement(conn)?;
     let negative: i64 = conn.query_row(
         "SELECT COUNT(*) FROM accounts WHERE kind IN ('individual', 'company', 'joint')
          AND (credits_posted - debits_posted < 0 OR credits_posted - debits_posted - debits_pending < 0)",
