@@ -19,8 +19,11 @@ use std::sync::Arc;
 use std::time::Duration;
 
 /// A message from one bank's directory to another's.
+// Externally tagged, like `Reply`: serde buffers an internally tagged enum's content, and
+// then cannot read openraft's membership maps (JSON object keys) back as the u64 node ids they
+// are. The mesh's JSON round trip caught it.
 #[derive(Debug, Clone, Serialize, Deserialize)]
-#[serde(tag = "rpc", rename_all = "snake_case")]
+#[serde(rename_all = "snake_case")]
 pub enum Message {
     AppendEntries(AppendEntriesRequest<TypeConfig>),
     Vote(VoteRequest<NodeId>),
@@ -31,7 +34,7 @@ pub enum Message {
 
 /// The answer to a [`Message`], of the matching kind.
 #[derive(Debug, Serialize, Deserialize)]
-#[serde(tag = "rpc", content = "result", rename_all = "snake_case")]
+#[serde(rename_all = "snake_case")]
 pub enum Reply {
     AppendEntries(Result<AppendEntriesResponse<NodeId>, RaftError<NodeId>>),
     Vote(Result<VoteResponse<NodeId>, RaftError<NodeId>>),
