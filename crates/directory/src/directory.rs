@@ -3,7 +3,7 @@
 //! local, from this bank's own copy.
 
 use crate::model::{AccountRef, Applied, Command, Conflict, Customer, PixEntry};
-use crate::network::{Message, Network, Refused, Reply, Transport};
+use crate::network::{Forged, Message, Network, Refused, Reply, Transport};
 use crate::state::{self, ReadError};
 use crate::store::{self, OpenError};
 use crate::{NodeId, TypeConfig};
@@ -328,8 +328,29 @@ impl Directory {
         self.wait_applied(index, Instant::now() + timeout).await
     }
 
-    /// Serves a message another bank's directory sent this one (the receiving end of the
-    /// [`Transport`]).
+    /// Serves a message that bank `from` sent and signed: refused unless `from` is a member
+    /// and the message speaks for `from` (a bank cannot stand for election, or lead, in
+    /// another's name). The signature keeps outsiders out; Raft itself trusts its members to
+    /// follow the protocol.
+    pub async fn handle_from(&self, from: NodeId, message: Message) -> Result<Reply, Forged> {
+        let speaks_for = message.speaks_for();
+        let member = self
+            .inner
+            .raft
+            .metrics()
+            .borrow()
+            .membership_config
+            .membership()
+            .get_node(&from)
+            .is_some();
+        if !member || speaks_for.is_some_and(|id| id != from) {
+            return Err(Forged { from, speaks_for });
+        }
+        Ok(self.handle(message).await)
+    }
+
+    /// Serves a message another bank's directory sent this one, unchecked (see
+    /// [`Directory::handle_from`]).
     pub async fn handle(&self, message: Message) -> Reply {
         let raft = &self.inner.raft;
         match message {

@@ -26,7 +26,7 @@ pub use directory::{Directory, DirectoryError, FORWARDS_MAX, SNAPSHOT_CHUNK_BYTE
 pub use model::{
     AccountRef, Applied, Command, Conflict, Customer, Effect, FIELD_BYTES_MAX, PixEntry, Response,
 };
-pub use network::{Message, Refused, Reply, Transport, TransportError};
+pub use network::{Forged, Message, Refused, Reply, Transport, TransportError};
 pub use state::ReadError;
 
 /// A bank's id in the Raft group. bankd uses the number its 8-digit code spells

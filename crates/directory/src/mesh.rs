@@ -105,7 +105,11 @@ impl Transport for Endpoint {
             return Err(lost(target, "not running"));
         };
         let message = through_json(target, &message)?;
-        let reply = member.handle(message).await;
+        // Checked as bankd checks a signed message: the sender is a member, and speaks for itself.
+        let reply = member
+            .handle_from(self.from, message)
+            .await
+            .map_err(|e| lost(target, e.to_string()))?;
         // A partition that began while the call ran loses the reply.
         if self.mesh.cut(self.from, target) {
             return Err(lost(target, "partitioned"));

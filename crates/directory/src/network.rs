@@ -32,6 +32,28 @@ pub enum Message {
     Write(Command),
 }
 
+impl Message {
+    /// The bank this message speaks for: the candidate of a vote request, the leader of an
+    /// append or a snapshot. `None` for a forwarded write, which any member may send.
+    pub fn speaks_for(&self) -> Option<NodeId> {
+        match self {
+            Message::AppendEntries(rpc) => rpc.vote.leader_id().voted_for(),
+            Message::Vote(rpc) => rpc.vote.leader_id().voted_for(),
+            Message::InstallSnapshot(rpc) => rpc.vote.leader_id().voted_for(),
+            Message::Write(_) => None,
+        }
+    }
+}
+
+/// A message refused by [`crate::Directory::handle_from`]: its sender is not a member, or it
+/// speaks for another bank than the one that signed it.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("bank {from} may not send a directory message that speaks for {speaks_for:?}")]
+pub struct Forged {
+    pub from: NodeId,
+    pub speaks_for: Option<NodeId>,
+}
+
 /// The answer to a [`Message`], of the matching kind.
 #[derive(Debug, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]

@@ -616,4 +616,70 @@ async fn a_field_over_its_limit_is_refused_before_the_log() {
     write_retrying(cluster.node(follower), at_limit)
         .await
         .expect("a field at the limit is taken");
+    // A write through a follower answers once the follower has applied it too: a read there
+    // right after sees it (the leader applied it first).
+    assert!(
+        cluster
+            .node(follower)
+            .customer_by_document(&cpf(2))
+            .expect("read")
+            .is_some(),
+        "the follower's own write is not visible there yet"
+    );
+}
+
+/// A member that sends a message speaking for another (standing for election, or leading, in
+/// its name), or a bank outside the group, is refused before Raft sees it. Every message in
+/// these tests goes through the same check (the mesh calls `handle_from`).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_message_speaking_for_another_bank_is_refused() {
+    use openraft::Vote;
+    use openraft::raft::{AppendEntriesRequest, VoteRequest};
+    let cluster = Cluster::start(Settings::default()).await;
+    let leader = cluster.leader(&cluster.ids).await;
+    let others: Vec<NodeId> = cluster
+        .ids
+        .iter()
+        .copied()
+        .filter(|id| *id != leader)
+        .collect();
+    let (forger, victim) = (others[0], others[1]);
+    let term_before = cluster.node(victim).metrics().current_term;
+    let as_leader = directory::Message::AppendEntries(AppendEntriesRequest {
+        vote: Vote::new_committed(term_before + 5, leader),
+        prev_log_id: None,
+        entries: Vec::new(),
+        leader_commit: None,
+    });
+    let as_candidate = directory::Message::Vote(VoteRequest {
+        vote: Vote::new(term_before + 5, leader),
+        last_log_id: None,
+    });
+    for message in [as_leader, as_candidate] {
+        let refused = cluster.node(victim).handle_from(forger, message).await;
+        assert_eq!(
+            refused.err(),
+            Some(directory::Forged {
+                from: forger,
+                speaks_for: Some(leader)
+            })
+        );
+    }
+    let outsider = cluster
+        .node(victim)
+        .handle_from(7, directory::Message::Write(register(1, "outsider", 7)))
+        .await;
+    assert!(outsider.is_err(), "a bank outside the group was served");
+    assert_eq!(
+        cluster.node(victim).metrics().current_term,
+        term_before,
+        "a refused message moved the term"
+    );
+    assert!(
+        cluster
+            .node(victim)
+            .customer_by_username("outsider")
+            .expect("read")
+            .is_none()
+    );
 }
