@@ -29,6 +29,9 @@ pub use model::{
 pub use network::{Forged, Message, Refused, Reply, Transport, TransportError};
 pub use state::ReadError;
 
+/// The directory's file name, beside the bank's ledger in its data folder.
+pub const FILE_NAME: &str = "directory.db";
+
 /// A bank's id in the Raft group. bankd uses the number its 8-digit code spells
 /// ([`node_id`]).
 pub type NodeId = u64;

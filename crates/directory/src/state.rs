@@ -24,7 +24,7 @@ pub(crate) fn migrate(conn: &Connection) -> rusqlite::Result<Result<(), i64>> {
     }
     conn.execute_batch(
         "BEGIN IMMEDIATE;
-         -- Raft's own state: the vote, the committed and the last purged log id (JSON).
+         -- Raft's own state: the vote and the last purged log id (JSON).
          CREATE TABLE raft_meta (name TEXT PRIMARY KEY, value TEXT NOT NULL) WITHOUT ROWID;
          -- The log: one JSON entry per index, without holes.
          CREATE TABLE raft_log (idx INTEGER PRIMARY KEY, entry TEXT NOT NULL);

@@ -228,19 +228,9 @@ impl RaftLogStorage<TypeConfig> for LogStore {
         .await
     }
 
-    async fn save_committed(&mut self, committed: Option<LogId<NodeId>>) -> StoreResult<()> {
-        blocking(&self.conn, ErrorSubject::Store, move |conn| {
-            put_meta(conn, "raft_meta", "committed", &committed)
-        })
-        .await
-    }
-
-    async fn read_committed(&mut self) -> StoreResult<Option<LogId<NodeId>>> {
-        blocking(&self.conn, ErrorSubject::Store, |conn| {
-            Ok(get_meta::<Option<LogId<NodeId>>>(conn, "raft_meta", "committed")?.flatten())
-        })
-        .await
-    }
+    // `save_committed` is left out (openraft's default keeps nothing): `apply` commits the rows
+    // with their position, so on restart the state machine is already where it was, and a
+    // saved commit index would only cost one more fsync per commit.
 
     async fn append<I>(&mut self, entries: I, callback: LogFlushed<TypeConfig>) -> StoreResult<()>
     where
