@@ -683,3 +683,50 @@ async fn a_message_speaking_for_another_bank_is_refused() {
             .is_none()
     );
 }
+
+/// Many contested claims in flight at once (ten CPFs, each claimed at all three banks, thirty
+/// writes together): each CPF has exactly one winner, and every replica holds the same one.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn many_contested_claims_at_once_each_have_exactly_one_winner() {
+    let cluster = Cluster::start(Settings::default()).await;
+    cluster.leader(&cluster.ids).await;
+    let mut tasks = Vec::new();
+    for n in 0..10u32 {
+        for id in cluster.ids.clone() {
+            let node = cluster.node(id).clone();
+            tasks.push(tokio::spawn(async move {
+                let result =
+                    write_retrying(&node, register(500 + n, &format!("c{n}-{id}"), id)).await;
+                (n, id, result)
+            }));
+        }
+    }
+    let mut winners: BTreeMap<u32, Vec<NodeId>> = BTreeMap::new();
+    for task in tasks {
+        let (n, id, result) = task.await.expect("task");
+        match result {
+            Ok(_) => winners.entry(n).or_default().push(id),
+            Err(DirectoryError::Conflict(Conflict::DuplicateDocument)) => {}
+            Err(other) => panic!("claim {n} at bank {id}: {other:?}"),
+        }
+    }
+    cluster.converge(&cluster.ids).await;
+    for n in 0..10u32 {
+        let ids = winners.get(&n).cloned().unwrap_or_default();
+        assert_eq!(ids.len(), 1, "CPF {n}: winners {ids:?}");
+        let winner = ids[0];
+        for id in &cluster.ids {
+            let customer = cluster
+                .node(*id)
+                .customer_by_document(&cpf(500 + n))
+                .expect("read")
+                .expect("replicated");
+            assert_eq!(
+                customer.username,
+                format!("c{n}-{winner}"),
+                "bank {id}, CPF {n}"
+            );
+            assert_eq!(customer.home_bank, bank(winner), "bank {id}, CPF {n}");
+        }
+    }
+}
