@@ -592,7 +592,6 @@ async fn a_field_over_its_limit_is_refused_before_the_log() {
         home_bank: bank(follower),
     };
     let over = named(1, "x".repeat(directory::FIELD_BYTES_MAX + 1));
-    let before = cluster.node(leader).metrics().last_log_index;
     assert_eq!(
         cluster.node(follower).write(over.clone()).await,
         Err(DirectoryError::Invalid("name".to_owned()))
@@ -607,11 +606,6 @@ async fn a_field_over_its_limit_is_refused_before_the_log() {
         }
         other => panic!("a write got {other:?}"),
     }
-    assert_eq!(
-        cluster.node(leader).metrics().last_log_index,
-        before,
-        "nothing was proposed"
-    );
     let at_limit = named(2, "x".repeat(directory::FIELD_BYTES_MAX));
     write_retrying(cluster.node(follower), at_limit)
         .await
@@ -626,6 +620,18 @@ async fn a_field_over_its_limit_is_refused_before_the_log() {
             .is_some(),
         "the follower's own write is not visible there yet"
     );
+    // The refused one was never proposed: had it been, it would have been applied (it is valid
+    // but for its length) before the later write.
+    cluster.converge(&cluster.ids).await;
+    for id in &cluster.ids {
+        assert!(
+            cluster
+                .node(*id)
+                .customer_by_document(&cpf(1))
+                .expect("read")
+                .is_none()
+        );
+    }
 }
 
 /// A member that sends a message speaking for another (standing for election, or leading, in
@@ -670,9 +676,10 @@ async fn a_message_speaking_for_another_bank_is_refused() {
         .handle_from(7, directory::Message::Write(register(1, "outsider", 7)))
         .await;
     assert!(outsider.is_err(), "a bank outside the group was served");
-    assert_eq!(
-        cluster.node(victim).metrics().current_term,
-        term_before,
+    // (Not equality: an election may happen meanwhile on a loaded machine; the forged term is
+    // five ahead, far beyond what one could reach here.)
+    assert!(
+        cluster.node(victim).metrics().current_term < term_before + 5,
         "a refused message moved the term"
     );
     assert!(
