@@ -21,8 +21,8 @@ use std::path::Path;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-/// How long a connection waits for another one's write lock (the log store's and the state
-/// machine's connections share the file) before the write fails.
+/// How long a connection waits for another one's lock on the file before its statement fails
+/// (the writer and the readers share the file; a checkpoint briefly locks readers out).
 const BUSY_TIMEOUT: Duration = Duration::from_secs(10);
 
 type StoreResult<T> = Result<T, StorageError<NodeId>>;
@@ -46,17 +46,16 @@ pub enum OpenError {
     Version(i64),
 }
 
-/// Opens (creating if needed) the file at `path` and returns its log store and state machine,
-/// each on its own connection.
+/// Opens (creating if needed) the file at `path` and returns its log store and state machine.
+/// They share one connection: SQLite lets one writer in at a time anyway, and two connections
+/// would meet at its file lock, where the loser sleeps in SQLite's busy handler (up to 100 ms a
+/// try) instead of queueing on a mutex.
 pub fn open_store(path: &Path) -> Result<(LogStore, StateMachine), OpenError> {
     let conn = open(path)?;
     state::migrate(&conn)?.map_err(OpenError::Version)?;
-    let log = LogStore {
-        conn: Arc::new(Mutex::new(conn)),
-    };
-    let machine = StateMachine {
-        conn: Arc::new(Mutex::new(open(path)?)),
-    };
+    let conn = Arc::new(Mutex::new(conn));
+    let log = LogStore { conn: conn.clone() };
+    let machine = StateMachine { conn };
     Ok((log, machine))
 }
 
