@@ -1,0 +1,431 @@
+//! [`Directory`]: one bank's member of the Raft group. Writes go to the leader (a follower
+//! forwards them over the [`Transport`]) and answer once the leader has applied them; reads are
+//! local, from this bank's own copy.
+
+use crate::model::{AccountRef, Applied, Command, Conflict, Customer, PixEntry};
+use crate::network::{Forged, Message, Network, Refused, Reply, Transport};
+use crate::state::{self, ReadError};
+use crate::store::{self, OpenError};
+use crate::{NodeId, TypeConfig};
+use ledger::{Document, PixKey};
+use openraft::error::{ClientWriteError, InitializeError, RaftError};
+use openraft::{Config, Raft, RaftMetrics, ServerState, SnapshotPolicy};
+use rusqlite::Connection;
+use std::collections::BTreeSet;
+use std::path::Path;
+use std::sync::{Arc, Mutex, Weak};
+use std::time::Duration;
+use tokio::time::Instant;
+
+/// Largest piece of a snapshot sent in one message, in bytes. A chunk travels as a JSON array of
+/// numbers (up to four bytes of text per byte), so this keeps a message well under bankd's
+/// 8 MiB limit on interbank bodies.
+pub const SNAPSHOT_CHUNK_BYTES: u64 = 512 * 1024;
+
+/// How many times a write follows a "not the leader, try that one" answer before giving up.
+pub const FORWARDS_MAX: usize = 3;
+
+/// Timings and sizes of one bank's member; [`Settings::default`] is what bankd uses.
+#[derive(Debug, Clone)]
+pub struct Settings {
+    /// How often the leader tells followers it is there.
+    pub heartbeat: Duration,
+    /// A follower that hears nothing for a random time between these two stands for election.
+    pub election_min: Duration,
+    pub election_max: Duration,
+    /// A snapshot is built after this many entries since the last one…
+    pub snapshot_every: u64,
+    /// …and the log before it purged, keeping this many entries so that a bank a little behind
+    /// catches up from the log rather than a whole snapshot.
+    pub logs_kept: u64,
+    /// The longest a write waits for a leader and its commit before answering `Unavailable`.
+    pub write_timeout: Duration,
+    /// The longest a write waits for an election when no leader is known.
+    pub leader_wait: Duration,
+}
+
+impl Default for Settings {
+    fn default() -> Settings {
+        Settings {
+            heartbeat: Duration::from_millis(150),
+            election_min: Duration::from_millis(750),
+            election_max: Duration::from_millis(1500),
+            snapshot_every: 5_000,
+            logs_kept: 1_000,
+            write_timeout: Duration::from_secs(3),
+            leader_wait: Duration::from_secs(2),
+        }
+    }
+}
+
+impl Settings {
+    fn config(&self) -> Result<Config, String> {
+        let millis = |d: Duration| u64::try_from(d.as_millis()).unwrap_or(u64::MAX);
+        Config {
+            cluster_name: "interbank-directory".to_owned(),
+            heartbeat_interval: millis(self.heartbeat),
+            election_timeout_min: millis(self.election_min),
+            election_timeout_max: millis(self.election_max),
+            snapshot_policy: SnapshotPolicy::LogsSinceLast(self.snapshot_every),
+            max_in_snapshot_log_to_keep: self.logs_kept,
+            snapshot_max_chunk_size: SNAPSHOT_CHUNK_BYTES,
+            ..Config::default()
+        }
+        .validate()
+        .map_err(|e| e.to_string())
+    }
+}
+
+/// What a directory call can fail with.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum DirectoryError {
+    /// No leader could commit the write in time: this bank is cut off from a majority, or an
+    /// election is under way. The write may still take effect; retrying the same command is
+    /// safe (a command already in effect answers `Unchanged`).
+    #[error("the directory cannot reach a majority of the banks")]
+    Unavailable,
+    #[error(transparent)]
+    Conflict(Conflict),
+    /// A field over its limit (`FIELD_BYTES_MAX`); names the field.
+    #[error("{0} is too long")]
+    Invalid(String),
+    /// This bank's own copy could not be read or opened.
+    #[error("directory storage: {0}")]
+    Storage(String),
+}
+
+impl DirectoryError {
+    /// The stable code for the API's problem documents.
+    pub fn code(&self) -> &'static str {
+        match self {
+            DirectoryError::Unavailable => "directory_unavailable",
+            DirectoryError::Conflict(conflict) => conflict.code(),
+            DirectoryError::Invalid(_) => "invalid_request",
+            DirectoryError::Storage(_) => "directory_storage",
+        }
+    }
+}
+
+impl From<ReadError> for DirectoryError {
+    fn from(e: ReadError) -> DirectoryError {
+        DirectoryError::Storage(e.to_string())
+    }
+}
+
+impl From<OpenError> for DirectoryError {
+    fn from(e: OpenError) -> DirectoryError {
+        DirectoryError::Storage(e.to_string())
+    }
+}
+
+/// One bank's member of the directory's Raft group. Cheap to clone.
+#[derive(Clone)]
+pub struct Directory {
+    inner: Arc<Inner>,
+}
+
+/// A directory that does not keep the member running (the mesh's table of members).
+#[derive(Clone)]
+pub(crate) struct WeakDirectory(Weak<Inner>);
+
+impl WeakDirectory {
+    pub(crate) fn upgrade(&self) -> Option<Directory> {
+        self.0.upgrade().map(|inner| Directory { inner })
+    }
+}
+
+struct Inner {
+    id: NodeId,
+    raft: Raft<TypeConfig>,
+    transport: Arc<dyn Transport>,
+    /// Local reads; WAL lets them run beside the state machine's writes.
+    reader: Mutex<Connection>,
+    settings: Settings,
+}
+
+impl Directory {
+    /// Starts this bank's member with [`Settings::default`]; see [`Directory::start_with`].
+    pub async fn start(
+        id: NodeId,
+        members: impl IntoIterator<Item = NodeId>,
+        path: &Path,
+        transport: Arc<dyn Transport>,
+    ) -> Result<Directory, DirectoryError> {
+        Directory::start_with(id, members, path, transport, Settings::default()).await
+    }
+
+    /// Opens (or creates) the directory's file at `path` and starts this bank's member of the
+    /// group of `members` (this bank is added if missing). A new file joins with that
+    /// membership (every bank starting fresh with the same list is safe: they all write the
+    /// same first entry); an existing one resumes where its log and state machine stand and
+    /// catches up from the leader.
+    pub async fn start_with(
+        id: NodeId,
+        members: impl IntoIterator<Item = NodeId>,
+        path: &Path,
+        transport: Arc<dyn Transport>,
+        settings: Settings,
+    ) -> Result<Directory, DirectoryError> {
+        let (log, machine) = store::open_store(path)?;
+        let reader = store::open(path).map_err(|e| DirectoryError::Storage(e.to_string()))?;
+        let config = settings
+            .config()
+            .map_err(|e| DirectoryError::Storage(format!("directory settings: {e}")))?;
+        let network = Network {
+            transport: transport.clone(),
+        };
+        let raft = Raft::new(id, Arc::new(config), network, log, machine)
+            .await
+            .map_err(|e| DirectoryError::Storage(e.to_string()))?;
+        let initialized = raft
+            .is_initialized()
+            .await
+            .map_err(|e| DirectoryError::Storage(e.to_string()))?;
+        if !initialized {
+            let mut members: BTreeSet<NodeId> = members.into_iter().collect();
+            members.insert(id);
+            match raft.initialize(members).await {
+                Ok(()) | Err(RaftError::APIError(InitializeError::NotAllowed(_))) => {}
+                Err(e) => return Err(DirectoryError::Storage(e.to_string())),
+            }
+        }
+        Ok(Directory {
+            inner: Arc::new(Inner {
+                id,
+                raft,
+                transport,
+                reader: Mutex::new(reader),
+                settings,
+            }),
+        })
+    }
+
+    pub(crate) fn downgrade(&self) -> WeakDirectory {
+        WeakDirectory(Arc::downgrade(&self.inner))
+    }
+
+    pub fn id(&self) -> NodeId {
+        self.inner.id
+    }
+
+    /// Commits `command` through the leader and answers once it is applied there (and, when
+    /// this bank is a follower, here too, or the write's deadline passed): so a read here right
+    /// after a successful write sees it.
+    pub async fn write(&self, command: Command) -> Result<Applied, DirectoryError> {
+        command
+            .check()
+            .map_err(|field| DirectoryError::Invalid(field.to_owned()))?;
+        let deadline = Instant::now() + self.inner.settings.write_timeout;
+        let mut hint = None;
+        for _ in 0..FORWARDS_MAX {
+            let leader = match hint.take() {
+                Some(leader) => leader,
+                None => self.leader_before(deadline).await?,
+            };
+            let result = if leader == self.inner.id {
+                self.write_here(command.clone(), deadline).await
+            } else {
+                self.forward(leader, command.clone(), deadline).await
+            };
+            match result {
+                Ok(applied) => {
+                    if leader != self.inner.id {
+                        self.wait_applied(applied.index, deadline).await;
+                    }
+                    return Ok(applied);
+                }
+                Err(Refused::Conflict(conflict)) => return Err(DirectoryError::Conflict(conflict)),
+                Err(Refused::Invalid(field)) => return Err(DirectoryError::Invalid(field)),
+                Err(Refused::Unavailable) => return Err(DirectoryError::Unavailable),
+                Err(Refused::NotLeader(next)) => hint = next.filter(|next| *next != leader),
+            }
+        }
+        Err(DirectoryError::Unavailable)
+    }
+
+    /// The leader this bank knows of, waiting for an election (up to `leader_wait` and the
+    /// deadline) when it knows none.
+    async fn leader_before(&self, deadline: Instant) -> Result<NodeId, DirectoryError> {
+        let until = deadline.min(Instant::now() + self.inner.settings.leader_wait);
+        let mut metrics = self.inner.raft.metrics();
+        loop {
+            if let Some(leader) = metrics.borrow_and_update().current_leader {
+                return Ok(leader);
+            }
+            match tokio::time::timeout_at(until, metrics.changed()).await {
+                Ok(Ok(())) => {}
+                Ok(Err(_)) | Err(_) => return Err(DirectoryError::Unavailable),
+            }
+        }
+    }
+
+    /// Proposes `command` on this bank, which must be the leader.
+    async fn write_here(&self, command: Command, deadline: Instant) -> Result<Applied, Refused> {
+        let raft = &self.inner.raft;
+        {
+            let metrics = raft.metrics();
+            let metrics = metrics.borrow();
+            if metrics.state != ServerState::Leader {
+                return Err(Refused::NotLeader(
+                    metrics.current_leader.filter(|l| *l != self.inner.id),
+                ));
+            }
+            // A leader that has not heard from a majority for longer than an election takes is
+            // probably cut off (and perhaps replaced): refuse at once rather than wait out the
+            // deadline for a commit that cannot come.
+            let lease = self.inner.settings.election_max;
+            if metrics
+                .millis_since_quorum_ack
+                .is_some_and(|ms| u128::from(ms) > lease.as_millis())
+            {
+                return Err(Refused::Unavailable);
+            }
+        }
+        match tokio::time::timeout_at(deadline, raft.client_write(command)).await {
+            Err(_elapsed) => Err(Refused::Unavailable),
+            Ok(Ok(response)) => match response.data {
+                Ok(effect) => Ok(Applied {
+                    index: response.log_id.index,
+                    effect,
+                }),
+                Err(conflict) => Err(Refused::Conflict(conflict)),
+            },
+            Ok(Err(RaftError::APIError(ClientWriteError::ForwardToLeader(forward)))) => {
+                Err(Refused::NotLeader(forward.leader_id))
+            }
+            Ok(Err(_)) => Err(Refused::Unavailable),
+        }
+    }
+
+    async fn forward(
+        &self,
+        leader: NodeId,
+        command: Command,
+        deadline: Instant,
+    ) -> Result<Applied, Refused> {
+        let call = self.inner.transport.call(leader, Message::Write(command));
+        match tokio::time::timeout_at(deadline, call).await {
+            Ok(Ok(Reply::Write(result))) => result,
+            // Unreachable, timed out or a reply of the wrong kind: fail fast, the caller may retry.
+            Ok(Ok(_)) | Ok(Err(_)) | Err(_) => Err(Refused::Unavailable),
+        }
+    }
+
+    /// Waits until this bank has applied the log up to `index`, at most until `deadline`;
+    /// whether it got there.
+    async fn wait_applied(&self, index: u64, deadline: Instant) -> bool {
+        let timeout = deadline.saturating_duration_since(Instant::now());
+        self.inner
+            .raft
+            .wait(Some(timeout))
+            .applied_index_at_least(Some(index), "read your own write")
+            .await
+            .is_ok()
+    }
+
+    /// Waits up to `timeout` until this bank has applied the log up to `index`.
+    pub async fn wait_for_index(&self, index: u64, timeout: Duration) -> bool {
+        self.wait_applied(index, Instant::now() + timeout).await
+    }
+
+    /// Serves a message that bank `from` sent and signed: refused unless `from` is a member
+    /// and the message speaks for `from` (a bank cannot stand for election, or lead, in
+    /// another's name). The signature keeps outsiders out; Raft itself trusts its members to
+    /// follow the protocol.
+    pub async fn handle_from(&self, from: NodeId, message: Message) -> Result<Reply, Forged> {
+        let speaks_for = message.speaks_for();
+        let member = self
+            .inner
+            .raft
+            .metrics()
+            .borrow()
+            .membership_config
+            .membership()
+            .get_node(&from)
+            .is_some();
+        if !member || speaks_for.is_some_and(|id| id != from) {
+            return Err(Forged { from, speaks_for });
+        }
+        Ok(self.handle(message).await)
+    }
+
+    /// Serves a message another bank's directory sent this one, unchecked (see
+    /// [`Directory::handle_from`]).
+    pub async fn handle(&self, message: Message) -> Reply {
+        let raft = &self.inner.raft;
+        match message {
+            Message::AppendEntries(rpc) => Reply::AppendEntries(raft.append_entries(rpc).await),
+            Message::Vote(rpc) => Reply::Vote(raft.vote(rpc).await),
+            Message::InstallSnapshot(rpc) => {
+                Reply::InstallSnapshot(raft.install_snapshot(rpc).await)
+            }
+            Message::Write(command) => Reply::Write(match command.check() {
+                Err(field) => Err(Refused::Invalid(field.to_owned())),
+                Ok(()) => {
+                    let deadline = Instant::now() + self.inner.settings.write_timeout;
+                    self.write_here(command, deadline).await
+                }
+            }),
+        }
+    }
+
+    fn read<T>(
+        &self,
+        read: impl FnOnce(&Connection) -> Result<T, ReadError>,
+    ) -> Result<T, DirectoryError> {
+        let conn = self
+            .inner
+            .reader
+            .lock()
+            .map_err(|_| DirectoryError::Storage("a reader panicked".to_owned()))?;
+        Ok(read(&conn)?)
+    }
+
+    /// The customer with this (lower-cased, as bankd stores it) username, as this bank's copy
+    /// has it.
+    pub fn customer_by_username(&self, username: &str) -> Result<Option<Customer>, DirectoryError> {
+        self.read(|conn| state::customer_by(conn, true, username))
+    }
+
+    pub fn customer_by_document(
+        &self,
+        document: &Document,
+    ) -> Result<Option<Customer>, DirectoryError> {
+        self.read(|conn| state::customer_by(conn, false, document.as_str()))
+    }
+
+    pub fn pix_key(&self, key: &PixKey) -> Result<Option<PixEntry>, DirectoryError> {
+        self.read(|conn| state::pix_key(conn, key))
+    }
+
+    /// Every account the customer holds across the consortium, by bank and number.
+    pub fn accounts_of(&self, document: &Document) -> Result<Vec<AccountRef>, DirectoryError> {
+        self.read(|conn| state::accounts_of(conn, document))
+    }
+
+    /// openraft's view of this member: state, leader, term, log and snapshot positions.
+    pub fn metrics(&self) -> RaftMetrics<NodeId, openraft::EmptyNode> {
+        self.inner.raft.metrics().borrow().clone()
+    }
+
+    /// The leader this bank knows of.
+    pub fn leader(&self) -> Option<NodeId> {
+        self.inner.raft.metrics().borrow().current_leader
+    }
+
+    /// Builds a snapshot now (openraft builds them on its own every `snapshot_every` entries).
+    pub async fn snapshot_now(&self) -> Result<(), DirectoryError> {
+        self.inner
+            .raft
+            .trigger()
+            .snapshot()
+            .await
+            .map_err(|_| DirectoryError::Unavailable)
+    }
+
+    /// Stops this member: it answers nothing more, and its files can be opened again.
+    pub async fn shutdown(&self) {
+        // An error here means it had already stopped.
+        let _ = self.inner.raft.shutdown().await;
+    }
+}
