@@ -3,7 +3,7 @@
 //! Nothing here is for customers directly.
 
 use crate::error::ApiError;
-use crate::interbank::{Envelope, RemoteKey};
+use crate::interbank::{Envelope, RemoteKey, signing};
 use crate::routes::accounts::{StatementQuery, statement_page};
 use crate::routes::{ApiPath, ApiQuery, account_wire};
 use crate::state::AppState;
@@ -63,7 +63,17 @@ pub async fn messages(
             "the envelope names another bank than its signature",
         ));
     }
-    state.clock.observe(envelope.clock);
+    // A stamp further ahead than the signature window is a broken (or hostile) clock: taking
+    // it would carry this bank's clock, and every clock it talks to, into the future for good.
+    if let Err(ahead) = state.clock.observe(envelope.clock, signing::WINDOW_MS) {
+        return Err(ApiError::unprocessable(
+            "clock_ahead",
+            format!(
+                "the envelope's clock is {ahead}; at most {} ms is taken",
+                signing::WINDOW_MS
+            ),
+        ));
+    }
     if !state.interbank.deliver(from, envelope.messages) {
         return Err(ApiError::new(
             StatusCode::SERVICE_UNAVAILABLE,
