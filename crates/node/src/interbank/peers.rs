@@ -171,9 +171,9 @@ pub async fn get(
     Ok(response)
 }
 
-/// Sends a request signed by this bank, and says how long the round trip took. The answer's
-/// `X-Clock` is not observed: an answer is not signed, so anyone between the banks could write
-/// any clock there; the clock moves only on the stamps of signed envelopes.
+/// Sends a request signed by this bank for `link`'s bank, and says how long the round trip took.
+/// The answer's `X-Clock` is not observed: an answer is not signed, so anyone between the banks
+/// could write any clock there; the clock moves only on the stamps of signed envelopes.
 async fn signed(
     shared: &Shared,
     link: &PeerLink,
@@ -184,6 +184,7 @@ async fn signed(
     let headers = signing::sign(
         &shared.key,
         shared.me,
+        link.code,
         method.as_str(),
         path,
         &body,
