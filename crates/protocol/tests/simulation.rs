@@ -444,7 +444,7 @@ impl Sim {
         let now = self.now;
         let outputs = self.banks[index]
             .coordinator
-            .begin(txn, plan(&movements), now);
+            .begin(txn, plan(codes[index], &movements), now);
         self.run(index, outputs);
     }
 
