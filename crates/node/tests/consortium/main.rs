@@ -3,6 +3,7 @@
 //! restarted; afterwards every acknowledged payment is committed exactly once, no hold is left,
 //! and DESIGN §3 invariants 1–4 hold across the banks.
 
+mod adversarial;
 mod cluster;
 
 use cluster::{CODES, Cluster, Customer, cents, unique, violations};
