@@ -230,6 +230,18 @@ impl Verifier {
                     format!("the signature does not match bank {code}'s key"),
                 )
             })?;
+        // A replay is known before its body is read too (`accept` checks again, and records).
+        if self
+            .seen
+            .lock()
+            .expect("nonce lock")
+            .contains_key(&(code, nonce.to_string()))
+        {
+            return Err(refused(
+                "replayed_request",
+                "this request was already received",
+            ));
+        }
         Ok(Signed {
             verifier: self,
             bank: code,
@@ -446,6 +458,11 @@ mod tests {
                 .verify("POST", path, &signed, b"{}", 1_000_000)
                 .unwrap(),
             bank
+        );
+        assert_eq!(
+            code(verifier.check_headers("POST", path, &signed, 1_000_000)),
+            "replayed_request",
+            "a replay is refused before its body is read"
         );
     }
 
