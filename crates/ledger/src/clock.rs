@@ -1,6 +1,10 @@
 //! A hybrid logical clock: physical milliseconds plus a logical counter. It never goes
 //! backwards, stays close to wall time, and orders events across banks the way Lamport clocks
 //! do once the interbank messages carry stamps. The caller passes the wall time in.
+//!
+//! A stamp received from elsewhere is taken only when it is at most `max_ahead_ms` ahead of the
+//! local wall time ([`Hlc::observe`]): one stamp from the far future would otherwise move this
+//! clock (and through it every clock it talks to) there for good.
 
 use std::fmt;
 
@@ -28,6 +32,23 @@ impl fmt::Display for Stamp {
     }
 }
 
+/// A received stamp further ahead of the local wall time than allowed; the clock did not move.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct TooFarAhead {
+    /// How far ahead of the local wall time the stamp was.
+    pub ahead_ms: u64,
+}
+
+impl fmt::Display for TooFarAhead {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "a clock {} ms ahead of this one's wall time",
+            self.ahead_ms
+        )
+    }
+}
+
 #[derive(Debug, Clone, Default)]
 pub struct Hlc {
     last: Stamp,
@@ -52,8 +73,19 @@ impl Hlc {
         self.last
     }
 
-    /// The stamp of receiving a message stamped `remote`: past both the local clock and it.
-    pub fn observe(&mut self, remote: Stamp, wall_ms: u64) -> Stamp {
+    /// The stamp of receiving a message stamped `remote`: past both the local clock and it; or,
+    /// when `remote` is more than `max_ahead_ms` ahead of `wall_ms`, a refusal that changes
+    /// nothing.
+    pub fn observe(
+        &mut self,
+        remote: Stamp,
+        wall_ms: u64,
+        max_ahead_ms: u64,
+    ) -> Result<Stamp, TooFarAhead> {
+        let ahead_ms = remote.physical_ms.saturating_sub(wall_ms);
+        if ahead_ms > max_ahead_ms {
+            return Err(TooFarAhead { ahead_ms });
+        }
         let latest = self.last.max(remote);
         self.last = if wall_ms > latest.physical_ms {
             Stamp {
@@ -63,7 +95,7 @@ impl Hlc {
         } else {
             self.bump(latest)
         };
-        self.last
+        Ok(self.last)
     }
 
     pub fn last(&self) -> Stamp {
@@ -77,8 +109,9 @@ impl Hlc {
                 logical,
             },
             // Four billion events in one millisecond: move physical time on instead of wrapping.
+            // (Saturating: a clock at the end of time stays there rather than wrap to 1970.)
             None => Stamp {
-                physical_ms: stamp.physical_ms + 1,
+                physical_ms: stamp.physical_ms.saturating_add(1),
                 logical: 0,
             },
         }
@@ -116,7 +149,7 @@ mod tests {
             physical_ms: 500,
             logical: 7,
         };
-        let stamp = clock.observe(remote, 120);
+        let stamp = clock.observe(remote, 120, 1_000).unwrap();
         assert_eq!(
             stamp,
             Stamp {
@@ -126,11 +159,50 @@ mod tests {
         );
         assert!(clock.tick(130) > stamp);
         assert_eq!(
-            clock.observe(remote, 900),
-            Stamp {
+            clock.observe(remote, 900, 1_000),
+            Ok(Stamp {
                 physical_ms: 900,
                 logical: 0
-            }
+            })
+        );
+    }
+
+    #[test]
+    fn a_stamp_too_far_ahead_is_refused_and_moves_nothing() {
+        let mut clock = Hlc::default();
+        let before = clock.tick(1_000);
+        let future = Stamp {
+            physical_ms: 200_000_000_000_000,
+            logical: 0,
+        };
+        assert_eq!(
+            clock.observe(future, 1_000, 30_000),
+            Err(TooFarAhead {
+                ahead_ms: 200_000_000_000_000 - 1_000
+            })
+        );
+        assert_eq!(clock.last(), before);
+        let edge = Stamp {
+            physical_ms: 31_000,
+            logical: 0,
+        };
+        assert_eq!(
+            clock.observe(edge, 1_000, 30_000),
+            Ok(Stamp {
+                physical_ms: 31_000,
+                logical: 1
+            })
+        );
+        let end = Stamp {
+            physical_ms: u64::MAX,
+            logical: u32::MAX,
+        };
+        assert!(clock.observe(end, 1_000, 30_000).is_err());
+        let mut stuck = Hlc::starting_after(end);
+        assert_eq!(
+            stuck.tick(1_000).physical_ms,
+            u64::MAX,
+            "saturates instead of wrapping or panicking"
         );
     }
 

@@ -57,6 +57,8 @@ fn base36(digits: &[u8]) -> u64 {
 
 impl EndToEndId {
     pub const LEN: usize = 32;
+    /// The first sequence [`EndToEndId::sequenced`] cannot hold (36^11).
+    pub const SEQUENCE_END: u64 = SEQUENCE_END;
 
     /// Builds an id from the bank, the UTC minute as `yyyyMMddHHmm`, and 11 random bytes (the
     /// caller supplies randomness; this crate reads no random source).

@@ -16,7 +16,7 @@ mod serde_impls;
 
 pub use account::{AccountKind, AccountNumber};
 pub use amount::{Amount, AmountError};
-pub use clock::{Hlc, Stamp};
+pub use clock::{Hlc, Stamp, TooFarAhead};
 pub use document::{Cnpj, Cpf, Document, DocumentError, PartyKind};
 pub use ids::{BankCode, EndToEndId};
 pub use pix::{PixKey, PixKeyError, PixKeyType};

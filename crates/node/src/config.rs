@@ -31,6 +31,21 @@ pub struct Peer {
     pub url: String,
     /// The bank's Ed25519 public key, hex; every interbank request it signs is checked with it.
     pub public_key: String,
+    /// The key the bank will sign with next, hex, listed ahead of a key change: requests signed
+    /// with either are accepted (each names its key by id, `interbank::signing::key_id`), so the
+    /// bank may switch keys before every other bank has the new file.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub next_public_key: Option<String>,
+}
+
+impl Peer {
+    /// The keys this bank may sign with: its current one, and its next one when listed.
+    pub fn public_keys(&self) -> Result<Vec<ed25519_dalek::VerifyingKey>, String> {
+        std::iter::once(&self.public_key)
+            .chain(&self.next_public_key)
+            .map(|key| parse_public_key(key))
+            .collect()
+    }
 }
 
 #[derive(Debug, Clone, Deserialize, serde::Serialize)]
@@ -159,10 +174,12 @@ impl Config {
             None => generate_key(),
         };
         if let Some(me) = peers.iter().find(|p| p.code == code)
-            && parse_public_key(&me.public_key).ok() != Some(key.verifying_key())
+            && !me
+                .public_keys()
+                .is_ok_and(|keys| keys.contains(&key.verifying_key()))
         {
             return Err(format!(
-                "the consortium file lists another public key for bank {code} than its key file's"
+                "the consortium file lists other public keys for bank {code} than its key file's"
             ));
         }
         Ok(Config {
@@ -195,7 +212,7 @@ pub fn load_consortium(path: &Path) -> Result<Vec<Peer>, String> {
                 peer.code
             )
         })?;
-        parse_public_key(&peer.public_key)
+        peer.public_keys()
             .map_err(|e| format!("{}: bank {}: {e}", path.display(), peer.code))?;
     }
     Ok(consortium.banks)

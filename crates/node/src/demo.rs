@@ -120,6 +120,7 @@ pub async fn start(
             name: name.to_string(),
             url: format!("http://127.0.0.1:{}", ports[usize::from(i)]),
             public_key: public_key_hex(key),
+            next_public_key: None,
         })
         .collect();
     let consortium_path = dir.join("consortium.toml");

@@ -75,6 +75,23 @@ impl Drop for InFlight<'_> {
     }
 }
 
+/// The first end-to-end id sequence of a bank that starts now: microseconds since the epoch,
+/// past the last stamp the store recorded, so a restarted bank starts above every id it made
+/// before (unless it had made more than a million a second). A recorded clock too far ahead for
+/// an id to carry (a far-future stamp taken before such stamps were refused) is not followed:
+/// the wall time's sequence is used instead, as the UTC minute in every id already keeps ids of
+/// different minutes apart.
+fn first_e2e_sequence(wall_ms: u64, clock_ms: u64) -> u64 {
+    let micros = |ms: u64| {
+        ms.checked_add(1)
+            .and_then(|ms| ms.checked_mul(1_000))
+            .filter(|sequence| *sequence < EndToEndId::SEQUENCE_END / 2)
+    };
+    micros(wall_ms.max(clock_ms))
+        .or_else(|| micros(wall_ms))
+        .unwrap_or(0)
+}
+
 impl AppState {
     #[allow(clippy::too_many_arguments)]
     pub fn new(
@@ -87,10 +104,7 @@ impl AppState {
         peers: Vec<crate::config::Peer>,
         interbank: Arc<crate::interbank::Interbank>,
     ) -> AppState {
-        // Microseconds since the epoch (and past the last stamp the store recorded): a restarted
-        // bank starts above every id it made before, unless it had made more than a million a
-        // second.
-        let first_sequence = (store::wall_ms().max(clock.last().physical_ms) + 1) * 1_000;
+        let first_sequence = first_e2e_sequence(store::wall_ms(), clock.last().physical_ms);
         AppState {
             bank,
             name,
@@ -168,7 +182,13 @@ impl AppState {
         let count = count as u64;
         let first = self.e2e_sequence.fetch_add(count, Ordering::Relaxed);
         let bank = self.bank;
-        (first..first + count).map(move |sequence| EndToEndId::sequenced(bank, &minute, sequence))
+        // 11 base-36 digits hold 1.3e17 sequences, ~70 years of a million ids a second from
+        // today's first one; one past the end wraps (with the minute beside it, still unique)
+        // rather than panic.
+        (0..count).map(move |i| {
+            let sequence = first.wrapping_add(i) % EndToEndId::SEQUENCE_END;
+            EndToEndId::sequenced(bank, &minute, sequence)
+        })
     }
 
     /// Runs a command through the store, honouring the request's `Idempotency-Key`: the same
@@ -288,4 +308,26 @@ fn idempotency_key(headers: &HeaderMap) -> Result<Option<String>, ApiError> {
             format!("Idempotency-Key is 1 to {IDEMPOTENCY_KEY_LEN_MAX} visible ASCII characters"),
         )
     })
+}
+
+#[cfg(test)]
+mod e2e_sequence_tests {
+    use super::*;
+
+    #[test]
+    fn a_clock_from_the_far_future_does_not_overflow_the_id_sequence() {
+        let wall = 1_764_000_000_000;
+        assert_eq!(first_e2e_sequence(wall, wall - 5), (wall + 1) * 1_000);
+        assert_eq!(first_e2e_sequence(wall, wall + 7), (wall + 8) * 1_000);
+        // The year 8307 (the stamp of the clock-poisoning report) and the end of time.
+        for clock in [200_000_000_000_000, u64::MAX] {
+            assert_eq!(first_e2e_sequence(wall, clock), (wall + 1) * 1_000);
+        }
+        let bank = BankCode::parse("10000001").unwrap();
+        let last = EndToEndId::SEQUENCE_END - 1;
+        assert_eq!(
+            EndToEndId::sequenced(bank, "202612010000", last).sequence(),
+            last
+        );
+    }
 }

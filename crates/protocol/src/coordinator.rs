@@ -209,8 +209,16 @@ impl<P: Clone> Coordinator<P> {
 
     /// A participant asks for the outcome. Known decision: resend it. Undecided: decide abort
     /// now. Unknown here: presumed abort, made durable before it is answered. (A caller whose
-    /// store may hold a decision this machine has put away restores it first.)
+    /// store may hold a decision this machine has put away restores it first.) A bank that is
+    /// not a participant of a known transaction is told nothing and changes nothing.
     fn on_query(&mut self, from: BankCode, id: TxnId, now_ms: u64) -> Vec<Output<P>> {
+        if self
+            .txns
+            .get(&id)
+            .is_some_and(|t| !t.participants.contains(&from))
+        {
+            return Vec::new();
+        }
         match self.txns.get(&id).map(|t| t.decision) {
             Some(Some(commit)) => vec![Output::Send {
                 to: from,
@@ -283,5 +291,47 @@ impl<P: Clone> Coordinator<P> {
             out.extend(self.decide(id, false, Some(crate::reasons::TIMEOUT.into()), now_ms));
         }
         out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use ledger::EndToEndId;
+
+    fn bank(code: &str) -> BankCode {
+        BankCode::parse(code).unwrap()
+    }
+
+    /// A bank outside a transaction that asks about it is told nothing and changes nothing: it
+    /// used to get the decision, and its query about an undecided transaction aborted it.
+    #[test]
+    fn a_query_from_outside_a_transaction_changes_and_tells_nothing() {
+        let (a, b, c) = (bank("10000001"), bank("20000002"), bank("30000003"));
+        let mut coordinator = Coordinator::new(a, Timing::default());
+        let txn = EndToEndId::sequenced(a, "202612060000", 1);
+        coordinator.begin(txn.clone(), BTreeMap::from([(a, ()), (b, ())]), 0);
+        let query = || Message::Query { txn: txn.clone() };
+        assert_eq!(coordinator.on_message(c, query(), 10), Vec::new());
+        for voter in [a, b] {
+            let vote = Message::Vote {
+                txn: txn.clone(),
+                yes: true,
+                reason: None,
+            };
+            coordinator.on_message(voter, vote, 20);
+        }
+        assert_eq!(coordinator.on_message(c, query(), 30), Vec::new());
+        assert_eq!(
+            coordinator.on_message(b, query(), 40),
+            vec![Output::Send {
+                to: b,
+                message: Message::Decide {
+                    txn: txn.clone(),
+                    commit: true
+                }
+            }],
+            "a participant is told the decision"
+        );
     }
 }

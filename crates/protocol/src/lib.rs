@@ -20,7 +20,7 @@ mod plan;
 
 pub use coordinator::Coordinator;
 pub use participant::Participant;
-pub use plan::{Endpoint, Leg, Memo, Movement, plan};
+pub use plan::{Endpoint, Leg, Memo, Movement, plan, touched};
 
 use ledger::{BankCode, EndToEndId};
 use serde::{Deserialize, Serialize};

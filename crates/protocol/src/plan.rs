@@ -47,10 +47,27 @@ pub struct Movement {
     pub memo: Memo,
 }
 
-/// Each touched bank's legs. A movement between two banks becomes two legs: the paying bank
-/// credits its settlement account with the receiving bank (it owes it), and the receiving bank
-/// debits its settlement account with the paying bank (it is owed).
-pub fn plan(movements: &[Movement]) -> BTreeMap<BankCode, Vec<Leg>> {
+/// The banks a movement touches when `coordinator` coordinates it, in the order [`plan`] gives
+/// them legs: its two banks, and the coordinator between them when it is neither.
+pub fn touched(coordinator: BankCode, movement: &Movement) -> Vec<BankCode> {
+    let (from_bank, to_bank) = (movement.from.0, movement.to.0);
+    if from_bank == to_bank {
+        vec![from_bank]
+    } else if from_bank == coordinator || to_bank == coordinator {
+        vec![from_bank, to_bank]
+    } else {
+        vec![from_bank, coordinator, to_bank]
+    }
+}
+
+/// Each touched bank's legs when `coordinator` coordinates the movements. A movement between two
+/// banks becomes two legs: the paying bank credits its settlement account with the receiving
+/// bank (it owes it), and the receiving bank debits its settlement account with the paying bank
+/// (it is owed). A movement between two banks that are not the coordinator goes through it (three
+/// legs: payer → coordinator → payee), because a bank takes a leg through a settlement account
+/// only from the bank at the other end of it, the one that signs the part: a settlement leg with
+/// a third bank would book a debt that bank never agreed to.
+pub fn plan(coordinator: BankCode, movements: &[Movement]) -> BTreeMap<BankCode, Vec<Leg>> {
     let mut parts: BTreeMap<BankCode, Vec<Leg>> = BTreeMap::new();
     for movement in movements {
         let (from_bank, to_bank) = (movement.from.0, movement.to.0);
@@ -65,6 +82,19 @@ pub fn plan(movements: &[Movement]) -> BTreeMap<BankCode, Vec<Leg>> {
                 .entry(from_bank)
                 .or_default()
                 .push(leg(movement.from.1.clone(), movement.to.1.clone()));
+        } else if from_bank != coordinator && to_bank != coordinator {
+            parts.entry(from_bank).or_default().push(leg(
+                movement.from.1.clone(),
+                Endpoint::Settlement(coordinator),
+            ));
+            parts.entry(coordinator).or_default().push(leg(
+                Endpoint::Settlement(from_bank),
+                Endpoint::Settlement(to_bank),
+            ));
+            parts.entry(to_bank).or_default().push(leg(
+                Endpoint::Settlement(coordinator),
+                movement.to.1.clone(),
+            ));
         } else {
             parts
                 .entry(from_bank)
@@ -96,20 +126,23 @@ mod tests {
         let (a, b) = (bank("10000001"), bank("20000002"));
         let amount = Amount::from_cents(500).unwrap();
         let memo = Memo::default();
-        let parts = plan(&[
-            Movement {
-                from: (a, account(100001)),
-                to: (b, account(100001)),
-                amount,
-                memo: memo.clone(),
-            },
-            Movement {
-                from: (b, Endpoint::Vault),
-                to: (b, account(100002)),
-                amount,
-                memo: memo.clone(),
-            },
-        ]);
+        let parts = plan(
+            a,
+            &[
+                Movement {
+                    from: (a, account(100001)),
+                    to: (b, account(100001)),
+                    amount,
+                    memo: memo.clone(),
+                },
+                Movement {
+                    from: (b, Endpoint::Vault),
+                    to: (b, account(100002)),
+                    amount,
+                    memo: memo.clone(),
+                },
+            ],
+        );
         assert_eq!(parts.len(), 2);
         assert_eq!(
             parts[&a],
@@ -137,5 +170,49 @@ mod tests {
                 },
             ]
         );
+    }
+
+    #[test]
+    fn a_movement_between_two_other_banks_goes_through_the_coordinator() {
+        let (a, b, c) = (bank("10000001"), bank("20000002"), bank("30000003"));
+        let amount = Amount::from_cents(700).unwrap();
+        let movement = Movement {
+            from: (c, account(100001)),
+            to: (b, account(100002)),
+            amount,
+            memo: Memo::default(),
+        };
+        let parts = plan(a, std::slice::from_ref(&movement));
+        let leg = |from, to| Leg {
+            from,
+            to,
+            amount,
+            memo: Memo::default(),
+        };
+        assert_eq!(
+            parts[&c],
+            vec![leg(account(100001), Endpoint::Settlement(a))]
+        );
+        assert_eq!(
+            parts[&a],
+            vec![leg(Endpoint::Settlement(c), Endpoint::Settlement(b))]
+        );
+        assert_eq!(
+            parts[&b],
+            vec![leg(Endpoint::Settlement(a), account(100002))]
+        );
+        assert_eq!(touched(a, &movement), vec![c, a, b]);
+        // Every settlement leg at a bank other than the coordinator is with the coordinator.
+        for (bank, legs) in &parts {
+            if *bank != a {
+                for leg in legs {
+                    for end in [&leg.from, &leg.to] {
+                        if let Endpoint::Settlement(with) = end {
+                            assert_eq!(*with, a);
+                        }
+                    }
+                }
+            }
+        }
     }
 }

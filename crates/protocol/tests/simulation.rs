@@ -368,7 +368,10 @@ impl Sim {
         }
         let now = self.now;
         let bank = &mut self.banks[index];
-        let seen = bank.clock.observe(packet.stamp, now);
+        let seen = bank
+            .clock
+            .observe(packet.stamp, now, 30_000)
+            .expect("the simulated banks share one wall clock");
         assert!(
             seen > packet.stamp,
             "the receiver's clock moves past the sender's"
@@ -441,7 +444,7 @@ impl Sim {
         let now = self.now;
         let outputs = self.banks[index]
             .coordinator
-            .begin(txn, plan(&movements), now);
+            .begin(txn, plan(codes[index], &movements), now);
         self.run(index, outputs);
     }
 

@@ -2,7 +2,7 @@
 //! the HTTP layer (which stamps responses). The pure clock is `ledger::Hlc`; this adds the wall
 //! time and a lock.
 
-use ledger::{Hlc, Stamp};
+use ledger::{Hlc, Stamp, TooFarAhead};
 use std::sync::Mutex;
 use std::time::{SystemTime, UNIX_EPOCH};
 
@@ -30,11 +30,13 @@ impl SharedClock {
         self.hlc.lock().expect("clock lock").tick(wall_ms())
     }
 
-    pub fn observe(&self, remote: Stamp) -> Stamp {
+    /// Moves the clock past a stamp received from another bank, unless that stamp is more than
+    /// `max_ahead_ms` ahead of this machine's wall time (then nothing moves).
+    pub fn observe(&self, remote: Stamp, max_ahead_ms: u64) -> Result<Stamp, TooFarAhead> {
         self.hlc
             .lock()
             .expect("clock lock")
-            .observe(remote, wall_ms())
+            .observe(remote, wall_ms(), max_ahead_ms)
     }
 
     pub fn last(&self) -> Stamp {

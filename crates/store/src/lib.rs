@@ -47,6 +47,20 @@ pub enum StoreError {
 /// Full-ledger audits running at once; each reads every row of the ledger.
 pub const AUDITS_AT_ONCE_MAX: usize = 1;
 
+impl StoreError {
+    /// The database refused the command's data (a constraint: e.g. an end-to-end id already
+    /// used), as opposed to failing to read or write (I/O, a full disk, corruption): the command
+    /// changed nothing, and the store is as sound as before. What another bank asks for and the
+    /// database refuses is a refusal of that request, not a reason to stop.
+    pub fn is_constraint(&self) -> bool {
+        matches!(
+            self,
+            StoreError::Database(rusqlite::Error::SqliteFailure(error, _))
+                if error.code == rusqlite::ErrorCode::ConstraintViolation
+        )
+    }
+}
+
 /// A command the store has taken: resolves to its outcome once it is durable.
 pub type Submitted = Pin<Box<dyn Future<Output = Result<Executed, StoreError>> + Send>>;
 
@@ -116,8 +130,12 @@ pub trait Store: Send + Sync + 'static {
     async fn settlement(&self) -> Result<Vec<(String, i64)>, StoreError>;
     /// Interbank work left unfinished (read at start-up).
     async fn open_interbank(&self) -> Result<OpenInterbank, StoreError>;
-    /// The decision recorded for an interbank transaction this bank coordinated, if any.
-    async fn decision(&self, e2e: &ledger::EndToEndId) -> Result<Option<bool>, StoreError>;
+    /// The decision recorded for an interbank transaction this bank coordinated, if any, with
+    /// the banks it was recorded for (its participants).
+    async fn decision(
+        &self,
+        e2e: &ledger::EndToEndId,
+    ) -> Result<Option<(bool, Vec<ledger::BankCode>)>, StoreError>;
     /// Whether a customer with this document (bare CPF or CNPJ) holds the account: how a bank
     /// checks a request another bank forwards on its customer's behalf.
     async fn held_by_document(

@@ -178,8 +178,21 @@ impl Engine {
                     }
                 }
                 Event::Inbound { from, message } => match message {
+                    // A decision comes from the bank that made the transaction's id (its
+                    // coordinator): from anyone else it could record an abort here ahead of the
+                    // real prepare.
+                    Message::Decide { ref txn, .. } if txn.bank() != from => {
+                        tracing::warn!(%txn, bank = %from, "a decision from a bank that did not make the transaction; ignored");
+                        Vec::new()
+                    }
                     Message::Prepare { .. } | Message::Decide { .. } => {
                         self.participant.on_message(from, message, now)
+                    }
+                    // Only transactions this bank made are its to answer for: a query about
+                    // another bank's id must not record a presumed abort under it here.
+                    Message::Query { txn } if txn.bank() != self.me => {
+                        tracing::warn!(%txn, bank = %from, "a query about a transaction this bank did not make; not answered");
+                        Vec::new()
                     }
                     Message::Query { txn } if !self.coordinator.knows(&txn) => {
                         tokio::spawn(self.effects.clone().answer_query(from, txn));
@@ -352,8 +365,24 @@ impl Effects {
         }
     }
 
-    /// Runs a command, waiting out a full store queue. `None` when the store is shutting down.
+    /// Runs a command, waiting out a full store queue. `None` when the store is shutting down, or
+    /// when the database refused the command's data (a constraint; logged): that changed
+    /// nothing, and it is what another bank asked for that is at fault, not this bank's disk.
     async fn execute(&self, command: Command) -> Option<Executed> {
+        match self.try_execute(command).await {
+            Ok(executed) => Some(executed),
+            Err(error) => {
+                if let Some(error) = error {
+                    tracing::warn!(%error, "the database refused an interbank write; it is not obeyed");
+                }
+                None
+            }
+        }
+    }
+
+    /// [`Effects::execute`], telling a refused write (`Err(Some(error))`, a constraint) from a
+    /// store shutting down (`Err(None)`). Any other failure to write stops the node.
+    async fn try_execute(&self, command: Command) -> Result<Executed, Option<StoreError>> {
         let mut backoff = Duration::from_millis(5);
         loop {
             let request = Request {
@@ -361,12 +390,13 @@ impl Effects {
                 idempotency: None,
             };
             match self.store.execute(request).await {
-                Ok(executed) => return Some(executed),
+                Ok(executed) => return Ok(executed),
                 Err(StoreError::Overloaded) => {
                     tokio::time::sleep(backoff).await;
                     backoff = (backoff * 2).min(Duration::from_secs(1));
                 }
-                Err(StoreError::Closed) => return None,
+                Err(StoreError::Closed) => return Err(None),
+                Err(error) if error.is_constraint() => return Err(Some(error)),
                 Err(error) => {
                     // The protocol's promises rest on durable writes: stop rather than go on.
                     tracing::error!(%error, "a durable interbank write failed; stopping the bank");
@@ -498,9 +528,10 @@ impl Effects {
         }
     }
 
-    /// Holds the part durably and says how this bank votes.
+    /// Holds the part durably and says how this bank votes. A part the database refuses (say,
+    /// under an end-to-end id already used here) is a no vote like any other refusal.
     async fn prepare(&self, txn: TxnId, coordinator: BankCode, part: Part) -> Option<Event> {
-        if let Some((leg, code)) = self.refusal(coordinator, &part).await {
+        if let Some((leg, code)) = self.refusal(&txn, coordinator, &part).await {
             tracing::warn!(%txn, bank = %coordinator, leg, code, "refused a part another bank sent");
             let reason = LegRefusal {
                 bank: self.me,
@@ -520,7 +551,24 @@ impl Effects {
             legs: part.legs,
             payment: part.payment,
         };
-        let executed = self.execute(command).await?;
+        let executed = match self.try_execute(command).await {
+            Ok(executed) => executed,
+            Err(None) => return None,
+            Err(Some(error)) => {
+                tracing::warn!(%txn, bank = %coordinator, %error, "the database refused a part; voting no");
+                let reason = LegRefusal {
+                    bank: self.me,
+                    leg: 0,
+                    code: "not_allowed".into(),
+                };
+                return Some(Event::Prepared {
+                    txn,
+                    yes: false,
+                    reason: Some(reason.to_string()),
+                    finished_before: false,
+                });
+            }
+        };
         fault::hit(Point::AfterPrepare);
         Some(match executed.outcome {
             Outcome::Vote { yes, reason } => Event::Prepared {
@@ -564,14 +612,31 @@ impl Effects {
     /// account (a payment arriving); anything touching a customer's money otherwise (a debit, a
     /// cash deposit) only on behalf of a customer holding that account here. Parts from this
     /// bank's own coordinator were authorised when the customer asked.
-    async fn refusal(&self, coordinator: BankCode, part: &Part) -> Option<(usize, &'static str)> {
+    ///
+    /// The only settlement account a part may touch is the one with its coordinator, the bank
+    /// that signed it: a leg through the settlement account with a third bank would book money
+    /// here as owed by (or to) a bank that never agreed (payments between two other banks go
+    /// through the coordinator, `protocol::plan`). And the transaction's id must be one the
+    /// coordinator made (its ISPB, characters 1..9): another bank's ids are not its to use.
+    async fn refusal(
+        &self,
+        txn: &TxnId,
+        coordinator: BankCode,
+        part: &Part,
+    ) -> Option<(usize, &'static str)> {
         if coordinator == self.me {
             return None;
         }
-        if part.legs.is_empty() {
+        if part.legs.is_empty() || txn.bank() != coordinator {
             return Some((0, "not_allowed"));
         }
         for (index, leg) in part.legs.iter().enumerate() {
+            let third_bank = [&leg.from, &leg.to]
+                .into_iter()
+                .any(|end| matches!(end, Endpoint::Settlement(bank) if *bank != coordinator));
+            if third_bank {
+                return Some((index, "not_allowed"));
+            }
             let holder_needed = match (&leg.from, &leg.to) {
                 (Endpoint::Settlement(_), Endpoint::Account(_)) => None,
                 (Endpoint::Account(number), _) | (Endpoint::Vault, Endpoint::Account(number)) => {
@@ -597,10 +662,17 @@ impl Effects {
     }
 
     /// A bank asks about a transaction the coordinator has put away: the store's decision if it
-    /// has one, otherwise presumed abort (recorded by the coordinator before it answers).
+    /// has one (told only to the banks it was recorded for), otherwise presumed abort (recorded
+    /// by the coordinator before it answers).
     async fn answer_query(self: Arc<Self>, from: BankCode, txn: TxnId) {
         match self.store.decision(&txn).await {
-            Ok(Some(commit)) => self.send(from, Message::Decide { txn, commit }),
+            Ok(Some((commit, participants))) => {
+                if participants.contains(&from) {
+                    self.send(from, Message::Decide { txn, commit });
+                } else {
+                    tracing::warn!(%txn, bank = %from, "a bank asked about a transaction it is not part of; not answered");
+                }
+            }
             Ok(None) => {
                 let _ = self.events.send(Event::QueryUnknown { from, txn }).await;
             }

@@ -13,7 +13,7 @@ pub mod fault;
 pub mod peers;
 pub mod signing;
 
-use crate::config::{Peer, parse_public_key};
+use crate::config::Peer;
 use ed25519_dalek::SigningKey;
 use ledger::{BankCode, PixKey, Stamp};
 use peers::{PeerLink, Status};
@@ -126,7 +126,8 @@ impl Interbank {
             }
             keys.insert(
                 code,
-                parse_public_key(&peer.public_key).map_err(|e| format!("bank {code}: {e}"))?,
+                peer.public_keys()
+                    .map_err(|e| format!("bank {code}: {e}"))?,
             );
             let (link, queue) = PeerLink::new(code, peer.name.clone(), peer.url.clone());
             tokio::spawn(peers::run_outbox(
@@ -148,7 +149,7 @@ impl Interbank {
         Ok(Arc::new(Interbank {
             shared,
             links,
-            verifier: Verifier::new(keys),
+            verifier: Verifier::new(me, keys),
             events,
             stop,
         }))

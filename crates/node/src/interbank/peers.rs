@@ -7,7 +7,7 @@
 
 use super::signing;
 use super::{Envelope, Part, Shared};
-use ledger::{BankCode, Stamp};
+use ledger::BankCode;
 use protocol::Message;
 use std::sync::Arc;
 use std::sync::Mutex;
@@ -144,7 +144,7 @@ impl PeerLink {
     }
 }
 
-/// Posts a signed request to a peer; the answer's clock moves this bank's clock forward.
+/// Posts a signed request to a peer.
 pub async fn post(
     shared: &Shared,
     link: &PeerLink,
@@ -171,8 +171,9 @@ pub async fn get(
     Ok(response)
 }
 
-/// Sends a request signed by this bank; the answer's clock moves this bank's clock forward.
-/// Also says how long the round trip took.
+/// Sends a request signed by this bank for `link`'s bank, and says how long the round trip took.
+/// The answer's `X-Clock` is not observed: an answer is not signed, so anyone between the banks
+/// could write any clock there; the clock moves only on the stamps of signed envelopes.
 async fn signed(
     shared: &Shared,
     link: &PeerLink,
@@ -183,6 +184,7 @@ async fn signed(
     let headers = signing::sign(
         &shared.key,
         shared.me,
+        link.code,
         method.as_str(),
         path,
         &body,
@@ -202,19 +204,7 @@ async fn signed(
     }
     let started = Instant::now();
     let response = request.send().await.map_err(|e| e.to_string())?;
-    observe_clock(shared, &response);
     Ok((response, started.elapsed().as_millis() as u64))
-}
-
-fn observe_clock(shared: &Shared, response: &reqwest::Response) {
-    if let Some(stamp) = response
-        .headers()
-        .get("x-clock")
-        .and_then(|v| v.to_str().ok())
-        .and_then(Stamp::parse)
-    {
-        shared.clock.observe(stamp);
-    }
 }
 
 /// Sends the peer's queued messages, one envelope at a time: while an envelope is on its way,

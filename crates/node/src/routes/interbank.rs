@@ -2,13 +2,14 @@
 //! batches, heartbeats, Pix key lookups, and reads of a customer's accounts on their behalf.
 //! Nothing here is for customers directly.
 
+use crate::INTERBANK_BODY_BYTES_MAX;
 use crate::error::ApiError;
-use crate::interbank::{Envelope, RemoteKey};
+use crate::interbank::{Envelope, RemoteKey, signing};
 use crate::routes::accounts::{StatementQuery, statement_page};
 use crate::routes::{ApiPath, ApiQuery, account_wire};
 use crate::state::AppState;
 use axum::Json;
-use axum::body::Bytes;
+use axum::body::{Body, Bytes};
 use axum::extract::State;
 use axum::http::{HeaderMap, Method, StatusCode, Uri};
 use ledger::{AccountNumber, BankCode, PixKey};
@@ -20,24 +21,60 @@ fn signed_path(uri: &Uri) -> &str {
     uri.path_and_query().map_or(uri.path(), |p| p.as_str())
 }
 
+/// A signed request without a body (a GET).
 fn verify(
     state: &AppState,
     method: &Method,
     uri: &Uri,
     headers: &HeaderMap,
-    body: &[u8],
 ) -> Result<BankCode, ApiError> {
     let from = state.interbank.verifier.verify(
         method.as_str(),
         signed_path(uri),
         headers,
-        body,
+        b"",
         wall_ms(),
     )?;
+    heard(state, from);
+    Ok(from)
+}
+
+fn heard(state: &AppState, from: BankCode) {
     if let Some(link) = state.interbank.link(from) {
         link.heard(None);
     }
-    Ok(from)
+}
+
+/// A signed request's body: the signed headers are checked first (a known bank, this bank the
+/// recipient, fresh, signed with that bank's key over the body's digest), and only then is the
+/// body read, at most `INTERBANK_BODY_BYTES_MAX`, and matched against that digest.
+async fn verified_body(
+    state: &AppState,
+    method: &Method,
+    uri: &Uri,
+    headers: &HeaderMap,
+    body: Body,
+) -> Result<(BankCode, Bytes), ApiError> {
+    let signed = state.interbank.verifier.check_headers(
+        method.as_str(),
+        signed_path(uri),
+        headers,
+        wall_ms(),
+    )?;
+    let bytes = axum::body::to_bytes(body, INTERBANK_BODY_BYTES_MAX)
+        .await
+        .map_err(|_| {
+            ApiError::new(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                "body_too_large",
+                format!(
+                    "an interbank body is at most {INTERBANK_BODY_BYTES_MAX} bytes (or it was cut off)"
+                ),
+            )
+        })?;
+    let from = signed.accept(&bytes, wall_ms())?;
+    heard(state, from);
+    Ok((from, bytes))
 }
 
 /// Protocol messages from a bank (none in a heartbeat). Accepted means queued for the engine;
@@ -47,9 +84,9 @@ pub async fn messages(
     method: Method,
     uri: Uri,
     headers: HeaderMap,
-    body: Bytes,
+    body: Body,
 ) -> Result<Json<serde_json::Value>, ApiError> {
-    let from = verify(&state, &method, &uri, &headers, &body)?;
+    let (from, body) = verified_body(&state, &method, &uri, &headers, body).await?;
     if !state.store.is_writing() {
         // A bank that can make nothing durable must not look up to the others (a heartbeat's
         // answer is what keeps it up in their eyes), nor take votes it cannot record.
@@ -72,7 +109,17 @@ pub async fn messages(
             "the envelope names another bank than its signature",
         ));
     }
-    state.clock.observe(envelope.clock);
+    // A stamp further ahead than the signature window is a broken (or hostile) clock: taking
+    // it would carry this bank's clock, and every clock it talks to, into the future for good.
+    if let Err(ahead) = state.clock.observe(envelope.clock, signing::WINDOW_MS) {
+        return Err(ApiError::unprocessable(
+            "clock_ahead",
+            format!(
+                "the envelope's clock is {ahead}; at most {} ms is taken",
+                signing::WINDOW_MS
+            ),
+        ));
+    }
     if !state.interbank.deliver(from, envelope.messages) {
         return Err(ApiError::new(
             StatusCode::SERVICE_UNAVAILABLE,
@@ -94,7 +141,7 @@ pub async fn pix_key(
     headers: HeaderMap,
     ApiPath(key): ApiPath<String>,
 ) -> Result<Json<RemoteKey>, ApiError> {
-    verify(&state, &method, &uri, &headers, b"")?;
+    verify(&state, &method, &uri, &headers)?;
     let not_found = || ApiError::not_found("pix_key_not_found", "no such Pix key at this bank");
     let key = PixKey::parse_any(&key).map_err(|_| not_found())?;
     let record = state.store.pix_key(&key).await?.ok_or_else(not_found)?;
@@ -125,7 +172,7 @@ pub async fn customer_accounts(
     headers: HeaderMap,
     ApiPath(document): ApiPath<String>,
 ) -> Result<Json<Vec<wire::Account>>, ApiError> {
-    verify(&state, &method, &uri, &headers, b"")?;
+    verify(&state, &method, &uri, &headers)?;
     let Some(customer) = state.store.customer_by_document(&document).await? else {
         return Ok(Json(Vec::new()));
     };
@@ -140,7 +187,7 @@ pub async fn customer_account(
     headers: HeaderMap,
     ApiPath((document, number)): ApiPath<(String, String)>,
 ) -> Result<Json<wire::Account>, ApiError> {
-    verify(&state, &method, &uri, &headers, b"")?;
+    verify(&state, &method, &uri, &headers)?;
     let customer = on_behalf_of(&state, &document).await?;
     let number = AccountNumber::parse(&number).ok_or_else(ApiError::account_not_found)?;
     let account = state
@@ -159,7 +206,7 @@ pub async fn customer_statement(
     ApiPath((document, number)): ApiPath<(String, String)>,
     ApiQuery(query): ApiQuery<StatementQuery>,
 ) -> Result<Json<wire::Statement>, ApiError> {
-    verify(&state, &method, &uri, &headers, b"")?;
+    verify(&state, &method, &uri, &headers)?;
     let customer = on_behalf_of(&state, &document).await?;
     let number = AccountNumber::parse(&number).ok_or_else(ApiError::account_not_found)?;
     statement_page(&state, customer.id, number, query)

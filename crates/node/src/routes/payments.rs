@@ -333,7 +333,7 @@ async fn interbank_transfer(
         amount,
         memo,
     };
-    let parts: BTreeMap<BankCode, Part> = protocol::plan(&[movement])
+    let parts: BTreeMap<BankCode, Part> = protocol::plan(state.bank, &[movement])
         .into_iter()
         .map(|(bank, legs)| {
             let payment = (bank != state.bank).then(|| record.clone());
@@ -525,15 +525,16 @@ async fn interbank_package(
         if bank == state.bank {
             own_accounts.push(number);
         }
-        let mut touched = vec![from.0, to.0];
-        touched.dedup();
-        banks.push(touched);
-        movements.push(Movement {
+        let movement = Movement {
             from,
             to,
             amount,
             memo,
-        });
+        };
+        // The banks with a leg of it, as `plan` gives them legs (a movement between two other
+        // banks goes through this one), so a bank's refused leg names its operation.
+        banks.push(protocol::touched(state.bank, &movement));
+        movements.push(movement);
     }
     let e2e = state.new_e2e();
     let pending = store::OperationRecord {
@@ -568,7 +569,7 @@ async fn interbank_package(
         return Ok(respond(executed));
     }
     fault::hit(Point::AfterBegin);
-    let parts: BTreeMap<BankCode, Part> = protocol::plan(&movements)
+    let parts: BTreeMap<BankCode, Part> = protocol::plan(state.bank, &movements)
         .into_iter()
         .map(|(bank, legs)| {
             let part = Part {

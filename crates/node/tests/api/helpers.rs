@@ -66,6 +66,7 @@ pub fn config(data_dir: &Path) -> Config {
         name: "Banco Par".into(),
         url: "http://127.0.0.1:9".into(),
         public_key: node::config::public_key_hex(&node::config::generate_key()),
+        next_public_key: None,
     }];
     config.session_ttl = Duration::from_secs(3600);
     config

@@ -3,6 +3,7 @@
 //! restarted; afterwards every acknowledged payment is committed exactly once, no hold is left,
 //! and DESIGN §3 invariants 1–4 hold across the banks.
 
+mod adversarial;
 mod cluster;
 
 use cluster::{CODES, Cluster, Customer, cents, unique, violations};
@@ -453,6 +454,7 @@ async fn forged_stale_and_replayed_interbank_requests_are_refused() {
     let cluster = Cluster::started().await;
     let key = node::config::read_key(cluster.key_file(0)).unwrap();
     let bank = ledger::BankCode::parse(CODES[0]).unwrap();
+    let to = ledger::BankCode::parse(CODES[1]).unwrap();
     let path = node::interbank::MESSAGES_PATH;
     let body = json!({"from": CODES[0], "clock": "1.0", "messages": []}).to_string();
     let post = |headers: Vec<(&'static str, String)>| {
@@ -472,7 +474,7 @@ async fn forged_stale_and_replayed_interbank_requests_are_refused() {
     };
     let now = store::wall_ms();
     let signed =
-        node::interbank::signing::sign(&key, bank, "POST", path, body.as_bytes(), now).to_vec();
+        node::interbank::signing::sign(&key, bank, to, "POST", path, body.as_bytes(), now).to_vec();
     assert_eq!(
         post(signed.clone()).await.unwrap().status().as_u16(),
         200,
@@ -487,21 +489,33 @@ async fn forged_stale_and_replayed_interbank_requests_are_refused() {
         (401, "unsigned_request".into())
     );
     let stale =
-        node::interbank::signing::sign(&key, bank, "POST", path, body.as_bytes(), now - 60_000)
+        node::interbank::signing::sign(&key, bank, to, "POST", path, body.as_bytes(), now - 60_000)
             .to_vec();
     assert_eq!(
         code(post(stale).await.unwrap()).await,
         (401, "stale_request".into())
     );
     let forger = node::config::generate_key();
-    let forged =
-        node::interbank::signing::sign(&forger, bank, "POST", path, body.as_bytes(), now).to_vec();
+    let mut forged =
+        node::interbank::signing::sign(&forger, bank, to, "POST", path, body.as_bytes(), now)
+            .to_vec();
+    assert_eq!(
+        code(post(forged.clone()).await.unwrap()).await,
+        (401, "unknown_key".into())
+    );
+    // Naming the bank's real key does not make the forger's signature its.
+    let real_id = node::interbank::signing::key_id(&key.verifying_key());
+    for (name, value) in forged.iter_mut() {
+        if *name == node::interbank::signing::HEADER_KEY_ID {
+            *value = real_id.clone();
+        }
+    }
     assert_eq!(
         code(post(forged).await.unwrap()).await,
         (401, "bad_signature".into())
     );
     // A valid signature over another body does not cover this one.
-    let other = node::interbank::signing::sign(&key, bank, "POST", path, b"{}", now).to_vec();
+    let other = node::interbank::signing::sign(&key, bank, to, "POST", path, b"{}", now).to_vec();
     assert_eq!(
         code(post(other).await.unwrap()).await,
         (401, "bad_signature".into())
@@ -515,6 +529,7 @@ async fn a_bank_clock_moves_past_the_stamps_it_receives() {
     let cluster = Cluster::started().await;
     let key = node::config::read_key(cluster.key_file(0)).unwrap();
     let bank = ledger::BankCode::parse(CODES[0]).unwrap();
+    let to = ledger::BankCode::parse(CODES[1]).unwrap();
     let path = node::interbank::HEARTBEAT_PATH;
     let ahead = ledger::Stamp {
         physical_ms: store::wall_ms() + 20_000,
@@ -525,9 +540,15 @@ async fn a_bank_clock_moves_past_the_stamps_it_receives() {
         .http
         .post(format!("{}{path}", cluster.banks[1].url))
         .body(body.clone());
-    for (name, value) in
-        node::interbank::signing::sign(&key, bank, "POST", path, body.as_bytes(), store::wall_ms())
-    {
+    for (name, value) in node::interbank::signing::sign(
+        &key,
+        bank,
+        to,
+        "POST",
+        path,
+        body.as_bytes(),
+        store::wall_ms(),
+    ) {
         request = request.header(name, value);
     }
     let response = request.send().await.unwrap();

@@ -686,7 +686,10 @@ impl Store for SqliteStore {
         self.read(interbank::open_work).await
     }
 
-    async fn decision(&self, e2e: &EndToEndId) -> Result<Option<bool>, StoreError> {
+    async fn decision(
+        &self,
+        e2e: &EndToEndId,
+    ) -> Result<Option<(bool, Vec<BankCode>)>, StoreError> {
         let e2e = e2e.as_str().to_string();
         self.read(move |conn| interbank::decision(conn, &e2e)).await
     }

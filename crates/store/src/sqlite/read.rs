@@ -476,6 +476,19 @@ pub fn settlement(conn: &Connection) -> rusqlite::Result<Vec<(String, i64)>> {
         .collect()
 }
 
+/// Every hold placed for another bank's transaction settles only with that bank (see
+/// `interbank::third_bank_holds`).
+fn third_bank_check(conn: &Connection) -> rusqlite::Result<CheckRecord> {
+    let holds = super::interbank::third_bank_holds(conn)?;
+    Ok(CheckRecord {
+        name: "interbank_legs_settle_with_their_coordinator",
+        ok: holds == 0,
+        detail: format!(
+            "{holds} holds of another bank's transaction touch a settlement account with a third bank"
+        ),
+    })
+}
+
 /// This bank's ledger totals and the result of every invariant that can be checked locally
 /// (DESIGN §3: 1, 2, and the local half of 4; 3 needs the other banks, so the positions are
 /// reported for the consortium audit to compare).
@@ -597,6 +610,7 @@ pub fn audit(conn: &Connection, clock: String) -> rusqlite::Result<AuditRecord> 
             ok: dangling == 0,
             detail: format!("{dangling} rows refer to a row that does not exist"),
         },
+        third_bank_check(conn)?,
     ];
     Ok(AuditRecord {
         accounts: accounts as u64,
