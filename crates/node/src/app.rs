@@ -8,7 +8,7 @@ use crate::state::AppState;
 use crate::{AUDIT_PATH, AUDIT_TIMEOUT, BODY_BYTES_MAX, HANDLER_TIMEOUT, INTERBANK_BODY_BYTES_MAX};
 use axum::Router;
 use axum::extract::{DefaultBodyLimit, Request};
-use axum::http::{HeaderValue, StatusCode};
+use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{delete, get, post};
 use std::any::Any;
@@ -57,6 +57,19 @@ pub fn openapi() -> utoipa::openapi::OpenApi {
 /// The bank's HTTP service: every route, inside the middleware.
 pub fn router(
     state: Arc<AppState>,
+) -> impl Service<Request, Response = Response, Error = Infallible, Future: Send>
++ Clone
++ Send
++ Sync
++ 'static {
+    router_with(state, |routes| routes)
+}
+
+/// The bank's HTTP service with routes of the caller's added inside the same middleware (tests
+/// add a route that panics).
+pub fn router_with(
+    state: Arc<AppState>,
+    extend: impl FnOnce(Router<Arc<AppState>>) -> Router<Arc<AppState>>,
 ) -> impl Service<Request, Response = Response, Error = Infallible, Future: Send>
 + Clone
 + Send
@@ -127,7 +140,8 @@ pub fn router(
         .merge(api)
         .route("/health", get(system::health))
         .route("/metrics", get(system::metrics))
-        .merge(banks)
+        .merge(banks);
+    let routes = extend(routes)
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .with_state(state.clone());
@@ -141,11 +155,13 @@ pub fn router(
             TraceLayer::new_for_http()
                 .on_failure(DefaultOnFailure::new().level(tracing::Level::WARN)),
         )
-        .layer(CatchPanicLayer::custom(panic_as_problem))
+        // Inside the stamp, so a panic's 500 is stamped and counted like any answer.
         .layer_fn(|inner| Stamp {
             inner,
             state: state.clone(),
         })
+        .map_response(IntoResponse::into_response)
+        .layer(CatchPanicLayer::custom(panic_as_problem))
         .layer(DefaultBodyLimit::max(BODY_BYTES_MAX))
         .service(routes)
 }
@@ -224,6 +240,9 @@ where
                 .with_retry_after(1)
                 .into_response(),
             };
+            if is_error_without_problem(&response) {
+                response = as_problem(response).await;
+            }
             let stamp = state.clock.tick();
             if let Ok(value) = HeaderValue::from_str(&stamp.to_string()) {
                 response.headers_mut().insert("x-clock", value);
@@ -236,9 +255,74 @@ where
     }
 }
 
+/// An error answer made below the handlers (an axum rejection, a layer) without a problem body.
+fn is_error_without_problem(response: &Response) -> bool {
+    let status = response.status();
+    (status.is_client_error() || status.is_server_error())
+        && response
+            .headers()
+            .get(header::CONTENT_TYPE)
+            .is_none_or(|value| value.as_bytes() != b"application/problem+json")
+}
+
+/// The same answer as a problem: its status, a code for that status, its text as the detail, and
+/// the headers that say what to do next.
+async fn as_problem(response: Response) -> Response {
+    /// The longest text kept as a detail; rejections' texts are a line.
+    const DETAIL_BYTES_MAX: usize = 1024;
+    let (parts, body) = response.into_parts();
+    let detail = axum::body::to_bytes(body, DETAIL_BYTES_MAX)
+        .await
+        .ok()
+        .and_then(|bytes| String::from_utf8(bytes.to_vec()).ok())
+        .unwrap_or_default();
+    let mut problem = ApiError::for_status(parts.status, detail).into_response();
+    for name in [header::ALLOW, header::RETRY_AFTER, header::WWW_AUTHENTICATE] {
+        if let Some(value) = parts.headers.get(&name) {
+            problem.headers_mut().insert(name, value.clone());
+        }
+    }
+    problem
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[tokio::test]
+    async fn an_error_answer_without_a_problem_becomes_one() {
+        let plain = Response::builder()
+            .status(StatusCode::PAYLOAD_TOO_LARGE)
+            .header(header::CONTENT_TYPE, "text/plain; charset=utf-8")
+            .header(header::RETRY_AFTER, "3")
+            .body(axum::body::Body::from("length limit exceeded"))
+            .unwrap();
+        assert!(is_error_without_problem(&plain));
+        let problem = as_problem(plain).await;
+        assert_eq!(problem.status(), StatusCode::PAYLOAD_TOO_LARGE);
+        assert!(!is_error_without_problem(&problem));
+        assert_eq!(problem.headers()[header::RETRY_AFTER], "3");
+        let body = axum::body::to_bytes(problem.into_body(), 4096)
+            .await
+            .unwrap();
+        let problem: wire::Problem = serde_json::from_slice(&body).unwrap();
+        assert_eq!(problem.code, "body_too_large");
+        assert_eq!(problem.detail, "length limit exceeded");
+        let empty = Response::builder()
+            .status(StatusCode::BAD_REQUEST)
+            .body(axum::body::Body::empty())
+            .unwrap();
+        let body = axum::body::to_bytes(as_problem(empty).await.into_body(), 4096)
+            .await
+            .unwrap();
+        let problem: wire::Problem = serde_json::from_slice(&body).unwrap();
+        assert_eq!(
+            (problem.code.as_str(), problem.detail.as_str()),
+            ("bad_request", "Bad Request")
+        );
+        let ok = Response::new(axum::body::Body::empty());
+        assert!(!is_error_without_problem(&ok));
+    }
 
     #[test]
     fn the_audit_alone_may_take_longer_than_a_request() {

@@ -53,6 +53,8 @@ pub struct Config {
     pub session_ttl: Duration,
     /// Signs this bank's interbank requests.
     pub key: SigningKey,
+    /// Connections at once and the time a request's head may take (`serve.rs`).
+    pub edge: crate::serve::EdgeLimits,
 }
 
 pub const SESSION_TTL_DEFAULT: Duration = Duration::from_secs(8 * 3600);
@@ -71,6 +73,7 @@ impl Config {
             peers: Vec::new(),
             session_ttl: SESSION_TTL_DEFAULT,
             key: generate_key(),
+            edge: Default::default(),
         }
     }
 
@@ -173,6 +176,7 @@ impl Config {
                 .map(Duration::from_secs)
                 .unwrap_or(SESSION_TTL_DEFAULT),
             key,
+            edge: Default::default(),
         })
     }
 }

@@ -142,6 +142,7 @@ pub async fn start(
             peers: peers.clone(),
             session_ttl: SESSION_TTL_DEFAULT,
             key,
+            edge: Default::default(),
         };
         listed.push(DemoBank {
             code: peer.code.clone(),
