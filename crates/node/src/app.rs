@@ -34,7 +34,7 @@ use utoipa::openapi::security::{Http, HttpAuthScheme, SecurityScheme};
         payments::transfer, payments::get_transfer, payments::package, payments::batch,
         system::health, system::metrics, system::audit, system::consortium,
     ),
-    modifiers(&BearerAuth),
+    modifiers(&BearerAuth, &Exact),
 )]
 struct ApiDoc;
 
@@ -47,6 +47,158 @@ impl utoipa::Modify for BearerAuth {
             "bearer",
             SecurityScheme::Http(Http::new(HttpAuthScheme::Bearer)),
         );
+    }
+}
+
+/// What every operation shares, written once here rather than on each handler: errors are
+/// `application/problem+json`; the statuses every route of a kind may answer (400 for a body,
+/// path or query that cannot be read, 401 without a valid session, 408 and 413 for a body, 503
+/// when the bank or one it needs cannot answer now); `X-Clock` on every answer and
+/// `Retry-After` where it is sent; and the shapes of path parameters and `Idempotency-Key`.
+struct Exact;
+
+/// Patterns of the values the API takes, as `wire`'s schemas state them.
+pub const BANK_PATTERN: &str = "^[0-9]{8}$";
+pub const ACCOUNT_NUMBER_PATTERN: &str = "^[0-9]{1,10}-?[0-9]$";
+pub const E2E_PATTERN: &str = "^E[0-9]{20}[0-9A-Z]{11}$";
+
+impl utoipa::Modify for Exact {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        use utoipa::openapi::path::{Operation, ParameterIn};
+        use utoipa::openapi::schema::{ObjectBuilder, Type};
+        use utoipa::openapi::{
+            ContentBuilder, HeaderBuilder, Ref, RefOr, Required, ResponseBuilder,
+        };
+        let text = |pattern: Option<&str>, max: Option<usize>| {
+            ObjectBuilder::new()
+                .schema_type(Type::String)
+                .pattern(pattern)
+                .min_length(Some(1))
+                .max_length(max)
+                .build()
+        };
+        let problem = |description: &str| {
+            ResponseBuilder::new()
+                .description(description)
+                .content(
+                    "application/problem+json",
+                    ContentBuilder::new()
+                        .schema(Some(Ref::from_schema_name("Problem")))
+                        .build(),
+                )
+                .build()
+        };
+        let header = |description: &str, schema: Type| {
+            HeaderBuilder::new()
+                .schema(ObjectBuilder::new().schema_type(schema))
+                .description(Some(description))
+                .build()
+        };
+        let shared = |operation: &mut Operation| {
+            let parameters = operation.parameters.get_or_insert_with(Vec::new);
+            let reads_path = parameters
+                .iter()
+                .any(|p| p.parameter_in == ParameterIn::Path);
+            let reads_query = parameters
+                .iter()
+                .any(|p| p.parameter_in == ParameterIn::Query);
+            for parameter in parameters.iter_mut() {
+                let schema = match (parameter.parameter_in.clone(), parameter.name.as_str()) {
+                    (ParameterIn::Path, "bank") => text(Some(BANK_PATTERN), Some(8)),
+                    (ParameterIn::Path, "number") => text(Some(ACCOUNT_NUMBER_PATTERN), Some(12)),
+                    (ParameterIn::Path, "id") => text(Some(E2E_PATTERN), Some(32)),
+                    (ParameterIn::Path, "key") => text(None, Some(77)),
+                    (ParameterIn::Header, "Idempotency-Key") => {
+                        text(None, Some(crate::state::IDEMPOTENCY_KEY_LEN_MAX))
+                    }
+                    _ => continue,
+                };
+                parameter.schema = Some(RefOr::T(schema.into()));
+                if parameter.parameter_in == ParameterIn::Path {
+                    parameter.required = Required::True;
+                }
+            }
+            let has_body = operation.request_body.is_some();
+            let secured = operation.security.as_ref().is_some_and(|s| !s.is_empty());
+            let responses = &mut operation.responses.responses;
+            // Every error documented on a handler is a problem document.
+            for (status, response) in responses.iter_mut() {
+                if let RefOr::T(response) = response
+                    && (status.starts_with('4') || status.starts_with('5'))
+                    && let Some(content) = response.content.shift_remove("application/json")
+                {
+                    response
+                        .content
+                        .insert("application/problem+json".to_string(), content);
+                }
+            }
+            let mut add = |status: &str, description: &str| {
+                responses
+                    .entry(status.to_string())
+                    .or_insert_with(|| RefOr::T(problem(description)));
+            };
+            if has_body || reads_path || reads_query {
+                add(
+                    "400",
+                    "malformed_json (the body is not JSON), unreadable_body, invalid_path, invalid_query",
+                );
+            }
+            if secured {
+                add(
+                    "401",
+                    "unauthenticated: no bearer token, or one unknown or expired",
+                );
+            }
+            if has_body {
+                add(
+                    "408",
+                    "body_timeout: the body stopped arriving before its Content-Length",
+                );
+                add(
+                    "413",
+                    "body_too_large: more than 64 KiB (4 MiB for /transfers/batch)",
+                );
+                add(
+                    "422",
+                    "invalid_request: JSON of the wrong shape (the field is named)",
+                );
+            }
+            add(
+                "503",
+                "timeout, overloaded, shutting_down, bank_unavailable (a bank it needs), too_many_connections; with Retry-After",
+            );
+            for (status, response) in responses.iter_mut() {
+                if let RefOr::T(response) = response {
+                    response.headers.insert(
+                        "X-Clock".to_string(),
+                        header(
+                            "the bank's hybrid logical clock when it answered: `physical_ms.logical`",
+                            Type::String,
+                        ),
+                    );
+                    if status == "503" || status == "429" {
+                        response.headers.insert(
+                            "Retry-After".to_string(),
+                            header("seconds to wait before retrying", Type::Integer),
+                        );
+                    }
+                }
+            }
+        };
+        for item in openapi.paths.paths.values_mut() {
+            for operation in [
+                &mut item.get,
+                &mut item.post,
+                &mut item.put,
+                &mut item.patch,
+                &mut item.delete,
+            ]
+            .into_iter()
+            .flatten()
+            {
+                shared(operation);
+            }
+        }
     }
 }
 

@@ -81,10 +81,13 @@ pub async fn get(
 }
 
 #[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct StatementQuery {
     /// Entries per page, 1 to 100 (default 20).
+    #[param(value_type = Option<u32>, minimum = 1, maximum = 100)]
     pub limit: Option<String>,
     /// `next_cursor` from the previous page.
+    #[param(value_type = Option<String>, pattern = "^[1-9][0-9]{0,17}$")]
     pub cursor: Option<String>,
 }
 

@@ -464,3 +464,103 @@ async fn connections_beyond_the_cap_are_refused_while_those_served_go_on() {
     write_all(&fresh, health).await.unwrap();
     assert_eq!(read_answer(&mut fresh).await.status, 200);
 }
+
+#[tokio::test]
+async fn the_openapi_document_states_what_the_bank_checks() {
+    let bank = spawn_bank().await;
+    let answer = bank.get("/api/v1/openapi.json", None).await;
+    assert_eq!(answer.status, StatusCode::OK);
+    let doc = answer.body;
+    let paths = &doc["paths"];
+    // The statement's page is in the query (it was declared a path parameter).
+    let statement = &paths["/api/v1/accounts/{bank}/{number}/statement"]["get"];
+    let params = statement["parameters"].as_array().unwrap();
+    let param = |name: &str| {
+        params
+            .iter()
+            .find(|p| p["name"] == name)
+            .unwrap_or_else(|| panic!("no parameter {name}: {params:?}"))
+    };
+    assert_eq!(param("limit")["in"], "query");
+    assert_eq!(param("cursor")["in"], "query");
+    assert_eq!(param("limit")["schema"]["maximum"], 100);
+    assert_eq!(param("bank")["in"], "path");
+    assert_eq!(param("bank")["schema"]["pattern"], "^[0-9]{8}$");
+    assert_eq!(param("number")["schema"]["pattern"], "^[0-9]{1,10}-?[0-9]$");
+    // Every error of every operation is a problem document, and the statuses every route of a
+    // kind may answer are there.
+    let mut operations = 0;
+    for (path, item) in paths.as_object().unwrap() {
+        for (method, operation) in item.as_object().unwrap() {
+            operations += 1;
+            let responses = operation["responses"].as_object().unwrap();
+            for (status, response) in responses {
+                if status.starts_with('4') || status.starts_with('5') {
+                    let content = response["content"].as_object().unwrap();
+                    assert_eq!(
+                        content.keys().collect::<Vec<_>>(),
+                        ["application/problem+json"],
+                        "{method} {path} {status}"
+                    );
+                    assert_eq!(
+                        content["application/problem+json"]["schema"]["$ref"],
+                        "#/components/schemas/Problem"
+                    );
+                }
+                assert!(
+                    response["headers"]["X-Clock"].is_object(),
+                    "{method} {path} {status}"
+                );
+            }
+            assert!(responses.contains_key("503"), "{method} {path}");
+            if operation.get("security").is_some() {
+                assert!(responses.contains_key("401"), "{method} {path}");
+            }
+            if operation.get("requestBody").is_some() {
+                for status in ["400", "408", "413", "422"] {
+                    assert!(responses.contains_key(status), "{method} {path} {status}");
+                }
+            }
+        }
+    }
+    assert!(operations >= 20, "{operations}");
+    // Schemas carry their constraints.
+    let schemas = &doc["components"]["schemas"];
+    let amount = r"^[0-9]{1,12}\.[0-9]{2}$";
+    assert_eq!(
+        schemas["TransferRequest"]["properties"]["amount"]["pattern"],
+        amount
+    );
+    assert_eq!(
+        schemas["MoneyRequest"]["properties"]["amount"]["pattern"],
+        amount
+    );
+    assert_eq!(
+        schemas["AccountRef"]["properties"]["bank"]["pattern"],
+        "^[0-9]{8}$"
+    );
+    assert_eq!(
+        schemas["Transfer"]["properties"]["id"]["pattern"],
+        "^E[0-9]{20}[0-9A-Z]{11}$"
+    );
+    assert_eq!(
+        schemas["MoneyRequest"]["properties"]["description"]["maxLength"],
+        140
+    );
+    assert_eq!(
+        schemas["BatchRequest"]["properties"]["transfers"]["maxItems"],
+        8189
+    );
+    assert_eq!(
+        schemas["AccountKind"]["enum"],
+        json!(["individual", "company", "joint"])
+    );
+    assert_eq!(
+        schemas["OpenAccount"]["properties"]["kind"]["$ref"],
+        "#/components/schemas/AccountKind"
+    );
+    assert_eq!(
+        schemas["PaymentStatus"]["enum"],
+        json!(["pending", "committed", "aborted"])
+    );
+}
