@@ -143,14 +143,18 @@ fn refuse(stream: TcpStream, clock: &SharedClock) {
         "the bank is serving as many connections as it takes; retry shortly",
     );
     let answer = raw_answer(&problem, clock, "retry-after: 1\r\n");
-    let _ = stream.try_write(&answer);
+    // Through the plain socket, which takes the bytes at once: tokio's `try_write` may answer
+    // WouldBlock before its reactor has seen the new socket ready.
+    let Ok(mut stream) = stream.into_std() else {
+        return;
+    };
+    use std::io::{Read, Write};
+    let _ = stream.write(&answer);
     // Read what already came, so closing sends FIN rather than a reset that could overtake the
-    // answer.
+    // answer (the socket is non-blocking: this never waits).
     let mut sink = [0u8; 4096];
-    let _ = stream.try_read(&mut sink);
-    if let Ok(stream) = stream.into_std() {
-        let _ = stream.shutdown(std::net::Shutdown::Write);
-    }
+    let _ = stream.read(&mut sink);
+    let _ = stream.shutdown(std::net::Shutdown::Write);
 }
 
 /// A whole HTTP/1.1 answer carrying `problem`, for the connection to close after it.
