@@ -80,6 +80,11 @@ impl AccountNumber {
 
     /// Accepts `123456-7` or `1234567`; the check digit must match.
     pub fn parse(text: &str) -> Option<AccountNumber> {
+        // Only ASCII digits and a dash are valid, and splitting off the last byte of anything
+        // else could cut a character in two (`10000é` panicked here, answering 500).
+        if !text.is_ascii() {
+            return None;
+        }
         let (base, digit) = match text.split_once('-') {
             Some((base, digit)) => (base, digit),
             None if text.len() >= 2 => text.split_at(text.len() - 1),
@@ -142,6 +147,14 @@ mod tests {
             "100001-22",
             "12345678901-0",
             "0-0",
+            // Multi-byte characters anywhere, the last one above all (it was split in two).
+            "é",
+            "1é",
+            "10000é",
+            "100001-é",
+            "é100001-2",
+            "100001-2\u{1F4B8}",
+            "１００００１-２",
         ] {
             assert_eq!(AccountNumber::parse(bad), None, "{bad:?}");
         }

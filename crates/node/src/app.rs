@@ -8,7 +8,7 @@ use crate::state::AppState;
 use crate::{AUDIT_PATH, AUDIT_TIMEOUT, BODY_BYTES_MAX, HANDLER_TIMEOUT, INTERBANK_BODY_BYTES_MAX};
 use axum::Router;
 use axum::extract::{DefaultBodyLimit, Request};
-use axum::http::{HeaderValue, StatusCode};
+use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{delete, get, post};
 use std::any::Any;
@@ -34,7 +34,7 @@ use utoipa::openapi::security::{Http, HttpAuthScheme, SecurityScheme};
         payments::transfer, payments::get_transfer, payments::package, payments::batch,
         system::health, system::metrics, system::audit, system::consortium,
     ),
-    modifiers(&BearerAuth),
+    modifiers(&BearerAuth, &Exact),
 )]
 struct ApiDoc;
 
@@ -50,6 +50,158 @@ impl utoipa::Modify for BearerAuth {
     }
 }
 
+/// What every operation shares, written once here rather than on each handler: errors are
+/// `application/problem+json`; the statuses every route of a kind may answer (400 for a body,
+/// path or query that cannot be read, 401 without a valid session, 408 and 413 for a body, 503
+/// when the bank or one it needs cannot answer now); `X-Clock` on every answer and
+/// `Retry-After` where it is sent; and the shapes of path parameters and `Idempotency-Key`.
+struct Exact;
+
+/// Patterns of the values the API takes, as `wire`'s schemas state them.
+pub const BANK_PATTERN: &str = "^[0-9]{8}$";
+pub const ACCOUNT_NUMBER_PATTERN: &str = "^[0-9]{1,10}-?[0-9]$";
+pub const E2E_PATTERN: &str = "^E[0-9]{20}[0-9A-Z]{11}$";
+
+impl utoipa::Modify for Exact {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        use utoipa::openapi::path::{Operation, ParameterIn};
+        use utoipa::openapi::schema::{ObjectBuilder, Type};
+        use utoipa::openapi::{
+            ContentBuilder, HeaderBuilder, Ref, RefOr, Required, ResponseBuilder,
+        };
+        let text = |pattern: Option<&str>, max: Option<usize>| {
+            ObjectBuilder::new()
+                .schema_type(Type::String)
+                .pattern(pattern)
+                .min_length(Some(1))
+                .max_length(max)
+                .build()
+        };
+        let problem = |description: &str| {
+            ResponseBuilder::new()
+                .description(description)
+                .content(
+                    "application/problem+json",
+                    ContentBuilder::new()
+                        .schema(Some(Ref::from_schema_name("Problem")))
+                        .build(),
+                )
+                .build()
+        };
+        let header = |description: &str, schema: Type| {
+            HeaderBuilder::new()
+                .schema(ObjectBuilder::new().schema_type(schema))
+                .description(Some(description))
+                .build()
+        };
+        let shared = |operation: &mut Operation| {
+            let parameters = operation.parameters.get_or_insert_with(Vec::new);
+            let reads_path = parameters
+                .iter()
+                .any(|p| p.parameter_in == ParameterIn::Path);
+            let reads_query = parameters
+                .iter()
+                .any(|p| p.parameter_in == ParameterIn::Query);
+            for parameter in parameters.iter_mut() {
+                let schema = match (parameter.parameter_in.clone(), parameter.name.as_str()) {
+                    (ParameterIn::Path, "bank") => text(Some(BANK_PATTERN), Some(8)),
+                    (ParameterIn::Path, "number") => text(Some(ACCOUNT_NUMBER_PATTERN), Some(12)),
+                    (ParameterIn::Path, "id") => text(Some(E2E_PATTERN), Some(32)),
+                    (ParameterIn::Path, "key") => text(None, Some(77)),
+                    (ParameterIn::Header, "Idempotency-Key") => {
+                        text(None, Some(crate::state::IDEMPOTENCY_KEY_LEN_MAX))
+                    }
+                    _ => continue,
+                };
+                parameter.schema = Some(RefOr::T(schema.into()));
+                if parameter.parameter_in == ParameterIn::Path {
+                    parameter.required = Required::True;
+                }
+            }
+            let has_body = operation.request_body.is_some();
+            let secured = operation.security.as_ref().is_some_and(|s| !s.is_empty());
+            let responses = &mut operation.responses.responses;
+            // Every error documented on a handler is a problem document.
+            for (status, response) in responses.iter_mut() {
+                if let RefOr::T(response) = response
+                    && (status.starts_with('4') || status.starts_with('5'))
+                    && let Some(content) = response.content.shift_remove("application/json")
+                {
+                    response
+                        .content
+                        .insert("application/problem+json".to_string(), content);
+                }
+            }
+            let mut add = |status: &str, description: &str| {
+                responses
+                    .entry(status.to_string())
+                    .or_insert_with(|| RefOr::T(problem(description)));
+            };
+            if has_body || reads_path || reads_query {
+                add(
+                    "400",
+                    "malformed_json (the body is not JSON), unreadable_body, invalid_path, invalid_query",
+                );
+            }
+            if secured {
+                add(
+                    "401",
+                    "unauthenticated: no bearer token, or one unknown or expired",
+                );
+            }
+            if has_body {
+                add(
+                    "408",
+                    "body_timeout: the body stopped arriving before its Content-Length",
+                );
+                add(
+                    "413",
+                    "body_too_large: more than 64 KiB (4 MiB for /transfers/batch)",
+                );
+                add(
+                    "422",
+                    "invalid_request: JSON of the wrong shape (the field is named)",
+                );
+            }
+            add(
+                "503",
+                "timeout, overloaded, shutting_down, bank_unavailable (a bank it needs), too_many_connections; with Retry-After",
+            );
+            for (status, response) in responses.iter_mut() {
+                if let RefOr::T(response) = response {
+                    response.headers.insert(
+                        "X-Clock".to_string(),
+                        header(
+                            "the bank's hybrid logical clock when it answered: `physical_ms.logical`",
+                            Type::String,
+                        ),
+                    );
+                    if status == "503" || status == "429" {
+                        response.headers.insert(
+                            "Retry-After".to_string(),
+                            header("seconds to wait before retrying", Type::Integer),
+                        );
+                    }
+                }
+            }
+        };
+        for item in openapi.paths.paths.values_mut() {
+            for operation in [
+                &mut item.get,
+                &mut item.post,
+                &mut item.put,
+                &mut item.patch,
+                &mut item.delete,
+            ]
+            .into_iter()
+            .flatten()
+            {
+                shared(operation);
+            }
+        }
+    }
+}
+
 pub fn openapi() -> utoipa::openapi::OpenApi {
     ApiDoc::openapi()
 }
@@ -57,6 +209,19 @@ pub fn openapi() -> utoipa::openapi::OpenApi {
 /// The bank's HTTP service: every route, inside the middleware.
 pub fn router(
     state: Arc<AppState>,
+) -> impl Service<Request, Response = Response, Error = Infallible, Future: Send>
++ Clone
++ Send
++ Sync
++ 'static {
+    router_with(state, |routes| routes)
+}
+
+/// The bank's HTTP service with routes of the caller's added inside the same middleware (tests
+/// add a route that panics).
+pub fn router_with(
+    state: Arc<AppState>,
+    extend: impl FnOnce(Router<Arc<AppState>>) -> Router<Arc<AppState>>,
 ) -> impl Service<Request, Response = Response, Error = Infallible, Future: Send>
 + Clone
 + Send
@@ -127,7 +292,8 @@ pub fn router(
         .merge(api)
         .route("/health", get(system::health))
         .route("/metrics", get(system::metrics))
-        .merge(banks)
+        .merge(banks);
+    let routes = extend(routes)
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .with_state(state.clone());
@@ -141,11 +307,13 @@ pub fn router(
             TraceLayer::new_for_http()
                 .on_failure(DefaultOnFailure::new().level(tracing::Level::WARN)),
         )
-        .layer(CatchPanicLayer::custom(panic_as_problem))
+        // Inside the stamp, so a panic's 500 is stamped and counted like any answer.
         .layer_fn(|inner| Stamp {
             inner,
             state: state.clone(),
         })
+        .map_response(IntoResponse::into_response)
+        .layer(CatchPanicLayer::custom(panic_as_problem))
         .layer(DefaultBodyLimit::max(BODY_BYTES_MAX))
         .service(routes)
 }
@@ -224,6 +392,9 @@ where
                 .with_retry_after(1)
                 .into_response(),
             };
+            if is_error_without_problem(&response) {
+                response = as_problem(response).await;
+            }
             let stamp = state.clock.tick();
             if let Ok(value) = HeaderValue::from_str(&stamp.to_string()) {
                 response.headers_mut().insert("x-clock", value);
@@ -236,9 +407,74 @@ where
     }
 }
 
+/// An error answer made below the handlers (an axum rejection, a layer) without a problem body.
+fn is_error_without_problem(response: &Response) -> bool {
+    let status = response.status();
+    (status.is_client_error() || status.is_server_error())
+        && response
+            .headers()
+            .get(header::CONTENT_TYPE)
+            .is_none_or(|value| value.as_bytes() != b"application/problem+json")
+}
+
+/// The same answer as a problem: its status, a code for that status, its text as the detail, and
+/// the headers that say what to do next.
+async fn as_problem(response: Response) -> Response {
+    /// The longest text kept as a detail; rejections' texts are a line.
+    const DETAIL_BYTES_MAX: usize = 1024;
+    let (parts, body) = response.into_parts();
+    let detail = axum::body::to_bytes(body, DETAIL_BYTES_MAX)
+        .await
+        .ok()
+        .and_then(|bytes| String::from_utf8(bytes.to_vec()).ok())
+        .unwrap_or_default();
+    let mut problem = ApiError::for_status(parts.status, detail).into_response();
+    for name in [header::ALLOW, header::RETRY_AFTER, header::WWW_AUTHENTICATE] {
+        if let Some(value) = parts.headers.get(&name) {
+            problem.headers_mut().insert(name, value.clone());
+        }
+    }
+    problem
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[tokio::test]
+    async fn an_error_answer_without_a_problem_becomes_one() {
+        let plain = Response::builder()
+            .status(StatusCode::PAYLOAD_TOO_LARGE)
+            .header(header::CONTENT_TYPE, "text/plain; charset=utf-8")
+            .header(header::RETRY_AFTER, "3")
+            .body(axum::body::Body::from("length limit exceeded"))
+            .unwrap();
+        assert!(is_error_without_problem(&plain));
+        let problem = as_problem(plain).await;
+        assert_eq!(problem.status(), StatusCode::PAYLOAD_TOO_LARGE);
+        assert!(!is_error_without_problem(&problem));
+        assert_eq!(problem.headers()[header::RETRY_AFTER], "3");
+        let body = axum::body::to_bytes(problem.into_body(), 4096)
+            .await
+            .unwrap();
+        let problem: wire::Problem = serde_json::from_slice(&body).unwrap();
+        assert_eq!(problem.code, "body_too_large");
+        assert_eq!(problem.detail, "length limit exceeded");
+        let empty = Response::builder()
+            .status(StatusCode::BAD_REQUEST)
+            .body(axum::body::Body::empty())
+            .unwrap();
+        let body = axum::body::to_bytes(as_problem(empty).await.into_body(), 4096)
+            .await
+            .unwrap();
+        let problem: wire::Problem = serde_json::from_slice(&body).unwrap();
+        assert_eq!(
+            (problem.code.as_str(), problem.detail.as_str()),
+            ("bad_request", "Bad Request")
+        );
+        let ok = Response::new(axum::body::Body::empty());
+        assert!(!is_error_without_problem(&ok));
+    }
 
     #[test]
     fn the_audit_alone_may_take_longer_than_a_request() {

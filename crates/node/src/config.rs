@@ -71,6 +71,8 @@ pub struct Config {
     /// Tests only (debug builds; release builds ignore it): arms the store's faults
     /// (`SqliteStore::arm_faults`), so a test can make a command panic or the writer stop.
     pub store_faults: bool,
+    /// Connections at once and the time a request's head may take (`serve.rs`).
+    pub edge: crate::serve::EdgeLimits,
 }
 
 pub const SESSION_TTL_DEFAULT: Duration = Duration::from_secs(8 * 3600);
@@ -90,6 +92,7 @@ impl Config {
             session_ttl: SESSION_TTL_DEFAULT,
             key: generate_key(),
             store_faults: false,
+            edge: Default::default(),
         }
     }
 
@@ -195,6 +198,7 @@ impl Config {
                 .unwrap_or(SESSION_TTL_DEFAULT),
             key,
             store_faults: false,
+            edge: Default::default(),
         })
     }
 }

@@ -144,6 +144,7 @@ pub async fn start(
             session_ttl: SESSION_TTL_DEFAULT,
             key,
             store_faults: false,
+            edge: Default::default(),
         };
         listed.push(DemoBank {
             code: peer.code.clone(),

@@ -106,18 +106,55 @@ fn title(status: StatusCode) -> &'static str {
     status.canonical_reason().unwrap_or("Error")
 }
 
-impl IntoResponse for ApiError {
-    fn into_response(self) -> Response {
-        let problem = wire::Problem {
+impl ApiError {
+    /// The problem document this error is answered with.
+    pub fn problem(&self) -> wire::Problem {
+        wire::Problem {
             kind: format!(
                 "https://interbank.dev/problems/{}",
                 self.code.replace('_', "-")
             ),
             title: title(self.status).to_string(),
             status: self.status.as_u16(),
-            detail: self.detail,
+            detail: self.detail.clone(),
             code: self.code.to_string(),
+        }
+    }
+
+    /// The problem for an error answer made below the handlers (by axum, hyper or a layer) that
+    /// came without one: its status, a stable code for that status, and `detail`.
+    pub fn for_status(status: StatusCode, detail: impl Into<String>) -> ApiError {
+        let code = match status.as_u16() {
+            400 => "bad_request",
+            401 => "unauthenticated",
+            403 => "forbidden",
+            404 => "not_found",
+            405 => "method_not_allowed",
+            408 => "request_timeout",
+            411 => "length_required",
+            413 => "body_too_large",
+            414 => "uri_too_long",
+            415 => "unsupported_media_type",
+            422 => "invalid_request",
+            429 => "too_many_requests",
+            431 => "headers_too_large",
+            503 => "unavailable",
+            500..=599 => "internal_error",
+            _ => "request_refused",
         };
+        let detail = detail.into();
+        let detail = if detail.trim().is_empty() {
+            title(status).to_string()
+        } else {
+            detail
+        };
+        ApiError::new(status, code, detail)
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let problem = self.problem();
         let mut response = (self.status, axum::Json(problem)).into_response();
         let headers = response.headers_mut();
         headers.insert(

@@ -59,31 +59,85 @@ impl Fingerprint {
 impl<S: Send + Sync, T: DeserializeOwned + Serialize> FromRequest<S> for ApiJson<T> {
     type Rejection = ApiError;
 
-    async fn from_request(request: Request, state: &S) -> Result<Self, ApiError> {
+    async fn from_request(request: Request, _state: &S) -> Result<Self, ApiError> {
         let method_path = format!("{} {} ", request.method(), request.uri().path());
-        let bytes = Bytes::from_request(request, state)
-            .await
-            .map_err(|rejection| {
-                if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE {
-                    ApiError::new(
-                        StatusCode::PAYLOAD_TOO_LARGE,
-                        "body_too_large",
-                        format!(
-                            "request bodies are at most {} bytes ({} for /transfers/batch)",
-                            crate::BODY_BYTES_MAX,
-                            crate::BATCH_BODY_BYTES_MAX
-                        ),
-                    )
-                } else {
-                    ApiError::bad_request("unreadable_body", rejection.body_text())
-                }
-            })?;
+        let bytes = read_body(request).await?;
         let value = parse(&bytes)?;
         Ok(ApiJson {
             fingerprint: Fingerprint::of_body(&method_path, &value),
             value,
         })
     }
+}
+
+/// A request body, up to the route's limit (`DefaultBodyLimit`: 413 `body_too_large` beyond),
+/// each piece of it arriving within [`BODY_IDLE_TIMEOUT`] of the one before: a client that
+/// announces more bytes than it sends is answered 408 `body_timeout` then, not held until the
+/// request's time runs out. The bound is on silence, not on the whole body, so a large bulk
+/// request that keeps arriving is read to its end.
+pub async fn read_body(request: Request) -> Result<Bytes, ApiError> {
+    use http_body_util::BodyExt;
+    let mut body = axum::RequestExt::into_limited_body(request);
+    let mut first: Option<Bytes> = None;
+    let mut rest: Vec<u8> = Vec::new();
+    loop {
+        let frame = match tokio::time::timeout(crate::BODY_IDLE_TIMEOUT, body.frame()).await {
+            Err(_) => {
+                return Err(ApiError::new(
+                    StatusCode::REQUEST_TIMEOUT,
+                    "body_timeout",
+                    format!(
+                        "the request's body stopped arriving for {} s before its end (is Content-Length right?)",
+                        crate::BODY_IDLE_TIMEOUT.as_secs()
+                    ),
+                ));
+            }
+            Ok(None) => break,
+            Ok(Some(Err(error))) => return Err(body_error(error)),
+            Ok(Some(Ok(frame))) => frame,
+        };
+        let Ok(data) = frame.into_data() else {
+            continue;
+        };
+        // One piece, the common case, is kept as it came; more are joined.
+        match &first {
+            None => first = Some(data),
+            Some(bytes) => {
+                if rest.is_empty() {
+                    rest.extend_from_slice(bytes);
+                }
+                rest.extend_from_slice(&data);
+            }
+        }
+    }
+    Ok(if rest.is_empty() {
+        first.unwrap_or_default()
+    } else {
+        Bytes::from(rest)
+    })
+}
+
+fn body_error(error: axum::Error) -> ApiError {
+    let error = error.into_inner();
+    let mut source: Option<&(dyn std::error::Error + 'static)> = Some(error.as_ref());
+    while let Some(cause) = source {
+        if cause.is::<http_body_util::LengthLimitError>() {
+            return ApiError::new(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                "body_too_large",
+                format!(
+                    "request bodies are at most {} bytes ({} for /transfers/batch)",
+                    crate::BODY_BYTES_MAX,
+                    crate::BATCH_BODY_BYTES_MAX
+                ),
+            );
+        }
+        source = cause.source();
+    }
+    ApiError::bad_request(
+        "unreadable_body",
+        format!("the request's body could not be read: {error}"),
+    )
 }
 
 /// The body in one pass, into its type. Any body that is not JSON is `malformed_json` (400),

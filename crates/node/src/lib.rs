@@ -12,6 +12,7 @@ pub mod extract;
 pub mod interbank;
 pub mod metrics;
 pub mod routes;
+pub mod serve;
 pub mod state;
 
 use config::Config;
@@ -29,6 +30,9 @@ pub const BODY_BYTES_MAX: usize = 64 * 1024;
 pub const BATCH_BODY_BYTES_MAX: usize = 4 * 1024 * 1024;
 /// Envelopes between banks may be larger: many protocol messages in one.
 pub const INTERBANK_BODY_BYTES_MAX: usize = 8 * 1024 * 1024;
+/// A request's body may pause at most this long between two of its pieces (408 beyond): a
+/// client that announces a longer body than it sends is answered then.
+pub const BODY_IDLE_TIMEOUT: Duration = Duration::from_secs(2);
 /// Every request is answered within this time, but the audit.
 pub const HANDLER_TIMEOUT: Duration = Duration::from_secs(10);
 /// The audit reads the whole ledger (about 4.5 s per million entries on the machine of
@@ -111,13 +115,13 @@ pub async fn start(config: Config) -> Result<RunningBank, String> {
     let addr = listener.local_addr().map_err(|e| e.to_string())?;
     let (shutdown, stopped) = oneshot::channel::<()>();
     let router = app::router(state.clone());
-    let task = tokio::spawn(async move {
-        axum::serve(listener, axum::ServiceExt::into_make_service(router))
-            .with_graceful_shutdown(async move {
-                let _ = stopped.await;
-            })
-            .await
-    });
+    let task = tokio::spawn(serve::serve(
+        listener,
+        router,
+        state.clock.clone(),
+        config.edge,
+        stopped,
+    ));
     tracing::info!(bank = %config.bank, %addr, data = %path.display(), "bank serving");
     Ok(RunningBank {
         addr,

@@ -1,5 +1,6 @@
-//! Prometheus metrics served at `/metrics`: requests by method and status, their latency, and
-//! store commands by outcome with their latency (which includes waiting for the group commit).
+//! Prometheus metrics served at `/metrics`: requests by method (the standard ones, else `other`)
+//! and status, their latency, and store commands by outcome with their latency (which includes
+//! waiting for the group commit). Every label takes a bounded set of values.
 
 use axum::http::Method;
 use prometheus_client::encoding::EncodeLabelSet;
@@ -7,14 +8,13 @@ use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
 use prometheus_client::registry::Registry;
-use std::borrow::Cow;
 use std::time::Duration;
 use store::{Executed, Outcome};
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct RequestLabels {
-    /// The standard methods' names are borrowed: counting a request allocates nothing.
-    method: Cow<'static, str>,
+    /// One of a fixed few names (`method_name`): the series are bounded.
+    method: &'static str,
     status: u16,
 }
 
@@ -99,8 +99,10 @@ impl Metrics {
     }
 }
 
-fn method_name(method: &Method) -> Cow<'static, str> {
-    let name = match *method {
+/// The method's label: one of the standard methods, or `other` for any other token a client
+/// sends (a label per arbitrary method would make a series per request, without a login).
+fn method_name(method: &Method) -> &'static str {
+    match *method {
         Method::GET => "GET",
         Method::POST => "POST",
         Method::PUT => "PUT",
@@ -108,7 +110,30 @@ fn method_name(method: &Method) -> Cow<'static, str> {
         Method::DELETE => "DELETE",
         Method::HEAD => "HEAD",
         Method::OPTIONS => "OPTIONS",
-        _ => return Cow::Owned(method.to_string()),
-    };
-    Cow::Borrowed(name)
+        Method::CONNECT => "CONNECT",
+        Method::TRACE => "TRACE",
+        _ => "other",
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn methods_outside_the_standard_ones_share_one_label() {
+        let metrics = Metrics::default();
+        for name in ["FOO", "BAR", "get", "PROPFIND"] {
+            let method = Method::from_bytes(name.as_bytes()).unwrap();
+            metrics.observe_request(&method, 405, Duration::ZERO);
+        }
+        metrics.observe_request(&Method::GET, 200, Duration::ZERO);
+        let text = metrics.render();
+        assert!(text.contains(r#"method="other",status="405"} 4"#), "{text}");
+        assert!(text.contains(r#"method="GET",status="200"} 1"#), "{text}");
+        assert!(
+            !text.contains("FOO") && !text.contains("PROPFIND"),
+            "{text}"
+        );
+    }
 }

@@ -14,34 +14,50 @@ pub struct Problem {
     #[serde(rename = "type")]
     pub kind: String,
     pub title: String,
+    #[schema(minimum = 400, maximum = 599)]
     pub status: u16,
     pub detail: String,
     /// A stable machine code, e.g. `insufficient_funds`.
+    #[schema(pattern = "^[a-z][a-z0-9_]*$")]
     pub code: String,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
 pub struct RegisterCustomer {
+    #[schema(min_length = 1, max_length = 120)]
     pub name: String,
     /// CPF or CNPJ, bare or formatted; CNPJ may be alphanumeric.
+    #[schema(pattern = "^[0-9A-Za-z./-]+$", min_length = 11, max_length = 18)]
     pub document: String,
+    #[schema(
+        pattern = "^[A-Za-z0-9][A-Za-z0-9._-]{2,31}$",
+        min_length = 3,
+        max_length = 32
+    )]
     pub username: String,
+    #[schema(min_length = 8, max_length = 128)]
     pub password: String,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
 pub struct Customer {
     pub id: String,
+    #[schema(max_length = 120)]
     pub name: String,
     /// `individual` or `company`, from the document.
+    #[schema(value_type = CustomerKind)]
     pub kind: String,
+    #[schema(pattern = "^[A-Za-z0-9][A-Za-z0-9._-]{2,31}$")]
     pub username: String,
+    #[schema(pattern = "^[0-9]{8}$")]
     pub home_bank: String,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
 pub struct Credentials {
+    #[schema(min_length = 1, max_length = 255)]
     pub username: String,
+    #[schema(min_length = 1, max_length = 255)]
     pub password: String,
 }
 
@@ -62,33 +78,45 @@ pub struct Me {
 #[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
 pub struct OpenAccount {
     /// `individual`, `company` or `joint`.
+    #[schema(value_type = AccountKind)]
     pub kind: String,
     /// Usernames of the other holders (joint accounts only).
     #[serde(default)]
+    #[schema(max_items = 4, value_type = Vec<Username>)]
     pub co_holders: Vec<String>,
     /// At least `"50.00"`.
+    #[schema(pattern = "^[0-9]{1,12}\\.[0-9]{2}$")]
     pub opening_deposit: String,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, ToSchema, PartialEq, Eq)]
 pub struct Holder {
+    #[schema(pattern = "^[A-Za-z0-9][A-Za-z0-9._-]{2,31}$")]
     pub username: String,
     pub name: String,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
 pub struct Account {
+    #[schema(pattern = "^[0-9]{8}$")]
     pub bank: String,
+    #[schema(pattern = "^[0-9]{1,10}-?[0-9]$")]
     pub number: String,
+    #[schema(value_type = AccountKind)]
     pub kind: String,
+    #[schema(min_items = 1, max_items = 5)]
     pub holders: Vec<Holder>,
+    #[schema(pattern = "^-?[0-9]+\\.[0-9]{2}$")]
     pub balance: String,
+    #[schema(pattern = "^-?[0-9]+\\.[0-9]{2}$")]
     pub available: String,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, ToSchema, PartialEq, Eq)]
 pub struct AccountRef {
+    #[schema(pattern = "^[0-9]{8}$")]
     pub bank: String,
+    #[schema(pattern = "^[0-9]{1,10}-?[0-9]$")]
     pub number: String,
 }
 
@@ -96,43 +124,57 @@ pub struct AccountRef {
 #[derive(Debug, Clone, Default, Serialize, Deserialize, ToSchema, PartialEq, Eq)]
 pub struct Destination {
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(min_length = 1, max_length = 77)]
     pub pix_key: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(pattern = "^[0-9]{8}$")]
     pub bank: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(pattern = "^[0-9]{1,10}-?[0-9]$")]
     pub number: Option<String>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
 pub struct MoneyRequest {
+    #[schema(pattern = "^[0-9]{1,12}\\.[0-9]{2}$")]
     pub amount: String,
     #[serde(default)]
+    #[schema(max_length = 140)]
     pub description: Option<String>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
 pub struct StatementEntry {
+    #[schema(pattern = "^[0-9]+$")]
     pub id: String,
     /// `opening_deposit`, `deposit`, `withdrawal`, `transfer_in` or `transfer_out`.
+    #[schema(value_type = EntryKind)]
     pub kind: String,
     /// Signed: negative for money leaving the account.
+    #[schema(pattern = "^-?[0-9]+\\.[0-9]{2}$")]
     pub amount: String,
+    #[schema(pattern = "^-?[0-9]+\\.[0-9]{2}$")]
     pub balance_after: String,
     pub counterparty: String,
+    #[schema(max_length = 140)]
     pub description: String,
     /// Username of the holder who made it (useful on joint accounts).
     pub made_by: String,
     /// The bank's hybrid logical clock when it was recorded.
+    #[schema(pattern = "^[0-9]+\\.[0-9]+$")]
     pub clock: String,
     /// RFC 3339, UTC.
     pub at: String,
+    #[schema(pattern = "^E[0-9]{20}[0-9A-Z]{11}$")]
     pub e2e_id: String,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
 pub struct Statement {
+    #[schema(max_items = 100)]
     pub entries: Vec<StatementEntry>,
     /// Pass as `cursor` for the next (older) page; null on the last page.
+    #[schema(pattern = "^[0-9]+$")]
     pub next_cursor: Option<String>,
 }
 
@@ -141,17 +183,22 @@ pub struct AddPixKey {
     pub account: AccountRef,
     /// `cpf`, `cnpj`, `email`, `phone` or `random`.
     #[serde(rename = "type")]
+    #[schema(value_type = PixKeyType)]
     pub kind: String,
     /// The key; omitted for `random`, which the bank generates.
     #[serde(default)]
+    #[schema(min_length = 1, max_length = 77)]
     pub value: Option<String>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
 pub struct PixKey {
+    #[schema(max_length = 77)]
     pub key: String,
     #[serde(rename = "type")]
+    #[schema(value_type = PixKeyType)]
     pub kind: String,
+    #[schema(pattern = "^[0-9]{8}$")]
     pub bank: String,
     pub holder_name: String,
     pub document_masked: String,
@@ -169,8 +216,10 @@ pub struct PixKeys {
 pub struct TransferRequest {
     pub from: AccountRef,
     pub to: Destination,
+    #[schema(pattern = "^[0-9]{1,12}\\.[0-9]{2}$")]
     pub amount: String,
     #[serde(default)]
+    #[schema(max_length = 140)]
     pub description: Option<String>,
 }
 
@@ -178,16 +227,20 @@ pub struct TransferRequest {
 #[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
 pub struct BatchTransfer {
     /// The caller's id for this transfer: 1 to 64 visible characters, unique in the batch.
+    #[schema(pattern = "^[!-~]{1,64}$", min_length = 1, max_length = 64)]
     pub id: String,
     pub from: AccountRef,
     pub to: Destination,
+    #[schema(pattern = "^[0-9]{1,12}\\.[0-9]{2}$")]
     pub amount: String,
     #[serde(default)]
+    #[schema(max_length = 140)]
     pub description: Option<String>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
 pub struct BatchRequest {
+    #[schema(min_items = 1, max_items = 8189)]
     pub transfers: Vec<BatchTransfer>,
 }
 
@@ -197,11 +250,13 @@ pub struct BatchResult {
     pub id: String,
     /// `committed`, `aborted` (the ledger refused it, e.g. insufficient_funds; recorded as a
     /// payment) or `rejected` (the request for it was invalid; nothing recorded).
+    #[schema(value_type = BatchStatus)]
     pub status: String,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub reason: Option<String>,
     /// The end-to-end id of a committed or aborted transfer.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(pattern = "^E[0-9]{20}[0-9A-Z]{11}$")]
     pub e2e_id: Option<String>,
 }
 
@@ -214,15 +269,20 @@ pub struct BatchResponse {
 #[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
 pub struct Transfer {
     /// The Pix end-to-end id.
+    #[schema(pattern = "^E[0-9]{20}[0-9A-Z]{11}$")]
     pub id: String,
     /// `committed` or `aborted`.
+    #[schema(value_type = PaymentStatus)]
     pub status: String,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub reason: Option<String>,
     pub from: AccountRef,
     pub to: AccountRef,
+    #[schema(pattern = "^[0-9]{1,12}\\.[0-9]{2}$")]
     pub amount: String,
+    #[schema(max_length = 140)]
     pub description: String,
+    #[schema(pattern = "^[0-9]+\\.[0-9]+$")]
     pub clock: String,
 }
 
@@ -230,25 +290,31 @@ pub struct Transfer {
 pub struct OperationRequest {
     /// `deposit`, `withdrawal` or `transfer`.
     #[serde(rename = "type")]
+    #[schema(value_type = OperationType)]
     pub kind: String,
     pub account: AccountRef,
+    #[schema(pattern = "^[0-9]{1,12}\\.[0-9]{2}$")]
     pub amount: String,
     /// Transfers only.
     #[serde(default)]
     pub to: Option<Destination>,
     #[serde(default)]
+    #[schema(max_length = 140)]
     pub description: Option<String>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
 pub struct PackageRequest {
+    #[schema(min_items = 1, max_items = 100)]
     pub operations: Vec<OperationRequest>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
 pub struct OperationResult {
+    #[schema(minimum = 0, maximum = 99)]
     pub index: usize,
     /// `committed`, `rejected` (this operation failed) or `aborted` (another one did).
+    #[schema(value_type = OperationStatus)]
     pub status: String,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub reason: Option<String>,
@@ -256,25 +322,34 @@ pub struct OperationResult {
 
 #[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
 pub struct Package {
+    #[schema(pattern = "^E[0-9]{20}[0-9A-Z]{11}$")]
     pub id: String,
     /// `committed` or `aborted`.
+    #[schema(value_type = PaymentStatus)]
     pub status: String,
     pub results: Vec<OperationResult>,
+    #[schema(pattern = "^[0-9]+\\.[0-9]+$")]
     pub clock: String,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
 pub struct LedgerTotals {
+    #[schema(pattern = "^-?[0-9]+\\.[0-9]{2}$")]
     pub debits_pending: String,
+    #[schema(pattern = "^-?[0-9]+\\.[0-9]{2}$")]
     pub debits_posted: String,
+    #[schema(pattern = "^-?[0-9]+\\.[0-9]{2}$")]
     pub credits_pending: String,
+    #[schema(pattern = "^-?[0-9]+\\.[0-9]{2}$")]
     pub credits_posted: String,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
 pub struct SettlementPosition {
+    #[schema(pattern = "^[0-9]{8}$")]
     pub bank: String,
     /// Positive: the other bank owes this one.
+    #[schema(pattern = "^-?[0-9]+\\.[0-9]{2}$")]
     pub position: String,
 }
 
@@ -287,14 +362,19 @@ pub struct Check {
 
 #[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
 pub struct Audit {
+    #[schema(pattern = "^[0-9]{8}$")]
     pub bank: String,
+    #[schema(pattern = "^[0-9]+\\.[0-9]+$")]
     pub clock: String,
     pub accounts: u64,
     pub totals: LedgerTotals,
     /// Sum of customer balances.
+    #[schema(pattern = "^-?[0-9]+\\.[0-9]{2}$")]
     pub customer_balances: String,
     /// Cash taken in (opening deposits included) and paid out, from the vault's counters.
+    #[schema(pattern = "^-?[0-9]+\\.[0-9]{2}$")]
     pub cash_in: String,
+    #[schema(pattern = "^-?[0-9]+\\.[0-9]{2}$")]
     pub cash_out: String,
     pub settlement: Vec<SettlementPosition>,
     pub checks: Vec<Check>,
@@ -303,17 +383,21 @@ pub struct Audit {
 
 #[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
 pub struct Health {
+    #[schema(value_type = HealthStatus)]
     pub status: String,
+    #[schema(pattern = "^[0-9]{8}$")]
     pub bank: String,
     pub name: String,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
 pub struct BankStatus {
+    #[schema(pattern = "^[0-9]{8}$")]
     pub code: String,
     pub name: String,
     pub url: String,
     /// `up`, `suspect` (silent for 2 s, or not heard from yet) or `down` (silent for 5 s).
+    #[schema(value_type = PeerStatus)]
     pub status: String,
     /// RFC 3339, when the status last changed.
     pub since: Option<String>,
@@ -324,6 +408,7 @@ pub struct BankStatus {
 #[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
 pub struct ConsortiumView {
     /// This bank's code.
+    #[schema(pattern = "^[0-9]{8}$")]
     pub bank: String,
     pub banks: Vec<BankStatus>,
     /// This bank's settlement position with each other bank: only for the bank's operator
@@ -331,3 +416,105 @@ pub struct ConsortiumView {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub settlement: Option<Vec<SettlementPosition>>,
 }
+
+// The values string fields take, for the OpenAPI document only (`#[schema(value_type = …)]`):
+// the fields stay strings, so the node parses each at the edge and names the one that is wrong.
+
+/// A customer account's kind.
+#[derive(ToSchema)]
+#[schema(rename_all = "snake_case")]
+pub enum AccountKind {
+    Individual,
+    Company,
+    Joint,
+}
+
+/// A customer's kind, from their document (CPF or CNPJ).
+#[derive(ToSchema)]
+#[schema(rename_all = "snake_case")]
+pub enum CustomerKind {
+    Individual,
+    Company,
+}
+
+/// A Pix key's type.
+#[derive(ToSchema)]
+#[schema(rename_all = "snake_case")]
+pub enum PixKeyType {
+    Cpf,
+    Cnpj,
+    Email,
+    Phone,
+    Random,
+}
+
+/// A package operation's type.
+#[derive(ToSchema)]
+#[schema(rename_all = "snake_case")]
+pub enum OperationType {
+    Deposit,
+    Withdrawal,
+    Transfer,
+}
+
+/// A statement entry's kind.
+#[derive(ToSchema)]
+#[schema(rename_all = "snake_case")]
+pub enum EntryKind {
+    OpeningDeposit,
+    Deposit,
+    Withdrawal,
+    TransferIn,
+    TransferOut,
+}
+
+/// A transfer's or a package's status: `pending` only while a bank it needs has not answered
+/// (202).
+#[derive(ToSchema)]
+#[schema(rename_all = "snake_case")]
+pub enum PaymentStatus {
+    Pending,
+    Committed,
+    Aborted,
+}
+
+/// A package operation's status.
+#[derive(ToSchema)]
+#[schema(rename_all = "snake_case")]
+pub enum OperationStatus {
+    Pending,
+    Committed,
+    Rejected,
+    Aborted,
+}
+
+/// A bulk transfer's status.
+#[derive(ToSchema)]
+#[schema(rename_all = "snake_case")]
+pub enum BatchStatus {
+    Committed,
+    Aborted,
+    Rejected,
+}
+
+/// Another bank's status as this one sees it.
+#[derive(ToSchema)]
+#[schema(rename_all = "snake_case")]
+pub enum PeerStatus {
+    Up,
+    Suspect,
+    Down,
+}
+
+/// The health answer's status.
+#[derive(ToSchema)]
+#[schema(rename_all = "snake_case")]
+pub enum HealthStatus {
+    Ok,
+}
+
+/// A username: 3 to 32 letters, digits, `.`, `_` or `-`, starting with a letter or digit (kept
+/// in lower case).
+#[derive(ToSchema)]
+#[schema(value_type = String, pattern = "^[A-Za-z0-9][A-Za-z0-9._-]{2,31}$")]
+pub struct Username(pub String);

@@ -81,10 +81,13 @@ pub async fn get(
 }
 
 #[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct StatementQuery {
     /// Entries per page, 1 to 100 (default 20).
+    #[param(value_type = Option<u32>, minimum = 1, maximum = 100)]
     pub limit: Option<String>,
     /// `next_cursor` from the previous page.
+    #[param(value_type = Option<String>, pattern = "^[1-9][0-9]{0,17}$")]
     pub cursor: Option<String>,
 }
 
@@ -100,19 +103,60 @@ pub async fn statement(
     let bank = BankCode::parse(&bank).ok_or_else(ApiError::account_not_found)?;
     if bank != state.bank && state.interbank.link(bank).is_some() {
         let number = AccountNumber::parse(&number).ok_or_else(ApiError::account_not_found)?;
-        let mut path = format!(
-            "/accounts/{number}/statement?limit={}",
-            query.limit.unwrap_or_default()
-        );
-        if let Some(cursor) = query.cursor {
-            path.push_str(&format!("&cursor={cursor}"));
-        }
+        // Checked here as for an account of this bank (the other bank would refuse it too, but
+        // its refusal would reach the customer as that bank being unavailable).
+        let page = query.page()?;
+        let path = format!("/accounts/{number}/statement?{}", page.query());
         return forwarded(&state, &customer, bank, &path).await.map(Json);
     }
     let number = path_account(&state, bank.as_str(), &number)?;
     statement_page(&state, customer.id, number, query)
         .await
         .map(Json)
+}
+
+/// A statement page asked for: how many entries, and before which one.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+pub struct Page {
+    pub limit: usize,
+    #[serde(rename = "cursor", skip_serializing_if = "Option::is_none")]
+    pub before: Option<i64>,
+}
+
+impl Page {
+    /// The page as a query string, as another bank reads it.
+    pub fn query(&self) -> String {
+        serde_urlencoded::to_string(self).unwrap_or_default()
+    }
+}
+
+impl StatementQuery {
+    /// The page, or 422 `invalid_limit` / `invalid_cursor`.
+    pub fn page(&self) -> Result<Page, ApiError> {
+        let limit = match self.limit.as_deref().filter(|l| !l.is_empty()) {
+            None => STATEMENT_PAGE_DEFAULT,
+            Some(text) => text
+                .parse()
+                .ok()
+                .filter(|n| (1..=STATEMENT_PAGE_MAX).contains(n))
+                .ok_or_else(|| {
+                    ApiError::unprocessable(
+                        "invalid_limit",
+                        format!("`limit` is 1 to {STATEMENT_PAGE_MAX}"),
+                    )
+                })?,
+        };
+        let before = match &self.cursor {
+            None => None,
+            Some(text) => Some(text.parse::<i64>().ok().filter(|c| *c > 0).ok_or_else(|| {
+                ApiError::unprocessable(
+                    "invalid_cursor",
+                    "`cursor` is a next_cursor from a previous page",
+                )
+            })?),
+        };
+        Ok(Page { limit, before })
+    }
 }
 
 /// A page of an account's statement as `viewer` may see it.
@@ -122,28 +166,7 @@ pub async fn statement_page(
     number: AccountNumber,
     query: StatementQuery,
 ) -> Result<wire::Statement, ApiError> {
-    let limit = match query.limit.filter(|l| !l.is_empty()) {
-        None => STATEMENT_PAGE_DEFAULT,
-        Some(text) => text
-            .parse()
-            .ok()
-            .filter(|n| (1..=STATEMENT_PAGE_MAX).contains(n))
-            .ok_or_else(|| {
-                ApiError::unprocessable(
-                    "invalid_limit",
-                    format!("`limit` is 1 to {STATEMENT_PAGE_MAX}"),
-                )
-            })?,
-    };
-    let before = match query.cursor {
-        None => None,
-        Some(text) => Some(text.parse::<i64>().ok().filter(|c| *c > 0).ok_or_else(|| {
-            ApiError::unprocessable(
-                "invalid_cursor",
-                "`cursor` is a next_cursor from a previous page",
-            )
-        })?),
-    };
+    let Page { limit, before } = query.page()?;
     // One extra row tells whether there is a next page.
     let mut entries = state
         .store
@@ -268,4 +291,36 @@ pub async fn withdraw(
     body: ApiJson<wire::MoneyRequest>,
 ) -> Result<Response, ApiError> {
     cash(state, customer, path, headers, body, Cash::Withdrawal).await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn query(limit: Option<&str>, cursor: Option<&str>) -> StatementQuery {
+        StatementQuery {
+            limit: limit.map(String::from),
+            cursor: cursor.map(String::from),
+        }
+    }
+
+    #[test]
+    fn a_page_is_checked_and_forwarded_as_a_query_string() {
+        let page = query(None, None).page().unwrap();
+        assert_eq!(page.query(), format!("limit={STATEMENT_PAGE_DEFAULT}"));
+        let page = query(Some("5"), Some("17")).page().unwrap();
+        assert_eq!(page.query(), "limit=5&cursor=17");
+        for (limit, cursor, code) in [
+            (Some("5&cursor=1"), None, "invalid_limit"),
+            (Some("0"), None, "invalid_limit"),
+            (Some("101"), None, "invalid_limit"),
+            (Some("-1"), None, "invalid_limit"),
+            (None, Some("1&limit=100"), "invalid_cursor"),
+            (None, Some("0"), "invalid_cursor"),
+            (None, Some(""), "invalid_cursor"),
+        ] {
+            let error = query(limit, cursor).page().unwrap_err();
+            assert_eq!(error.code, code, "{limit:?} {cursor:?}");
+        }
+    }
 }

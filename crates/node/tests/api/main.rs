@@ -4,6 +4,7 @@
 mod helpers;
 
 mod accounts;
+mod adversarial;
 mod concurrency;
 mod crash;
 mod customers;

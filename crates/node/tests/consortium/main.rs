@@ -784,6 +784,48 @@ async fn accounts_at_other_banks_are_read_through_ones_own_bank() {
         "{rest}"
     );
 
+    // Both values forwarded, each as itself.
+    let (status, both) = cluster
+        .call(
+            0,
+            Method::GET,
+            &format!("{remote}/statement?limit=1&cursor={cursor}"),
+            None,
+            Some(&ana0.token),
+            None,
+        )
+        .await;
+    assert_eq!(
+        (status, both["entries"].as_array().map(Vec::len)),
+        (200, Some(1)),
+        "{both}"
+    );
+    assert_eq!(both["entries"][0]["amount"], json!("80.00"), "{both}");
+    // A page that is not one is refused here as for an account of this bank (it was 503
+    // bank_unavailable, the other bank's 422 taken for it failing), and a value cannot carry
+    // another parameter into the forwarded query.
+    for (query, code) in [
+        ("limit=0", "invalid_limit"),
+        ("limit=1%26cursor%3D1", "invalid_limit"),
+        ("cursor=x", "invalid_cursor"),
+    ] {
+        let (status, refused) = cluster
+            .call(
+                0,
+                Method::GET,
+                &format!("{remote}/statement?{query}"),
+                None,
+                Some(&ana0.token),
+                None,
+            )
+            .await;
+        assert_eq!(
+            (status, &refused["code"]),
+            (422, &json!(code)),
+            "{query}: {refused}"
+        );
+    }
+
     let others = format!("/api/v1/accounts/{}/{}", CODES[1], bia1.number);
     let (status, hidden) = cluster
         .call(0, Method::GET, &others, None, Some(&ana0.token), None)
