@@ -10,6 +10,7 @@ pub mod demo;
 pub mod error;
 pub mod extract;
 pub mod interbank;
+pub mod limits;
 pub mod metrics;
 pub mod routes;
 pub mod state;
@@ -110,11 +111,15 @@ pub async fn start(config: Config) -> Result<RunningBank, String> {
     let (shutdown, stopped) = oneshot::channel::<()>();
     let router = app::router(state.clone());
     let task = tokio::spawn(async move {
-        axum::serve(listener, axum::ServiceExt::into_make_service(router))
-            .with_graceful_shutdown(async move {
-                let _ = stopped.await;
-            })
-            .await
+        // With each connection's peer address, which the login and registration limits key by.
+        axum::serve(
+            listener,
+            axum::ServiceExt::into_make_service_with_connect_info::<SocketAddr>(router),
+        )
+        .with_graceful_shutdown(async move {
+            let _ = stopped.await;
+        })
+        .await
     });
     tracing::info!(bank = %config.bank, %addr, data = %path.display(), "bank serving");
     Ok(RunningBank {

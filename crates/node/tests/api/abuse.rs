@@ -1,0 +1,134 @@
+//! Standing adversarial tests of what a stranger, or a customer, could make the bank do or tell
+//! them: login and registration abuse, enumeration, joining people to accounts without their
+//! consent, and what is left lying around (sessions, files).
+//!
+//! Every client here is 127.0.0.1: the limits that tell clients apart are tested as units in
+//! `node::limits`; these tests check what one client meets.
+
+use crate::helpers::*;
+use reqwest::StatusCode;
+use serde_json::json;
+
+async fn login(bank: &TestBank, username: &str, password: &str) -> Answer {
+    bank.post(
+        "/api/v1/sessions",
+        json!({"username": username, "password": password}),
+        None,
+    )
+    .await
+}
+
+#[tokio::test]
+async fn a_username_no_registration_would_take_is_refused_before_it_is_counted() {
+    let bank = spawn_bank().await;
+    // Near the body limit: the throttle once kept each such name as a key.
+    for name in ["x".repeat(60_000), "Ana Maria".into(), "ab".into()] {
+        let answer = login(&bank, &name, PASSWORD).await;
+        assert_eq!(
+            (answer.status, answer.code()),
+            (StatusCode::UNPROCESSABLE_ENTITY, "invalid_username")
+        );
+    }
+    // Upper case is folded, as registration folds it.
+    let ana = bank.individual("Ana").await;
+    let answer = login(&bank, &ana.username.to_uppercase(), PASSWORD).await;
+    assert_eq!(answer.status, StatusCode::CREATED, "{}", answer.body);
+}
+
+#[tokio::test]
+async fn spraying_a_password_over_many_usernames_from_one_client_is_throttled() {
+    let bank = spawn_bank().await;
+    let ana = bank.individual("Ana").await;
+    let free = node::limits::CLIENT_LOGIN_FAILURES_FREE_MAX;
+    // Each username fails once, far below the per-username limit.
+    for i in 0..free {
+        let answer = login(&bank, &format!("sprayed-{i}"), "Password123").await;
+        assert_eq!(
+            (answer.status, answer.code()),
+            (StatusCode::UNAUTHORIZED, "invalid_credentials"),
+            "attempt {i}"
+        );
+    }
+    let throttled = login(&bank, "sprayed-next", "Password123").await;
+    assert_eq!(
+        (throttled.status, throttled.code()),
+        (StatusCode::TOO_MANY_REQUESTS, "too_many_login_attempts")
+    );
+    let wait: u64 = throttled.headers["retry-after"]
+        .to_str()
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert!((1..=node::limits::LOGIN_LOCK_SECONDS_MAX).contains(&wait));
+    // The client waits whatever the username, even a right one.
+    let own = login(&bank, &ana.username, PASSWORD).await;
+    assert_eq!(own.status, StatusCode::TOO_MANY_REQUESTS, "{}", own.body);
+}
+
+#[tokio::test]
+async fn wrong_passwords_hold_back_that_username_from_that_client_only() {
+    let bank = spawn_bank().await;
+    let ana = bank.individual("Ana").await;
+    let bia = bank.individual("Bia").await;
+    for _ in 0..node::limits::LOGIN_FAILURES_FREE_MAX {
+        let wrong = login(&bank, &ana.username, "wrong-password").await;
+        assert_eq!(wrong.status, StatusCode::UNAUTHORIZED, "{}", wrong.body);
+    }
+    let throttled = login(&bank, &ana.username, PASSWORD).await;
+    assert_eq!(
+        (throttled.status, throttled.code()),
+        (StatusCode::TOO_MANY_REQUESTS, "too_many_login_attempts")
+    );
+    let other = login(&bank, &bia.username, PASSWORD).await;
+    assert_eq!(
+        other.status,
+        StatusCode::CREATED,
+        "another username from the same client is not held back: {}",
+        other.body
+    );
+}
+
+/// A login or registration straight through reqwest: the helpers refuse any 5xx but
+/// `bank_unavailable`, and this test expects `overloaded`.
+async fn raw_post(bank: &TestBank, path: &str, body: serde_json::Value) -> (StatusCode, String) {
+    let response = bank
+        .http
+        .post(format!("{}{path}", bank.url))
+        .json(&body)
+        .send()
+        .await
+        .unwrap();
+    let status = response.status();
+    let body: serde_json::Value = response.json().await.unwrap();
+    (
+        status,
+        body["code"].as_str().unwrap_or_default().to_string(),
+    )
+}
+
+#[tokio::test]
+async fn a_full_password_hashing_pool_answers_overloaded_at_once() {
+    let bank = spawn_bank().await;
+    let ana = bank.individual("Ana").await;
+    let state = bank.running.as_ref().unwrap().state.clone();
+    let places = node::limits::HASHING_THREADS_MAX + node::limits::HASHING_QUEUE_MAX;
+    let held: Vec<_> = (0..places)
+        .map(|_| state.limits.hashing.admit().expect("a free place"))
+        .collect();
+    assert!(state.limits.hashing.admit().is_none());
+    let credentials = json!({"username": ana.username, "password": PASSWORD});
+    assert_eq!(
+        raw_post(&bank, "/api/v1/sessions", credentials.clone()).await,
+        (StatusCode::SERVICE_UNAVAILABLE, "overloaded".into())
+    );
+    let registration = json!({"name": "Bia", "document": cpf(unique()), "username": format!("u{}", unique()), "password": PASSWORD});
+    assert_eq!(
+        raw_post(&bank, "/api/v1/customers", registration).await,
+        (StatusCode::SERVICE_UNAVAILABLE, "overloaded".into())
+    );
+    drop(held);
+    assert_eq!(
+        raw_post(&bank, "/api/v1/sessions", credentials).await.0,
+        StatusCode::CREATED
+    );
+}
