@@ -14,7 +14,7 @@ use axum::response::{IntoResponse, Response};
 use ledger::Document;
 use std::sync::{Arc, LazyLock};
 use std::time::Instant;
-use store::Command;
+use store::{Command, Outcome, Refusal};
 
 pub const PASSWORD_LEN_MIN: usize = 8;
 /// Longer passwords only cost hashing time; 128 characters is far beyond any passphrase.
@@ -82,9 +82,11 @@ fn verify_password(password: &str, hash: &str) -> bool {
     params(("Idempotency-Key" = Option<String>, Header, description = "replays the first answer")),
     responses((status = 201, body = wire::Customer), (status = 409, description = "duplicate_document or duplicate_username", body = wire::Problem),
               (status = 422, description = "invalid_document, invalid_username, invalid_password, invalid_name", body = wire::Problem),
+              (status = 429, description = "too_many_registration_attempts (too many refused from this client), with Retry-After", body = wire::Problem),
               (status = 503, description = "overloaded (too many passwords being hashed)", body = wire::Problem)))]
 pub async fn register(
     State(state): State<Arc<AppState>>,
+    client: Client,
     headers: HeaderMap,
     body: ApiJson<wire::RegisterCustomer>,
 ) -> Result<Response, ApiError> {
@@ -101,6 +103,7 @@ pub async fn register(
             format!("a password has {PASSWORD_LEN_MIN} to {PASSWORD_LEN_MAX} characters"),
         ));
     }
+    state.limits.check_registration(client, Instant::now())?;
     let password_hash = state
         .limits
         .hashing
@@ -116,6 +119,14 @@ pub async fn register(
     let executed = state
         .execute(0, &headers, &body.fingerprint, command)
         .await?;
+    // A taken document or username tells the caller it is known here: such refusals are
+    // counted per client, so that probing many is slow.
+    if matches!(
+        executed.outcome,
+        Outcome::Refused(Refusal::DuplicateDocument | Refusal::DuplicateUsername)
+    ) {
+        state.limits.registration_refused(client, Instant::now());
+    }
     Ok(respond(executed))
 }
 

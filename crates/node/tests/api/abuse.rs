@@ -132,3 +132,81 @@ async fn a_full_password_hashing_pool_answers_overloaded_at_once() {
         StatusCode::CREATED
     );
 }
+
+#[tokio::test]
+async fn pix_key_lookups_are_limited_per_customer() {
+    let bank = spawn_bank().await;
+    let ana = bank.individual("Ana").await;
+    let bia = bank.individual("Bia").await;
+    let burst = node::limits::PIX_LOOKUPS_BURST_MAX as usize;
+    // One lookup a second comes back, so the bound leaves room for a slow machine (the test
+    // would have to take over a minute for the bucket to refill this far).
+    let mut refused = None;
+    for i in 0..burst * 3 {
+        let answer = bank
+            .get(
+                &format!("/api/v1/pix-keys/{}", cpf(unique())),
+                Some(&ana.token),
+            )
+            .await;
+        if answer.status == StatusCode::TOO_MANY_REQUESTS {
+            refused = Some((i, answer));
+            break;
+        }
+        assert_eq!(
+            (answer.status, answer.code()),
+            (StatusCode::NOT_FOUND, "pix_key_not_found")
+        );
+    }
+    let (at, refused) = refused.expect("lookups are limited");
+    assert!(at >= burst, "refused after {at} lookups");
+    assert_eq!(refused.code(), "too_many_requests");
+    assert!(refused.headers.contains_key("retry-after"));
+    let other = bank
+        .get(
+            &format!("/api/v1/pix-keys/{}", cpf(unique())),
+            Some(&bia.token),
+        )
+        .await;
+    assert_eq!(
+        other.code(),
+        "pix_key_not_found",
+        "another customer is not held back"
+    );
+}
+
+#[tokio::test]
+async fn probing_documents_by_registering_them_is_throttled() {
+    let bank = spawn_bank().await;
+    let ana = bank.individual("Ana").await;
+    let free = node::limits::REGISTRATION_REFUSALS_FREE_MAX;
+    for i in 0..free {
+        let answer = bank
+            .post(
+                "/api/v1/customers",
+                json!({"name": "Eve", "document": ana.document, "username": format!("eve{}", unique()), "password": PASSWORD}),
+                None,
+            )
+            .await;
+        assert_eq!(
+            (answer.status, answer.code()),
+            (StatusCode::CONFLICT, "duplicate_document"),
+            "attempt {i}"
+        );
+    }
+    let throttled = bank
+        .post(
+            "/api/v1/customers",
+            json!({"name": "Eve", "document": cpf(unique()), "username": format!("eve{}", unique()), "password": PASSWORD}),
+            None,
+        )
+        .await;
+    assert_eq!(
+        (throttled.status, throttled.code()),
+        (
+            StatusCode::TOO_MANY_REQUESTS,
+            "too_many_registration_attempts"
+        )
+    );
+    assert!(throttled.headers.contains_key("retry-after"));
+}
