@@ -175,6 +175,12 @@ pub enum Command {
         accounts: Vec<AccountNumber>,
         package: PackageRecord,
     },
+    /// Deletes every session that expired by `now_ms` (Unix ms, the node's wall clock: the
+    /// hybrid clock may run ahead of it after a peer's stamp). The node sends it as a customer
+    /// logs in, so the table holds about the live sessions only.
+    PurgeSessions {
+        now_ms: u64,
+    },
 }
 
 /// One transfer of a batch: the caller's id, and the transfer or why its request was invalid

@@ -168,7 +168,16 @@ pub async fn login(
     let mut token_bytes = [0u8; 32];
     getrandom::fill(&mut token_bytes).map_err(ApiError::internal)?;
     let token: String = token_bytes.iter().map(|b| format!("{b:02x}")).collect();
-    let expires_at_ms = store::wall_ms() + state.session_ttl.as_millis() as u64;
+    let now_ms = store::wall_ms();
+    let expires_at_ms = now_ms + state.session_ttl.as_millis() as u64;
+    // Sessions that expired are deleted as customers log in: queued first, so it goes to disk
+    // in the same commit as the new session (a purge that finds none reads one index page).
+    let purged = state.submit(
+        0,
+        &HeaderMap::new(),
+        &Fingerprint::of_text(""),
+        Command::PurgeSessions { now_ms },
+    )?;
     let command = Command::CreateSession {
         customer: record.customer,
         token_hash: sha256(token.as_bytes()),
@@ -182,6 +191,7 @@ pub async fn login(
             command,
         )
         .await?;
+    purged.await?;
     let session = wire::Session {
         token,
         expires_at: super::rfc3339(expires_at_ms),

@@ -210,3 +210,102 @@ async fn probing_documents_by_registering_them_is_throttled() {
     );
     assert!(throttled.headers.contains_key("retry-after"));
 }
+
+/// How many sessions the bank's ledger file holds.
+fn sessions_on_disk(bank: &TestBank) -> i64 {
+    let db = rusqlite::Connection::open_with_flags(
+        bank.dir.path().join("ledger.db"),
+        rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY,
+    )
+    .unwrap();
+    db.query_row("SELECT COUNT(*) FROM sessions", [], |row| row.get(0))
+        .unwrap()
+}
+
+#[tokio::test]
+async fn expired_sessions_are_purged_as_customers_log_in() {
+    let bank =
+        spawn_bank_with(|config| config.session_ttl = std::time::Duration::from_secs(1)).await;
+    let ana = bank.individual("Ana").await;
+    let _bia = bank.individual("Bia").await;
+    tokio::time::sleep(std::time::Duration::from_millis(1_200)).await;
+    let again = login(&bank, &ana.username, PASSWORD).await;
+    assert_eq!(again.status, StatusCode::CREATED, "{}", again.body);
+    assert_eq!(
+        sessions_on_disk(&bank),
+        1,
+        "both expired sessions are gone, the new one stays"
+    );
+    let token = again.body["token"].as_str().unwrap();
+    assert_eq!(
+        bank.get("/api/v1/me", Some(token)).await.status,
+        StatusCode::OK
+    );
+}
+
+#[tokio::test]
+async fn live_sessions_are_not_purged() {
+    let bank = spawn_bank().await;
+    let ana = bank.individual("Ana").await;
+    let again = login(&bank, &ana.username, PASSWORD).await;
+    assert_eq!(again.status, StatusCode::CREATED, "{}", again.body);
+    assert_eq!(sessions_on_disk(&bank), 2);
+    assert_eq!(
+        bank.get("/api/v1/me", Some(&ana.token)).await.status,
+        StatusCode::OK
+    );
+}
+
+fn mode(path: &std::path::Path) -> u32 {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::metadata(path)
+        .unwrap_or_else(|e| panic!("{}: {e}", path.display()))
+        .permissions()
+        .mode()
+        & 0o777
+}
+
+#[tokio::test]
+async fn the_ledger_and_the_demo_tokens_are_readable_only_by_their_owner() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("bank").join("data");
+    let running = node::start(config(&data)).await.unwrap();
+    let bank = TestBank {
+        url: running.url(),
+        running: Some(running),
+        http: reqwest::Client::new(),
+        dir: tempfile::tempdir().unwrap(),
+    };
+    // A write, so the write-ahead log exists too.
+    bank.individual("Ana").await;
+    assert_eq!(mode(&data), 0o700, "the data folder");
+    assert_eq!(
+        mode(&dir.path().join("bank")),
+        0o700,
+        "a folder made for it"
+    );
+    for file in ["ledger.db", "ledger.db-wal", "ledger.db-shm"] {
+        assert_eq!(mode(&data.join(file)), 0o600, "{file}");
+    }
+    let TestBank { running, .. } = bank;
+    running.unwrap().stop().await.unwrap();
+
+    let demo = dir.path().join("demo");
+    let (banks, _) = node::demo::start(&demo, None).await.unwrap();
+    assert_eq!(mode(&demo), 0o700, "the demo folder");
+    assert_eq!(
+        mode(&demo.join("demo.json")),
+        0o600,
+        "demo.json holds operator tokens"
+    );
+    for bank in banks {
+        let code = bank.state.bank.to_string();
+        assert_eq!(mode(&demo.join(&code)), 0o700, "{code}'s folder");
+        assert_eq!(
+            mode(&demo.join(&code).join("ledger.db")),
+            0o600,
+            "{code}'s ledger"
+        );
+        bank.stop().await.unwrap();
+    }
+}

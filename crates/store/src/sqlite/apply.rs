@@ -317,6 +317,12 @@ pub fn apply(conn: &Connection, ctx: &Ctx, command: &Command) -> Applied<Outcome
             accounts,
             package,
         } => super::interbank::begin_package(conn, ctx, *actor, accounts, package),
+        Command::PurgeSessions { now_ms } => {
+            // Through `sessions_by_expiry` (migration 13): only the expired rows are visited.
+            conn.prepare_cached("DELETE FROM sessions WHERE expires_at_ms <= ?1")?
+                .execute(params![i64::try_from(*now_ms).unwrap_or(i64::MAX)])?;
+            Ok(Ok(Outcome::Done))
+        }
     }
 }
 

@@ -505,6 +505,10 @@ const MIGRATIONS: &[&str] = &[
     ALTER TABLE entries_12 RENAME TO entries;
     CREATE INDEX entries_by_e2e ON entries (e2e_id) WHERE other_account_id IS NOT NULL;
     "#,
+    // 13: expired sessions are purged (`PurgeSessions`, as customers log in), found by expiry.
+    r#"
+    CREATE INDEX sessions_by_expiry ON sessions (expires_at_ms);
+    "#,
 ];
 
 /// Brings the database to the newest schema version, recorded in `PRAGMA user_version`.
