@@ -309,3 +309,202 @@ async fn the_ledger_and_the_demo_tokens_are_readable_only_by_their_owner() {
         bank.stop().await.unwrap();
     }
 }
+
+/// Accepts every invitation `customer` has pending; the accounts they now hold, as answered.
+pub async fn accept_invitations(bank: &TestBank, customer: &Customer) -> Vec<serde_json::Value> {
+    let listed = bank.get("/api/v1/invitations", Some(&customer.token)).await;
+    assert_eq!(listed.status, StatusCode::OK, "{}", listed.body);
+    let mut accepted = Vec::new();
+    for invitation in listed.body["received"].as_array().unwrap() {
+        if invitation["status"] != "pending" {
+            continue;
+        }
+        let id = invitation["id"].as_str().unwrap();
+        let answer = bank
+            .post(
+                &format!("/api/v1/invitations/{id}/accept"),
+                json!({}),
+                Some(&customer.token),
+            )
+            .await;
+        assert_eq!(answer.status, StatusCode::CREATED, "{}", answer.body);
+        accepted.push(answer.body);
+    }
+    accepted
+}
+
+fn usernames(holders: &serde_json::Value) -> Vec<String> {
+    holders
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|h| h["username"].as_str().unwrap().to_string())
+        .collect()
+}
+
+#[tokio::test]
+async fn a_joint_account_holds_a_co_holder_only_once_they_accept() {
+    let bank = spawn_bank().await;
+    let ana = bank.individual("Ana").await;
+    let beto = bank.individual("Beto").await;
+    let carla = bank.individual("Carla").await;
+    let company = bank.register("Padaria", &cnpj(unique())).await;
+    let open = |co_holders: Vec<&str>| {
+        bank.post(
+            "/api/v1/accounts",
+            json!({"kind": "joint", "co_holders": co_holders, "opening_deposit": "100.00"}),
+            Some(&ana.token),
+        )
+    };
+    let opened = open(vec![&beto.username, &carla.username]).await;
+    assert_eq!(opened.status, StatusCode::CREATED, "{}", opened.body);
+    assert_eq!(
+        usernames(&opened.body["holders"]),
+        [ana.username.as_str()],
+        "no one is named a holder, nor shown, without consent"
+    );
+    assert!(!opened.body.to_string().contains("Beto"));
+    let number = opened.body["number"].as_str().unwrap().to_string();
+    let base = format!("/api/v1/accounts/{BANK}/{number}");
+
+    // Before accepting, Beto neither holds nor sees it.
+    let me = bank.get("/api/v1/me", Some(&beto.token)).await;
+    assert_eq!(me.body["accounts"], json!([]));
+    let read = bank.get(&base, Some(&beto.token)).await;
+    assert_eq!(read.code(), "account_not_found");
+    let withdraw = bank
+        .post(
+            &format!("{base}/withdrawals"),
+            json!({"amount": "1.00"}),
+            Some(&beto.token),
+        )
+        .await;
+    assert_eq!(withdraw.code(), "account_not_found");
+
+    // Unknown users and companies are invited alike: nothing tells them from customers.
+    let unknown = open(vec!["nobody-registered"]).await;
+    let known = open(vec![&beto.username]).await;
+    let firm = open(vec![&company.username]).await;
+    for answer in [&unknown, &known, &firm] {
+        assert_eq!(answer.status, StatusCode::CREATED, "{}", answer.body);
+        assert_eq!(usernames(&answer.body["holders"]), [ana.username.as_str()]);
+    }
+    let sent = bank.get("/api/v1/invitations", Some(&ana.token)).await;
+    let sent = sent.body["sent"].as_array().unwrap().clone();
+    assert_eq!(sent.len(), 5);
+    for invitation in &sent {
+        assert_eq!(invitation["status"], "pending", "{invitation}");
+        assert_eq!(invitation["from"]["username"], ana.username.as_str());
+    }
+    let fields = |i: &serde_json::Value| {
+        let mut keys: Vec<String> = i.as_object().unwrap().keys().cloned().collect();
+        keys.sort();
+        keys
+    };
+    assert_eq!(
+        fields(&sent[2]),
+        fields(&sent[3]),
+        "same shape for nobody and somebody"
+    );
+
+    // Beto's invitations name Ana and the account; Carla cannot answer Beto's.
+    let received = bank.get("/api/v1/invitations", Some(&beto.token)).await;
+    let received = received.body["received"].as_array().unwrap().clone();
+    assert_eq!(received.len(), 2);
+    assert_eq!(received[0]["from"]["name"], "Ana");
+    assert_eq!(received[0]["account"]["number"], number.as_str());
+    let first = received[0]["id"].as_str().unwrap();
+    let stolen = bank
+        .post(
+            &format!("/api/v1/invitations/{first}/accept"),
+            json!({}),
+            Some(&carla.token),
+        )
+        .await;
+    assert_eq!(
+        (stolen.status, stolen.code()),
+        (StatusCode::NOT_FOUND, "invitation_not_found")
+    );
+    let accepted = bank
+        .post(
+            &format!("/api/v1/invitations/{first}/accept"),
+            json!({}),
+            Some(&beto.token),
+        )
+        .await;
+    assert_eq!(accepted.status, StatusCode::CREATED, "{}", accepted.body);
+    assert_eq!(
+        usernames(&accepted.body["holders"]),
+        [ana.username.as_str(), beto.username.as_str()]
+    );
+    let again = bank
+        .post(
+            &format!("/api/v1/invitations/{first}/accept"),
+            json!({}),
+            Some(&beto.token),
+        )
+        .await;
+    assert_eq!(
+        again.code(),
+        "invitation_not_found",
+        "an invitation is answered once"
+    );
+    let withdraw = bank
+        .post(
+            &format!("{base}/withdrawals"),
+            json!({"amount": "1.00"}),
+            Some(&beto.token),
+        )
+        .await;
+    assert_eq!(withdraw.status, StatusCode::CREATED, "{}", withdraw.body);
+
+    // Carla declines: she never holds it, and Ana sees the answer.
+    let carla_received = bank.get("/api/v1/invitations", Some(&carla.token)).await;
+    let carla_id = carla_received.body["received"][0]["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let declined = bank
+        .post(
+            &format!("/api/v1/invitations/{carla_id}/decline"),
+            json!({}),
+            Some(&carla.token),
+        )
+        .await;
+    assert_eq!(declined.status, StatusCode::NO_CONTENT, "{}", declined.body);
+    assert_eq!(
+        bank.get(&base, Some(&carla.token)).await.code(),
+        "account_not_found"
+    );
+    let account = bank.get(&base, Some(&ana.token)).await;
+    assert_eq!(
+        usernames(&account.body["holders"]),
+        [ana.username.as_str(), beto.username.as_str()]
+    );
+    let sent = bank.get("/api/v1/invitations", Some(&ana.token)).await;
+    let statuses: Vec<&str> = sent.body["sent"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|i| i["status"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        statuses,
+        ["accepted", "declined", "pending", "pending", "pending"]
+    );
+    for bad in ["0", "-1", "abc", "99999"] {
+        let answer = bank
+            .post(
+                &format!("/api/v1/invitations/{bad}/accept"),
+                json!({}),
+                Some(&beto.token),
+            )
+            .await;
+        assert_eq!(
+            (answer.status, answer.code()),
+            (StatusCode::NOT_FOUND, "invitation_not_found"),
+            "{bad}"
+        );
+    }
+    bank.audit().await;
+}
