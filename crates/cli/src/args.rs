@@ -138,6 +138,11 @@ is optional (default --account), and `to` is a Pix key, BANK/NUMBER, or {\"pix_k
         #[command(subcommand)]
         action: KeysCommand,
     },
+    /// Invitations to hold a joint account: list them (the default), accept or decline one.
+    Invitations {
+        #[command(subcommand)]
+        action: Option<InvitationsCommand>,
+    },
     /// Look up payments.
     Transfer {
         #[command(subcommand)]
@@ -318,6 +323,16 @@ pub enum KeysCommand {
     Lookup { key: String },
     /// Remove one of your keys.
     Remove { key: String },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum InvitationsCommand {
+    /// The invitations you received and sent.
+    List,
+    /// Become a holder of the account you were invited to.
+    Accept { id: String },
+    /// Turn an invitation down.
+    Decline { id: String },
 }
 
 #[derive(Debug, Subcommand)]

@@ -3,7 +3,9 @@
 //! people or, with `--json`, the JSON exactly as the bank answered.
 
 use crate::amount::{Lang, parse_amount};
-use crate::args::{Command, KeysCommand, OperationArg, TransferCommand, destination};
+use crate::args::{
+    Command, InvitationsCommand, KeysCommand, OperationArg, TransferCommand, destination,
+};
 use crate::config::{self, SavedSession};
 use crate::error::CliError;
 use crate::format::{Align, Table, Zone, brl, brl_wire, entry_kind};
@@ -126,6 +128,9 @@ pub async fn run(context: &Context, command: Command) -> Result<(), CliError> {
             all,
         } => statement(context, account, limit, cursor, all).await,
         Command::Keys { action } => keys(context, action).await,
+        Command::Invitations { action } => {
+            invitations(context, action.unwrap_or(InvitationsCommand::List)).await
+        }
         Command::Transfer {
             action: TransferCommand::Show { id },
         } => transfer_show(context, id).await,
@@ -356,6 +361,7 @@ async fn open(
         None if !co_holders.is_empty() => "joint".into(),
         None => client.me().await?.value.customer.kind,
     };
+    let invited = co_holders.join(", ");
     let reply = client
         .open_account(
             &wire::OpenAccount {
@@ -367,13 +373,19 @@ async fn open(
         )
         .await?;
     context.emit(&reply, |a| {
-        format!(
+        let mut out = format!(
             "Opened {} account {}/{} with {}.\n",
             a.kind,
             a.bank,
             a.number,
             brl_wire(&a.balance)
-        )
+        );
+        if !invited.is_empty() {
+            out.push_str(&format!(
+                "Invited {invited}: each holds it once they accept (`bank invitations accept ID`).\n"
+            ));
+        }
+        out
     });
     Ok(())
 }
@@ -799,6 +811,62 @@ async fn keys(context: &Context, action: KeysCommand) -> Result<(), CliError> {
         KeysCommand::Remove { key } => {
             let reply = client.remove_pix_key(&key, None).await?;
             context.emit(&reply, |_| format!("Removed Pix key {key}.\n"));
+        }
+    }
+    Ok(())
+}
+
+async fn invitations(context: &Context, action: InvitationsCommand) -> Result<(), CliError> {
+    let client = context.authenticated()?;
+    match action {
+        InvitationsCommand::List => {
+            let reply = client.invitations().await?;
+            context.emit(&reply, |all| {
+                if all.received.is_empty() && all.sent.is_empty() {
+                    return "No invitations.\n".into();
+                }
+                let mut table = Table::new(&[
+                    ("id", Align::Right),
+                    ("account", Align::Left),
+                    ("from", Align::Left),
+                    ("to", Align::Left),
+                    ("status", Align::Left),
+                ]);
+                for i in all.received.iter().chain(&all.sent) {
+                    table.row(vec![
+                        i.id.clone(),
+                        format!("{}/{}", i.account.bank, i.account.number),
+                        format!("{} ({})", i.from.name, i.from.username),
+                        i.to.clone(),
+                        i.status.clone(),
+                    ]);
+                }
+                let mut out = table.render();
+                if all.received.iter().any(|i| i.status == "pending") {
+                    out.push_str("Accept one with `bank invitations accept ID`.\n");
+                }
+                out
+            });
+        }
+        InvitationsCommand::Accept { id } => {
+            let reply = client.accept_invitation(&id, None).await?;
+            context.emit(&reply, |a| {
+                format!(
+                    "You now hold {} account {}/{} with {}.\n",
+                    a.kind,
+                    a.bank,
+                    a.number,
+                    a.holders
+                        .iter()
+                        .map(|h| h.username.as_str())
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                )
+            });
+        }
+        InvitationsCommand::Decline { id } => {
+            let reply = client.decline_invitation(&id, None).await?;
+            context.emit(&reply, |_| format!("Declined invitation {id}.\n"));
         }
     }
     Ok(())

@@ -321,6 +321,46 @@ impl Client {
         .await
     }
 
+    // --- joint-account invitations ---
+
+    /// The invitations to hold a joint account the caller received and sent.
+    pub async fn invitations(&self) -> Result<Reply<wire::Invitations>, ClientError> {
+        self.get(&["invitations"]).await
+    }
+
+    /// Accepts an invitation: the caller then holds the account, which is answered.
+    pub async fn accept_invitation(
+        &self,
+        id: &str,
+        idempotency_key: Option<&str>,
+    ) -> Result<Reply<wire::Account>, ClientError> {
+        self.answer_invitation(id, "accept", idempotency_key).await
+    }
+
+    pub async fn decline_invitation(
+        &self,
+        id: &str,
+        idempotency_key: Option<&str>,
+    ) -> Result<Reply<()>, ClientError> {
+        self.answer_invitation(id, "decline", idempotency_key).await
+    }
+
+    async fn answer_invitation<T: DeserializeOwned>(
+        &self,
+        id: &str,
+        answer: &str,
+        idempotency_key: Option<&str>,
+    ) -> Result<Reply<T>, ClientError> {
+        self.call(
+            Method::POST,
+            self.api(&["invitations", id, answer]),
+            None,
+            Idempotency::Key(idempotency_key),
+            None,
+        )
+        .await
+    }
+
     // --- Pix keys ---
 
     pub async fn add_pix_key(

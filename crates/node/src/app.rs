@@ -3,7 +3,7 @@
 //! handlers' annotations.
 
 use crate::error::ApiError;
-use crate::routes::{accounts, customers, interbank, payments, pix, system};
+use crate::routes::{accounts, customers, interbank, invitations, payments, pix, system};
 use crate::state::AppState;
 use crate::{AUDIT_PATH, AUDIT_TIMEOUT, BODY_BYTES_MAX, HANDLER_TIMEOUT, INTERBANK_BODY_BYTES_MAX};
 use axum::Router;
@@ -33,6 +33,7 @@ use utoipa::openapi::security::{Http, HttpAuthScheme, SecurityScheme};
         pix::add, pix::list, pix::lookup, pix::remove,
         payments::transfer, payments::get_transfer, payments::package, payments::batch,
         system::health, system::metrics, system::audit, system::consortium,
+        invitations::list, invitations::accept, invitations::decline,
     ),
     modifiers(&BearerAuth, &Exact),
 )]
@@ -260,7 +261,13 @@ pub fn router_with(
         .route("/api/v1/packages", post(payments::package))
         .route("/api/v1/consortium", get(system::consortium))
         .route("/api/v1/audit", get(system::audit))
-        .route("/api/v1/openapi.json", get(system::openapi));
+        .route("/api/v1/openapi.json", get(system::openapi))
+        .route("/api/v1/invitations", get(invitations::list))
+        .route("/api/v1/invitations/{id}/accept", post(invitations::accept))
+        .route(
+            "/api/v1/invitations/{id}/decline",
+            post(invitations::decline),
+        );
     // Envelopes of many protocol messages are larger than any customer's request.
     let banks = Router::new()
         .route(crate::interbank::MESSAGES_PATH, post(interbank::messages))

@@ -253,6 +253,39 @@ pub fn write_key(path: &Path, key: &SigningKey) -> Result<(), String> {
         .map_err(|e| format!("cannot write {}: {e}", path.display()))
 }
 
+/// Creates `dir` and its missing parents readable only by this user (0700): a bank's folder
+/// holds its ledger, its key and, for the demo, operator tokens. A folder already there is left
+/// as it is (it may be one the operator chose and shares).
+pub fn create_private_dir(dir: &Path) -> Result<(), String> {
+    use std::os::unix::fs::DirBuilderExt;
+    std::fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(dir)
+        .map_err(|e| format!("cannot create {}: {e}", dir.display()))
+}
+
+/// Makes `path` readable and writable only by this user (0600), creating it empty if missing:
+/// before SQLite opens a ledger (its `-wal` and `-shm` files take the database's mode) or a
+/// file of secrets is written.
+pub fn make_private_file(path: &Path) -> Result<(), String> {
+    use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+    std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(false)
+        .mode(0o600)
+        .open(path)
+        .and_then(|_| std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600)))
+        .map_err(|e| format!("cannot create {}: {e}", path.display()))
+}
+
+/// Writes `text` to `path`, readable only by this user (0600).
+pub fn write_private(path: &Path, text: &str) -> Result<(), String> {
+    make_private_file(path)?;
+    std::fs::write(path, text).map_err(|e| format!("cannot write {}: {e}", path.display()))
+}
+
 pub fn public_key_hex(key: &SigningKey) -> String {
     hex::encode(key.verifying_key().to_bytes())
 }

@@ -88,7 +88,7 @@ pub async fn start(
         Some(base) => (0..DEMO_BANKS.len() as u16).map(|i| base + i).collect(),
         None => free_ports(DEMO_BANKS.len())?,
     };
-    std::fs::create_dir_all(dir).map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
+    crate::config::create_private_dir(dir)?;
     let demo_path = dir.join("demo.json");
     let previous: Option<DemoFile> = std::fs::read_to_string(&demo_path)
         .ok()
@@ -103,8 +103,7 @@ pub async fn start(
     let mut keys = Vec::new();
     for (code, _) in DEMO_BANKS {
         let bank_dir = dir.join(code);
-        std::fs::create_dir_all(&bank_dir)
-            .map_err(|e| format!("cannot create {}: {e}", bank_dir.display()))?;
+        crate::config::create_private_dir(&bank_dir)?;
         let key_path = bank_dir.join("bank.key");
         if !key_path.exists() {
             write_key(&key_path, &generate_key())?;
@@ -159,8 +158,8 @@ pub async fn start(
         consortium: consortium_path.display().to_string(),
     };
     let text = serde_json::to_string_pretty(&file).expect("the demo file serialises");
-    std::fs::write(&demo_path, text)
-        .map_err(|e| format!("cannot write {}: {e}", demo_path.display()))?;
+    // It holds each bank's operator token.
+    crate::config::write_private(&demo_path, &text)?;
 
     Ok((running, file))
 }

@@ -63,7 +63,9 @@ impl ApiError {
 impl From<Refusal> for ApiError {
     fn from(refusal: Refusal) -> ApiError {
         let status = match refusal {
-            Refusal::AccountNotFound | Refusal::PixKeyNotFound => StatusCode::NOT_FOUND,
+            Refusal::AccountNotFound | Refusal::PixKeyNotFound | Refusal::InvitationNotFound => {
+                StatusCode::NOT_FOUND
+            }
             Refusal::DuplicateDocument | Refusal::DuplicateUsername | Refusal::DuplicatePixKey => {
                 StatusCode::CONFLICT
             }

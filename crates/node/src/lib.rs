@@ -10,6 +10,7 @@ pub mod demo;
 pub mod error;
 pub mod extract;
 pub mod interbank;
+pub mod limits;
 pub mod metrics;
 pub mod routes;
 pub mod serve;
@@ -76,8 +77,7 @@ impl RunningBank {
 /// Opens the bank's store under `config.data_dir` and serves it on `config.listen` (port 0 picks
 /// a free port; the chosen address is in the result).
 pub async fn start(config: Config) -> Result<RunningBank, String> {
-    std::fs::create_dir_all(&config.data_dir)
-        .map_err(|e| format!("cannot create {}: {e}", config.data_dir.display()))?;
+    config::create_private_dir(&config.data_dir)?;
     let clock = Arc::new(SharedClock::default());
     let peers: Vec<ledger::BankCode> = config
         .peers
@@ -85,6 +85,8 @@ pub async fn start(config: Config) -> Result<RunningBank, String> {
         .filter_map(|p| ledger::BankCode::parse(&p.code))
         .collect();
     let path = config.data_dir.join("ledger.db");
+    // The ledger holds every customer's documents, sessions and password hashes.
+    config::make_private_file(&path)?;
     let opened = SqliteStore::open(&path, config.bank, &peers, clock.clone())
         .map_err(|e| format!("cannot open {}: {e}", path.display()))?;
     if config.store_faults {

@@ -79,9 +79,9 @@ where
     let (stopping, stopped) = watch::channel(false);
     let mut stop = pin!(stop);
     loop {
-        let stream = tokio::select! {
+        let (stream, remote) = tokio::select! {
             accepted = listener.accept() => match accepted {
-                Ok((stream, _)) => stream,
+                Ok(accepted) => accepted,
                 Err(error) => {
                     accept_failed(&error).await;
                     continue;
@@ -94,11 +94,17 @@ where
             continue;
         };
         let io = TokioIo::new(ProblemIo::new(stream, clock.clone()));
-        let service = TowerToHyperService::new(
-            service
-                .clone()
-                .map_request(|request: hyper::Request<Incoming>| request.map(Body::new)),
-        );
+        let service = TowerToHyperService::new(service.clone().map_request(
+            move |request: hyper::Request<Incoming>| {
+                // The peer's address, which the login and registration limits key by
+                // (`limits.rs`), as `axum::serve` would give it.
+                let mut request = request.map(Body::new);
+                request
+                    .extensions_mut()
+                    .insert(axum::extract::ConnectInfo(remote));
+                request
+            },
+        ));
         let builder = builder.clone();
         let mut stopped = stopped.clone();
         tokio::spawn(async move {

@@ -1,5 +1,5 @@
 //! What every handler shares: the bank's identity, its store and clock, and the in-memory guards
-//! (idempotency keys in flight, failed-login throttling).
+//! (idempotency keys in flight; login throttling and the other limits are in `limits.rs`).
 
 use crate::error::ApiError;
 use crate::extract::Fingerprint;
@@ -16,12 +16,6 @@ use store::{
 
 /// Longest accepted `Idempotency-Key`.
 pub const IDEMPOTENCY_KEY_LEN_MAX: usize = 255;
-/// Failed logins for one username before it is throttled.
-pub const LOGIN_FAILURES_FREE_MAX: u32 = 5;
-/// The longest wait a throttled username is given.
-pub const LOGIN_LOCK_SECONDS_MAX: u64 = 300;
-/// Usernames whose failures are remembered at once; beyond it, expired entries are dropped.
-const THROTTLE_ENTRIES_MAX: usize = 100_000;
 /// Live sessions remembered at once; beyond it, the memory starts again from empty.
 const SESSIONS_REMEMBERED_MAX: usize = 100_000;
 
@@ -38,7 +32,8 @@ pub struct AppState {
     pub started_ms: u64,
     pub metrics: Metrics,
     inflight: Mutex<HashSet<(CustomerId, String)>>,
-    throttle: Mutex<HashMap<String, Failures>>,
+    /// Login throttling, refused registrations, Pix lookups and the password-hashing pool.
+    pub limits: crate::limits::Limits,
     /// The next end-to-end id's sequence number; see [`AppState::new_e2e`].
     e2e_sequence: AtomicU64,
     sessions: Mutex<Sessions>,
@@ -52,11 +47,6 @@ struct Sessions {
     live: HashMap<[u8; 32], SessionRecord>,
     /// Bumped by each logout: a lookup that started before it does not remember what it read.
     logouts: u64,
-}
-
-struct Failures {
-    count: u32,
-    locked_until: Option<Instant>,
 }
 
 /// Holds an idempotency key as in flight until dropped.
@@ -117,7 +107,7 @@ impl AppState {
             started_ms: store::wall_ms(),
             metrics: Metrics::default(),
             inflight: Mutex::new(HashSet::new()),
-            throttle: Mutex::new(HashMap::new()),
+            limits: crate::limits::Limits::default(),
             e2e_sequence: AtomicU64::new(first_sequence),
             sessions: Mutex::new(Sessions::default()),
         }
@@ -246,50 +236,6 @@ impl AppState {
             self.metrics.observe_command(started.elapsed(), &executed);
             Ok(executed)
         })
-    }
-
-    /// Refuses a login attempt while the username is throttled.
-    pub fn check_throttle(&self, username: &str) -> Result<(), ApiError> {
-        let throttle = self.throttle.lock().expect("throttle lock");
-        if let Some(until) = throttle.get(username).and_then(|f| f.locked_until) {
-            let now = Instant::now();
-            if until > now {
-                let wait = (until - now).as_secs().max(1);
-                return Err(ApiError::new(
-                    StatusCode::TOO_MANY_REQUESTS,
-                    "too_many_login_attempts",
-                    format!("too many failed logins; try again in {wait} s"),
-                )
-                .with_retry_after(wait));
-            }
-        }
-        Ok(())
-    }
-
-    /// Counts a failed login; from the sixth on, the username waits 1, 2, 4 … up to 300 s.
-    pub fn login_failed(&self, username: &str) {
-        let mut throttle = self.throttle.lock().expect("throttle lock");
-        if throttle.len() >= THROTTLE_ENTRIES_MAX {
-            let now = Instant::now();
-            throttle.retain(|_, f| f.locked_until.is_some_and(|until| until > now));
-        }
-        let failures = throttle.entry(username.to_string()).or_insert(Failures {
-            count: 0,
-            locked_until: None,
-        });
-        failures.count += 1;
-        if failures.count >= LOGIN_FAILURES_FREE_MAX {
-            let exponent = (failures.count - LOGIN_FAILURES_FREE_MAX).min(16);
-            let seconds = (1u64 << exponent).min(LOGIN_LOCK_SECONDS_MAX);
-            failures.locked_until = Some(Instant::now() + Duration::from_secs(seconds));
-        }
-    }
-
-    pub fn login_succeeded(&self, username: &str) {
-        self.throttle
-            .lock()
-            .expect("throttle lock")
-            .remove(username);
     }
 }
 

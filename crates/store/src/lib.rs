@@ -143,4 +143,6 @@ pub trait Store: Send + Sync + 'static {
         number: ledger::AccountNumber,
         document: &str,
     ) -> Result<bool, StoreError>;
+    /// The joint-account invitations `id` received or sent, oldest first.
+    async fn invitations_of(&self, id: CustomerId) -> Result<Vec<InvitationRecord>, StoreError>;
 }

@@ -157,6 +157,20 @@ pub enum Command {
         accounts: Vec<AccountNumber>,
         package: PackageRecord,
     },
+    /// Deletes every session that expired by `now_ms` (Unix ms, the node's wall clock: the
+    /// hybrid clock may run ahead of it after a peer's stamp). The node sends it as a customer
+    /// logs in, so the table holds about the live sessions only.
+    PurgeSessions {
+        now_ms: u64,
+    },
+    /// A customer answers an invitation to hold a joint account (`OpenAccount` invites its
+    /// co-holders): accepting makes them a holder (the account is the outcome), declining ends
+    /// the invitation. Only the invited customer may answer, once.
+    AnswerInvitation {
+        actor: CustomerId,
+        invitation: i64,
+        accept: bool,
+    },
 }
 
 /// One transfer of a batch: the caller's id, and the transfer or why its request was invalid
@@ -469,6 +483,8 @@ pub enum Refusal {
     OpeningDepositTooSmall,
     #[error("{0}")]
     Ledger(LedgerRefusal),
+    #[error("no such invitation waiting for you")]
+    InvitationNotFound,
 }
 
 /// A `ledger::Rejection` in serialisable form.
@@ -514,6 +530,7 @@ impl Refusal {
             Refusal::Ledger(LedgerRefusal::HoldAlreadyResolved) => "hold_already_resolved",
             Refusal::Ledger(LedgerRefusal::InsufficientFunds) => "insufficient_funds",
             Refusal::Ledger(LedgerRefusal::Overflow) => "amount_too_large",
+            Refusal::InvitationNotFound => "invitation_not_found",
         }
     }
 }
@@ -540,6 +557,21 @@ pub struct CustomerRecord {
 pub struct LoginRecord {
     pub customer: CustomerId,
     pub password_hash: String,
+}
+
+/// An invitation to hold a joint account, as its inviter or its invitee sees it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct InvitationRecord {
+    pub id: i64,
+    pub bank: String,
+    pub account_number: String,
+    pub inviter: HolderRecord,
+    /// The username invited, as the inviter wrote it (a customer here or not).
+    pub username: String,
+    /// `pending`, `accepted` or `declined`.
+    pub status: String,
+    /// Whether the viewer is the one invited (otherwise they sent it).
+    pub received: bool,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

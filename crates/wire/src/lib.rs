@@ -112,6 +112,28 @@ pub struct Account {
     pub available: String,
 }
 
+/// An invitation to hold a joint account: its opener names co-holders, and each holds it (and
+/// shows on it) only once they accept.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema, PartialEq, Eq)]
+pub struct Invitation {
+    pub id: String,
+    pub account: AccountRef,
+    /// Who invited.
+    pub from: Holder,
+    /// The username invited, as the inviter wrote it.
+    pub to: String,
+    /// `pending`, `accepted` or `declined`. An invitation to a username that is not an
+    /// individual customer here stays `pending`: the inviter is not told who is a customer.
+    pub status: String,
+}
+
+/// The invitations a customer received (to accept or decline) and sent.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema, PartialEq, Eq)]
+pub struct Invitations {
+    pub received: Vec<Invitation>,
+    pub sent: Vec<Invitation>,
+}
+
 #[derive(Debug, Clone, Serialize, Deserialize, ToSchema, PartialEq, Eq)]
 pub struct AccountRef {
     #[schema(pattern = "^[0-9]{8}$")]

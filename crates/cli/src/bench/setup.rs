@@ -82,7 +82,13 @@ async fn prepare_bank(
     let anonymous = Client::new(&listed.url)?;
     let customers = args.customers.min(args.accounts) as usize;
     let mut sessions = JoinSet::new();
+    let mut tokens = vec![String::new(); customers];
     for i in 0..customers {
+        // A bank hashes only so many passwords at once and answers 503 beyond its queue.
+        if sessions.len() >= SETUP_IN_FLIGHT_MAX {
+            let (i, token) = next_session(&mut sessions, &listed.code).await?;
+            tokens[i] = token;
+        }
         let anonymous = anonymous.clone();
         let password = password.to_string();
         let username = format!("bench{run_id}b{index}c{i}");
@@ -104,14 +110,11 @@ async fn prepare_bank(
                 .login(&wire::Credentials { username, password })
                 .await
                 .map_err(|e| ("log in", e))?;
-            Ok::<_, (&str, ClientError)>((i, session.value.token))
+            Registered::Ok((i, session.value.token))
         });
     }
-    let mut tokens = vec![String::new(); customers];
-    while let Some(joined) = sessions.join_next().await {
-        let (i, token) = joined
-            .expect("a set-up task does not panic")
-            .map_err(|(what, e)| setup_error(what, &listed.code, e))?;
+    while !sessions.is_empty() {
+        let (i, token) = next_session(&mut sessions, &listed.code).await?;
         tokens[i] = token;
     }
 
@@ -170,6 +173,21 @@ async fn prepare_bank(
         customers,
         accounts,
     })
+}
+
+/// A customer registered and logged in: their index and session token.
+type Registered = Result<(usize, String), (&'static str, ClientError)>;
+
+async fn next_session(
+    sessions: &mut JoinSet<Registered>,
+    bank: &str,
+) -> Result<(usize, String), CliError> {
+    sessions
+        .join_next()
+        .await
+        .expect("called with tasks in flight")
+        .expect("a set-up task does not panic")
+        .map_err(|(what, e)| setup_error(what, bank, e))
 }
 
 async fn next_opening(

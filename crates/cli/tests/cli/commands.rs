@@ -120,7 +120,37 @@ async fn register_login_me_accounts_open_logout() {
         .json();
     assert_eq!(joint["kind"], "joint");
     assert_eq!(joint["balance"], "50.00");
-    assert_eq!(joint["holders"].as_array().unwrap().len(), 2);
+    assert_eq!(
+        joint["holders"].as_array().unwrap().len(),
+        1,
+        "Beto holds it once he accepts"
+    );
+    ana.bank(&["invitations"])
+        .run()
+        .await
+        .ok()
+        .stdout_has("beto")
+        .stdout_has("pending");
+    let invited = beto
+        .bank(&["--json", "invitations"])
+        .run()
+        .await
+        .ok()
+        .json();
+    let id = invited["received"][0]["id"].as_str().unwrap().to_string();
+    assert_eq!(invited["received"][0]["from"]["username"], "ana");
+    beto.bank(&["invitations"])
+        .run()
+        .await
+        .ok()
+        .stdout_has("Ana Lima (ana)")
+        .stdout_has("bank invitations accept ID");
+    beto.bank(&["invitations", "accept", &id])
+        .run()
+        .await
+        .ok()
+        .stdout_has("You now hold joint account")
+        .stdout_has("ana, beto");
 
     let accounts = ana.bank(&["accounts"]).run().await.ok();
     let lines: Vec<&str> = accounts.stdout.lines().collect();

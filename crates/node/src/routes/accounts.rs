@@ -21,7 +21,7 @@ pub const STATEMENT_PAGE_MAX: usize = 100;
 #[utoipa::path(post, path = "/api/v1/accounts", tag = "accounts", security(("bearer" = [])), request_body = wire::OpenAccount,
     params(("Idempotency-Key" = Option<String>, Header, description = "replays the first answer")),
     responses((status = 201, body = wire::Account),
-              (status = 422, description = "opening_deposit_too_small, holder_kind_mismatch, co_holder_not_found, invalid_amount", body = wire::Problem)))]
+              (status = 422, description = "opening_deposit_too_small, holder_kind_mismatch, invalid_amount; a joint account's co-holders are invited (GET /api/v1/invitations) and hold it once they accept", body = wire::Problem)))]
 pub async fn open(
     State(state): State<Arc<AppState>>,
     Caller(customer): Caller,

@@ -3,6 +3,7 @@
 use super::{account_wire, customer_wire, respond};
 use crate::error::ApiError;
 use crate::extract::{ApiJson, Caller, Fingerprint, sha256};
+use crate::limits::Client;
 use crate::state::AppState;
 use argon2::Argon2;
 use argon2::password_hash::{PasswordHash, PasswordHasher, PasswordVerifier, SaltString};
@@ -12,7 +13,8 @@ use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use ledger::Document;
 use std::sync::{Arc, LazyLock};
-use store::Command;
+use std::time::Instant;
+use store::{Command, Outcome, Refusal};
 
 pub const PASSWORD_LEN_MIN: usize = 8;
 /// Longer passwords only cost hashing time; 128 characters is far beyond any passphrase.
@@ -79,9 +81,12 @@ fn verify_password(password: &str, hash: &str) -> bool {
 #[utoipa::path(post, path = "/api/v1/customers", tag = "customers", request_body = wire::RegisterCustomer,
     params(("Idempotency-Key" = Option<String>, Header, description = "replays the first answer")),
     responses((status = 201, body = wire::Customer), (status = 409, description = "duplicate_document or duplicate_username", body = wire::Problem),
-              (status = 422, description = "invalid_document, invalid_username, invalid_password, invalid_name", body = wire::Problem)))]
+              (status = 422, description = "invalid_document, invalid_username, invalid_password, invalid_name", body = wire::Problem),
+              (status = 429, description = "too_many_registration_attempts (too many refused from this client), with Retry-After", body = wire::Problem),
+              (status = 503, description = "overloaded (too many passwords being hashed)", body = wire::Problem)))]
 pub async fn register(
     State(state): State<Arc<AppState>>,
+    client: Client,
     headers: HeaderMap,
     body: ApiJson<wire::RegisterCustomer>,
 ) -> Result<Response, ApiError> {
@@ -98,9 +103,12 @@ pub async fn register(
             format!("a password has {PASSWORD_LEN_MIN} to {PASSWORD_LEN_MAX} characters"),
         ));
     }
-    let password_hash = tokio::task::spawn_blocking(move || hash_password(request.password))
-        .await
-        .map_err(ApiError::internal)??;
+    state.limits.check_registration(client, Instant::now())?;
+    let password_hash = state
+        .limits
+        .hashing
+        .run(move || hash_password(request.password))
+        .await??;
     let command = Command::RegisterCustomer {
         public_id: uuid::Uuid::new_v4().to_string(),
         name,
@@ -111,41 +119,65 @@ pub async fn register(
     let executed = state
         .execute(0, &headers, &body.fingerprint, command)
         .await?;
+    // A taken document or username tells the caller it is known here: such refusals are
+    // counted per client, so that probing many is slow.
+    if matches!(
+        executed.outcome,
+        Outcome::Refused(Refusal::DuplicateDocument | Refusal::DuplicateUsername)
+    ) {
+        state.limits.registration_refused(client, Instant::now());
+    }
     Ok(respond(executed))
 }
 
 #[utoipa::path(post, path = "/api/v1/sessions", tag = "customers", request_body = wire::Credentials,
     responses((status = 201, body = wire::Session), (status = 401, description = "invalid_credentials", body = wire::Problem),
-              (status = 429, description = "too_many_login_attempts, with Retry-After", body = wire::Problem)))]
+              (status = 422, description = "invalid_username (not a username's shape)", body = wire::Problem),
+              (status = 429, description = "too_many_login_attempts, with Retry-After", body = wire::Problem),
+              (status = 503, description = "overloaded (too many passwords being checked)", body = wire::Problem)))]
 pub async fn login(
     State(state): State<Arc<AppState>>,
+    client: Client,
     body: ApiJson<wire::Credentials>,
 ) -> Result<Response, ApiError> {
     let credentials = body.value;
-    let username = credentials.username.to_ascii_lowercase();
-    state.check_throttle(&username)?;
+    // Checked before anything is keyed by it: only a name registration would take.
+    let username = username(&credentials.username)?;
+    state
+        .limits
+        .check_login(&username, client, Instant::now())?;
     let record = state.store.login_record(&username).await?;
-    let hash = record
-        .as_ref()
-        .map(|r| r.password_hash.clone())
-        .unwrap_or_else(|| DUMMY_HASH.clone());
+    let hash = record.as_ref().map(|r| r.password_hash.clone());
     let password = credentials.password;
-    let matches = tokio::task::spawn_blocking(move || verify_password(&password, &hash))
-        .await
-        .map_err(ApiError::internal)?;
+    let matches = state
+        .limits
+        .hashing
+        .run(move || verify_password(&password, hash.as_deref().unwrap_or(&DUMMY_HASH)))
+        .await?;
     let Some(record) = record.filter(|_| matches) else {
-        state.login_failed(&username);
+        state.limits.login_failed(&username, client, Instant::now());
         return Err(ApiError::new(
             StatusCode::UNAUTHORIZED,
             "invalid_credentials",
             "wrong username or password",
         ));
     };
-    state.login_succeeded(&username);
+    state
+        .limits
+        .login_succeeded(&username, client, Instant::now());
     let mut token_bytes = [0u8; 32];
     getrandom::fill(&mut token_bytes).map_err(ApiError::internal)?;
     let token: String = token_bytes.iter().map(|b| format!("{b:02x}")).collect();
-    let expires_at_ms = store::wall_ms() + state.session_ttl.as_millis() as u64;
+    let now_ms = store::wall_ms();
+    let expires_at_ms = now_ms + state.session_ttl.as_millis() as u64;
+    // Sessions that expired are deleted as customers log in: queued first, so it goes to disk
+    // in the same commit as the new session (a purge that finds none reads one index page).
+    let purged = state.submit(
+        0,
+        &HeaderMap::new(),
+        &Fingerprint::of_text(""),
+        Command::PurgeSessions { now_ms },
+    )?;
     let command = Command::CreateSession {
         customer: record.customer,
         token_hash: sha256(token.as_bytes()),
@@ -159,6 +191,7 @@ pub async fn login(
             command,
         )
         .await?;
+    purged.await?;
     let session = wire::Session {
         token,
         expires_at: super::rfc3339(expires_at_ms),

@@ -5,6 +5,7 @@
 pub mod accounts;
 pub mod customers;
 pub mod interbank;
+pub mod invitations;
 pub mod payments;
 pub mod pix;
 pub mod system;

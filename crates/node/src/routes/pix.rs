@@ -78,12 +78,17 @@ pub async fn list(
 #[utoipa::path(get, path = "/api/v1/pix-keys/{key}", tag = "pix", security(("bearer" = [])),
     params(("key" = String, Path, description = "CPF, CNPJ, e-mail, +55 phone or random UUID")),
     responses((status = 200, description = "the holder's name, bank and masked document, from this bank or another of the consortium; never the account or balance", body = wire::PixKey),
-              (status = 404, description = "pix_key_not_found", body = wire::Problem)))]
+              (status = 404, description = "pix_key_not_found", body = wire::Problem),
+              (status = 429, description = "too_many_requests: more lookups than a customer may make (PIX_LOOKUPS_BURST_MAX, then one a second), with Retry-After", body = wire::Problem)))]
 pub async fn lookup(
     State(state): State<Arc<AppState>>,
-    _caller: Caller,
+    Caller(customer): Caller,
     ApiPath(key): ApiPath<String>,
 ) -> Result<Json<wire::PixKey>, ApiError> {
+    // Each answer names a person: unlimited, lookups would list the consortium's customers.
+    state
+        .limits
+        .pix_lookup(customer.id, std::time::Instant::now())?;
     let key = parse_key(&key)?;
     if let Some(record) = state.store.pix_key(&key).await? {
         return Ok(Json(pix_key_wire(&record, false)));

@@ -317,6 +317,17 @@ pub fn apply(conn: &Connection, ctx: &Ctx, command: &Command) -> Applied<Outcome
             accounts,
             package,
         } => super::interbank::begin_package(conn, ctx, *actor, accounts, package),
+        Command::AnswerInvitation {
+            actor,
+            invitation,
+            accept,
+        } => answer_invitation(conn, ctx, *actor, *invitation, *accept),
+        Command::PurgeSessions { now_ms } => {
+            // Through `sessions_by_expiry` (migration 13): only the expired rows are visited.
+            conn.prepare_cached("DELETE FROM sessions WHERE expires_at_ms <= ?1")?
+                .execute(params![i64::try_from(*now_ms).unwrap_or(i64::MAX)])?;
+            Ok(Ok(Outcome::Done))
+        }
     }
 }
 
@@ -633,7 +644,6 @@ fn open_account(
     e2e: &EndToEndId,
 ) -> Applied<AccountRecord> {
     let owner = read::customer(conn, actor)?.expect("sessions belong to customers");
-    let mut holders = vec![actor];
     let required = match kind {
         AccountKind::Individual | AccountKind::Joint => PartyKind::Individual,
         AccountKind::Company => PartyKind::Company,
@@ -648,25 +658,34 @@ fn open_account(
             required.as_str()
         ))));
     }
+    // Co-holders are invited, not added: each holds the account, and shows on it, only once
+    // they accept (`AnswerInvitation`). Whether a name is a customer here, or an individual one,
+    // is not said: an invitation to anyone else stays pending.
+    let mut invitees: Vec<(&str, Option<CustomerId>)> = Vec::new();
     if kind == AccountKind::Joint {
         if co_holders.is_empty() || co_holders.len() >= JOINT_HOLDERS_MAX {
             return Ok(Err(Refusal::HolderKind(format!(
                 "a joint account has between 2 and {JOINT_HOLDERS_MAX} holders"
             ))));
         }
-        for name in co_holders {
-            let Some(id) = read::customer_id_by_username(conn, name)? else {
-                return Ok(Err(Refusal::CoHolderNotFound(name.clone())));
-            };
-            if read::customer(conn, id)?.map(|c| c.kind) != Some(PartyKind::Individual) {
-                return Ok(Err(Refusal::HolderKind(format!(
-                    "{name} is a company; joint accounts are for individuals"
-                ))));
+        for (index, name) in co_holders.iter().enumerate() {
+            if *name == owner.username {
+                return Ok(Err(Refusal::HolderKind(
+                    "you hold the account already; name the other holders".into(),
+                )));
             }
-            if holders.contains(&id) {
+            if co_holders[..index].contains(name) {
                 return Ok(Err(Refusal::HolderKind(format!("{name} is listed twice"))));
             }
-            holders.push(id);
+            let invitee = match read::customer_id_by_username(conn, name)? {
+                Some(id)
+                    if read::customer(conn, id)?.map(|c| c.kind) == Some(PartyKind::Individual) =>
+                {
+                    Some(id)
+                }
+                _ => None,
+            };
+            invitees.push((name, invitee));
         }
     } else if !co_holders.is_empty() {
         return Ok(Err(Refusal::HolderKind(
@@ -683,11 +702,16 @@ fn open_account(
     conn.prepare_cached("INSERT INTO accounts (number, kind, clock) VALUES (?1, ?2, ?3)")?
         .execute(params![base, kind.as_str(), ctx.clock])?;
     let account_id = conn.last_insert_rowid();
-    for (position, holder) in holders.iter().enumerate() {
+    conn.prepare_cached(
+        "INSERT INTO account_holders (account_id, customer_id, position) VALUES (?1, ?2, 0)",
+    )?
+    .execute(params![account_id, actor])?;
+    for (name, invitee) in &invitees {
         conn.prepare_cached(
-            "INSERT INTO account_holders (account_id, customer_id, position) VALUES (?1, ?2, ?3)",
+            "INSERT INTO invitations (account_id, inviter_id, username, invitee_id, status, clock)
+             VALUES (?1, ?2, ?3, ?4, 'pending', ?5)",
         )?
-        .execute(params![account_id, holder, position as i64])?;
+        .execute(params![account_id, actor, name, invitee, ctx.clock])?;
     }
     let moved = match move_money(
         conn,
@@ -716,6 +740,49 @@ fn open_account(
     // The answer is read from the account's row: write it first.
     ctx.memo.flush(ctx.hot)?;
     Ok(Ok(read::account_by_id(conn, ctx.bank, account_id)?))
+}
+
+fn answer_invitation(
+    conn: &Connection,
+    ctx: &Ctx,
+    actor: CustomerId,
+    invitation: i64,
+    accept: bool,
+) -> Applied<Outcome> {
+    let account_id: Option<i64> = conn
+        .prepare_cached(
+            "SELECT account_id FROM invitations WHERE id = ?1 AND invitee_id = ?2 AND status = 'pending'",
+        )?
+        .query_row(params![invitation, actor], |row| row.get(0))
+        .optional()?;
+    let Some(account_id) = account_id else {
+        return Ok(Err(Refusal::InvitationNotFound));
+    };
+    let status = if accept { "accepted" } else { "declined" };
+    conn.prepare_cached("UPDATE invitations SET status = ?2 WHERE id = ?1")?
+        .execute(params![invitation, status])?;
+    if !accept {
+        return Ok(Ok(Outcome::Done));
+    }
+    let (holders, position): (i64, i64) = conn
+        .prepare_cached(
+            "SELECT COUNT(*), COALESCE(MAX(position), -1) + 1 FROM account_holders WHERE account_id = ?1",
+        )?
+        .query_row(params![account_id], |row| Ok((row.get(0)?, row.get(1)?)))?;
+    if holders as usize >= JOINT_HOLDERS_MAX {
+        return Ok(Err(Refusal::HolderKind(format!(
+            "the account already has {JOINT_HOLDERS_MAX} holders"
+        ))));
+    }
+    conn.prepare_cached(
+        "INSERT INTO account_holders (account_id, customer_id, position) VALUES (?1, ?2, ?3)",
+    )?
+    .execute(params![account_id, actor, position])?;
+    // The writer's memo keeps each account's holders, and this account's have changed.
+    ctx.memo.forget_facts();
+    Ok(Ok(Outcome::Account(read::account_by_id(
+        conn, ctx.bank, account_id,
+    )?)))
 }
 
 fn add_pix_key(

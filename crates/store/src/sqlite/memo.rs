@@ -80,7 +80,9 @@ impl Memo {
         self.dirty.borrow_mut().clear();
     }
 
-    fn forget_facts(&self) {
+    /// Forgets what never changes but an account's holders, which a co-holder accepting an
+    /// invitation does change; unflushed counters stay.
+    pub fn forget_facts(&self) {
         self.by_number.borrow_mut().clear();
         self.by_id.borrow_mut().clear();
         self.usernames.borrow_mut().clear();

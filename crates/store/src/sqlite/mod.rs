@@ -664,6 +664,12 @@ impl Store for SqliteStore {
             .await
     }
 
+    async fn invitations_of(&self, id: CustomerId) -> Result<Vec<InvitationRecord>, StoreError> {
+        let bank = self.bank.clone();
+        self.read(move |conn| read::invitations_of(conn, &bank, id))
+            .await
+    }
+
     async fn pix_keys_of(&self, id: CustomerId) -> Result<Vec<PixKeyRecord>, StoreError> {
         let bank = self.bank.clone();
         self.read(move |conn| read::pix_keys_of(conn, &bank, id))

@@ -363,6 +363,33 @@ pub fn pix_keys_of(
     .collect()
 }
 
+pub fn invitations_of(
+    conn: &Connection,
+    bank: &str,
+    customer: CustomerId,
+) -> rusqlite::Result<Vec<InvitationRecord>> {
+    conn.prepare_cached(
+        "SELECT i.id, a.number, c.username, c.name, i.username, i.status, i.invitee_id IS ?1
+         FROM invitations i JOIN accounts a ON a.id = i.account_id JOIN customers c ON c.id = i.inviter_id
+         WHERE i.invitee_id = ?1 OR i.inviter_id = ?1 ORDER BY i.id",
+    )?
+    .query_map(params![customer], |row| {
+        Ok(InvitationRecord {
+            id: row.get(0)?,
+            bank: bank.to_string(),
+            account_number: format_number(row.get(1)?),
+            inviter: HolderRecord {
+                username: row.get(2)?,
+                name: row.get(3)?,
+            },
+            username: row.get(4)?,
+            status: row.get(5)?,
+            received: row.get(6)?,
+        })
+    })?
+    .collect()
+}
+
 pub fn payment(
     conn: &Connection,
     bank: &str,

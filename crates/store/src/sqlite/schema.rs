@@ -505,6 +505,26 @@ const MIGRATIONS: &[&str] = &[
     ALTER TABLE entries_12 RENAME TO entries;
     CREATE INDEX entries_by_e2e ON entries (e2e_id) WHERE other_account_id IS NOT NULL;
     "#,
+    // 13: expired sessions are purged (`PurgeSessions`, as customers log in), found by expiry.
+    r#"
+    CREATE INDEX sessions_by_expiry ON sessions (expires_at_ms);
+    "#,
+    // 14: a joint account's co-holders are invited and hold it only once they accept. An
+    // invitation keeps the username as written and, when it names an individual customer here,
+    // that customer (`invitee_id`); one naming nobody stays pending, so the inviter cannot tell.
+    r#"
+    CREATE TABLE invitations (
+        id         INTEGER PRIMARY KEY,
+        account_id INTEGER NOT NULL REFERENCES accounts (id),
+        inviter_id INTEGER NOT NULL REFERENCES customers (id),
+        username   TEXT NOT NULL,
+        invitee_id INTEGER REFERENCES customers (id),
+        status     TEXT NOT NULL CHECK (status = 'pending' OR status = 'accepted' OR status = 'declined'),
+        clock      TEXT NOT NULL
+    );
+    CREATE INDEX invitations_by_invitee ON invitations (invitee_id) WHERE invitee_id IS NOT NULL;
+    CREATE INDEX invitations_by_inviter ON invitations (inviter_id);
+    "#,
 ];
 
 /// Brings the database to the newest schema version, recorded in `PRAGMA user_version`.
