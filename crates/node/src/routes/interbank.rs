@@ -61,17 +61,26 @@ async fn verified_body(
         headers,
         wall_ms(),
     )?;
+    let too_large = || {
+        ApiError::new(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "body_too_large",
+            format!(
+                "an interbank body is at most {INTERBANK_BODY_BYTES_MAX} bytes (or it was cut off)"
+            ),
+        )
+    };
+    // A body announced larger than the limit is refused before any of it is read.
+    let announced = headers
+        .get(axum::http::header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    if announced.is_some_and(|length| length > INTERBANK_BODY_BYTES_MAX as u64) {
+        return Err(too_large());
+    }
     let bytes = axum::body::to_bytes(body, INTERBANK_BODY_BYTES_MAX)
         .await
-        .map_err(|_| {
-            ApiError::new(
-                StatusCode::PAYLOAD_TOO_LARGE,
-                "body_too_large",
-                format!(
-                    "an interbank body is at most {INTERBANK_BODY_BYTES_MAX} bytes (or it was cut off)"
-                ),
-            )
-        })?;
+        .map_err(|_| too_large())?;
     let from = signed.accept(&bytes, wall_ms())?;
     heard(state, from);
     Ok((from, bytes))
