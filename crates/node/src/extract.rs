@@ -174,11 +174,23 @@ impl FromRequestParts<Arc<AppState>> for Operator {
         parts: &mut Parts,
         state: &Arc<AppState>,
     ) -> Result<Self, ApiError> {
-        let token = bearer(parts)?;
+        let client = crate::limits::Client::of_parts(parts);
+        let call = format!("{} {}", parts.method, parts.uri.path());
+        let token = bearer(parts).inspect_err(|_| {
+            state
+                .trail
+                .record("operator_refused", Some(client), None, &call);
+        })?;
         // Comparing digests keeps the comparison's time independent of where the tokens differ.
         if sha256(token.as_bytes()) == sha256(state.operator_token.as_bytes()) {
+            state
+                .trail
+                .record("operator_call", Some(client), Some("operator"), &call);
             Ok(Operator)
         } else {
+            state
+                .trail
+                .record("operator_refused", Some(client), None, &call);
             Err(ApiError::new(
                 StatusCode::FORBIDDEN,
                 "operator_only",

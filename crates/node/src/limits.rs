@@ -87,14 +87,27 @@ impl Client {
     }
 }
 
+impl std::fmt::Display for Client {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        self.0.fmt(f)
+    }
+}
+
+impl Client {
+    /// The client of a request, from its connection's peer address.
+    pub fn of_parts(parts: &Parts) -> Client {
+        parts
+            .extensions
+            .get::<ConnectInfo<SocketAddr>>()
+            .map_or(Client::UNKNOWN, |info| Client::of(info.0.ip()))
+    }
+}
+
 impl<S: Send + Sync> FromRequestParts<S> for Client {
     type Rejection = Infallible;
 
     async fn from_request_parts(parts: &mut Parts, _state: &S) -> Result<Self, Infallible> {
-        Ok(parts
-            .extensions
-            .get::<ConnectInfo<SocketAddr>>()
-            .map_or(Client::UNKNOWN, |info| Client::of(info.0.ip())))
+        Ok(Client::of_parts(parts))
     }
 }
 

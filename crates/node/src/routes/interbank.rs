@@ -27,13 +27,21 @@ fn verify(
     headers: &HeaderMap,
     body: &[u8],
 ) -> Result<BankCode, ApiError> {
-    let from = state.interbank.verifier.verify(
-        method.as_str(),
-        signed_path(uri),
-        headers,
-        body,
-        wall_ms(),
-    )?;
+    let from = state
+        .interbank
+        .verifier
+        .verify(method.as_str(), signed_path(uri), headers, body, wall_ms())
+        .inspect_err(|refused| {
+            let detail = format!("{method} {}: {}", uri.path(), refused.code);
+            state.trail.record("interbank_refused", None, None, &detail);
+        })?;
+    // Heartbeats (one a second from each bank) are left out of the trail.
+    if uri.path() != crate::interbank::HEARTBEAT_PATH {
+        let detail = format!("{method} {}", uri.path());
+        state
+            .trail
+            .record("interbank_request", None, Some(from.as_str()), &detail);
+    }
     if let Some(link) = state.interbank.link(from) {
         link.heard(None);
     }
