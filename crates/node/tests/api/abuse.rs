@@ -631,3 +631,28 @@ async fn the_operator_reads_a_trail_of_logins_refusals_and_calls() {
     assert!(after.len() > before, "appended to, never rewritten");
     assert_eq!(mode(&bank.dir.path().join("security.log")), 0o600);
 }
+
+#[tokio::test]
+async fn the_openapi_document_describes_invitations_and_the_trail() {
+    let bank = spawn_bank().await;
+    let openapi = bank.get("/api/v1/openapi.json", None).await;
+    for path in [
+        "/api/v1/invitations",
+        "/api/v1/invitations/{id}/accept",
+        "/api/v1/invitations/{id}/decline",
+        "/api/v1/audit/events",
+    ] {
+        assert!(openapi.body["paths"].get(path).is_some(), "{path}");
+    }
+    for schema in [
+        "Invitations",
+        "Invitation",
+        "SecurityEvents",
+        "SecurityEvent",
+    ] {
+        assert!(
+            openapi.body["components"]["schemas"].get(schema).is_some(),
+            "{schema}"
+        );
+    }
+}
