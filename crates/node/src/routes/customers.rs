@@ -150,15 +150,19 @@ pub async fn login(
     let credentials = body.value;
     // Checked before anything is keyed by it: only a name registration would take.
     let username = username(&credentials.username)?;
-    if let Err(refused) = state.limits.check_login(&username, client, Instant::now()) {
-        state.trail.record(
-            "login_throttled",
-            Some(client),
-            Some(&username),
-            refused.code,
-        );
-        return Err(refused);
-    }
+    // In progress until this handler returns, so attempts sent at once are counted too.
+    let _attempt = match state.limits.check_login(&username, client, Instant::now()) {
+        Ok(attempt) => attempt,
+        Err(refused) => {
+            state.trail.record(
+                "login_throttled",
+                Some(client),
+                Some(&username),
+                refused.code,
+            );
+            return Err(refused);
+        }
+    };
     let record = state.store.login_record(&username).await?;
     let hash = record.as_ref().map(|r| r.password_hash.clone());
     let password = credentials.password;

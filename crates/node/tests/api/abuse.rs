@@ -656,3 +656,37 @@ async fn the_openapi_document_describes_invitations_and_the_trail() {
         );
     }
 }
+
+#[tokio::test]
+async fn wrong_passwords_sent_at_once_are_checked_no_more_than_the_free_failures() {
+    let bank = spawn_bank().await;
+    let ana = bank.individual("Ana").await;
+    let free = node::limits::LOGIN_FAILURES_FREE_MAX as usize;
+    // Each attempt counts while it is checked, so whatever the timing at most `free` wrong
+    // passwords are tried before the pair waits.
+    let mut attempts = tokio::task::JoinSet::new();
+    for _ in 0..free * 3 {
+        let (url, username) = (bank.url.clone(), ana.username.clone());
+        attempts.spawn(async move {
+            reqwest::Client::new()
+                .post(format!("{url}/api/v1/sessions"))
+                .json(&json!({"username": username, "password": "wrong-password"}))
+                .send()
+                .await
+                .unwrap()
+                .status()
+        });
+    }
+    let mut checked = 0;
+    while let Some(status) = attempts.join_next().await {
+        match status.unwrap() {
+            StatusCode::UNAUTHORIZED => checked += 1,
+            StatusCode::TOO_MANY_REQUESTS => {}
+            other => panic!("unexpected {other}"),
+        }
+    }
+    assert!(
+        (1..=free).contains(&checked),
+        "{checked} wrong passwords were checked"
+    );
+}
