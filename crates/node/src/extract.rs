@@ -159,6 +159,12 @@ impl FromRequestParts<Arc<AppState>> for Caller {
         let token = bearer(parts)?;
         let customer = state.caller(sha256(token.as_bytes())).await?;
         customer.map(Caller).ok_or_else(|| {
+            // A token that names no live session: expired, logged out, or guessed.
+            let call = format!("{} {}", parts.method, parts.uri.path());
+            let client = crate::limits::Client::of_parts(parts);
+            state
+                .trail
+                .record("session_refused", Some(client), None, &call);
             ApiError::unauthorized("the session token is unknown or expired; log in again")
         })
     }

@@ -1,6 +1,6 @@
 //! The bank's security trail: an append-only record of logins (and failed ones), sessions ended,
-//! refusals (throttled logins, registrations and lookups; wrong operator tokens; interbank
-//! requests refused), the operator's calls, and the interbank requests received with the bank
+//! refusals (throttled logins, registrations and lookups; session tokens naming no live session;
+//! wrong operator tokens; interbank requests refused), the operator's calls, and the interbank requests received with the bank
 //! that signed them (heartbeats aside: one a second per bank, they say nothing). The operator
 //! reads it (`GET /api/v1/audit/events`, `bank audit events`).
 //!

@@ -107,7 +107,8 @@ pub struct SecurityEvent {
     /// When, RFC 3339 UTC.
     pub at: String,
     /// `login`, `login_failed`, `login_throttled`, `logout`, `registration_refused`,
-    /// `registration_throttled`, `lookup_throttled`, `operator_call`, `operator_refused`,
+    /// `registration_throttled`, `lookup_throttled`, `session_refused` (a bearer token naming
+    /// no live session), `operator_call`, `operator_refused`,
     /// `interbank_request`, `interbank_refused`.
     pub kind: String,
     /// The client's address (a bank's, for interbank requests).

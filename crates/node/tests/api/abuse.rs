@@ -536,6 +536,8 @@ async fn the_operator_reads_a_trail_of_logins_refusals_and_calls() {
         .delete("/api/v1/sessions/current", Some(&ana.token))
         .await;
     assert_eq!(out.status, StatusCode::NO_CONTENT);
+    let stale = bank.get("/api/v1/me", Some(&ana.token)).await;
+    assert_eq!(stale.code(), "unauthenticated");
     let refused = bank.get("/api/v1/audit", Some("not-the-operator")).await;
     assert_eq!(refused.code(), "operator_only");
     bank.audit().await;
@@ -568,6 +570,7 @@ async fn the_operator_reads_a_trail_of_logins_refusals_and_calls() {
             "login",
             "login_failed",
             "logout",
+            "session_refused",
             "operator_refused",
             "operator_call",
             "interbank_request",
@@ -580,10 +583,12 @@ async fn the_operator_reads_a_trail_of_logins_refusals_and_calls() {
         assert_eq!(event["actor"], ana.username.as_str());
         assert_eq!(event["client"], "127.0.0.1");
     }
-    assert_eq!(events[3]["detail"], "GET /api/v1/audit");
-    assert_eq!(events[5]["actor"], "20000002", "the signer");
+    assert_eq!(events[3]["detail"], "GET /api/v1/me");
+    assert_eq!(events[3]["client"], "127.0.0.1");
+    assert_eq!(events[4]["detail"], "GET /api/v1/audit");
+    assert_eq!(events[6]["actor"], "20000002", "the signer");
     assert!(
-        events[6]["detail"]
+        events[7]["detail"]
             .as_str()
             .unwrap()
             .contains("/interbank/v1/pix-keys/")
