@@ -155,8 +155,11 @@ is optional (default --account), and `to` is a Pix key, BANK/NUMBER, or {\"pix_k
         #[arg(long, env = "BANK_OPERATOR_TOKEN", hide_env_values = true)]
         operator_token: Option<String>,
     },
-    /// Audit one bank (--bank and --operator-token) or a whole consortium (--consortium FILE).
+    /// Audit one bank (--bank and --operator-token) or a whole consortium (--consortium FILE);
+    /// `bank audit events` shows a bank's security trail.
     Audit {
+        #[command(subcommand)]
+        action: Option<AuditCommand>,
         /// A demo.json as written by `bankd demo` (every bank's code, name, URL, operator token),
         /// or the demo's folder holding it.
         #[arg(long, value_name = "FILE", conflicts_with = "operator_token")]
@@ -323,6 +326,20 @@ pub enum KeysCommand {
     Lookup { key: String },
     /// Remove one of your keys.
     Remove { key: String },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum AuditCommand {
+    /// The bank's security trail, newest last: logins, refusals, operator calls, interbank
+    /// requests and their signers.
+    Events {
+        /// The bank's operator token.
+        #[arg(long, env = "BANK_OPERATOR_TOKEN", hide_env_values = true)]
+        operator_token: String,
+        /// How many of the newest events (1 to 1,000; default 100).
+        #[arg(long, value_parser = clap::value_parser!(u32).range(1..=1000))]
+        limit: Option<u32>,
+    },
 }
 
 #[derive(Debug, Subcommand)]

@@ -4,7 +4,8 @@
 
 use crate::amount::{Lang, parse_amount};
 use crate::args::{
-    Command, InvitationsCommand, KeysCommand, OperationArg, TransferCommand, destination,
+    AuditCommand, Command, InvitationsCommand, KeysCommand, OperationArg, TransferCommand,
+    destination,
 };
 use crate::config::{self, SavedSession};
 use crate::error::CliError;
@@ -136,6 +137,15 @@ pub async fn run(context: &Context, command: Command) -> Result<(), CliError> {
         } => transfer_show(context, id).await,
         Command::Consortium { operator_token } => consortium(context, operator_token).await,
         Command::Audit {
+            action:
+                Some(AuditCommand::Events {
+                    operator_token,
+                    limit,
+                }),
+            ..
+        } => security_events(context, &operator_token, limit).await,
+        Command::Audit {
+            action: None,
             consortium,
             operator_token,
         } => match consortium {
@@ -813,6 +823,45 @@ async fn keys(context: &Context, action: KeysCommand) -> Result<(), CliError> {
             context.emit(&reply, |_| format!("Removed Pix key {key}.\n"));
         }
     }
+    Ok(())
+}
+
+async fn security_events(
+    context: &Context,
+    operator_token: &str,
+    limit: Option<u32>,
+) -> Result<(), CliError> {
+    let client = Client::new(&context.url()?)?.with_token(operator_token);
+    let reply = client.security_events(limit).await?;
+    context.emit(&reply, |trail| {
+        if trail.events.is_empty() {
+            return "No events yet.\n".into();
+        }
+        let mut table = Table::new(&[
+            ("at", Align::Left),
+            ("event", Align::Left),
+            ("client", Align::Left),
+            ("who", Align::Left),
+            ("detail", Align::Left),
+        ]);
+        for e in &trail.events {
+            table.row(vec![
+                e.at.clone(),
+                e.kind.clone(),
+                e.client.clone().unwrap_or_default(),
+                e.actor.clone().unwrap_or_default(),
+                e.detail.clone(),
+            ]);
+        }
+        let mut out = table.render();
+        if trail.dropped > 0 {
+            out.push_str(&format!(
+                "{} events were dropped since the bank started (they came faster than they could be written).\n",
+                trail.dropped
+            ));
+        }
+        out
+    });
     Ok(())
 }
 

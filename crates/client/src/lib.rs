@@ -451,6 +451,20 @@ impl Client {
         .await
     }
 
+    /// The newest `limit` events of the bank's security trail (operator token).
+    pub async fn security_events(
+        &self,
+        limit: Option<u32>,
+    ) -> Result<Reply<wire::SecurityEvents>, ClientError> {
+        let mut url = self.api(&["audit", "events"]);
+        if let Some(limit) = limit {
+            url.query_pairs_mut()
+                .append_pair("limit", &limit.to_string());
+        }
+        self.call(Method::GET, url, None, Idempotency::None, None)
+            .await
+    }
+
     pub async fn health(&self) -> Result<Reply<wire::Health>, ClientError> {
         self.call(
             Method::GET,

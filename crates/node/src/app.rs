@@ -3,7 +3,7 @@
 //! handlers' annotations.
 
 use crate::error::ApiError;
-use crate::routes::{accounts, customers, interbank, invitations, payments, pix, system};
+use crate::routes::{accounts, customers, interbank, invitations, payments, pix, system, trail};
 use crate::state::AppState;
 use crate::{AUDIT_PATH, AUDIT_TIMEOUT, BODY_BYTES_MAX, HANDLER_TIMEOUT, INTERBANK_BODY_BYTES_MAX};
 use axum::Router;
@@ -34,6 +34,7 @@ use utoipa::openapi::security::{Http, HttpAuthScheme, SecurityScheme};
         payments::transfer, payments::get_transfer, payments::package, payments::batch,
         system::health, system::metrics, system::audit, system::consortium,
         invitations::list, invitations::accept, invitations::decline,
+        trail::events,
     ),
     modifiers(&BearerAuth, &Exact),
 )]
@@ -261,6 +262,7 @@ pub fn router_with(
         .route("/api/v1/packages", post(payments::package))
         .route("/api/v1/consortium", get(system::consortium))
         .route("/api/v1/audit", get(system::audit))
+        .route("/api/v1/audit/events", get(trail::events))
         .route("/api/v1/openapi.json", get(system::openapi))
         .route("/api/v1/invitations", get(invitations::list))
         .route("/api/v1/invitations/{id}/accept", post(invitations::accept))

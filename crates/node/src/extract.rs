@@ -205,6 +205,12 @@ impl FromRequestParts<Arc<AppState>> for Caller {
         let token = bearer(parts)?;
         let customer = state.caller(sha256(token.as_bytes())).await?;
         customer.map(Caller).ok_or_else(|| {
+            // A token that names no live session: expired, logged out, or guessed.
+            let call = format!("{} {}", parts.method, parts.uri.path());
+            let client = crate::limits::Client::of_parts(parts);
+            state
+                .trail
+                .record("session_refused", Some(client), None, &call);
             ApiError::unauthorized("the session token is unknown or expired; log in again")
         })
     }
@@ -243,9 +249,22 @@ impl FromRequestParts<Arc<AppState>> for Operator {
         parts: &mut Parts,
         state: &Arc<AppState>,
     ) -> Result<Self, ApiError> {
-        if Operator::is(parts, state)? {
+        let client = crate::limits::Client::of_parts(parts);
+        let call = format!("{} {}", parts.method, parts.uri.path());
+        let is = Operator::is(parts, state).inspect_err(|_| {
+            state
+                .trail
+                .record("operator_refused", Some(client), None, &call);
+        })?;
+        if is {
+            state
+                .trail
+                .record("operator_call", Some(client), Some("operator"), &call);
             Ok(Operator)
         } else {
+            state
+                .trail
+                .record("operator_refused", Some(client), None, &call);
             Err(ApiError::new(
                 StatusCode::FORBIDDEN,
                 "operator_only",

@@ -15,6 +15,7 @@ pub mod metrics;
 pub mod routes;
 pub mod serve;
 pub mod state;
+pub mod trail;
 
 use config::Config;
 use state::AppState;
@@ -101,16 +102,20 @@ pub async fn start(config: Config) -> Result<RunningBank, String> {
         clock.clone(),
     )
     .await?;
-    let state = Arc::new(AppState::new(
-        config.bank,
-        config.name.clone(),
-        store,
-        clock,
-        config.operator_token.clone(),
-        config.session_ttl,
-        config.peers.clone(),
-        interbank,
-    ));
+    let trail = trail::Trail::start(&config.data_dir)?;
+    let state = Arc::new(
+        AppState::new(
+            config.bank,
+            config.name.clone(),
+            store,
+            clock,
+            config.operator_token.clone(),
+            config.session_ttl,
+            config.peers.clone(),
+            interbank,
+        )
+        .with_trail(trail),
+    );
     let listener = tokio::net::TcpListener::bind(config.listen)
         .await
         .map_err(|e| format!("cannot listen on {}: {e}", config.listen))?;

@@ -87,14 +87,27 @@ impl Client {
     }
 }
 
+impl std::fmt::Display for Client {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        self.0.fmt(f)
+    }
+}
+
+impl Client {
+    /// The client of a request, from its connection's peer address.
+    pub fn of_parts(parts: &Parts) -> Client {
+        parts
+            .extensions
+            .get::<ConnectInfo<SocketAddr>>()
+            .map_or(Client::UNKNOWN, |info| Client::of(info.0.ip()))
+    }
+}
+
 impl<S: Send + Sync> FromRequestParts<S> for Client {
     type Rejection = Infallible;
 
     async fn from_request_parts(parts: &mut Parts, _state: &S) -> Result<Self, Infallible> {
-        Ok(parts
-            .extensions
-            .get::<ConnectInfo<SocketAddr>>()
-            .map_or(Client::UNKNOWN, |info| Client::of(info.0.ip())))
+        Ok(Client::of_parts(parts))
     }
 }
 
@@ -158,6 +171,14 @@ impl<K: Hash + Eq> Backoff<K> {
         }
     }
 
+    /// Failures counted for `key` (none once forgotten).
+    fn count(&self, key: &K, now: Instant) -> u32 {
+        self.entries
+            .get(key)
+            .filter(|f| !f.forgotten(now))
+            .map_or(0, |f| f.count)
+    }
+
     fn clear(&mut self, key: &K) {
         self.entries.remove(key);
     }
@@ -191,6 +212,34 @@ struct Logins {
     usernames: Backoff<String>,
     /// When each (username, client) pair last logged in.
     known: HashMap<(String, Client), Instant>,
+    /// Attempts of each pair still being checked: without them, many attempts sent at once
+    /// would all pass before the first failure counted. An entry lives only while its requests
+    /// do, so the map is bounded by the requests in progress.
+    inflight: HashMap<(String, Client), u32>,
+}
+
+/// A login attempt in progress, from [`Limits::check_login`] until dropped.
+pub struct Attempt<'a> {
+    limits: &'a Limits,
+    pair: (String, Client),
+}
+
+impl std::fmt::Debug for Attempt<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_tuple("Attempt").field(&self.pair).finish()
+    }
+}
+
+impl Drop for Attempt<'_> {
+    fn drop(&mut self) {
+        let mut logins = locked(&self.limits.logins);
+        if let Some(count) = logins.inflight.get_mut(&self.pair) {
+            *count = count.saturating_sub(1);
+            if *count == 0 {
+                logins.inflight.remove(&self.pair);
+            }
+        }
+    }
 }
 
 struct Bucket {
@@ -217,6 +266,7 @@ impl Default for Limits {
                     USERNAME_LOCK_SECONDS_MAX,
                 ),
                 known: HashMap::new(),
+                inflight: HashMap::new(),
             }),
             registrations: Mutex::new(Backoff::new(
                 REGISTRATION_REFUSALS_FREE_MAX,
@@ -243,14 +293,16 @@ fn too_many(code: &'static str, what: &str, wait: u64) -> ApiError {
 
 impl Limits {
     /// Refuses a login attempt while its pair, its client or (for a client that never logged in
-    /// as it) its username waits. `username` is already a valid one, lower case.
+    /// as it) its username waits, or while the pair already has as many attempts in progress as
+    /// it has failures left before it waits (at least one); otherwise the attempt is in progress
+    /// until the answer is dropped. `username` is already a valid one, lower case.
     pub fn check_login(
         &self,
         username: &str,
         client: Client,
         now: Instant,
-    ) -> Result<(), ApiError> {
-        let logins = locked(&self.logins);
+    ) -> Result<Attempt<'_>, ApiError> {
+        let mut logins = locked(&self.logins);
         let pair = (username.to_string(), client);
         let known = logins
             .known
@@ -268,14 +320,26 @@ impl Limits {
         .into_iter()
         .flatten()
         .max();
-        match wait {
-            Some(wait) => Err(too_many(
+        if let Some(wait) = wait {
+            return Err(too_many(
                 "too_many_login_attempts",
                 "too many failed logins",
                 wait,
-            )),
-            None => Ok(()),
+            ));
         }
+        let left = LOGIN_FAILURES_FREE_MAX
+            .saturating_sub(logins.pairs.count(&pair, now))
+            .max(1);
+        let inflight = logins.inflight.entry(pair.clone()).or_insert(0);
+        if *inflight >= left {
+            return Err(too_many(
+                "too_many_login_attempts",
+                "too many logins at once for this username",
+                1,
+            ));
+        }
+        *inflight += 1;
+        Ok(Attempt { limits: self, pair })
     }
 
     pub fn login_failed(&self, username: &str, client: Client, now: Instant) {
@@ -461,6 +525,36 @@ mod tests {
         limits
             .check_login("ana", ip("192.0.2.1"), later)
             .expect("the username's wait is short");
+    }
+
+    #[test]
+    fn attempts_sent_at_once_cannot_outrun_the_failures_left() {
+        let limits = Limits::default();
+        let now = Instant::now();
+        let client = ip("203.0.113.7");
+        let held: Vec<_> = (0..LOGIN_FAILURES_FREE_MAX)
+            .map(|_| limits.check_login("ana", client, now).unwrap())
+            .collect();
+        assert!(
+            limits.check_login("ana", client, now).is_err(),
+            "no more attempts in progress than failures left"
+        );
+        limits
+            .check_login("ana", ip("198.51.100.9"), now)
+            .expect("another client's pair is apart");
+        drop(held);
+        for _ in 0..2 {
+            limits.login_failed("ana", client, now);
+        }
+        let three: Vec<_> = (0..3)
+            .map(|_| limits.check_login("ana", client, now).unwrap())
+            .collect();
+        assert!(limits.check_login("ana", client, now).is_err());
+        drop(three);
+        assert!(
+            locked(&limits.logins).inflight.is_empty(),
+            "finished attempts are forgotten"
+        );
     }
 
     #[test]

@@ -34,6 +34,8 @@ pub struct AppState {
     inflight: Mutex<HashSet<(CustomerId, String)>>,
     /// Login throttling, refused registrations, Pix lookups and the password-hashing pool.
     pub limits: crate::limits::Limits,
+    /// The security trail (`trail.rs`).
+    pub trail: crate::trail::Trail,
     /// The next end-to-end id's sequence number; see [`AppState::new_e2e`].
     e2e_sequence: AtomicU64,
     sessions: Mutex<Sessions>,
@@ -108,9 +110,16 @@ impl AppState {
             metrics: Metrics::default(),
             inflight: Mutex::new(HashSet::new()),
             limits: crate::limits::Limits::default(),
+            trail: crate::trail::Trail::disabled(),
             e2e_sequence: AtomicU64::new(first_sequence),
             sessions: Mutex::new(Sessions::default()),
         }
+    }
+
+    /// This state, recording to `trail`.
+    pub fn with_trail(mut self, trail: crate::trail::Trail) -> AppState {
+        self.trail = trail;
+        self
     }
 
     /// The customer whose live session token hashes to `token_hash`.

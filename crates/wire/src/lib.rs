@@ -127,6 +127,34 @@ pub struct Invitation {
     pub status: String,
 }
 
+/// One event of a bank's security trail (`GET /api/v1/audit/events`, operator only).
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema, PartialEq, Eq)]
+pub struct SecurityEvent {
+    /// When, RFC 3339 UTC.
+    pub at: String,
+    /// `login`, `login_failed`, `login_throttled`, `logout`, `registration_refused`,
+    /// `registration_throttled`, `lookup_throttled`, `session_refused` (a bearer token naming
+    /// no live session), `operator_call`, `operator_refused`,
+    /// `interbank_request`, `interbank_refused`.
+    pub kind: String,
+    /// The client's address (a bank's, for interbank requests).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub client: Option<String>,
+    /// Whom it concerns: a username, a bank's code, or `operator`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub actor: Option<String>,
+    /// What was asked, or why it was refused.
+    pub detail: String,
+}
+
+/// The newest events of the trail, oldest first, and how many were dropped since the bank
+/// started because they came faster than they could be written.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema, PartialEq, Eq)]
+pub struct SecurityEvents {
+    pub events: Vec<SecurityEvent>,
+    pub dropped: u64,
+}
+
 /// The invitations a customer received (to accept or decline) and sent.
 #[derive(Debug, Clone, Serialize, Deserialize, ToSchema, PartialEq, Eq)]
 pub struct Invitations {

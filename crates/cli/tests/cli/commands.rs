@@ -638,4 +638,42 @@ async fn consortium_health_and_one_bank_audit() {
     .run()
     .await
     .code(EXIT_REFUSED);
+    // The bank's security trail: the login, the audits and the refused token above.
+    let trail = ana
+        .bank(&["--bank", &bank.url, "audit", "events", "--limit", "50"])
+        .env("BANK_OPERATOR_TOKEN", OPERATOR_TOKEN)
+        .run()
+        .await
+        .ok();
+    trail
+        .stdout_has("login")
+        .stdout_has("operator_call")
+        .stdout_has("operator_refused")
+        .stdout_has("GET /api/v1/audit");
+    let events = ana
+        .bank(&[
+            "--bank",
+            &bank.url,
+            "--json",
+            "audit",
+            "events",
+            "--operator-token",
+            OPERATOR_TOKEN,
+        ])
+        .run()
+        .await
+        .ok()
+        .json();
+    assert!(events["events"].as_array().unwrap().len() >= 5);
+    ana.bank(&[
+        "--bank",
+        &bank.url,
+        "audit",
+        "events",
+        "--operator-token",
+        "not-the-token",
+    ])
+    .run()
+    .await
+    .code(EXIT_REFUSED);
 }

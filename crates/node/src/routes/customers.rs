@@ -103,7 +103,12 @@ pub async fn register(
             format!("a password has {PASSWORD_LEN_MIN} to {PASSWORD_LEN_MAX} characters"),
         ));
     }
-    state.limits.check_registration(client, Instant::now())?;
+    if let Err(refused) = state.limits.check_registration(client, Instant::now()) {
+        state
+            .trail
+            .record("registration_throttled", Some(client), None, refused.code);
+        return Err(refused);
+    }
     let password_hash = state
         .limits
         .hashing
@@ -121,11 +126,13 @@ pub async fn register(
         .await?;
     // A taken document or username tells the caller it is known here: such refusals are
     // counted per client, so that probing many is slow.
-    if matches!(
-        executed.outcome,
-        Outcome::Refused(Refusal::DuplicateDocument | Refusal::DuplicateUsername)
-    ) {
+    if let Outcome::Refused(refusal @ (Refusal::DuplicateDocument | Refusal::DuplicateUsername)) =
+        &executed.outcome
+    {
         state.limits.registration_refused(client, Instant::now());
+        state
+            .trail
+            .record("registration_refused", Some(client), None, refusal.code());
     }
     Ok(respond(executed))
 }
@@ -143,9 +150,19 @@ pub async fn login(
     let credentials = body.value;
     // Checked before anything is keyed by it: only a name registration would take.
     let username = username(&credentials.username)?;
-    state
-        .limits
-        .check_login(&username, client, Instant::now())?;
+    // In progress until this handler returns, so attempts sent at once are counted too.
+    let _attempt = match state.limits.check_login(&username, client, Instant::now()) {
+        Ok(attempt) => attempt,
+        Err(refused) => {
+            state.trail.record(
+                "login_throttled",
+                Some(client),
+                Some(&username),
+                refused.code,
+            );
+            return Err(refused);
+        }
+    };
     let record = state.store.login_record(&username).await?;
     let hash = record.as_ref().map(|r| r.password_hash.clone());
     let password = credentials.password;
@@ -156,6 +173,12 @@ pub async fn login(
         .await?;
     let Some(record) = record.filter(|_| matches) else {
         state.limits.login_failed(&username, client, Instant::now());
+        state.trail.record(
+            "login_failed",
+            Some(client),
+            Some(&username),
+            "invalid_credentials",
+        );
         return Err(ApiError::new(
             StatusCode::UNAUTHORIZED,
             "invalid_credentials",
@@ -165,6 +188,9 @@ pub async fn login(
     state
         .limits
         .login_succeeded(&username, client, Instant::now());
+    state
+        .trail
+        .record("login", Some(client), Some(&username), "session created");
     let mut token_bytes = [0u8; 32];
     getrandom::fill(&mut token_bytes).map_err(ApiError::internal)?;
     let token: String = token_bytes.iter().map(|b| format!("{b:02x}")).collect();
@@ -203,6 +229,7 @@ pub async fn login(
     responses((status = 204, description = "logged out"), (status = 401, body = wire::Problem)))]
 pub async fn logout(
     State(state): State<Arc<AppState>>,
+    client: Client,
     Caller(customer): Caller,
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
@@ -222,6 +249,12 @@ pub async fn logout(
         )
         .await?;
     state.forget_session(&token_hash);
+    state.trail.record(
+        "logout",
+        Some(client),
+        Some(&customer.username),
+        "session ended",
+    );
     Ok(StatusCode::NO_CONTENT.into_response())
 }
 

@@ -28,18 +28,30 @@ fn verify(
     uri: &Uri,
     headers: &HeaderMap,
 ) -> Result<BankCode, ApiError> {
-    let from = state.interbank.verifier.verify(
-        method.as_str(),
-        signed_path(uri),
-        headers,
-        b"",
-        wall_ms(),
-    )?;
-    heard(state, from);
+    let from = state
+        .interbank
+        .verifier
+        .verify(method.as_str(), signed_path(uri), headers, b"", wall_ms())
+        .inspect_err(|refused| trail_refused(state, method, uri, refused))?;
+    heard(state, method, uri, from);
     Ok(from)
 }
 
-fn heard(state: &AppState, from: BankCode) {
+/// A request another bank's signature does not carry, in the security trail.
+fn trail_refused(state: &AppState, method: &Method, uri: &Uri, refused: &ApiError) {
+    let detail = format!("{method} {}: {}", uri.path(), refused.code);
+    state.trail.record("interbank_refused", None, None, &detail);
+}
+
+/// A signed request from `from`: in the security trail (but heartbeats, one a second from each
+/// bank), and a sign of life from that bank.
+fn heard(state: &AppState, method: &Method, uri: &Uri, from: BankCode) {
+    if uri.path() != crate::interbank::HEARTBEAT_PATH {
+        let detail = format!("{method} {}", uri.path());
+        state
+            .trail
+            .record("interbank_request", None, Some(from.as_str()), &detail);
+    }
     if let Some(link) = state.interbank.link(from) {
         link.heard(None);
     }
@@ -55,12 +67,11 @@ async fn verified_body(
     headers: &HeaderMap,
     body: Body,
 ) -> Result<(BankCode, Bytes), ApiError> {
-    let signed = state.interbank.verifier.check_headers(
-        method.as_str(),
-        signed_path(uri),
-        headers,
-        wall_ms(),
-    )?;
+    let signed = state
+        .interbank
+        .verifier
+        .check_headers(method.as_str(), signed_path(uri), headers, wall_ms())
+        .inspect_err(|refused| trail_refused(state, method, uri, refused))?;
     let too_large = || {
         ApiError::new(
             StatusCode::PAYLOAD_TOO_LARGE,
@@ -81,8 +92,10 @@ async fn verified_body(
     let bytes = axum::body::to_bytes(body, INTERBANK_BODY_BYTES_MAX)
         .await
         .map_err(|_| too_large())?;
-    let from = signed.accept(&bytes, wall_ms())?;
-    heard(state, from);
+    let from = signed
+        .accept(&bytes, wall_ms())
+        .inspect_err(|refused| trail_refused(state, method, uri, refused))?;
+    heard(state, method, uri, from);
     Ok((from, bytes))
 }
 

@@ -9,6 +9,7 @@ pub mod invitations;
 pub mod payments;
 pub mod pix;
 pub mod system;
+pub mod trail;
 
 use crate::error::ApiError;
 use crate::state::AppState;

@@ -82,13 +82,23 @@ pub async fn list(
               (status = 429, description = "too_many_requests: more lookups than a customer may make (PIX_LOOKUPS_BURST_MAX, then one a second), with Retry-After", body = wire::Problem)))]
 pub async fn lookup(
     State(state): State<Arc<AppState>>,
+    client: crate::limits::Client,
     Caller(customer): Caller,
     ApiPath(key): ApiPath<String>,
 ) -> Result<Json<wire::PixKey>, ApiError> {
     // Each answer names a person: unlimited, lookups would list the consortium's customers.
-    state
+    if let Err(refused) = state
         .limits
-        .pix_lookup(customer.id, std::time::Instant::now())?;
+        .pix_lookup(customer.id, std::time::Instant::now())
+    {
+        state.trail.record(
+            "lookup_throttled",
+            Some(client),
+            Some(&customer.username),
+            refused.code,
+        );
+        return Err(refused);
+    }
     let key = parse_key(&key)?;
     if let Some(record) = state.store.pix_key(&key).await? {
         return Ok(Json(pix_key_wire(&record, false)));

@@ -508,3 +508,190 @@ async fn a_joint_account_holds_a_co_holder_only_once_they_accept() {
     }
     bank.audit().await;
 }
+
+async fn trail(bank: &TestBank, query: &str) -> Vec<serde_json::Value> {
+    let answer = bank
+        .get(
+            &format!("/api/v1/audit/events{query}"),
+            Some(OPERATOR_TOKEN),
+        )
+        .await;
+    assert_eq!(answer.status, StatusCode::OK, "{}", answer.body);
+    answer.body["events"].as_array().unwrap().clone()
+}
+
+fn kinds(events: &[serde_json::Value]) -> Vec<&str> {
+    events.iter().map(|e| e["kind"].as_str().unwrap()).collect()
+}
+
+#[tokio::test]
+async fn the_operator_reads_a_trail_of_logins_refusals_and_calls() {
+    let peer_key = node::config::generate_key();
+    let public = node::config::public_key_hex(&peer_key);
+    let mut bank = spawn_bank_with(|config| config.peers[0].public_key = public).await;
+    let ana = bank.individual("Ana").await;
+    let wrong = login(&bank, &ana.username, "wrong-password").await;
+    assert_eq!(wrong.status, StatusCode::UNAUTHORIZED);
+    let out = bank
+        .delete("/api/v1/sessions/current", Some(&ana.token))
+        .await;
+    assert_eq!(out.status, StatusCode::NO_CONTENT);
+    let stale = bank.get("/api/v1/me", Some(&ana.token)).await;
+    assert_eq!(stale.code(), "unauthenticated");
+    let refused = bank.get("/api/v1/audit", Some("not-the-operator")).await;
+    assert_eq!(refused.code(), "operator_only");
+    bank.audit().await;
+
+    // Another bank's signed request, and one signed by nobody.
+    let path = format!("/interbank/v1/pix-keys/{}", cpf(unique()));
+    let peer = ledger::BankCode::parse("20000002").unwrap();
+    let mut signed = bank.http.get(format!("{}{path}", bank.url));
+    for (name, value) in
+        node::interbank::signing::sign(&peer_key, peer, "GET", &path, b"", store::wall_ms())
+    {
+        signed = signed.header(name, value);
+    }
+    assert_ne!(
+        signed.send().await.unwrap().status(),
+        StatusCode::UNAUTHORIZED
+    );
+    let forged = bank
+        .http
+        .get(format!("{}{path}", bank.url))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(forged.status(), StatusCode::UNAUTHORIZED);
+
+    let events = trail(&bank, "?limit=1000").await;
+    assert_eq!(
+        kinds(&events),
+        [
+            "login",
+            "login_failed",
+            "logout",
+            "session_refused",
+            "operator_refused",
+            "operator_call",
+            "interbank_request",
+            "interbank_refused",
+            "operator_call",
+        ],
+        "{events:#?}"
+    );
+    for event in &events[..3] {
+        assert_eq!(event["actor"], ana.username.as_str());
+        assert_eq!(event["client"], "127.0.0.1");
+    }
+    assert_eq!(events[3]["detail"], "GET /api/v1/me");
+    assert_eq!(events[3]["client"], "127.0.0.1");
+    assert_eq!(events[4]["detail"], "GET /api/v1/audit");
+    assert_eq!(events[6]["actor"], "20000002", "the signer");
+    assert!(
+        events[7]["detail"]
+            .as_str()
+            .unwrap()
+            .contains("/interbank/v1/pix-keys/")
+    );
+    assert!(
+        events
+            .iter()
+            .all(|e| e["at"].as_str().is_some_and(|at| at.ends_with('Z')))
+    );
+
+    // Customers cannot read it; limits are checked; it is kept across restarts, 0600.
+    let customer = bank
+        .get(
+            "/api/v1/audit/events",
+            Some(&bank.individual("Bia").await.token),
+        )
+        .await;
+    assert_eq!(customer.code(), "operator_only");
+    for bad in ["0", "1001", "x"] {
+        let answer = bank
+            .get(
+                &format!("/api/v1/audit/events?limit={bad}"),
+                Some(OPERATOR_TOKEN),
+            )
+            .await;
+        assert_eq!(answer.code(), "invalid_limit", "{bad}");
+    }
+    // A read of the trail is an operator call too, recorded before it reads.
+    let last_two = trail(&bank, "?limit=2").await;
+    assert_eq!(kinds(&last_two), ["operator_call", "operator_call"]);
+    assert_eq!(last_two[1]["detail"], "GET /api/v1/audit/events");
+    let all = trail(&bank, "?limit=1000").await;
+    let customer_read = &all[all.len() - 6];
+    assert_eq!(
+        (
+            customer_read["kind"].as_str(),
+            customer_read["detail"].as_str()
+        ),
+        (Some("operator_refused"), Some("GET /api/v1/audit/events"))
+    );
+    let before = trail(&bank, "?limit=1000").await.len();
+    bank.restart().await;
+    let after = trail(&bank, "?limit=1000").await;
+    assert_eq!(kinds(&after[..3]), ["login", "login_failed", "logout"]);
+    assert!(after.len() > before, "appended to, never rewritten");
+    assert_eq!(mode(&bank.dir.path().join("security.log")), 0o600);
+}
+
+#[tokio::test]
+async fn the_openapi_document_describes_invitations_and_the_trail() {
+    let bank = spawn_bank().await;
+    let openapi = bank.get("/api/v1/openapi.json", None).await;
+    for path in [
+        "/api/v1/invitations",
+        "/api/v1/invitations/{id}/accept",
+        "/api/v1/invitations/{id}/decline",
+        "/api/v1/audit/events",
+    ] {
+        assert!(openapi.body["paths"].get(path).is_some(), "{path}");
+    }
+    for schema in [
+        "Invitations",
+        "Invitation",
+        "SecurityEvents",
+        "SecurityEvent",
+    ] {
+        assert!(
+            openapi.body["components"]["schemas"].get(schema).is_some(),
+            "{schema}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn wrong_passwords_sent_at_once_are_checked_no_more_than_the_free_failures() {
+    let bank = spawn_bank().await;
+    let ana = bank.individual("Ana").await;
+    let free = node::limits::LOGIN_FAILURES_FREE_MAX as usize;
+    // Each attempt counts while it is checked, so whatever the timing at most `free` wrong
+    // passwords are tried before the pair waits.
+    let mut attempts = tokio::task::JoinSet::new();
+    for _ in 0..free * 3 {
+        let (url, username) = (bank.url.clone(), ana.username.clone());
+        attempts.spawn(async move {
+            reqwest::Client::new()
+                .post(format!("{url}/api/v1/sessions"))
+                .json(&json!({"username": username, "password": "wrong-password"}))
+                .send()
+                .await
+                .unwrap()
+                .status()
+        });
+    }
+    let mut checked = 0;
+    while let Some(status) = attempts.join_next().await {
+        match status.unwrap() {
+            StatusCode::UNAUTHORIZED => checked += 1,
+            StatusCode::TOO_MANY_REQUESTS => {}
+            other => panic!("unexpected {other}"),
+        }
+    }
+    assert!(
+        (1..=free).contains(&checked),
+        "{checked} wrong passwords were checked"
+    );
+}
