@@ -546,8 +546,9 @@ async fn the_operator_reads_a_trail_of_logins_refusals_and_calls() {
     let path = format!("/interbank/v1/pix-keys/{}", cpf(unique()));
     let peer = ledger::BankCode::parse("20000002").unwrap();
     let mut signed = bank.http.get(format!("{}{path}", bank.url));
+    let me = ledger::BankCode::parse(BANK).unwrap();
     for (name, value) in
-        node::interbank::signing::sign(&peer_key, peer, "GET", &path, b"", store::wall_ms())
+        node::interbank::signing::sign(&peer_key, peer, me, "GET", &path, b"", store::wall_ms())
     {
         signed = signed.header(name, value);
     }
