@@ -56,6 +56,9 @@ pub struct Config {
     /// Tests only (debug builds; release builds ignore it): arms the store's faults
     /// (`SqliteStore::arm_faults`), so a test can make a command panic or the writer stop.
     pub store_faults: bool,
+    /// Tests only: this bank's directory is a group of its own, whatever `peers` lists (the API
+    /// tests' peer that never answers would otherwise leave it without a majority).
+    pub directory_alone: bool,
 }
 
 pub const SESSION_TTL_DEFAULT: Duration = Duration::from_secs(8 * 3600);
@@ -75,6 +78,7 @@ impl Config {
             session_ttl: SESSION_TTL_DEFAULT,
             key: generate_key(),
             store_faults: false,
+            directory_alone: false,
         }
     }
 
@@ -178,6 +182,7 @@ impl Config {
                 .unwrap_or(SESSION_TTL_DEFAULT),
             key,
             store_faults: false,
+            directory_alone: false,
         })
     }
 }

@@ -143,6 +143,7 @@ pub async fn start(
             session_ttl: SESSION_TTL_DEFAULT,
             key,
             store_faults: false,
+            directory_alone: false,
         };
         listed.push(DemoBank {
             code: peer.code.clone(),

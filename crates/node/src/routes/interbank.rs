@@ -20,7 +20,7 @@ fn signed_path(uri: &Uri) -> &str {
     uri.path_and_query().map_or(uri.path(), |p| p.as_str())
 }
 
-fn verify(
+pub(crate) fn verify(
     state: &AppState,
     method: &Method,
     uri: &Uri,

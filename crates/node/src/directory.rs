@@ -1,0 +1,218 @@
+//! The consortium's directory (crate `directory`, DESIGN §5) inside `bankd`: its file beside the
+//! ledger, its Raft messages over the signed interbank HTTP (`POST /interbank/v1/directory`),
+//! and what the routes ask of it: customers and usernames unique across the consortium, Pix keys
+//! resolved from this bank's own replica, and who holds which account anywhere.
+//!
+//! The directory is the only source of a person's identity: a bank never vouches for a document
+//! the directory does not list as the holder of the account a request touches.
+
+use crate::config::Config;
+use crate::error::ApiError;
+use crate::interbank::Shared;
+use crate::interbank::peers::{self, PeerLink};
+use crate::state::AppState;
+use axum::Json;
+use axum::body::Bytes;
+use axum::extract::State;
+use axum::http::{HeaderMap, Method, StatusCode, Uri};
+use directory::{
+    Conflict, Directory, DirectoryError, Message, NodeId, Reply, Transport, TransportError, node_id,
+};
+use ledger::{AccountNumber, BankCode, Document};
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::Duration;
+use store::SharedClock;
+
+/// Where a bank's directory takes the Raft messages (and forwarded writes) of the others.
+pub const DIRECTORY_PATH: &str = "/interbank/v1/directory";
+
+/// How many times an account's listing is tried again in the background when the directory
+/// could not take it at once (no majority), and how long between tries.
+const LISTING_RETRIES_MAX: u32 = 60;
+const LISTING_RETRY_EVERY: Duration = Duration::from_secs(2);
+
+/// Carries directory messages to the other banks as signed `POST`s, with a client of its own
+/// (Raft's heartbeats then never wait behind the protocol's envelopes).
+struct HttpTransport {
+    shared: Arc<Shared>,
+    links: BTreeMap<NodeId, Arc<PeerLink>>,
+}
+
+#[async_trait::async_trait]
+impl Transport for HttpTransport {
+    async fn call(&self, target: NodeId, message: Message) -> Result<Reply, TransportError> {
+        let failed = |reason: String| TransportError { target, reason };
+        let link = self
+            .links
+            .get(&target)
+            .ok_or_else(|| failed("not in the consortium file".to_owned()))?;
+        let body = serde_json::to_vec(&message).map_err(|e| failed(e.to_string()))?;
+        let response = peers::post(&self.shared, link, DIRECTORY_PATH, body)
+            .await
+            .map_err(failed)?;
+        let bytes = response.bytes().await.map_err(|e| failed(e.to_string()))?;
+        serde_json::from_slice(&bytes).map_err(|e| failed(format!("a bad reply: {e}")))
+    }
+}
+
+/// Opens this bank's member of the directory at `<data>/directory.db` and starts it, in a group
+/// of every bank the consortium file lists (this one alone when it lists none, or with
+/// `directory_alone`). Refuses a data folder that has a ledger but lost its directory: a
+/// member that forgot its votes and log could let two leaders commit different entries.
+pub async fn start(config: &Config, clock: Arc<SharedClock>) -> Result<Directory, String> {
+    let path = config.data_dir.join(directory::FILE_NAME);
+    let ledger = config.data_dir.join("ledger.db");
+    if ledger.exists() && !path.exists() {
+        return Err(format!(
+            "{} has a ledger but no {}: a bank that lost its directory must not rejoin the consortium on its own (restore the file, or start from an empty folder)",
+            config.data_dir.display(),
+            directory::FILE_NAME
+        ));
+    }
+    let http = reqwest::Client::builder()
+        .tcp_nodelay(true)
+        .build()
+        .map_err(|e| format!("cannot build the directory's HTTP client: {e}"))?;
+    let shared = Arc::new(Shared {
+        me: config.bank,
+        key: config.key.clone(),
+        clock,
+        http,
+    });
+    let mut links = BTreeMap::new();
+    let mut members = vec![node_id(&config.bank)];
+    for peer in &config.peers {
+        let code = BankCode::parse(&peer.code)
+            .ok_or_else(|| format!("bank code {:?} is not 8 digits", peer.code))?;
+        if code == config.bank || config.directory_alone {
+            continue;
+        }
+        // The link's outbox is never used: only `peers::post` goes through it.
+        let (link, _outbox) = PeerLink::new(code, peer.name.clone(), peer.url.clone());
+        links.insert(node_id(&code), link);
+        members.push(node_id(&code));
+    }
+    let transport = Arc::new(HttpTransport { shared, links });
+    Directory::start(node_id(&config.bank), members, &path, transport)
+        .await
+        .map_err(|e| format!("cannot start the directory at {}: {e}", path.display()))
+}
+
+/// `POST /interbank/v1/directory`: a Raft message (or a forwarded write) from another bank's
+/// directory, signed by that bank; answered with the directory's reply.
+pub async fn receive(
+    State(state): State<Arc<AppState>>,
+    method: Method,
+    uri: Uri,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Result<Json<Reply>, ApiError> {
+    let from = crate::routes::interbank::verify(&state, &method, &uri, &headers, &body)?;
+    let message: Message = serde_json::from_slice(&body).map_err(|e| {
+        ApiError::bad_request(
+            "invalid_directory_message",
+            format!("not a directory message: {e}"),
+        )
+    })?;
+    state
+        .interbank
+        .directory
+        .handle_from(node_id(&from), message)
+        .await
+        .map(Json)
+        .map_err(|forged| {
+            ApiError::new(
+                StatusCode::UNAUTHORIZED,
+                "forged_directory_message",
+                forged.to_string(),
+            )
+        })
+}
+
+/// The problem a customer gets for a directory's refusal: a conflict is 409 with its code (a key
+/// of another bank is simply not found), no majority is 503 `directory_unavailable`.
+pub fn problem(error: DirectoryError) -> ApiError {
+    match error {
+        DirectoryError::Unavailable => ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "directory_unavailable",
+            "this bank cannot reach a majority of the consortium's banks to record this; nothing was registered, try again later",
+        )
+        .with_retry_after(2),
+        DirectoryError::Conflict(Conflict::PixKeyNotYours) => {
+            ApiError::not_found("pix_key_not_found", "no such Pix key")
+        }
+        DirectoryError::Conflict(conflict) => {
+            ApiError::new(StatusCode::CONFLICT, conflict.code(), conflict.to_string())
+        }
+        DirectoryError::Invalid(field) => ApiError::unprocessable(
+            "invalid_request",
+            format!("`{field}` is too long for the consortium's directory"),
+        ),
+        DirectoryError::Storage(error) => ApiError::internal(format!("directory: {error}")),
+    }
+}
+
+/// Whether the directory lists the customer with this document (as another bank vouches for it,
+/// or as this bank's session knows it) as a holder of `number` at `bank`.
+pub fn holds(
+    directory: &Directory,
+    document: &str,
+    bank: BankCode,
+    number: AccountNumber,
+) -> Result<bool, DirectoryError> {
+    let Ok(document) = Document::parse(document) else {
+        return Ok(false);
+    };
+    Ok(directory
+        .accounts_of(&document)?
+        .iter()
+        .any(|held| held.bank == bank && held.account == number))
+}
+
+/// Lists every holder of an account just opened here in the directory (`AddAccount`, one per
+/// holder; already listed answers `Unchanged`, so a replayed opening lists nothing twice). When
+/// the directory cannot take it now, it is tried again in the background for a while.
+pub async fn list_account(state: &AppState, holders: &[String], number: AccountNumber) {
+    let directory = state.interbank.directory.clone();
+    let mut commands = Vec::new();
+    for username in holders {
+        match directory.customer_by_username(username) {
+            Ok(Some(customer)) => commands.push(directory::Command::AddAccount {
+                document: customer.document,
+                bank: state.bank,
+                account: number,
+            }),
+            Ok(None) => tracing::warn!(username, "an account holder the directory does not know"),
+            Err(error) => tracing::warn!(%error, "cannot read the directory"),
+        }
+    }
+    let mut waiting = Vec::new();
+    for command in commands {
+        if let Err(error) = directory.write(command.clone()).await {
+            tracing::warn!(%error, %number, "listing an account in the directory failed; retrying");
+            waiting.push(command);
+        }
+    }
+    if waiting.is_empty() {
+        return;
+    }
+    tokio::spawn(async move {
+        for _ in 0..LISTING_RETRIES_MAX {
+            tokio::time::sleep(LISTING_RETRY_EVERY).await;
+            let mut still = Vec::new();
+            for command in waiting {
+                match directory.write(command.clone()).await {
+                    Ok(_) | Err(DirectoryError::Conflict(_)) => {}
+                    Err(_) => still.push(command),
+                }
+            }
+            if still.is_empty() {
+                return;
+            }
+            waiting = still;
+        }
+        tracing::error!(%number, "an account is still not listed in the directory; its holders can use it only here");
+    });
+}
