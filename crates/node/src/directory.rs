@@ -130,6 +130,17 @@ pub async fn receive(
         })
 }
 
+/// The directory's leader, term and last applied entry, for `/api/v1/consortium`.
+pub fn status(directory: &Directory) -> wire::DirectoryStatus {
+    let metrics = directory.metrics();
+    wire::DirectoryStatus {
+        // A member id is the bank's 8-digit code as a number.
+        leader: metrics.current_leader.map(|id| format!("{id:08}")),
+        term: metrics.current_term,
+        last_applied: metrics.last_applied.map(|applied| applied.index),
+    }
+}
+
 /// The problem a customer gets for a directory's refusal: a conflict is 409 with its code (a key
 /// of another bank is simply not found), no majority is 503 `directory_unavailable`.
 pub fn problem(error: DirectoryError) -> ApiError {

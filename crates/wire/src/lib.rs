@@ -330,4 +330,17 @@ pub struct ConsortiumView {
     /// (absent for anyone else).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub settlement: Option<Vec<SettlementPosition>>,
+    /// This bank's member of the consortium's directory, as it sees the Raft group.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub directory: Option<DirectoryStatus>,
+}
+
+/// The directory's Raft group as one bank's member sees it.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct DirectoryStatus {
+    /// The code of the bank this member follows (or is), when it knows one.
+    pub leader: Option<String>,
+    pub term: u64,
+    /// The last log entry applied to this bank's copy.
+    pub last_applied: Option<u64>,
 }

@@ -4,6 +4,7 @@
 //! and DESIGN §3 invariants 1–4 hold across the banks.
 
 mod cluster;
+mod directory;
 
 use cluster::{CODES, Cluster, Customer, cents, unique, violations};
 use reqwest::Method;
