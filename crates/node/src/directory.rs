@@ -18,7 +18,7 @@ use axum::http::{HeaderMap, Method, StatusCode, Uri};
 use directory::{
     Conflict, Directory, DirectoryError, Message, NodeId, Reply, Transport, TransportError, node_id,
 };
-use ledger::{AccountNumber, BankCode, Document};
+use ledger::{AccountNumber, BankCode, Document, PixKey};
 use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
@@ -141,6 +141,33 @@ pub fn status(directory: &Directory) -> wire::DirectoryStatus {
     }
 }
 
+/// Longest a lookup that misses waits for this bank's copy to apply entries it already holds.
+const CATCH_UP_WAIT: Duration = Duration::from_millis(500);
+
+/// A Pix key as this bank's copy of the directory has it. On a miss, a key registered a moment
+/// ago may already be in this bank's log but not yet known committed here (the leader says so in
+/// its next message, within a heartbeat): what the log holds is waited for, briefly.
+pub async fn pix_key(
+    directory: &Directory,
+    key: &PixKey,
+) -> Result<Option<directory::PixEntry>, DirectoryError> {
+    if let Some(found) = directory.pix_key(key)? {
+        return Ok(Some(found));
+    }
+    let appended = directory.metrics().last_log_index;
+    let deadline = tokio::time::Instant::now() + CATCH_UP_WAIT;
+    while directory
+        .metrics()
+        .last_applied
+        .map(|applied| applied.index)
+        < appended
+        && tokio::time::Instant::now() < deadline
+    {
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    directory.pix_key(key)
+}
+
 /// The problem a customer gets for a directory's refusal: a conflict is 409 with its code (a key
 /// of another bank is simply not found), no majority is 503 `directory_unavailable`.
 pub fn problem(error: DirectoryError) -> ApiError {
@@ -180,6 +207,60 @@ pub fn holds(
         .accounts_of(&document)?
         .iter()
         .any(|held| held.bank == bank && held.account == number))
+}
+
+/// The accounts the directory lists for the person with `document` at the other banks, read
+/// at each of those banks at once on their behalf; the ones of a bank that cannot answer come
+/// back apart, as unavailable.
+pub async fn accounts_elsewhere(
+    state: &Arc<AppState>,
+    document: &str,
+) -> Result<(Vec<wire::Account>, Vec<wire::AccountRef>), ApiError> {
+    let Ok(parsed) = Document::parse(document) else {
+        return Ok((Vec::new(), Vec::new()));
+    };
+    let listed = state
+        .interbank
+        .directory
+        .accounts_of(&parsed)
+        .map_err(problem)?;
+    let mut by_bank: BTreeMap<BankCode, Vec<AccountNumber>> = BTreeMap::new();
+    for held in listed.into_iter().filter(|held| held.bank != state.bank) {
+        by_bank.entry(held.bank).or_default().push(held.account);
+    }
+    let mut asking = tokio::task::JoinSet::new();
+    for (bank, numbers) in by_bank {
+        let (state, document) = (state.clone(), document.to_owned());
+        asking.spawn(async move {
+            let path = format!("{}/{document}/accounts", crate::interbank::CUSTOMERS_PATH);
+            let answer = state
+                .interbank
+                .forward_get::<Vec<wire::Account>>(bank, &path)
+                .await;
+            (bank, numbers, answer)
+        });
+    }
+    let (mut found, mut unavailable) = (Vec::new(), Vec::new());
+    while let Some(answer) = asking.join_next().await {
+        let Ok((bank, numbers, answer)) = answer else {
+            continue;
+        };
+        match answer {
+            Ok(accounts) => found.extend(
+                accounts
+                    .unwrap_or_default()
+                    .into_iter()
+                    .filter(|a| a.bank == bank.as_str()),
+            ),
+            Err(_) => unavailable.extend(numbers.into_iter().map(|number| wire::AccountRef {
+                bank: bank.to_string(),
+                number: number.to_string(),
+            })),
+        }
+    }
+    found.sort_by(|a, b| (&a.bank, &a.number).cmp(&(&b.bank, &b.number)));
+    unavailable.sort_by(|a, b| (&a.bank, &a.number).cmp(&(&b.bank, &b.number)));
+    Ok((found, unavailable))
 }
 
 /// Lists every holder of an account just opened here in the directory (`AddAccount`, one per

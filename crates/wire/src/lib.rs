@@ -57,6 +57,10 @@ pub struct Me {
     #[serde(flatten)]
     pub customer: Customer,
     pub accounts: Vec<Account>,
+    /// Accounts the consortium's directory lists for this person at banks that are not
+    /// answering now (their balances unknown until they are back).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub unavailable: Vec<AccountRef>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]

@@ -294,10 +294,14 @@ pub async fn me(
 ) -> Result<Json<wire::Me>, ApiError> {
     let here = state.store.accounts_of(customer.id).await?;
     let mut accounts: Vec<wire::Account> = here.iter().map(account_wire).collect();
-    // The same person's accounts at the other banks that answer (banks know them by document).
-    accounts.extend(state.interbank.accounts_elsewhere(&customer.document).await);
+    // The same person's accounts at the other banks, as the directory lists them: each bank
+    // asked; those of a bank that does not answer are said to be unavailable.
+    let (elsewhere, unavailable) =
+        crate::directory::accounts_elsewhere(&state, &customer.document).await?;
+    accounts.extend(elsewhere);
     Ok(Json(wire::Me {
         customer: customer_wire(&customer),
         accounts,
+        unavailable,
     }))
 }

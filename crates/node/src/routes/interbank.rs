@@ -117,6 +117,22 @@ async fn on_behalf_of(state: &AppState, document: &str) -> Result<store::Custome
         .ok_or_else(ApiError::account_not_found)
 }
 
+/// The accounts here the directory lists for the person with this document.
+fn listed_here(state: &AppState, document: &str) -> Result<Vec<AccountNumber>, ApiError> {
+    let Ok(document) = ledger::Document::parse(document) else {
+        return Ok(Vec::new());
+    };
+    Ok(state
+        .interbank
+        .directory
+        .accounts_of(&document)
+        .map_err(crate::directory::problem)?
+        .into_iter()
+        .filter(|held| held.bank == state.bank)
+        .map(|held| held.account)
+        .collect())
+}
+
 /// Every account the customer holds here (empty when they are not a customer here).
 pub async fn customer_accounts(
     State(state): State<Arc<AppState>>,
@@ -130,7 +146,16 @@ pub async fn customer_accounts(
         return Ok(Json(Vec::new()));
     };
     let accounts = state.store.accounts_of(customer.id).await?;
-    Ok(Json(accounts.iter().map(account_wire).collect()))
+    // Only those the directory lists for that person (issue #24: a bank cannot vouch for
+    // someone the directory does not know as an account's holder).
+    let listed = listed_here(&state, &document)?;
+    Ok(Json(
+        accounts
+            .iter()
+            .filter(|a| AccountNumber::parse(&a.number).is_some_and(|n| listed.contains(&n)))
+            .map(account_wire)
+            .collect(),
+    ))
 }
 
 pub async fn customer_account(
@@ -143,6 +168,9 @@ pub async fn customer_account(
     verify(&state, &method, &uri, &headers, b"")?;
     let customer = on_behalf_of(&state, &document).await?;
     let number = AccountNumber::parse(&number).ok_or_else(ApiError::account_not_found)?;
+    if !listed_here(&state, &document)?.contains(&number) {
+        return Err(ApiError::account_not_found());
+    }
     let account = state
         .store
         .account(customer.id, number)
@@ -162,6 +190,9 @@ pub async fn customer_statement(
     verify(&state, &method, &uri, &headers, b"")?;
     let customer = on_behalf_of(&state, &document).await?;
     let number = AccountNumber::parse(&number).ok_or_else(ApiError::account_not_found)?;
+    if !listed_here(&state, &document)?.contains(&number) {
+        return Err(ApiError::account_not_found());
+    }
     statement_page(&state, customer.id, number, query)
         .await
         .map(Json)

@@ -239,10 +239,8 @@ async fn elsewhere(
                 return Ok(None);
             };
             // Resolved from this bank's copy of the directory: one answer at every bank.
-            let found = state
-                .interbank
-                .directory
-                .pix_key(&key)
+            let found = crate::directory::pix_key(&state.interbank.directory, &key)
+                .await
                 .map_err(crate::directory::problem)?;
             Ok(found
                 .filter(|entry| entry.bank != state.bank)

@@ -147,10 +147,8 @@ pub async fn lookup(
 ) -> Result<Json<wire::PixKey>, ApiError> {
     let key = parse_key(&key)?;
     // This bank's copy of the directory answers, so every bank gives the same answer.
-    let found = state
-        .interbank
-        .directory
-        .pix_key(&key)
+    let found = crate::directory::pix_key(&state.interbank.directory, &key)
+        .await
         .map_err(crate::directory::problem)?
         .ok_or_else(|| {
             ApiError::not_found("pix_key_not_found", "no such Pix key in the consortium")

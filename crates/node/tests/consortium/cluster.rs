@@ -156,7 +156,7 @@ impl Cluster {
             .env("BANKD_OPERATOR_TOKEN", OPERATOR_TOKEN)
             .env("BANKD_CONSORTIUM", &self.consortium)
             .env("BANKD_KEY_FILE", &bank.key_file)
-            .env("RUST_LOG", "warn")
+            .env("RUST_LOG", "warn,openraft=off")
             .env_remove("BANKD_FAULT")
             .stdout(Stdio::piped());
         if let Some(fault) = fault {
