@@ -153,6 +153,15 @@ pub async fn start(
         });
         running.push(crate::start(config).await?);
     }
+    let directories: Vec<_> = running
+        .iter()
+        .map(|bank| bank.state.interbank.directory.clone())
+        .collect();
+    if !crate::directory::leader_elected(&directories, std::time::Duration::from_secs(10)).await {
+        tracing::warn!(
+            "the demo's directory has no leader yet; registrations may answer 503 for a moment"
+        );
+    }
     let file = DemoFile {
         banks: listed,
         consortium: consortium_path.display().to_string(),

@@ -130,6 +130,23 @@ pub async fn receive(
         })
 }
 
+/// Waits until every one of `directories` follows the same leader, at most `limit`: banks started
+/// together (the demo, `bank bench`) take registrations only once their group has elected one.
+pub async fn leader_elected(directories: &[Directory], limit: Duration) -> bool {
+    let deadline = tokio::time::Instant::now() + limit;
+    loop {
+        let leaders: Vec<Option<NodeId>> = directories.iter().map(Directory::leader).collect();
+        if leaders.first().is_some_and(Option::is_some) && leaders.windows(2).all(|w| w[0] == w[1])
+        {
+            return true;
+        }
+        if tokio::time::Instant::now() >= deadline {
+            return false;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
 /// The directory's leader, term and last applied entry, for `/api/v1/consortium`.
 pub fn status(directory: &Directory) -> wire::DirectoryStatus {
     let metrics = directory.metrics();
