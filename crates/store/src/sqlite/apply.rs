@@ -339,6 +339,7 @@ pub fn apply(conn: &Connection, ctx: &Ctx, command: &Command) -> Applied<Outcome
     }
 }
 
+#[allow(clippy::too_many_arguments)]
 fn register(
     conn: &Connection,
     ctx: &Ctx,
