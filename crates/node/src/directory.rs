@@ -171,6 +171,13 @@ pub async fn pix_key(
     if let Some(found) = directory.pix_key(key)? {
         return Ok(Some(found));
     }
+    caught_up(directory).await;
+    directory.pix_key(key)
+}
+
+/// Waits (at most [`CATCH_UP_WAIT`]) until this bank's copy has applied every entry its log
+/// already holds; at once when it has.
+async fn caught_up(directory: &Directory) {
     let appended = directory.metrics().last_log_index;
     let deadline = tokio::time::Instant::now() + CATCH_UP_WAIT;
     while directory
@@ -182,7 +189,6 @@ pub async fn pix_key(
     {
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
-    directory.pix_key(key)
 }
 
 /// The problem a customer gets for a directory's refusal: a conflict is 409 with its code (a key
@@ -236,6 +242,7 @@ pub async fn accounts_elsewhere(
     let Ok(parsed) = Document::parse(document) else {
         return Ok((Vec::new(), Vec::new()));
     };
+    caught_up(&state.interbank.directory).await;
     let listed = state
         .interbank
         .directory

@@ -100,9 +100,18 @@ async fn a_person_registered_at_one_bank_logs_in_at_any_bank() {
     let ana0 = cluster.customer(0, "100.00").await;
     let ana1 = cluster.also_at(1, &ana0, "60.00").await;
     for (bank, token) in [(0, &ana0.token), (1, &ana1.token)] {
-        let (status, me) = cluster
-            .call(bank, Method::GET, "/api/v1/me", None, Some(token), None)
-            .await;
+        // Each bank lists what its copy of the directory has, which follows the leader within a
+        // heartbeat or so.
+        let (mut status, mut me) = (0, Value::Null);
+        for _ in 0..50 {
+            (status, me) = cluster
+                .call(bank, Method::GET, "/api/v1/me", None, Some(token), None)
+                .await;
+            if me["accounts"].as_array().is_some_and(|a| a.len() == 2) {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
         assert_eq!(
             (status, &me["username"], &me["home_bank"]),
             (200, &json!(ana0.username), &json!(CODES[0])),
