@@ -275,6 +275,10 @@ pub fn router_with(
         .route(crate::interbank::MESSAGES_PATH, post(interbank::messages))
         .route(crate::interbank::HEARTBEAT_PATH, post(interbank::messages))
         .route(
+            crate::directory::DIRECTORY_PATH,
+            post(crate::directory::receive),
+        )
+        .route(
             &format!("{}/{{key}}", crate::interbank::PIX_KEYS_PATH),
             get(interbank::pix_key),
         )

@@ -73,6 +73,9 @@ pub struct Config {
     pub store_faults: bool,
     /// Connections at once and the time a request's head may take (`serve.rs`).
     pub edge: crate::serve::EdgeLimits,
+    /// Tests only: this bank's directory is a group of its own, whatever `peers` lists (the API
+    /// tests' peer that never answers would otherwise leave it without a majority).
+    pub directory_alone: bool,
 }
 
 pub const SESSION_TTL_DEFAULT: Duration = Duration::from_secs(8 * 3600);
@@ -93,6 +96,7 @@ impl Config {
             key: generate_key(),
             store_faults: false,
             edge: Default::default(),
+            directory_alone: false,
         }
     }
 
@@ -199,6 +203,7 @@ impl Config {
             key,
             store_faults: false,
             edge: Default::default(),
+            directory_alone: false,
         })
     }
 }

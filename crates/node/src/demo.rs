@@ -144,6 +144,7 @@ pub async fn start(
             key,
             store_faults: false,
             edge: Default::default(),
+            directory_alone: false,
         };
         listed.push(DemoBank {
             code: peer.code.clone(),
@@ -152,6 +153,15 @@ pub async fn start(
             operator_token: config.operator_token.clone(),
         });
         running.push(crate::start(config).await?);
+    }
+    let directories: Vec<_> = running
+        .iter()
+        .map(|bank| bank.state.interbank.directory.clone())
+        .collect();
+    if !crate::directory::leader_elected(&directories, std::time::Duration::from_secs(10)).await {
+        tracing::warn!(
+            "the demo's directory has no leader yet; registrations may answer 503 for a moment"
+        );
     }
     let file = DemoFile {
         banks: listed,

@@ -7,6 +7,7 @@
 pub mod app;
 pub mod config;
 pub mod demo;
+pub mod directory;
 pub mod error;
 pub mod extract;
 pub mod interbank;
@@ -59,6 +60,7 @@ impl RunningBank {
     /// Stops taking connections, lets requests in progress finish, and waits for the server.
     pub async fn stop(mut self) -> std::io::Result<()> {
         self.state.interbank.stop();
+        self.state.interbank.directory.shutdown().await;
         if let Some(shutdown) = self.shutdown.take() {
             let _ = shutdown.send(());
         }
@@ -80,6 +82,8 @@ impl RunningBank {
 pub async fn start(config: Config) -> Result<RunningBank, String> {
     config::create_private_dir(&config.data_dir)?;
     let clock = Arc::new(SharedClock::default());
+    // Before the ledger is opened: it refuses a folder whose ledger lost its directory.
+    let directory = crate::directory::start(&config, clock.clone()).await?;
     let peers: Vec<ledger::BankCode> = config
         .peers
         .iter()
@@ -100,6 +104,7 @@ pub async fn start(config: Config) -> Result<RunningBank, String> {
         &config.peers,
         store.clone(),
         clock.clone(),
+        directory,
     )
     .await?;
     let trail = trail::Trail::start(&config.data_dir)?;
@@ -145,7 +150,9 @@ pub fn init_logging() {
     let filter: tracing_subscriber::filter::Targets = std::env::var("RUST_LOG")
         .ok()
         .and_then(|text| text.parse().ok())
-        .unwrap_or_else(|| "info".parse().expect("a valid filter"));
+        // openraft logs an error for every call to a bank that is down: its own messages only
+        // when asked for (`RUST_LOG=info,openraft=warn`).
+        .unwrap_or_else(|| "info,openraft=off".parse().expect("a valid filter"));
     let _ = tracing_subscriber::registry()
         .with(tracing_subscriber::fmt::layer().with_writer(std::io::stderr))
         .with(filter)

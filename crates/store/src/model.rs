@@ -52,6 +52,17 @@ pub enum Command {
         username: String,
         password_hash: String,
     },
+    /// A customer the consortium's directory registered at another bank (`home_bank`), taken in
+    /// here when they first log in at this bank, so sessions and holdings work as for one's own.
+    /// Refused like a registration when the document or username is already here.
+    AdoptCustomer {
+        public_id: String,
+        name: String,
+        document: Document,
+        username: String,
+        password_hash: String,
+        home_bank: BankCode,
+    },
     CreateSession {
         customer: CustomerId,
         token_hash: [u8; 32],

@@ -73,6 +73,10 @@ pub struct Me {
     #[serde(flatten)]
     pub customer: Customer,
     pub accounts: Vec<Account>,
+    /// Accounts the consortium's directory lists for this person at banks that are not
+    /// answering now (their balances unknown until they are back).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub unavailable: Vec<AccountRef>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
@@ -465,6 +469,19 @@ pub struct ConsortiumView {
     /// (absent for anyone else).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub settlement: Option<Vec<SettlementPosition>>,
+    /// This bank's member of the consortium's directory, as it sees the Raft group.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub directory: Option<DirectoryStatus>,
+}
+
+/// The directory's Raft group as one bank's member sees it.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct DirectoryStatus {
+    /// The code of the bank this member follows (or is), when it knows one.
+    pub leader: Option<String>,
+    pub term: u64,
+    /// The last log entry applied to this bank's copy.
+    pub last_applied: Option<u64>,
 }
 
 // The values string fields take, for the OpenAPI document only (`#[schema(value_type = …)]`):

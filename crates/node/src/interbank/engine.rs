@@ -64,6 +64,8 @@ struct Effects {
     store: Arc<dyn Store>,
     events: mpsc::Sender<Event>,
     links: BTreeMap<BankCode, Arc<PeerLink>>,
+    /// Says who holds an account another bank's part touches on a customer's behalf.
+    directory: directory::Directory,
 }
 
 impl Engine {
@@ -75,6 +77,7 @@ impl Engine {
         store: Arc<dyn Store>,
         events: mpsc::Sender<Event>,
         links: BTreeMap<BankCode, Arc<PeerLink>>,
+        directory: directory::Directory,
     ) -> Result<Engine, String> {
         let timing = Timing::default();
         let mut coordinator = Coordinator::new(me, timing);
@@ -126,6 +129,7 @@ impl Engine {
                 store,
                 events,
                 links,
+                directory,
             }),
         })
     }
@@ -648,6 +652,16 @@ impl Effects {
                 let Some(document) = &part.on_behalf_of else {
                     return Some((index, "not_allowed"));
                 };
+                // The directory, not only this bank's rows, must list that person as a holder:
+                // a bank cannot vouch for someone the consortium does not know as the holder.
+                match crate::directory::holds(&self.directory, document, self.me, number) {
+                    Ok(true) => {}
+                    Ok(false) => return Some((index, "account_not_found")),
+                    Err(error) => {
+                        tracing::warn!(%error, "cannot read the directory; voting no");
+                        return Some((index, "bank_busy"));
+                    }
+                }
                 match self.store.held_by_document(number, document).await {
                     Ok(true) => {}
                     Ok(false) => return Some((index, "account_not_found")),

@@ -92,6 +92,8 @@ pub struct Interbank {
     pub verifier: Verifier,
     events: mpsc::Sender<engine::Event>,
     stop: watch::Sender<bool>,
+    /// The consortium's directory: who is who, which Pix key goes where, who holds what.
+    pub directory: directory::Directory,
 }
 
 impl Interbank {
@@ -103,6 +105,7 @@ impl Interbank {
         peers: &[Peer],
         store: Arc<dyn Store>,
         clock: Arc<SharedClock>,
+        directory: directory::Directory,
     ) -> Result<Arc<Interbank>, String> {
         let http = reqwest::Client::builder()
             .tcp_nodelay(true)
@@ -144,7 +147,9 @@ impl Interbank {
             links.insert(code, link);
         }
         let (events, queue) = mpsc::channel(EVENTS_MAX);
-        let engine = engine::Engine::recover(me, store, events.clone(), links.clone()).await?;
+        let engine =
+            engine::Engine::recover(me, store, events.clone(), links.clone(), directory.clone())
+                .await?;
         tokio::spawn(engine.run(queue, stopped));
         Ok(Arc::new(Interbank {
             shared,
@@ -152,6 +157,7 @@ impl Interbank {
             verifier: Verifier::new(me, keys),
             events,
             stop,
+            directory,
         }))
     }
 

@@ -53,6 +53,14 @@ pub async fn open(
     let executed = state
         .execute(customer.id, &headers, &body.fingerprint, command)
         .await?;
+    // Every holder is listed in the consortium's directory, which alone says who may use the
+    // account from another bank (a replay lists nothing twice).
+    if let store::Outcome::Account(account) = &executed.outcome
+        && let Some(number) = AccountNumber::parse(&account.number)
+    {
+        let holders: Vec<String> = account.holders.iter().map(|h| h.username.clone()).collect();
+        crate::directory::list_account(&state, &holders, number).await;
+    }
     Ok(respond(executed))
 }
 

@@ -109,11 +109,28 @@ pub async fn register(
             .record("registration_throttled", Some(client), None, refused.code);
         return Err(refused);
     }
-    let password_hash = state
+    let password = request.password;
+    let plain = password.clone();
+    let mut password_hash = state
         .limits
         .hashing
-        .run(move || hash_password(request.password))
+        .run(move || hash_password(plain))
         .await??;
+    // The consortium's directory first: a document and a username are unique across every bank.
+    password_hash =
+        match registered(&state, &document, &name, &username, password, password_hash).await {
+            Ok(hash) => hash,
+            Err(refused) => {
+                // Counted per client like a refusal of the local store (below).
+                if matches!(refused.code, "duplicate_document" | "duplicate_username") {
+                    state.limits.registration_refused(client, Instant::now());
+                    state
+                        .trail
+                        .record("registration_refused", Some(client), None, refused.code);
+                }
+                return Err(refused);
+            }
+        };
     let command = Command::RegisterCustomer {
         public_id: uuid::Uuid::new_v4().to_string(),
         name,
@@ -135,6 +152,53 @@ pub async fn register(
             .record("registration_refused", Some(client), None, refusal.code());
     }
     Ok(respond(executed))
+}
+
+/// Registers the customer in the consortium's directory, home at this bank, and answers the
+/// password hash the directory holds. A `duplicate_document` that is this bank's own earlier
+/// try (same home, username and name, and the password matches the hash it recorded: an answer
+/// lost, a retry) is completed with that hash rather than refused.
+async fn registered(
+    state: &AppState,
+    document: &Document,
+    name: &str,
+    username: &str,
+    password: String,
+    password_hash: String,
+) -> Result<String, ApiError> {
+    let directory = &state.interbank.directory;
+    let command = directory::Command::RegisterCustomer {
+        document: document.clone(),
+        name: name.to_owned(),
+        username: username.to_owned(),
+        password_hash: password_hash.clone(),
+        home_bank: state.bank,
+    };
+    match directory.write(command).await {
+        Ok(_) => Ok(password_hash),
+        Err(directory::DirectoryError::Conflict(directory::Conflict::DuplicateDocument)) => {
+            let refused = crate::directory::problem(directory::DirectoryError::Conflict(
+                directory::Conflict::DuplicateDocument,
+            ));
+            let Some(earlier) = directory
+                .customer_by_document(document)
+                .map_err(crate::directory::problem)?
+                .filter(|c| c.home_bank == state.bank && c.username == username && c.name == name)
+            else {
+                return Err(refused);
+            };
+            let hash = earlier.password_hash.clone();
+            let matches = tokio::task::spawn_blocking(move || verify_password(&password, &hash))
+                .await
+                .map_err(ApiError::internal)?;
+            if matches {
+                Ok(earlier.password_hash)
+            } else {
+                Err(refused)
+            }
+        }
+        Err(error) => Err(crate::directory::problem(error)),
+    }
 }
 
 #[utoipa::path(post, path = "/api/v1/sessions", tag = "customers", request_body = wire::Credentials,
@@ -163,7 +227,13 @@ pub async fn login(
             return Err(refused);
         }
     };
-    let record = state.store.login_record(&username).await?;
+    // Who this is comes from this bank's replica of the directory, so a person logs in at any
+    // bank, also while their home bank is down.
+    let record = state
+        .interbank
+        .directory
+        .customer_by_username(&username)
+        .map_err(crate::directory::problem)?;
     let hash = record.as_ref().map(|r| r.password_hash.clone());
     let password = credentials.password;
     let matches = state
@@ -191,6 +261,7 @@ pub async fn login(
     state
         .trail
         .record("login", Some(client), Some(&username), "session created");
+    let record = local_customer(&state, record).await?;
     let mut token_bytes = [0u8; 32];
     getrandom::fill(&mut token_bytes).map_err(ApiError::internal)?;
     let token: String = token_bytes.iter().map(|b| format!("{b:02x}")).collect();
@@ -205,13 +276,13 @@ pub async fn login(
         Command::PurgeSessions { now_ms },
     )?;
     let command = Command::CreateSession {
-        customer: record.customer,
+        customer: record.id,
         token_hash: sha256(token.as_bytes()),
         expires_at_ms,
     };
     state
         .execute(
-            record.customer,
+            record.id,
             &HeaderMap::new(),
             &Fingerprint::of_text(""),
             command,
@@ -223,6 +294,41 @@ pub async fn login(
         expires_at: super::rfc3339(expires_at_ms),
     };
     Ok((StatusCode::CREATED, Json(session)).into_response())
+}
+
+/// This bank's record of a customer the directory knows: theirs if they registered or logged in
+/// here before, otherwise taken in now (`AdoptCustomer`), so sessions and holdings work here as
+/// at their home bank.
+async fn local_customer(
+    state: &AppState,
+    customer: directory::Customer,
+) -> Result<store::CustomerRecord, ApiError> {
+    let document = customer.document.as_str().to_owned();
+    if let Some(here) = state.store.customer_by_document(&document).await? {
+        return Ok(here);
+    }
+    let command = Command::AdoptCustomer {
+        public_id: uuid::Uuid::new_v4().to_string(),
+        name: customer.name,
+        document: customer.document,
+        username: customer.username,
+        password_hash: customer.password_hash,
+        home_bank: customer.home_bank,
+    };
+    let executed = state
+        .execute(0, &HeaderMap::new(), &Fingerprint::of_text(""), command)
+        .await?;
+    match executed.outcome {
+        store::Outcome::Customer(record) => Ok(record),
+        // Taken in meanwhile by a login beside this one.
+        _ => state
+            .store
+            .customer_by_document(&document)
+            .await?
+            .ok_or_else(|| {
+                ApiError::internal("a customer the directory knows cannot be kept here")
+            }),
+    }
 }
 
 #[utoipa::path(delete, path = "/api/v1/sessions/current", tag = "customers", security(("bearer" = [])),
@@ -266,10 +372,14 @@ pub async fn me(
 ) -> Result<Json<wire::Me>, ApiError> {
     let here = state.store.accounts_of(customer.id).await?;
     let mut accounts: Vec<wire::Account> = here.iter().map(account_wire).collect();
-    // The same person's accounts at the other banks that answer (banks know them by document).
-    accounts.extend(state.interbank.accounts_elsewhere(&customer.document).await);
+    // The same person's accounts at the other banks, as the directory lists them: each bank
+    // asked; those of a bank that does not answer are said to be unavailable.
+    let (elsewhere, unavailable) =
+        crate::directory::accounts_elsewhere(&state, &customer.document).await?;
+    accounts.extend(elsewhere);
     Ok(Json(wire::Me {
         customer: customer_wire(&customer),
         accounts,
+        unavailable,
     }))
 }

@@ -22,7 +22,7 @@ fn signed_path(uri: &Uri) -> &str {
 }
 
 /// A signed request without a body (a GET).
-fn verify(
+pub(crate) fn verify(
     state: &AppState,
     method: &Method,
     uri: &Uri,
@@ -44,9 +44,11 @@ fn trail_refused(state: &AppState, method: &Method, uri: &Uri, refused: &ApiErro
 }
 
 /// A signed request from `from`: in the security trail (but heartbeats, one a second from each
-/// bank), and a sign of life from that bank.
+/// bank, and the directory's Raft traffic, several a second), and a sign of life from that bank.
 fn heard(state: &AppState, method: &Method, uri: &Uri, from: BankCode) {
-    if uri.path() != crate::interbank::HEARTBEAT_PATH {
+    if uri.path() != crate::interbank::HEARTBEAT_PATH
+        && uri.path() != crate::directory::DIRECTORY_PATH
+    {
         let detail = format!("{method} {}", uri.path());
         state
             .trail
@@ -60,7 +62,7 @@ fn heard(state: &AppState, method: &Method, uri: &Uri, from: BankCode) {
 /// A signed request's body: the signed headers are checked first (a known bank, this bank the
 /// recipient, fresh, signed with that bank's key over the body's digest), and only then is the
 /// body read, at most `INTERBANK_BODY_BYTES_MAX`, and matched against that digest.
-async fn verified_body(
+pub(crate) async fn verified_body(
     state: &AppState,
     method: &Method,
     uri: &Uri,
@@ -186,6 +188,22 @@ async fn on_behalf_of(state: &AppState, document: &str) -> Result<store::Custome
         .ok_or_else(ApiError::account_not_found)
 }
 
+/// The accounts here the directory lists for the person with this document.
+fn listed_here(state: &AppState, document: &str) -> Result<Vec<AccountNumber>, ApiError> {
+    let Ok(document) = ledger::Document::parse(document) else {
+        return Ok(Vec::new());
+    };
+    Ok(state
+        .interbank
+        .directory
+        .accounts_of(&document)
+        .map_err(crate::directory::problem)?
+        .into_iter()
+        .filter(|held| held.bank == state.bank)
+        .map(|held| held.account)
+        .collect())
+}
+
 /// Every account the customer holds here (empty when they are not a customer here).
 pub async fn customer_accounts(
     State(state): State<Arc<AppState>>,
@@ -199,7 +217,16 @@ pub async fn customer_accounts(
         return Ok(Json(Vec::new()));
     };
     let accounts = state.store.accounts_of(customer.id).await?;
-    Ok(Json(accounts.iter().map(account_wire).collect()))
+    // Only those the directory lists for that person (issue #24: a bank cannot vouch for
+    // someone the directory does not know as an account's holder).
+    let listed = listed_here(&state, &document)?;
+    Ok(Json(
+        accounts
+            .iter()
+            .filter(|a| AccountNumber::parse(&a.number).is_some_and(|n| listed.contains(&n)))
+            .map(account_wire)
+            .collect(),
+    ))
 }
 
 pub async fn customer_account(
@@ -212,6 +239,9 @@ pub async fn customer_account(
     verify(&state, &method, &uri, &headers)?;
     let customer = on_behalf_of(&state, &document).await?;
     let number = AccountNumber::parse(&number).ok_or_else(ApiError::account_not_found)?;
+    if !listed_here(&state, &document)?.contains(&number) {
+        return Err(ApiError::account_not_found());
+    }
     let account = state
         .store
         .account(customer.id, number)
@@ -231,6 +261,9 @@ pub async fn customer_statement(
     verify(&state, &method, &uri, &headers)?;
     let customer = on_behalf_of(&state, &document).await?;
     let number = AccountNumber::parse(&number).ok_or_else(ApiError::account_not_found)?;
+    if !listed_here(&state, &document)?.contains(&number) {
+        return Err(ApiError::account_not_found());
+    }
     statement_page(&state, customer.id, number, query)
         .await
         .map(Json)

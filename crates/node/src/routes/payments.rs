@@ -5,7 +5,7 @@ use super::{ApiPath, amount, body_account, description, destination, outcome_bod
 use crate::error::ApiError;
 use crate::extract::{ApiJson, Caller, Fingerprint};
 use crate::interbank::fault::{self, Point};
-use crate::interbank::{Decided, Part, RemoteKey};
+use crate::interbank::{Decided, Part};
 use crate::state::AppState;
 use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
@@ -238,26 +238,17 @@ async fn elsewhere(
             let Ok(key) = PixKey::parse_any(key) else {
                 return Ok(None);
             };
-            if state.store.pix_key(&key).await?.is_some() {
-                return Ok(None);
-            }
-            let Some(RemoteKey {
-                bank,
-                number,
-                holder_name,
-                ..
-            }) = state.interbank.find_pix_key(&key).await
-            else {
-                return Ok(None);
-            };
-            match (BankCode::parse(&bank), AccountNumber::parse(&number)) {
-                (Some(bank), Some(number)) => Ok(Some(Recipient {
-                    bank,
-                    number,
-                    holder_name: Some(holder_name),
-                })),
-                _ => Ok(None),
-            }
+            // Resolved from this bank's copy of the directory: one answer at every bank.
+            let found = crate::directory::pix_key(&state.interbank.directory, &key)
+                .await
+                .map_err(crate::directory::problem)?;
+            Ok(found
+                .filter(|entry| entry.bank != state.bank)
+                .map(|entry| Recipient {
+                    bank: entry.bank,
+                    number: entry.account,
+                    holder_name: Some(entry.holder_name),
+                }))
         }
         _ => Ok(None),
     }

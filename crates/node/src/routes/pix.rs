@@ -8,7 +8,7 @@ use axum::Json;
 use axum::extract::State;
 use axum::http::{HeaderMap, Uri};
 use axum::response::Response;
-use ledger::{PixKey, PixKeyType};
+use ledger::{AccountNumber, Document, PixKey, PixKeyType};
 use std::sync::Arc;
 use store::Command;
 
@@ -60,7 +60,68 @@ pub async fn add(
     let executed = state
         .execute(customer.id, &headers, &body.fingerprint, command)
         .await?;
+    // This bank's own rules first (the account, its limit of keys, one's own document), then
+    // the consortium's directory, where a key is one bank's: a claim the directory refuses is
+    // taken back here.
+    if let store::Outcome::PixKey(record) = &executed.outcome
+        && let Err(error) = claim(&state, &customer, record).await
+    {
+        if let Some(key) = PixKeyType::parse(&record.key_type)
+            .and_then(|kind| PixKey::parse_typed(kind, &record.key).ok())
+        {
+            let undo = Command::DeletePixKey {
+                actor: customer.id,
+                key,
+            };
+            state
+                .execute(
+                    customer.id,
+                    &HeaderMap::new(),
+                    &Fingerprint::of_text(""),
+                    undo,
+                )
+                .await?;
+        }
+        return Err(crate::directory::problem(error));
+    }
     Ok(respond(executed))
+}
+
+/// Records a key this bank just registered in the directory, as the customer's on that account.
+/// An account the directory does not list yet for them (its listing still on its way) is
+/// listed first.
+async fn claim(
+    state: &AppState,
+    customer: &store::CustomerRecord,
+    record: &store::PixKeyRecord,
+) -> Result<(), directory::DirectoryError> {
+    let invalid = |what: &str| directory::DirectoryError::Storage(format!("a stored {what}"));
+    let key = PixKeyType::parse(&record.key_type)
+        .and_then(|kind| PixKey::parse_typed(kind, &record.key).ok())
+        .ok_or_else(|| invalid("Pix key"))?;
+    let account = AccountNumber::parse(&record.account_number).ok_or_else(|| invalid("account"))?;
+    let document = Document::parse(&customer.document).map_err(|_| invalid("document"))?;
+    let directory = &state.interbank.directory;
+    let command = directory::Command::AddPixKey {
+        key,
+        bank: state.bank,
+        account,
+        holder_name: record.holder_name.clone(),
+        document: document.clone(),
+    };
+    match directory.write(command.clone()).await {
+        Err(directory::DirectoryError::Conflict(directory::Conflict::AccountNotHeld)) => {
+            directory
+                .write(directory::Command::AddAccount {
+                    document,
+                    bank: state.bank,
+                    account,
+                })
+                .await?;
+            directory.write(command).await.map(drop)
+        }
+        written => written.map(drop),
+    }
 }
 
 #[utoipa::path(get, path = "/api/v1/pix-keys", tag = "pix", security(("bearer" = [])),
@@ -100,19 +161,24 @@ pub async fn lookup(
         return Err(refused);
     }
     let key = parse_key(&key)?;
-    if let Some(record) = state.store.pix_key(&key).await? {
+    // This bank's copy of the directory answers, so every bank gives the same answer.
+    let found = crate::directory::pix_key(&state.interbank.directory, &key)
+        .await
+        .map_err(crate::directory::problem)?
+        .ok_or_else(|| {
+            ApiError::not_found("pix_key_not_found", "no such Pix key in the consortium")
+        })?;
+    if found.bank == state.bank
+        && let Some(record) = state.store.pix_key(&key).await?
+    {
         return Ok(Json(pix_key_wire(&record, false)));
     }
-    // Not here: the other banks of the consortium are asked.
-    let found = state.interbank.find_pix_key(&key).await.ok_or_else(|| {
-        ApiError::not_found("pix_key_not_found", "no such Pix key in the consortium")
-    })?;
     Ok(Json(wire::PixKey {
-        key: found.key,
-        kind: found.key_type,
-        bank: found.bank,
+        key: found.key.as_str().to_owned(),
+        kind: found.key.key_type().as_str().to_owned(),
+        bank: found.bank.to_string(),
         holder_name: found.holder_name,
-        document_masked: found.document_masked,
+        document_masked: found.document.masked(),
         account: None,
     }))
 }
@@ -128,6 +194,24 @@ pub async fn remove(
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
     let key = parse_key(&key)?;
+    // Only the key's holder takes it out of the directory: it must be one of theirs here.
+    let theirs = state
+        .store
+        .pix_keys_of(customer.id)
+        .await?
+        .iter()
+        .any(|k| k.key == key.as_str());
+    if theirs {
+        let release = directory::Command::RemovePixKey {
+            key: key.clone(),
+            bank: state.bank,
+        };
+        match state.interbank.directory.write(release).await {
+            // The directory gives it to another bank: this bank's copy is only stale.
+            Ok(_) | Err(directory::DirectoryError::Conflict(_)) => {}
+            Err(error) => return Err(crate::directory::problem(error)),
+        }
+    }
     let executed = state
         .execute(
             customer.id,

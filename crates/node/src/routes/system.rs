@@ -137,6 +137,7 @@ pub async fn consortium(
         bank: state.bank.to_string(),
         banks,
         settlement,
+        directory: Some(crate::directory::status(&state.interbank.directory)),
     }))
 }
 

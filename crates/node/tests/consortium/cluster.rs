@@ -101,7 +101,40 @@ impl Cluster {
             cluster.start(i, None);
         }
         cluster.wait_all_up().await;
+        cluster.wait_directory_leader().await;
         cluster
+    }
+
+    /// Waits until every running bank follows the same leader of the directory (at most 15 s):
+    /// until then a registration may find no majority yet.
+    pub async fn wait_directory_leader(&self) {
+        let deadline = Instant::now() + Duration::from_secs(15);
+        loop {
+            let mut leaders = Vec::new();
+            for bank in &self.banks {
+                let view: Option<Value> = match self
+                    .http
+                    .get(format!("{}/api/v1/consortium", bank.url))
+                    .send()
+                    .await
+                {
+                    Ok(response) => response.json().await.ok(),
+                    Err(_) => continue,
+                };
+                leaders
+                    .push(view.and_then(|v| v["directory"]["leader"].as_str().map(str::to_string)));
+            }
+            if leaders.first().is_some_and(Option::is_some)
+                && leaders.windows(2).all(|w| w[0] == w[1])
+            {
+                return;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "the directory has no leader all banks follow: {leaders:?}"
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
     }
 
     pub fn key_file(&self, i: usize) -> &PathBuf {
@@ -123,7 +156,7 @@ impl Cluster {
             .env("BANKD_OPERATOR_TOKEN", OPERATOR_TOKEN)
             .env("BANKD_CONSORTIUM", &self.consortium)
             .env("BANKD_KEY_FILE", &bank.key_file)
-            .env("RUST_LOG", "warn")
+            .env("RUST_LOG", "warn,openraft=off")
             .env_remove("BANKD_FAULT")
             .stdout(Stdio::piped());
         if let Some(fault) = fault {
@@ -264,9 +297,10 @@ impl Cluster {
         self.register(i, &unique("c"), &cpf(), opening).await
     }
 
-    /// The same person (same CPF and username) as `customer`, registered at bank `i` too.
+    /// The same person as `customer` (registered once, in the consortium's directory), logged
+    /// in at bank `i` with an account opened there too.
     pub async fn also_at(&self, i: usize, customer: &Customer, opening: &str) -> Customer {
-        self.register(i, &customer.username, &customer.document, opening)
+        self.open_at(i, &customer.username, &customer.document, opening)
             .await
     }
 
@@ -282,16 +316,25 @@ impl Cluster {
             )
             .await;
         assert_eq!(status, 201, "{body}");
-        let (_, session) = self
-            .call(
-                i,
-                reqwest::Method::POST,
-                "/api/v1/sessions",
-                Some(json!({"username": username, "password": PASSWORD})),
-                None,
-                None,
-            )
-            .await;
+        self.open_at(i, username, document, opening).await
+    }
+
+    /// Logs in at bank `i`.
+    pub async fn login(&self, i: usize, username: &str) -> (u16, Value) {
+        self.call(
+            i,
+            reqwest::Method::POST,
+            "/api/v1/sessions",
+            Some(json!({"username": username, "password": PASSWORD})),
+            None,
+            None,
+        )
+        .await
+    }
+
+    async fn open_at(&self, i: usize, username: &str, document: &str, opening: &str) -> Customer {
+        let (status, session) = self.login(i, username).await;
+        assert_eq!(status, 201, "{session}");
         let token = session["token"].as_str().expect("a token").to_string();
         let (status, account) = self
             .call(

@@ -5,6 +5,7 @@
 
 mod adversarial;
 mod cluster;
+mod directory;
 
 use cluster::{CODES, Cluster, Customer, cents, unique, violations};
 use reqwest::Method;
@@ -238,16 +239,25 @@ async fn a_pix_key_at_another_bank_is_paid_through_the_consortium() {
         )
         .await;
     assert_eq!(status, 201, "{key}");
-    let (status, found) = cluster
-        .call(
-            0,
-            Method::GET,
-            &format!("/api/v1/pix-keys/{}", key["key"].as_str().unwrap()),
-            None,
-            Some(&ana.token),
-            None,
-        )
-        .await;
+    // Bank 0 answers from its copy of the directory, which has the key within a heartbeat.
+    let mut lookup = (0, Value::Null);
+    for _ in 0..50 {
+        lookup = cluster
+            .call(
+                0,
+                Method::GET,
+                &format!("/api/v1/pix-keys/{}", key["key"].as_str().unwrap()),
+                None,
+                Some(&ana.token),
+                None,
+            )
+            .await;
+        if lookup.0 == 200 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let (status, found) = lookup;
     assert_eq!((status, &found["bank"]), (200, &json!(CODES[1])), "{found}");
     let body = json!({"from": {"bank": CODES[0], "number": ana.number}, "to": {"pix_key": key["key"]}, "amount": "12.34"});
     let (status, paid) = cluster
@@ -852,6 +862,12 @@ async fn accounts_at_other_banks_are_read_through_ones_own_bank() {
     assert_eq!(
         (status, me["accounts"].as_array().unwrap().len()),
         (200, 1),
+        "{me}"
+    );
+    // The directory still lists her account there: shown as unavailable.
+    assert_eq!(
+        me["unavailable"],
+        json!([{"bank": CODES[2], "number": ana2.number}]),
         "{me}"
     );
 }

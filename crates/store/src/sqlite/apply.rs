@@ -146,6 +146,25 @@ pub fn apply(conn: &Connection, ctx: &Ctx, command: &Command) -> Applied<Outcome
             document,
             username,
             password_hash,
+            ctx.bank,
+        )
+        .map(|r| r.map(Outcome::Customer)),
+        Command::AdoptCustomer {
+            public_id,
+            name,
+            document,
+            username,
+            password_hash,
+            home_bank,
+        } => register(
+            conn,
+            ctx,
+            public_id,
+            name,
+            document,
+            username,
+            password_hash,
+            home_bank.as_str(),
         )
         .map(|r| r.map(Outcome::Customer)),
         Command::CreateSession {
@@ -331,6 +350,7 @@ pub fn apply(conn: &Connection, ctx: &Ctx, command: &Command) -> Applied<Outcome
     }
 }
 
+#[allow(clippy::too_many_arguments)]
 fn register(
     conn: &Connection,
     ctx: &Ctx,
@@ -339,6 +359,7 @@ fn register(
     document: &ledger::Document,
     username: &str,
     password_hash: &str,
+    home_bank: &str,
 ) -> Applied<CustomerRecord> {
     // One writer runs at a time, so these checks cannot race; the unique constraints back them.
     let taken = |sql: &str, value: &str| -> rusqlite::Result<bool> {
@@ -364,7 +385,7 @@ fn register(
         document.kind().as_str(),
         username,
         password_hash,
-        ctx.bank,
+        home_bank,
         ctx.clock
     ])?;
     let id = conn.last_insert_rowid();
