@@ -7,6 +7,7 @@ mod accounts;
 mod concurrency;
 mod crash;
 mod customers;
+mod directory;
 mod idempotency;
 mod payments;
 mod pix;
