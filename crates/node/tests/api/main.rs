@@ -9,6 +9,7 @@ mod adversarial;
 mod concurrency;
 mod crash;
 mod customers;
+mod directory;
 mod idempotency;
 mod payments;
 mod pix;

@@ -98,6 +98,7 @@ async fn a_document_or_username_registered_at_two_banks_at_once_is_taken_once() 
 async fn a_person_registered_at_one_bank_logs_in_at_any_bank() {
     let cluster = Cluster::started().await;
     let ana0 = cluster.customer(0, "100.00").await;
+    let caio = cluster.customer(2, "50.00").await;
     let ana1 = cluster.also_at(1, &ana0, "60.00").await;
     for (bank, token) in [(0, &ana0.token), (1, &ana1.token)] {
         // Each bank lists what its copy of the directory has, which follows the leader within a
@@ -170,6 +171,34 @@ async fn a_person_registered_at_one_bank_logs_in_at_any_bank() {
     );
     let (status, session) = cluster.login(2, &ana0.username).await;
     assert_eq!(status, 201, "logins go on on a minority: {session}");
+    // A Pix key needs the directory: refused, and not kept here either.
+    let (status, refused) = add_key(&cluster, &caio, &format!("{}@example.com", unique("k"))).await;
+    assert_eq!(
+        (status, &refused["code"]),
+        (503, &json!("directory_unavailable")),
+        "{refused}"
+    );
+    let (status, keys) = cluster
+        .call(
+            2,
+            Method::GET,
+            "/api/v1/pix-keys",
+            None,
+            Some(&caio.token),
+            None,
+        )
+        .await;
+    assert_eq!((status, &keys["keys"]), (200, &json!([])), "{keys}");
+    // An account opened here meanwhile is listed in the directory once a majority is back.
+    let (status, opened) = cluster
+        .post_as(
+            &caio,
+            "/api/v1/accounts",
+            json!({"kind": "individual", "opening_deposit": "50.00"}),
+            None,
+        )
+        .await;
+    assert_eq!(status, 201, "{opened}");
 
     cluster.start(0, None);
     cluster.start(1, None);
@@ -185,6 +214,26 @@ async fn a_person_registered_at_one_bank_logs_in_at_any_bank() {
         session.0, 201,
         "the restarted bank caught up: {}",
         session.1
+    );
+    let (status, session) = cluster.login(0, &caio.username).await;
+    assert_eq!(status, 201, "{session}");
+    let token = session["token"].as_str().unwrap();
+    let mut listed = Value::Null;
+    for _ in 0..100 {
+        let (_, me) = cluster
+            .call(0, Method::GET, "/api/v1/me", None, Some(token), None)
+            .await;
+        listed = me["accounts"].clone();
+        if listed.as_array().is_some_and(|a| a.len() == 2) {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    assert!(
+        listed
+            .as_array()
+            .is_some_and(|a| a.iter().any(|a| a["number"] == opened["number"])),
+        "{listed}"
     );
 }
 
