@@ -18,6 +18,11 @@ pub const PIX_KEYS_PER_ACCOUNT_COMPANY_MAX: usize = 20;
 pub const JOINT_HOLDERS_MAX: usize = 5;
 /// The smallest opening deposit, in centavos (R$ 50,00), as in the seed systems.
 pub const OPENING_DEPOSIT_MIN_CENTS: i64 = 5_000;
+/// Cash in or out of one account in one operation (a deposit, a withdrawal, an opening deposit,
+/// a package's or another bank's cash leg) is at most R$ 1.000.000,00. Cash is the one way money
+/// enters a bank, so this bounds what the vault's counters reach: past `i64::MAX` only after
+/// some 92 billion operations, where the largest amount would take 92 thousand.
+pub const CASH_OPERATION_MAX_CENTS: i64 = 100_000_000;
 /// A package holds at most this many operations.
 pub const PACKAGE_OPERATIONS_MAX: usize = 100;
 
@@ -496,6 +501,8 @@ pub enum Refusal {
     Ledger(LedgerRefusal),
     #[error("no such invitation waiting for you")]
     InvitationNotFound,
+    #[error("cash in or out is at most 1000000.00 an operation")]
+    CashLimitExceeded,
 }
 
 /// A `ledger::Rejection` in serialisable form.
@@ -542,6 +549,7 @@ impl Refusal {
             Refusal::Ledger(LedgerRefusal::InsufficientFunds) => "insufficient_funds",
             Refusal::Ledger(LedgerRefusal::Overflow) => "amount_too_large",
             Refusal::InvitationNotFound => "invitation_not_found",
+            Refusal::CashLimitExceeded => "cash_limit_exceeded",
         }
     }
 }

@@ -926,3 +926,87 @@ async fn the_writer_is_back_to_normal_priority_after_each_commit() {
         }
     }
 }
+
+/// Posted counters only grow: money going round between accounts takes them, and any sum of
+/// them, towards `i64::MAX` (cash, the one way money comes in, is bounded per operation, but a
+/// transfer of the largest amount is not). A ledger whose counters are near the limit, as a
+/// hundred thousand transfers of the largest amount would leave it, still opens (its start-up
+/// audit sums the counters exactly), and a transfer that would take a counter past the limit
+/// nets the account's posted counters instead of failing: balances and the audit stay right.
+#[tokio::test]
+async fn counters_near_their_limit_net_and_the_ledger_still_opens() {
+    let Bank {
+        store,
+        customer: ana,
+        numbers,
+        dir,
+    } = bank("Ana Voltas", 2).await;
+    drop(store);
+    // The writer lets go of the file once its queue's last handle is gone.
+    tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    let path = dir.path().join("bank.db");
+    {
+        let conn = rusqlite::Connection::open(&path).unwrap();
+        // Both accounts' posted counters grow by the same amount on both sides: their balances,
+        // and Σ debits = Σ credits, stay as they were, but every sum passes i64::MAX.
+        let grown = conn
+            .execute(
+                "UPDATE accounts SET debits_posted = debits_posted + ?1,
+                                     credits_posted = credits_posted + ?1
+                 WHERE kind = 'individual'",
+                [i64::MAX - 10_000],
+            )
+            .unwrap();
+        assert_eq!(grown, 2);
+    }
+    let store = SqliteStore::open(
+        &path,
+        BankCode::parse("10000001").unwrap(),
+        &[peer()],
+        Arc::new(SharedClock::default()),
+    )
+    .expect("a ledger whose sums pass i64::MAX opens");
+    let audit = store.audit().await.unwrap();
+    assert!(audit.ok(), "{audit:?}");
+    assert!(audit.totals.debits_posted > i128::from(i64::MAX));
+    assert_eq!(audit.totals.debits_posted, audit.totals.credits_posted);
+    // Each account has 10,000 centavos of room on each counter; transfers of 3,000 back and
+    // forth pass it.
+    for serial in 0..10u64 {
+        let (from, to) = if serial % 2 == 0 {
+            (numbers[0], numbers[1])
+        } else {
+            (numbers[1], numbers[0])
+        };
+        let outcome = run(
+            &store,
+            Command::Transfer {
+                actor: ana.id,
+                from,
+                to: Target::Account(to),
+                amount: Amount::from_cents(3_000).unwrap(),
+                description: String::new(),
+                e2e: e2e(100 + serial),
+            },
+        )
+        .await;
+        let Outcome::Payment(payment) = &outcome else {
+            panic!("{outcome:?}")
+        };
+        assert_eq!(payment.status, PaymentStatus::Committed, "{outcome:?}");
+    }
+    for number in &numbers {
+        let account = store.account(ana.id, *number).await.unwrap().unwrap();
+        assert_eq!(
+            account.balance_cents, 5_000,
+            "ten transfers each way and back"
+        );
+    }
+    let audit = store.audit().await.unwrap();
+    assert!(audit.ok(), "{audit:?}");
+    assert_eq!(audit.totals.debits_posted, audit.totals.credits_posted);
+    assert!(
+        audit.totals.debits_posted < i128::from(i64::MAX),
+        "the accounts' posted counters were netted"
+    );
+}

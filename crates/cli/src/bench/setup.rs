@@ -11,7 +11,7 @@ use tokio::task::JoinSet;
 
 /// Every account opens with this much (R$ 10.000.000,00): the bench moves R$ 0,01 to R$ 1,00 at a
 /// time, so even millions of transfers leave no account near zero.
-pub const OPENING_DEPOSIT: &str = "10000000.00";
+pub const OPENING_DEPOSIT: &str = "1000000.00";
 /// Set-up requests in flight at once (account openings), per bank.
 const SETUP_IN_FLIGHT_MAX: usize = 32;
 

@@ -287,30 +287,39 @@ async fn bad_amounts_are_refused_and_change_nothing() {
         .await;
     assert_eq!(long.code(), "invalid_description");
     assert_eq!(bank.balance(&ana, &number).await.0, "50.00");
+    // Cash is at most R$ 1.000.000,00 an operation (CASH_OPERATION_MAX_CENTS), deposits and
+    // withdrawals alike; the largest amount stays for transfers.
     let max = bank
+        .post(&path, json!({"amount": "1000000.00"}), Some(&ana.token))
+        .await;
+    assert_eq!(max.status, StatusCode::CREATED, "{}", max.body);
+    for (route, amount) in [
+        ("deposits", "1000000.01"),
+        ("deposits", "999999999999.99"),
+        ("withdrawals", "1000000.01"),
+    ] {
+        let over = bank
+            .post(
+                &format!("/api/v1/accounts/{BANK}/{number}/{route}"),
+                json!({"amount": amount}),
+                Some(&ana.token),
+            )
+            .await;
+        assert_eq!(
+            (over.status, over.code()),
+            (StatusCode::UNPROCESSABLE_ENTITY, "cash_limit_exceeded"),
+            "{route} {amount}"
+        );
+    }
+    let opening = bank
         .post(
-            &path,
-            json!({"amount": "999999999999.99"}),
+            "/api/v1/accounts",
+            json!({"kind": "individual", "opening_deposit": "1000000.01"}),
             Some(&ana.token),
         )
         .await;
-    assert_eq!(
-        max.status,
-        StatusCode::CREATED,
-        "the largest amount is accepted"
-    );
-    let overflow = bank
-        .post(
-            &path,
-            json!({"amount": "999999999999.99"}),
-            Some(&ana.token),
-        )
-        .await;
-    assert_eq!(
-        overflow.status,
-        StatusCode::CREATED,
-        "sums far beyond one amount still fit in i64 centavos"
-    );
+    assert_eq!(opening.code(), "cash_limit_exceeded");
+    assert_eq!(bank.balance(&ana, &number).await.0, "1000050.00");
     bank.audit().await;
 }
 

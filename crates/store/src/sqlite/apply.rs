@@ -519,6 +519,12 @@ fn rule_movement(
     amount: Amount,
     mode: Mode,
 ) -> Applied<(Counters, Counters)> {
+    // Every movement in or out of the vault is cash, whichever command or bank asked for it.
+    if (debit_id == ctx.vault || credit_id == ctx.vault)
+        && amount.cents() > CASH_OPERATION_MAX_CENTS
+    {
+        return Ok(Err(Refusal::CashLimitExceeded));
+    }
     let (debit_kind, debit_before) = counters(conn, ctx, debit_id)?;
     let (credit_kind, credit_before) = counters(conn, ctx, credit_id)?;
     let (mut debit_after, mut credit_after) = (debit_before, credit_before);
