@@ -20,6 +20,12 @@ pub struct FileConfig {
     pub session_ttl_seconds: Option<u64>,
     /// This bank's Ed25519 secret key (`bankd keygen` writes one).
     pub key_file: Option<PathBuf>,
+    /// This bank's TLS certificate chain and private key (PEM): with both, it serves HTTPS only.
+    pub tls_cert: Option<PathBuf>,
+    pub tls_key: Option<PathBuf>,
+    /// The CA bundle (PEM) other banks' certificates are checked against; without it, the
+    /// system's roots.
+    pub tls_ca: Option<PathBuf>,
 }
 
 /// A bank of the consortium, as the consortium file lists it.
@@ -73,6 +79,11 @@ pub struct Config {
     pub store_faults: bool,
     /// Connections at once and the time a request's head may take (`serve.rs`).
     pub edge: crate::serve::EdgeLimits,
+    /// Serve HTTPS with this certificate and key (`tls.rs`); plain HTTP without.
+    pub tls: Option<crate::tls::ServerTls>,
+    /// The CA bundle other banks' certificates are checked against (the consortium's CA); the
+    /// system's roots without.
+    pub peer_ca: Option<PathBuf>,
 }
 
 pub const SESSION_TTL_DEFAULT: Duration = Duration::from_secs(8 * 3600);
@@ -93,12 +104,15 @@ impl Config {
             key: generate_key(),
             store_faults: false,
             edge: Default::default(),
+            tls: None,
+            peer_ca: None,
         }
     }
 
     /// Reads `file` (if given), then lets `BANKD_CODE`, `BANKD_NAME`, `BANKD_LISTEN`,
-    /// `BANKD_DATA_DIR`, `BANKD_OPERATOR_TOKEN`, `BANKD_CONSORTIUM` and
-    /// `BANKD_SESSION_TTL_SECONDS` override it.
+    /// `BANKD_DATA_DIR`, `BANKD_OPERATOR_TOKEN`, `BANKD_CONSORTIUM`,
+    /// `BANKD_SESSION_TTL_SECONDS`, `BANKD_TLS_CERT`, `BANKD_TLS_KEY` and `BANKD_TLS_CA`
+    /// override it.
     pub fn load(file: Option<&Path>) -> Result<Config, String> {
         let mut raw = match file {
             Some(path) => {
@@ -116,6 +130,9 @@ impl Config {
                 consortium: None,
                 session_ttl_seconds: None,
                 key_file: None,
+                tls_cert: None,
+                tls_key: None,
+                tls_ca: None,
             },
         };
         let env = |name: &str| std::env::var(name).ok().filter(|v| !v.is_empty());
@@ -128,6 +145,9 @@ impl Config {
             .map(PathBuf::from)
             .or(raw.consortium);
         raw.key_file = env("BANKD_KEY_FILE").map(PathBuf::from).or(raw.key_file);
+        raw.tls_cert = env("BANKD_TLS_CERT").map(PathBuf::from).or(raw.tls_cert);
+        raw.tls_key = env("BANKD_TLS_KEY").map(PathBuf::from).or(raw.tls_key);
+        raw.tls_ca = env("BANKD_TLS_CA").map(PathBuf::from).or(raw.tls_ca);
         if let Some(ttl) = env("BANKD_SESSION_TTL_SECONDS") {
             raw.session_ttl_seconds = Some(ttl.parse().map_err(|_| {
                 "BANKD_SESSION_TTL_SECONDS must be a number of seconds".to_string()
@@ -185,6 +205,19 @@ impl Config {
                 "the consortium file lists other public keys for bank {code} than its key file's"
             ));
         }
+        let tls = match (raw.tls_cert, raw.tls_key) {
+            (Some(cert), Some(key)) => Some(crate::tls::ServerTls {
+                cert_chain: resolve(cert),
+                private_key: resolve(key),
+            }),
+            (None, None) => None,
+            _ => {
+                return Err(
+                    "TLS needs both a certificate chain and its private key (tls_cert and tls_key, or BANKD_TLS_CERT and BANKD_TLS_KEY)"
+                        .into(),
+                );
+            }
+        };
         Ok(Config {
             bank,
             name: raw.name.unwrap_or_else(|| format!("Bank {code}")),
@@ -199,6 +232,8 @@ impl Config {
             key,
             store_faults: false,
             edge: Default::default(),
+            tls,
+            peer_ca: raw.tls_ca.map(resolve),
         })
     }
 }

@@ -144,6 +144,8 @@ pub async fn start(
             key,
             store_faults: false,
             edge: Default::default(),
+            tls: None,
+            peer_ca: None,
         };
         listed.push(DemoBank {
             code: peer.code.clone(),

@@ -15,6 +15,7 @@ pub mod metrics;
 pub mod routes;
 pub mod serve;
 pub mod state;
+pub mod tls;
 
 use config::Config;
 use state::AppState;
@@ -46,13 +47,16 @@ pub const AUDIT_PATH: &str = "/api/v1/audit";
 pub struct RunningBank {
     pub addr: SocketAddr,
     pub state: Arc<AppState>,
+    /// Serving HTTPS.
+    pub tls: bool,
     shutdown: Option<oneshot::Sender<()>>,
     task: JoinHandle<std::io::Result<()>>,
 }
 
 impl RunningBank {
     pub fn url(&self) -> String {
-        format!("http://{}", self.addr)
+        let scheme = if self.tls { "https" } else { "http" };
+        format!("{scheme}://{}", self.addr)
     }
 
     /// Stops taking connections, lets requests in progress finish, and waits for the server.
@@ -77,6 +81,9 @@ impl RunningBank {
 /// Opens the bank's store under `config.data_dir` and serves it on `config.listen` (port 0 picks
 /// a free port; the chosen address is in the result).
 pub async fn start(config: Config) -> Result<RunningBank, String> {
+    tls::install_provider();
+    // A bad certificate or key stops the start before anything is opened.
+    let server_tls = config.tls.as_ref().map(tls::server_config).transpose()?;
     config::create_private_dir(&config.data_dir)?;
     let clock = Arc::new(SharedClock::default());
     let peers: Vec<ledger::BankCode> = config
@@ -97,6 +104,7 @@ pub async fn start(config: Config) -> Result<RunningBank, String> {
         config.bank,
         config.key.clone(),
         &config.peers,
+        config.peer_ca.as_deref(),
         store.clone(),
         clock.clone(),
     )
@@ -117,17 +125,20 @@ pub async fn start(config: Config) -> Result<RunningBank, String> {
     let addr = listener.local_addr().map_err(|e| e.to_string())?;
     let (shutdown, stopped) = oneshot::channel::<()>();
     let router = app::router(state.clone());
+    let serving_tls = server_tls.is_some();
     let task = tokio::spawn(serve::serve(
         listener,
         router,
         state.clock.clone(),
         config.edge,
+        server_tls,
         stopped,
     ));
-    tracing::info!(bank = %config.bank, %addr, data = %path.display(), "bank serving");
+    tracing::info!(bank = %config.bank, %addr, tls = serving_tls, data = %path.display(), "bank serving");
     Ok(RunningBank {
         addr,
         state,
+        tls: serving_tls,
         shutdown: Some(shutdown),
         task,
     })

@@ -101,10 +101,12 @@ impl Interbank {
         me: BankCode,
         key: SigningKey,
         peers: &[Peer],
+        ca: Option<&std::path::Path>,
         store: Arc<dyn Store>,
         clock: Arc<SharedClock>,
     ) -> Result<Arc<Interbank>, String> {
-        let http = reqwest::Client::builder()
+        // https peers are checked against the consortium's CA (`ca`) when given.
+        let http = crate::tls::peer_client(ca)?
             .tcp_nodelay(true)
             .pool_max_idle_per_host(16)
             .build()

@@ -12,4 +12,5 @@ mod customers;
 mod idempotency;
 mod payments;
 mod pix;
+mod tls;
 mod writer;

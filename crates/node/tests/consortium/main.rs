@@ -5,6 +5,7 @@
 
 mod adversarial;
 mod cluster;
+mod tls;
 
 use cluster::{CODES, Cluster, Customer, cents, unique, violations};
 use reqwest::Method;
