@@ -84,7 +84,12 @@ pub async fn run(context: &Context, args: BenchArgs) -> Result<(), CliError> {
             .await
             .map_err(|e| CliError::Other(format!("cannot start the bench's consortium: {e}")))?;
         own = Some(running);
-        let trust = context.trust.clone();
+        // Its banks serve HTTPS under the CA it made.
+        let trust = match &file.ca {
+            Some(ca) => client::Trust::with_ca_file(std::path::Path::new(ca))
+                .map_err(|e| CliError::Other(format!("the bench's consortium: {e}")))?,
+            None => context.trust.clone(),
+        };
         Target {
             description: format!("own consortium in {}", dir.display()),
             banks: file

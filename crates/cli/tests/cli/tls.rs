@@ -58,3 +58,31 @@ async fn an_https_bank_needs_its_ca_given_by_flag_or_environment() {
         .stderr_has("--ca");
     bank.stop().await.unwrap();
 }
+
+/// `bank audit --consortium` on `bankd demo`'s folder: every bank is https under the demo's
+/// CA, which the audit takes from demo.json without any --ca.
+#[tokio::test(flavor = "multi_thread")]
+async fn the_consortium_audit_reads_the_demos_ca_from_its_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let (running, file) = node::demo::start(dir.path(), None).await.unwrap();
+    assert!(file.banks.iter().all(|b| b.url.starts_with("https://")));
+    let person = Person::new();
+    let folder = dir.path().to_str().unwrap();
+    let run = person
+        .bank(&["--json", "audit", "--consortium", folder])
+        .run()
+        .await
+        .ok();
+    assert_eq!(run.json()["ok"], true, "{}", run.stdout);
+    // Without the demo's CA, the same banks are not trusted.
+    let url = &file.banks[0].url;
+    person
+        .bank(&["--bank", url, "health"])
+        .run()
+        .await
+        .code(EXIT_UNAVAILABLE)
+        .stderr_has("certificate");
+    for bank in running {
+        bank.stop().await.unwrap();
+    }
+}

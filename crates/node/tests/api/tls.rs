@@ -1,5 +1,5 @@
 //! HTTPS at the edge: a bank with a certificate serves TLS only, each connection's handshake in
-//! its own task and bounded in time.
+//! its own task and bounded in time; the demo makes its own CA and serves every bank over it.
 
 use crate::helpers::spawn_bank_with;
 use std::io::Read;
@@ -81,4 +81,80 @@ async fn https_only_with_the_handshake_bounded_in_time() {
     .await
     .unwrap();
     assert_eq!(closed, Ok(()), "the silent connection is closed");
+}
+
+/// `bankd demo` makes its CA and a certificate per bank on first start (the CA's certificate
+/// readable, every private key 0600), serves the three banks over HTTPS under it, lists https
+/// URLs and the CA, and starts again with the same files.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_demo_serves_https_under_its_own_ca_and_keeps_it() {
+    use std::os::unix::fs::PermissionsExt;
+    let mode = |path: &Path| std::fs::metadata(path).unwrap().permissions().mode() & 0o777;
+    let dir = tempfile::tempdir().unwrap();
+    let demo = dir.path().join("demo");
+    let (banks, file) = node::demo::start(&demo, None).await.unwrap();
+    let ca = demo.join("ca.pem");
+    assert_eq!(file.ca.as_deref(), Some(ca.to_str().unwrap()));
+    assert_eq!(mode(&ca) & 0o400, 0o400, "the CA's certificate is readable");
+    assert_eq!(mode(&demo.join("ca.key")), 0o600, "the CA's key");
+    let consortium = std::fs::read_to_string(demo.join("consortium.toml")).unwrap();
+    let http = trusting(&ca);
+    for bank in &file.banks {
+        assert!(bank.url.starts_with("https://127.0.0.1:"), "{}", bank.url);
+        assert!(consortium.contains(&bank.url), "{consortium}");
+        assert_eq!(mode(&demo.join(&bank.code).join("tls.key")), 0o600);
+        // It sees the other two up: their heartbeats went over TLS, checked against the CA.
+        let deadline = std::time::Instant::now() + Duration::from_secs(15);
+        loop {
+            let view: serde_json::Value = http
+                .get(format!("{}/api/v1/consortium", bank.url))
+                .send()
+                .await
+                .unwrap()
+                .json()
+                .await
+                .unwrap();
+            let others: Vec<&serde_json::Value> = view["banks"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .filter(|b| b["code"] != bank.code.as_str())
+                .collect();
+            if others.len() == 2 && others.iter().all(|b| b["status"] == "up") {
+                break;
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "{} never saw its peers up: {view}",
+                bank.code
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+    let ca_text = std::fs::read_to_string(&ca).unwrap();
+    let cert_text = std::fs::read_to_string(demo.join("10000001").join("tls.crt")).unwrap();
+    for bank in banks {
+        bank.stop().await.unwrap();
+    }
+
+    let (banks, again) = node::demo::start(&demo, None).await.unwrap();
+    assert_eq!(
+        std::fs::read_to_string(&ca).unwrap(),
+        ca_text,
+        "the same CA"
+    );
+    assert_eq!(
+        std::fs::read_to_string(demo.join("10000001").join("tls.crt")).unwrap(),
+        cert_text,
+        "the same certificate"
+    );
+    let health = trusting(&ca)
+        .get(format!("{}/health", again.banks[0].url))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(health.status(), 200);
+    for bank in banks {
+        bank.stop().await.unwrap();
+    }
 }
