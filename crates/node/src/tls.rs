@@ -70,21 +70,36 @@ pub fn server_config(tls: &ServerTls) -> Result<Arc<rustls::ServerConfig>, Strin
     Ok(Arc::new(config))
 }
 
-/// The client other banks are called with: with `ca`, their certificates are checked against
-/// that bundle only (the consortium's CA); without, against the system's roots.
-pub fn peer_client(ca: Option<&Path>) -> Result<reqwest::ClientBuilder, String> {
+/// The client other banks are called with, `configure`d: with `ca`, their certificates are
+/// checked against that bundle only (the consortium's CA); without, against the system's roots,
+/// and on a system that has none (a bare container, where reqwest cannot build that verifier)
+/// against none, so plain-HTTP peers still work instead of the bank not starting.
+pub fn peer_client(
+    ca: Option<&Path>,
+    configure: impl Fn(reqwest::ClientBuilder) -> reqwest::ClientBuilder,
+) -> Result<reqwest::Client, String> {
     install_provider();
-    let builder = reqwest::Client::builder();
-    let Some(ca) = ca else {
-        return Ok(builder);
+    let built = match ca {
+        None => configure(reqwest::Client::builder()).build().or_else(|_| {
+            configure(reqwest::Client::builder())
+                .tls_certs_only([])
+                .build()
+        }),
+        Some(ca) => {
+            let pem =
+                std::fs::read(ca).map_err(|e| format!("cannot read {}: {e}", ca.display()))?;
+            let certs = reqwest::Certificate::from_pem_bundle(&pem).map_err(|e| {
+                format!("{} is not a PEM bundle of certificates: {e}", ca.display())
+            })?;
+            if certs.is_empty() {
+                return Err(format!("{} holds no PEM certificate", ca.display()));
+            }
+            configure(reqwest::Client::builder())
+                .tls_certs_only(certs)
+                .build()
+        }
     };
-    let pem = std::fs::read(ca).map_err(|e| format!("cannot read {}: {e}", ca.display()))?;
-    let certs = reqwest::Certificate::from_pem_bundle(&pem)
-        .map_err(|e| format!("{} is not a PEM bundle of certificates: {e}", ca.display()))?;
-    if certs.is_empty() {
-        return Err(format!("{} holds no PEM certificate", ca.display()));
-    }
-    Ok(builder.tls_certs_only(certs))
+    built.map_err(|e| format!("cannot build the HTTP client: {e}"))
 }
 
 /// A certificate and its private key, PEM.

@@ -106,11 +106,9 @@ impl Interbank {
         clock: Arc<SharedClock>,
     ) -> Result<Arc<Interbank>, String> {
         // https peers are checked against the consortium's CA (`ca`) when given.
-        let http = crate::tls::peer_client(ca)?
-            .tcp_nodelay(true)
-            .pool_max_idle_per_host(16)
-            .build()
-            .map_err(|e| format!("cannot build the HTTP client: {e}"))?;
+        let http = crate::tls::peer_client(ca, |builder| {
+            builder.tcp_nodelay(true).pool_max_idle_per_host(16)
+        })?;
         let shared = Arc::new(Shared {
             me,
             key,

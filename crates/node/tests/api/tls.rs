@@ -158,3 +158,38 @@ async fn the_demo_serves_https_under_its_own_ca_and_keeps_it() {
         bank.stop().await.unwrap();
     }
 }
+
+/// A plain-HTTP bank on a system without any CA certificate (a bare container: here, the
+/// variables that point rustls at the system's certificates name none) still starts: its peer
+/// client then trusts no https peer instead of failing to build.
+#[test]
+fn a_bank_starts_on_a_system_without_ca_certificates() {
+    use std::io::{BufRead, BufReader};
+    let dir = tempfile::tempdir().unwrap();
+    let empty = dir.path().join("no-certificates");
+    std::fs::create_dir(&empty).unwrap();
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_bankd"))
+        .arg("serve")
+        .env("BANKD_CODE", "10000001")
+        .env("BANKD_LISTEN", "127.0.0.1:0")
+        .env("BANKD_DATA_DIR", dir.path().join("data"))
+        .env("BANKD_OPERATOR_TOKEN", "operator-token-for-tests")
+        .env("SSL_CERT_FILE", dir.path().join("none.pem"))
+        .env("SSL_CERT_DIR", &empty)
+        .env("RUST_LOG", "off")
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut line = String::new();
+    BufReader::new(child.stdout.take().unwrap())
+        .read_line(&mut line)
+        .unwrap();
+    let _ = child.kill();
+    let output = child.wait_with_output().unwrap();
+    assert!(
+        line.contains("serving on http://127.0.0.1:"),
+        "bankd said {line:?}; stderr: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+}
