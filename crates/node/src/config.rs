@@ -331,3 +331,53 @@ pub fn parse_public_key(text: &str) -> Result<ed25519_dalek::VerifyingKey, Strin
         .map_err(|_| "a public key is 64 hex digits".to_string())?;
     ed25519_dalek::VerifyingKey::from_bytes(&bytes).map_err(|_| "not an Ed25519 public key".into())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn raw() -> FileConfig {
+        FileConfig {
+            code: Some("10000001".into()),
+            name: None,
+            listen: None,
+            data_dir: Some("data".into()),
+            operator_token: Some("operator-token-for-tests".into()),
+            consortium: None,
+            session_ttl_seconds: None,
+            key_file: None,
+            tls_cert: None,
+            tls_key: None,
+            tls_ca: None,
+        }
+    }
+
+    #[test]
+    fn tls_takes_a_certificate_with_its_key_and_paths_resolve_beside_the_file() {
+        let base = Path::new("/etc/bank");
+        let plain = Config::validate(raw(), Some(base)).unwrap();
+        assert!(plain.tls.is_none() && plain.peer_ca.is_none());
+
+        let mut only_cert = raw();
+        only_cert.tls_cert = Some("tls.crt".into());
+        let refused = Config::validate(only_cert, Some(base)).unwrap_err();
+        assert!(refused.contains("both"), "{refused}");
+        let mut only_key = raw();
+        only_key.tls_key = Some("tls.key".into());
+        assert!(Config::validate(only_key, Some(base)).is_err());
+
+        let mut both = raw();
+        both.tls_cert = Some("tls.crt".into());
+        both.tls_key = Some("/keys/tls.key".into());
+        both.tls_ca = Some("ca.pem".into());
+        let config = Config::validate(both, Some(base)).unwrap();
+        assert_eq!(
+            config.tls,
+            Some(crate::tls::ServerTls {
+                cert_chain: PathBuf::from("/etc/bank/tls.crt"),
+                private_key: PathBuf::from("/keys/tls.key"),
+            })
+        );
+        assert_eq!(config.peer_ca, Some(PathBuf::from("/etc/bank/ca.pem")));
+    }
+}
