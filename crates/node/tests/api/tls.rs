@@ -83,6 +83,39 @@ async fn https_only_with_the_handshake_bounded_in_time() {
     assert_eq!(closed, Ok(()), "the silent connection is closed");
 }
 
+/// Over TLS the connection cap still holds: a connection beyond it is closed at once (no plain
+/// 503 a TLS client could not read), and a place freed is taken again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_connection_cap_holds_over_tls() {
+    let certs = tempfile::tempdir().unwrap();
+    let (ca, files) = certificates(certs.path());
+    let bank = spawn_bank_with(|config| {
+        config.tls = Some(files);
+        config.edge.connections_max = 1;
+    })
+    .await;
+    let address = bank.url.trim_start_matches("https://").to_string();
+    // Holds the one place: connected, handshake not begun.
+    let silent = std::net::TcpStream::connect(&address).unwrap();
+    let http = trusting(&ca);
+    let health = format!("{}/health", bank.url);
+    let beyond = http.get(&health).send().await;
+    assert!(beyond.is_err(), "a connection beyond the cap: {beyond:?}");
+    drop(silent);
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        if let Ok(answer) = http.get(&health).send().await {
+            assert_eq!(answer.status(), 200);
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the place was never freed"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
 /// `bankd demo` makes its CA and a certificate per bank on first start (the CA's certificate
 /// readable, every private key 0600), serves the three banks over HTTPS under it, lists https
 /// URLs and the CA, and starts again with the same files.
