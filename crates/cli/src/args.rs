@@ -30,6 +30,10 @@ pub struct Args {
     /// The bank's URL; else $BANK_URL; else your session's bank; else config.json's `bank`.
     #[arg(long, global = true, env = "BANK_URL", value_name = "URL")]
     pub bank: Option<String>,
+    /// Also trust this CA's certificates (PEM) for https banks, as `bankd demo`'s
+    /// interbank-demo/ca.pem; else $BANK_CA. `audit`/`bench --consortium` read demo.json's own.
+    #[arg(long, global = true, env = "BANK_CA", value_name = "FILE")]
+    pub ca: Option<PathBuf>,
     /// Print the API's JSON instead of tables (for scripts).
     #[arg(long, global = true)]
     pub json: bool,

@@ -72,12 +72,18 @@ pub struct ListedBank {
     pub name: String,
     pub url: String,
     pub operator_token: String,
+    /// What its https certificate is checked against: the file's `ca` when it names one.
+    #[serde(skip)]
+    pub trust: client::Trust,
 }
 
-/// `demo.json`; fields other than `banks` are ignored.
+/// `demo.json`; fields other than `banks` and `ca` are ignored.
 #[derive(Debug, Clone, Deserialize)]
 pub struct ConsortiumFile {
     pub banks: Vec<ListedBank>,
+    /// The consortium's CA certificate (PEM), as `bankd demo` writes it.
+    #[serde(default)]
+    pub ca: Option<std::path::PathBuf>,
 }
 
 fn cents(text: &str) -> Result<i128, String> {
@@ -243,7 +249,12 @@ pub fn check_consortium(listed: &[ListedBank], audits: &[wire::Audit]) -> Vec<Fi
 }
 
 /// The file's banks, each checked for a usable entry. A folder means the `demo.json` in it.
-pub fn read_consortium_file(path: &Path) -> Result<Vec<ListedBank>, CliError> {
+/// Their https certificates are checked against the file's `ca` when it names one, else
+/// against `trust` (`--ca`).
+pub fn read_consortium_file(
+    path: &Path,
+    trust: &client::Trust,
+) -> Result<Vec<ListedBank>, CliError> {
     let joined;
     let path = if path.is_dir() {
         joined = path.join(DEMO_FILE);
@@ -253,7 +264,7 @@ pub fn read_consortium_file(path: &Path) -> Result<Vec<ListedBank>, CliError> {
     };
     let text = std::fs::read_to_string(path)
         .map_err(|e| CliError::Other(format!("cannot read {}: {e}", path.display())))?;
-    let file: ConsortiumFile = serde_json::from_str(&text).map_err(|e| {
+    let mut file: ConsortiumFile = serde_json::from_str(&text).map_err(|e| {
         CliError::Usage(format!(
             "{} is not a consortium file like bankd demo's demo.json: {e}",
             path.display()
@@ -270,11 +281,35 @@ pub fn read_consortium_file(path: &Path) -> Result<Vec<ListedBank>, CliError> {
             path.display()
         )));
     }
+    let trust = match &file.ca {
+        Some(ca) => {
+            // As written (relative to where `bankd demo` ran), else beside the file.
+            let beside = path
+                .parent()
+                .zip(ca.file_name())
+                .map(|(dir, name)| dir.join(name));
+            let found = match beside {
+                Some(beside) if !ca.exists() && beside.exists() => beside,
+                _ => ca.clone(),
+            };
+            client::Trust::with_ca_file(&found)
+                .map_err(|e| CliError::Other(format!("{}: ca: {e}", path.display())))?
+        }
+        None => trust.clone(),
+    };
+    for bank in &mut file.banks {
+        bank.trust = trust.clone();
+    }
     Ok(file.banks)
 }
 
-async fn fetch(url: &str, token: &str, code: &str) -> Result<client::Reply<wire::Audit>, CliError> {
-    let client = Client::new(url)?.with_token(token);
+async fn fetch(
+    url: &str,
+    token: &str,
+    code: &str,
+    trust: &client::Trust,
+) -> Result<client::Reply<wire::Audit>, CliError> {
+    let client = Client::with_trust(url, trust)?.with_token(token);
     client.audit().await.map_err(|error| {
         eprintln!("bank {code} at {url} could not be audited:");
         CliError::Client(error)
@@ -294,7 +329,7 @@ pub async fn audit_listed(listed: &[ListedBank]) -> Result<ConsortiumAudit, CliE
     let mut audits = Vec::with_capacity(listed.len());
     let mut raw = Vec::with_capacity(listed.len());
     for bank in listed {
-        let reply = fetch(&bank.url, &bank.operator_token, &bank.code).await?;
+        let reply = fetch(&bank.url, &bank.operator_token, &bank.code, &bank.trust).await?;
         raw.push(reply.json);
         audits.push(reply.value);
     }
@@ -307,7 +342,7 @@ pub async fn audit_listed(listed: &[ListedBank]) -> Result<ConsortiumAudit, CliE
 }
 
 pub async fn consortium(context: &Context, path: &Path) -> Result<(), CliError> {
-    let listed = read_consortium_file(path)?;
+    let listed = read_consortium_file(path, &context.trust)?;
     let ConsortiumAudit {
         audits,
         raw,
@@ -322,13 +357,14 @@ pub async fn consortium(context: &Context, path: &Path) -> Result<(), CliError> 
 }
 
 pub async fn one_bank(context: &Context, url: &str, token: &str) -> Result<(), CliError> {
-    let reply = fetch(url, token, "").await?;
+    let reply = fetch(url, token, "", &context.trust).await?;
     let findings = check_bank(&reply.value);
     let listed = [ListedBank {
         code: reply.value.bank.clone(),
         name: String::new(),
         url: url.to_string(),
         operator_token: String::new(),
+        trust: context.trust.clone(),
     }];
     let title = format!("Audit of bank {} ({url})", reply.value.bank);
     report(
@@ -459,6 +495,7 @@ mod tests {
                 name: String::new(),
                 url: format!("http://{c}"),
                 operator_token: String::new(),
+                trust: client::Trust::default(),
             })
             .collect()
     }

@@ -10,7 +10,7 @@ use crate::args::{
 use crate::config::{self, SavedSession};
 use crate::error::CliError;
 use crate::format::{Align, Table, Zone, brl, brl_wire, entry_kind};
-use client::{Client, Payment, Reply};
+use client::{Client, Payment, Reply, Trust};
 use serde::Deserialize;
 use std::path::{Path, PathBuf};
 
@@ -25,6 +25,8 @@ pub struct Context {
     /// From `--bank` or `$BANK_URL`.
     pub bank: Option<String>,
     pub session_path: PathBuf,
+    /// The certificate authorities for https banks (`--ca` / `$BANK_CA` beside the system's).
+    pub trust: Trust,
 }
 
 impl Context {
@@ -46,9 +48,14 @@ impl Context {
         })
     }
 
+    /// A client of the bank at `url`, trusting `--ca`.
+    pub fn client(&self, url: &str) -> Result<Client, CliError> {
+        Ok(Client::with_trust(url, &self.trust)?)
+    }
+
     /// A client without a session.
     fn anonymous(&self) -> Result<Client, CliError> {
-        Ok(Client::new(&self.url()?)?)
+        self.client(&self.url()?)
     }
 
     /// A client carrying the saved session's token, which is only ever sent to the bank that
@@ -59,8 +66,8 @@ impl Context {
             .ok_or_else(|| {
                 CliError::Other("not logged in: run `bank login USERNAME` first".into())
             })?;
-        let client = Client::new(&self.url()?)?;
-        let saved_base = Client::new(&saved.url)?.base_url();
+        let client = self.client(&self.url()?)?;
+        let saved_base = self.client(&saved.url)?.base_url();
         if client.base_url() != saved_base {
             return Err(CliError::Other(format!(
                 "you are logged in at {saved_base}, not at {}: run `bank login` there",
@@ -237,7 +244,7 @@ async fn logout(context: &Context) -> Result<(), CliError> {
         return Ok(());
     };
     // The token goes back to the bank that issued it, whatever --bank says.
-    let client = Client::new(&saved.url)?.with_token(saved.token.clone());
+    let client = context.client(&saved.url)?.with_token(saved.token.clone());
     let answer = client.logout().await;
     config::remove(&context.session_path).map_err(CliError::Other)?;
     match answer {

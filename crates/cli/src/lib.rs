@@ -54,11 +54,22 @@ async fn run_async(args: Args, zone: Zone) -> u8 {
             return exit::OTHER;
         }
     };
+    let trust = match &args.ca {
+        Some(path) => match client::Trust::with_ca_file(path) {
+            Ok(trust) => trust,
+            Err(error) => {
+                eprintln!("error: --ca: {error}");
+                return exit::USAGE;
+            }
+        },
+        None => client::Trust::system(),
+    };
     let context = commands::Context {
         json: args.json,
         zone,
         bank: args.bank,
         session_path,
+        trust: trust.clone(),
     };
     if let Command::Atm { lang, show_clock } = args.command {
         let url = match context.url() {
@@ -74,6 +85,7 @@ async fn run_async(args: Args, zone: Zone) -> u8 {
         };
         return atm::run(atm::Options {
             url,
+            trust,
             lang,
             show_clock,
             zone,

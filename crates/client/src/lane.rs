@@ -4,7 +4,8 @@
 //! headers once, writes each request straight onto its own connection under a key of its own
 //! sequence, and reads the answer into the typed value only. Measured per request, that is about
 //! half the load generator's work (see BENCHMARKS.md), which on a two-core machine is taken from
-//! the bank being measured.
+//! the bank being measured. An `https` bank's lane speaks TLS (tokio-rustls under hyper), with
+//! its client's [`crate::Trust`].
 
 use crate::{Client, ClientError, REQUEST_TIMEOUT_DEFAULT, chain, error_from_answer};
 use bytes::Bytes;
@@ -19,6 +20,11 @@ use serde::de::DeserializeOwned;
 pub struct Lane {
     /// `host:port`, to connect to.
     address: String,
+    /// For an `https` bank: the name its certificate must carry, and what checks it.
+    tls: Option<(
+        rustls::pki_types::ServerName<'static>,
+        tokio_rustls::TlsConnector,
+    )>,
     host: HeaderValue,
     /// The API's path under the base URL, with its trailing slash (`/api/v1/`).
     prefix: String,
@@ -61,17 +67,26 @@ impl Keys {
 }
 
 impl Lane {
-    /// A lane to `client`'s bank, with its bearer token. Only `http` URLs: the lane does not
-    /// speak TLS.
+    /// A lane to `client`'s bank, with its bearer token; over TLS for an `https` bank, trusting
+    /// what `client` trusts.
     pub fn new(client: &Client) -> Result<Lane, ClientError> {
         let invalid = |reason: &str| ClientError::InvalidUrl {
             url: client.base_url(),
             reason: reason.to_string(),
         };
-        if client.base.scheme() != "http" {
-            return Err(invalid("a lane speaks plain http only"));
-        }
         let host = client.base.host_str().ok_or_else(|| invalid("no host"))?;
+        let tls = match client.base.scheme() {
+            "http" => None,
+            "https" => {
+                // `host_str` keeps an IPv6 address's brackets, which a server name has not.
+                let name = host.trim_start_matches('[').trim_end_matches(']');
+                let name = rustls::pki_types::ServerName::try_from(name.to_string())
+                    .map_err(|_| invalid("the host is not a name TLS can check"))?;
+                let connector = tokio_rustls::TlsConnector::from(client.trust.tls.clone());
+                Some((name, connector))
+            }
+            _ => return Err(invalid("a lane speaks http or https only")),
+        };
         let port = client.base.port_or_known_default().unwrap_or(80);
         let address = format!("{host}:{port}");
         let bearer = match &client.token {
@@ -84,6 +99,7 @@ impl Lane {
         Ok(Lane {
             host: HeaderValue::try_from(address.as_str()).map_err(|_| invalid("bad host"))?,
             address,
+            tls,
             prefix: format!("{}/", client.api(&[]).path()),
             bearer,
             base_url: client.base_url(),
@@ -155,13 +171,28 @@ impl Lane {
             .await
             .map_err(|e| format!("cannot connect to {}: {e}", self.address))?;
         stream.set_nodelay(true).map_err(|e| e.to_string())?;
-        let (sender, connection) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
+        let Some((name, connector)) = &self.tls else {
+            return handshake(stream).await;
+        };
+        let stream = connector
+            .connect(name.clone(), stream)
             .await
-            .map_err(|e| chain(&e))?;
-        // The connection's own task; it ends when the sender is dropped or the bank hangs up.
-        tokio::spawn(connection);
-        Ok(sender)
+            .map_err(|e| format!("TLS with {}: {}", self.address, chain(&e)))?;
+        handshake(stream).await
     }
+}
+
+/// HTTP/1.1 over `stream` (a socket, or TLS over one).
+async fn handshake<I>(stream: I) -> Result<SendRequest<Full<Bytes>>, String>
+where
+    I: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+{
+    let (sender, connection) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
+        .await
+        .map_err(|e| chain(&e))?;
+    // The connection's own task; it ends when the sender is dropped or the bank hangs up.
+    tokio::spawn(connection);
+    Ok(sender)
 }
 
 #[cfg(test)]

@@ -10,7 +10,10 @@
 //!   the exact JSON the bank sent is kept for callers that print it;
 //! - a `problem+json` answer becomes [`ClientError::Problem`] with its status, code, title and
 //!   detail; a bank that cannot be reached or does not answer in time is
-//!   [`ClientError::Unavailable`], a different thing from a refusal.
+//!   [`ClientError::Unavailable`], a different thing from a refusal;
+//! - an `https` bank is checked against the system's certificate authorities and, with a
+//!   [`Trust`], an extra one (a consortium's own CA, such as `bankd demo`'s `ca.pem`); a bank
+//!   whose certificate none of them signed is [`ClientError::Unavailable`] (a certificate error).
 //!
 //! Architecture invariant: this crate knows HTTP and the wire shapes only; it never interprets
 //! money or business rules, and it keeps no state beyond the bearer token it was given.
@@ -19,6 +22,8 @@ use reqwest::header::{HeaderMap, RETRY_AFTER};
 use reqwest::{Method, Url};
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
+use std::path::Path;
+use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 pub use wire;
@@ -144,12 +149,104 @@ impl ClientError {
     }
 }
 
+/// The certificate authorities a client trusts for `https` banks: the system's, plus an extra
+/// one when given. TLS goes through rustls with ring (installed as the process's provider). Cheap
+/// to clone.
+#[derive(Debug, Clone)]
+pub struct Trust {
+    tls: Arc<rustls::ClientConfig>,
+}
+
+impl Trust {
+    /// The system's certificate authorities only (made once per process).
+    pub fn system() -> Trust {
+        static SYSTEM: OnceLock<Trust> = OnceLock::new();
+        SYSTEM
+            .get_or_init(|| {
+                Trust::with_extra(Vec::new()).unwrap_or_else(|_| Trust::roots_only(Vec::new()))
+            })
+            .clone()
+    }
+
+    /// The system's authorities and every certificate of the PEM file `path` (a CA, or a bundle).
+    pub fn with_ca_file(path: &Path) -> Result<Trust, String> {
+        let pem =
+            std::fs::read(path).map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+        Trust::with_ca_pem(&pem).map_err(|e| format!("{}: {e}", path.display()))
+    }
+
+    /// The system's authorities and every certificate of `pem`.
+    pub fn with_ca_pem(pem: &[u8]) -> Result<Trust, String> {
+        use rustls::pki_types::CertificateDer;
+        use rustls::pki_types::pem::PemObject;
+        let certs = CertificateDer::pem_slice_iter(pem)
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(|e| format!("not a PEM certificate: {e}"))?;
+        if certs.is_empty() {
+            return Err("no PEM certificate in it".into());
+        }
+        Trust::with_extra(certs)
+    }
+
+    fn with_extra(extra: Vec<rustls::pki_types::CertificateDer<'static>>) -> Result<Trust, String> {
+        let provider = provider();
+        let verifier =
+            rustls_platform_verifier::Verifier::new_with_extra_roots(extra, provider.clone())
+                .map_err(|e| format!("cannot use these certificates: {e}"))?;
+        let config = rustls::ClientConfig::builder_with_provider(provider)
+            .with_safe_default_protocol_versions()
+            .map_err(|e| e.to_string())?
+            .dangerous()
+            .with_custom_certificate_verifier(Arc::new(verifier))
+            .with_no_client_auth();
+        Ok(Trust::from_config(config))
+    }
+
+    /// Without the system's roots (they could not be loaded): only `roots`.
+    fn roots_only(roots: Vec<rustls::pki_types::CertificateDer<'static>>) -> Trust {
+        let mut store = rustls::RootCertStore::empty();
+        store.add_parsable_certificates(roots);
+        let config = rustls::ClientConfig::builder_with_provider(provider())
+            .with_safe_default_protocol_versions()
+            .expect("ring supports the default TLS versions")
+            .with_root_certificates(store)
+            .with_no_client_auth();
+        Trust::from_config(config)
+    }
+
+    fn from_config(mut config: rustls::ClientConfig) -> Trust {
+        config.alpn_protocols = vec![b"http/1.1".to_vec()];
+        Trust {
+            tls: Arc::new(config),
+        }
+    }
+}
+
+impl Default for Trust {
+    fn default() -> Trust {
+        Trust::system()
+    }
+}
+
+/// ring, also installed as the process's default provider: reqwest is built without one of its
+/// own (`rustls-no-provider`, rather than building aws-lc).
+///
+/// rustls 0.23.48 deprecates the ring provider for lacking post-quantum key exchange (only its
+/// aws-lc provider has that); ring is kept for the build cost (aws-lc is about 75 s more).
+#[allow(deprecated)]
+fn provider() -> Arc<rustls::crypto::CryptoProvider> {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    Arc::new(rustls::crypto::ring::default_provider())
+}
+
 /// A client for one bank. Cheap to clone; clones share the connection pool.
 #[derive(Debug, Clone)]
 pub struct Client {
     http: reqwest::Client,
     base: Url,
     token: Option<String>,
+    /// What lanes ([`Lane`]) to an `https` bank check its certificate with.
+    trust: Trust,
 }
 
 /// Which `Idempotency-Key` a call sends.
@@ -160,10 +257,21 @@ enum Idempotency<'a> {
 }
 
 impl Client {
-    /// A client for the bank at `base_url` (`http://host:port`, a path prefix allowed; a bare
-    /// `host:port` means `http://host:port`), with the default timeouts.
+    /// A client for the bank at `base_url` (`http://host:port` or `https://…`, a path prefix
+    /// allowed; a bare `host:port` means `http://host:port`), with the default timeouts,
+    /// trusting the system's certificate authorities.
     pub fn new(base_url: &str) -> Result<Client, ClientError> {
-        Client::with_timeouts(base_url, CONNECT_TIMEOUT_DEFAULT, REQUEST_TIMEOUT_DEFAULT)
+        Client::with_trust(base_url, &Trust::system())
+    }
+
+    /// As [`Client::new`], trusting `trust`'s certificate authorities (say, the consortium's CA).
+    pub fn with_trust(base_url: &str, trust: &Trust) -> Result<Client, ClientError> {
+        Client::build(
+            base_url,
+            CONNECT_TIMEOUT_DEFAULT,
+            REQUEST_TIMEOUT_DEFAULT,
+            trust,
+        )
     }
 
     pub fn with_timeouts(
@@ -171,11 +279,21 @@ impl Client {
         connect_timeout: Duration,
         request_timeout: Duration,
     ) -> Result<Client, ClientError> {
+        Client::build(base_url, connect_timeout, request_timeout, &Trust::system())
+    }
+
+    fn build(
+        base_url: &str,
+        connect_timeout: Duration,
+        request_timeout: Duration,
+        trust: &Trust,
+    ) -> Result<Client, ClientError> {
         let base = parse_base_url(base_url)?;
         let http = reqwest::Client::builder()
             .connect_timeout(connect_timeout)
             .timeout(request_timeout)
             .user_agent(concat!("interbank-client/", env!("CARGO_PKG_VERSION")))
+            .tls_backend_preconfigured(rustls::ClientConfig::clone(&trust.tls))
             .build()
             .map_err(|e| ClientError::InvalidUrl {
                 url: base_url.to_string(),
@@ -185,6 +303,7 @@ impl Client {
             http,
             base,
             token: None,
+            trust: trust.clone(),
         })
     }
 

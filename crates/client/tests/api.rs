@@ -299,8 +299,80 @@ async fn a_lane_posts_payments_on_its_own_connection() {
         .await
         .unwrap_err();
     assert!(gone.is_unavailable() && !gone.is_refusal(), "{gone:?}");
-    assert!(matches!(
-        client::Lane::new(&Client::new("https://bank.example").unwrap()),
-        Err(ClientError::InvalidUrl { .. })
-    ));
+    // A lane to an https bank speaks TLS (an_https_bank_is_reached_only_by_a_client_that_trusts_its_ca).
+    assert!(client::Lane::new(&Client::new("https://bank.example").unwrap()).is_ok());
+}
+
+/// A bank serving HTTPS under a CA of its own (as `bankd demo` makes): the CA's certificate
+/// path, and the bank.
+async fn spawn_tls_bank(dir: &std::path::Path) -> (std::path::PathBuf, node::RunningBank) {
+    let ca = node::tls::make_ca("Test CA").unwrap();
+    let issued = node::tls::make_bank_cert("Test CA", &ca.key_pem, "Banco Teste").unwrap();
+    let ca_path = dir.join("ca.pem");
+    std::fs::write(&ca_path, &ca.cert_pem).unwrap();
+    let files = node::tls::ServerTls {
+        cert_chain: dir.join("tls.crt"),
+        private_key: dir.join("tls.key"),
+    };
+    std::fs::write(&files.cert_chain, &issued.cert_pem).unwrap();
+    std::fs::write(&files.private_key, &issued.key_pem).unwrap();
+    let mut config = node::config::Config::local(
+        ledger::BankCode::parse(BANK).unwrap(),
+        "Banco Teste",
+        &dir.join("bank"),
+        OPERATOR_TOKEN,
+    );
+    config.tls = Some(files);
+    (ca_path, node::start(config).await.unwrap())
+}
+
+/// Over HTTPS, a client that does not trust the bank's CA is refused at the handshake (a
+/// certificate error, as unavailable), and so is its lane; one given the CA talks to the bank,
+/// through the pool and through a lane.
+#[tokio::test(flavor = "multi_thread")]
+async fn an_https_bank_is_reached_only_by_a_client_that_trusts_its_ca() {
+    let dir = tempfile::tempdir().unwrap();
+    let (ca, bank) = spawn_tls_bank(dir.path()).await;
+    let url = bank.url();
+    assert!(url.starts_with("https://127.0.0.1:"), "{url}");
+
+    let stranger = Client::new(&url).unwrap();
+    let refused = stranger.health().await.unwrap_err();
+    assert!(
+        matches!(refused, ClientError::Unavailable { .. }),
+        "{refused:?}"
+    );
+    assert!(
+        refused.to_string().contains("certificate"),
+        "a certificate error: {refused}"
+    );
+    let mut stranger_lane = client::Lane::new(&stranger).unwrap();
+    let lane_refused = stranger_lane
+        .post::<wire::Customer>("customers", &serde_json::json!({}))
+        .await
+        .unwrap_err();
+    assert!(
+        lane_refused.to_string().contains("certificate"),
+        "a certificate error: {lane_refused}"
+    );
+
+    let trust = client::Trust::with_ca_file(&ca).unwrap();
+    let trusting = Client::with_trust(&url, &trust).unwrap();
+    let health = trusting.health().await.unwrap();
+    assert_eq!(health.value.bank, BANK);
+    let mut lane = client::Lane::new(&trusting).unwrap();
+    let registered: wire::Customer = lane
+        .post(
+            "customers",
+            &wire::RegisterCustomer {
+                name: "Cliente Ana".into(),
+                document: cpf(456_456_456),
+                username: "ana".into(),
+                password: PASSWORD.into(),
+            },
+        )
+        .await
+        .unwrap();
+    assert_eq!(registered.home_bank, BANK);
+    bank.stop().await.unwrap();
 }

@@ -20,6 +20,12 @@ pub struct FileConfig {
     pub session_ttl_seconds: Option<u64>,
     /// This bank's Ed25519 secret key (`bankd keygen` writes one).
     pub key_file: Option<PathBuf>,
+    /// This bank's TLS certificate chain and private key (PEM): with both, it serves HTTPS only.
+    pub tls_cert: Option<PathBuf>,
+    pub tls_key: Option<PathBuf>,
+    /// The CA bundle (PEM) other banks' certificates are checked against; without it, the
+    /// system's roots.
+    pub tls_ca: Option<PathBuf>,
 }
 
 /// A bank of the consortium, as the consortium file lists it.
@@ -76,6 +82,11 @@ pub struct Config {
     /// Tests only: this bank's directory is a group of its own, whatever `peers` lists (the API
     /// tests' peer that never answers would otherwise leave it without a majority).
     pub directory_alone: bool,
+    /// Serve HTTPS with this certificate and key (`tls.rs`); plain HTTP without.
+    pub tls: Option<crate::tls::ServerTls>,
+    /// The CA bundle other banks' certificates are checked against (the consortium's CA); the
+    /// system's roots without.
+    pub peer_ca: Option<PathBuf>,
 }
 
 pub const SESSION_TTL_DEFAULT: Duration = Duration::from_secs(8 * 3600);
@@ -97,12 +108,15 @@ impl Config {
             store_faults: false,
             edge: Default::default(),
             directory_alone: false,
+            tls: None,
+            peer_ca: None,
         }
     }
 
     /// Reads `file` (if given), then lets `BANKD_CODE`, `BANKD_NAME`, `BANKD_LISTEN`,
-    /// `BANKD_DATA_DIR`, `BANKD_OPERATOR_TOKEN`, `BANKD_CONSORTIUM` and
-    /// `BANKD_SESSION_TTL_SECONDS` override it.
+    /// `BANKD_DATA_DIR`, `BANKD_OPERATOR_TOKEN`, `BANKD_CONSORTIUM`,
+    /// `BANKD_SESSION_TTL_SECONDS`, `BANKD_TLS_CERT`, `BANKD_TLS_KEY` and `BANKD_TLS_CA`
+    /// override it.
     pub fn load(file: Option<&Path>) -> Result<Config, String> {
         let mut raw = match file {
             Some(path) => {
@@ -120,6 +134,9 @@ impl Config {
                 consortium: None,
                 session_ttl_seconds: None,
                 key_file: None,
+                tls_cert: None,
+                tls_key: None,
+                tls_ca: None,
             },
         };
         let env = |name: &str| std::env::var(name).ok().filter(|v| !v.is_empty());
@@ -132,6 +149,9 @@ impl Config {
             .map(PathBuf::from)
             .or(raw.consortium);
         raw.key_file = env("BANKD_KEY_FILE").map(PathBuf::from).or(raw.key_file);
+        raw.tls_cert = env("BANKD_TLS_CERT").map(PathBuf::from).or(raw.tls_cert);
+        raw.tls_key = env("BANKD_TLS_KEY").map(PathBuf::from).or(raw.tls_key);
+        raw.tls_ca = env("BANKD_TLS_CA").map(PathBuf::from).or(raw.tls_ca);
         if let Some(ttl) = env("BANKD_SESSION_TTL_SECONDS") {
             raw.session_ttl_seconds = Some(ttl.parse().map_err(|_| {
                 "BANKD_SESSION_TTL_SECONDS must be a number of seconds".to_string()
@@ -189,6 +209,19 @@ impl Config {
                 "the consortium file lists other public keys for bank {code} than its key file's"
             ));
         }
+        let tls = match (raw.tls_cert, raw.tls_key) {
+            (Some(cert), Some(key)) => Some(crate::tls::ServerTls {
+                cert_chain: resolve(cert),
+                private_key: resolve(key),
+            }),
+            (None, None) => None,
+            _ => {
+                return Err(
+                    "TLS needs both a certificate chain and its private key (tls_cert and tls_key, or BANKD_TLS_CERT and BANKD_TLS_KEY)"
+                        .into(),
+                );
+            }
+        };
         Ok(Config {
             bank,
             name: raw.name.unwrap_or_else(|| format!("Bank {code}")),
@@ -204,6 +237,8 @@ impl Config {
             store_faults: false,
             edge: Default::default(),
             directory_alone: false,
+            tls,
+            peer_ca: raw.tls_ca.map(resolve),
         })
     }
 }
@@ -300,4 +335,54 @@ pub fn parse_public_key(text: &str) -> Result<ed25519_dalek::VerifyingKey, Strin
     hex::decode_to_slice(text.trim(), &mut bytes)
         .map_err(|_| "a public key is 64 hex digits".to_string())?;
     ed25519_dalek::VerifyingKey::from_bytes(&bytes).map_err(|_| "not an Ed25519 public key".into())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn raw() -> FileConfig {
+        FileConfig {
+            code: Some("10000001".into()),
+            name: None,
+            listen: None,
+            data_dir: Some("data".into()),
+            operator_token: Some("operator-token-for-tests".into()),
+            consortium: None,
+            session_ttl_seconds: None,
+            key_file: None,
+            tls_cert: None,
+            tls_key: None,
+            tls_ca: None,
+        }
+    }
+
+    #[test]
+    fn tls_takes_a_certificate_with_its_key_and_paths_resolve_beside_the_file() {
+        let base = Path::new("/etc/bank");
+        let plain = Config::validate(raw(), Some(base)).unwrap();
+        assert!(plain.tls.is_none() && plain.peer_ca.is_none());
+
+        let mut only_cert = raw();
+        only_cert.tls_cert = Some("tls.crt".into());
+        let refused = Config::validate(only_cert, Some(base)).unwrap_err();
+        assert!(refused.contains("both"), "{refused}");
+        let mut only_key = raw();
+        only_key.tls_key = Some("tls.key".into());
+        assert!(Config::validate(only_key, Some(base)).is_err());
+
+        let mut both = raw();
+        both.tls_cert = Some("tls.crt".into());
+        both.tls_key = Some("/keys/tls.key".into());
+        both.tls_ca = Some("ca.pem".into());
+        let config = Config::validate(both, Some(base)).unwrap();
+        assert_eq!(
+            config.tls,
+            Some(crate::tls::ServerTls {
+                cert_chain: PathBuf::from("/etc/bank/tls.crt"),
+                private_key: PathBuf::from("/keys/tls.key"),
+            })
+        );
+        assert_eq!(config.peer_ca, Some(PathBuf::from("/etc/bank/ca.pem")));
+    }
 }

@@ -2,14 +2,20 @@
 //! ledger and Ed25519 key under one folder. It writes `consortium.toml` (the banks' list) and `demo.json` (each
 //! bank's code, name, URL and operator token) there; run again on the same folder, it resumes
 //! with all data and the same tokens.
+//!
+//! Everything is encrypted: on first start the demo makes its own CA (`ca.pem`, readable, and
+//! `ca.key`, 0600) and a certificate per bank for 127.0.0.1 and localhost (`<code>/tls.crt`,
+//! `<code>/tls.key`, 0600), serves every bank over HTTPS and has the banks trust that CA for each
+//! other; customers pass `ca.pem` to their client (`curl --cacert`, `bank --ca`).
 
 use crate::config::{
     Config, Consortium, Peer, SESSION_TTL_DEFAULT, generate_key, public_key_hex, read_key,
     write_key,
 };
+use crate::tls::ServerTls;
 use ledger::BankCode;
 use serde::{Deserialize, Serialize};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 /// The demo's banks: codes in the shape of an ISPB, and names.
 pub const DEMO_BANKS: [(&str, &str); 3] = [
@@ -30,6 +36,45 @@ pub struct DemoBank {
 pub struct DemoFile {
     pub banks: Vec<DemoBank>,
     pub consortium: String,
+    /// The demo CA's certificate (PEM), which every bank's certificate is signed by.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ca: Option<String>,
+}
+
+/// The name of the demo's CA, in its certificate; bank certificates are issued under it.
+const CA_NAME: &str = "Interbank demo CA";
+
+/// The demo's CA and each bank's certificate under `dir`: made on first start, reused after
+/// (a missing CA file makes a new CA and new certificates for every bank). Answers the CA
+/// certificate's path and each bank's certificate and key paths.
+fn certificates(dir: &Path) -> Result<(PathBuf, Vec<ServerTls>), String> {
+    let ca_path = dir.join("ca.pem");
+    let ca_key_path = dir.join("ca.key");
+    let fresh_ca = !ca_path.exists() || !ca_key_path.exists();
+    if fresh_ca {
+        let ca = crate::tls::make_ca(CA_NAME)?;
+        crate::config::write_private(&ca_key_path, &ca.key_pem)?;
+        // The CA certificate is public: customers' clients read it.
+        std::fs::write(&ca_path, &ca.cert_pem)
+            .map_err(|e| format!("cannot write {}: {e}", ca_path.display()))?;
+    }
+    let ca_key = std::fs::read_to_string(&ca_key_path)
+        .map_err(|e| format!("cannot read {}: {e}", ca_key_path.display()))?;
+    let mut banks = Vec::new();
+    for (code, name) in DEMO_BANKS {
+        let files = ServerTls {
+            cert_chain: dir.join(code).join("tls.crt"),
+            private_key: dir.join(code).join("tls.key"),
+        };
+        if fresh_ca || !files.cert_chain.exists() || !files.private_key.exists() {
+            let issued = crate::tls::make_bank_cert(CA_NAME, &ca_key, name)?;
+            crate::config::write_private(&files.private_key, &issued.key_pem)?;
+            std::fs::write(&files.cert_chain, &issued.cert_pem)
+                .map_err(|e| format!("cannot write {}: {e}", files.cert_chain.display()))?;
+        }
+        banks.push(files);
+    }
+    Ok((ca_path, banks))
 }
 
 fn random_token() -> String {
@@ -45,11 +90,16 @@ pub async fn run(dir: &Path, base_port: u16) -> Result<(), String> {
         "Interbank demo: three banks on 127.0.0.1 (data in {})",
         dir.display()
     );
-    println!("{:<10} {:<15} {:<24} operator token", "code", "name", "url");
+    println!("{:<10} {:<15} {:<25} operator token", "code", "name", "url");
     for bank in &file.banks {
         println!(
-            "{:<10} {:<15} {:<24} {}",
+            "{:<10} {:<15} {:<25} {}",
             bank.code, bank.name, bank.url, bank.operator_token
+        );
+    }
+    if let Some(ca) = &file.ca {
+        println!(
+            "every bank serves HTTPS under the demo's own CA: {ca} (curl --cacert, bank --ca)"
         );
     }
     println!(
@@ -78,8 +128,9 @@ fn free_ports(n: usize) -> Result<Vec<u16>, String> {
 }
 
 /// Starts the demo's three banks in this process on `base_port`, `+1`, `+2` (free ports when
-/// `None`), writes `consortium.toml` and `demo.json` under `dir`, and returns them running (for
-/// `bankd demo`, and for tools such as `bank bench` that bring their own consortium).
+/// `None`), over HTTPS under the demo's own CA, writes `consortium.toml` and `demo.json` under
+/// `dir`, and returns them running (for `bankd demo`, and for tools such as `bank bench` that
+/// bring their own consortium).
 pub async fn start(
     dir: &Path,
     base_port: Option<u16>,
@@ -110,6 +161,7 @@ pub async fn start(
         }
         keys.push(read_key(&key_path)?);
     }
+    let (ca_path, tls) = certificates(dir)?;
     let peers: Vec<Peer> = DEMO_BANKS
         .iter()
         .zip(&keys)
@@ -117,7 +169,7 @@ pub async fn start(
         .map(|(((code, name), key), i)| Peer {
             code: code.to_string(),
             name: name.to_string(),
-            url: format!("http://127.0.0.1:{}", ports[usize::from(i)]),
+            url: format!("https://127.0.0.1:{}", ports[usize::from(i)]),
             public_key: public_key_hex(key),
             next_public_key: None,
         })
@@ -132,7 +184,7 @@ pub async fn start(
 
     let mut running = Vec::new();
     let mut listed = Vec::new();
-    for ((peer, key), i) in peers.iter().zip(keys).zip(0u16..) {
+    for (((peer, key), tls), i) in peers.iter().zip(keys).zip(tls).zip(0u16..) {
         let config = Config {
             bank: BankCode::parse(&peer.code).expect("demo codes are valid"),
             name: peer.name.clone(),
@@ -145,6 +197,8 @@ pub async fn start(
             store_faults: false,
             edge: Default::default(),
             directory_alone: false,
+            tls: Some(tls),
+            peer_ca: Some(ca_path.clone()),
         };
         listed.push(DemoBank {
             code: peer.code.clone(),
@@ -166,6 +220,7 @@ pub async fn start(
     let file = DemoFile {
         banks: listed,
         consortium: consortium_path.display().to_string(),
+        ca: Some(ca_path.display().to_string()),
     };
     let text = serde_json::to_string_pretty(&file).expect("the demo file serialises");
     // It holds each bank's operator token.

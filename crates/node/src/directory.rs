@@ -69,10 +69,12 @@ pub async fn start(config: &Config, clock: Arc<SharedClock>) -> Result<Directory
             directory::FILE_NAME
         ));
     }
-    let http = reqwest::Client::builder()
-        .tcp_nodelay(true)
-        .build()
-        .map_err(|e| format!("cannot build the directory's HTTP client: {e}"))?;
+    // Over https, other banks are checked against the consortium's CA, as the interbank
+    // client does.
+    let http = crate::tls::peer_client(config.peer_ca.as_deref(), |builder| {
+        builder.tcp_nodelay(true)
+    })
+    .map_err(|e| format!("the directory's client: {e}"))?;
     let shared = Arc::new(Shared {
         me: config.bank,
         key: config.key.clone(),

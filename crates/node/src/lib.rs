@@ -16,6 +16,7 @@ pub mod metrics;
 pub mod routes;
 pub mod serve;
 pub mod state;
+pub mod tls;
 pub mod trail;
 
 use config::Config;
@@ -48,13 +49,16 @@ pub const AUDIT_PATH: &str = "/api/v1/audit";
 pub struct RunningBank {
     pub addr: SocketAddr,
     pub state: Arc<AppState>,
+    /// Serving HTTPS.
+    pub tls: bool,
     shutdown: Option<oneshot::Sender<()>>,
     task: JoinHandle<std::io::Result<()>>,
 }
 
 impl RunningBank {
     pub fn url(&self) -> String {
-        format!("http://{}", self.addr)
+        let scheme = if self.tls { "https" } else { "http" };
+        format!("{scheme}://{}", self.addr)
     }
 
     /// Stops taking connections, lets requests in progress finish, and waits for the server.
@@ -80,6 +84,9 @@ impl RunningBank {
 /// Opens the bank's store under `config.data_dir` and serves it on `config.listen` (port 0 picks
 /// a free port; the chosen address is in the result).
 pub async fn start(config: Config) -> Result<RunningBank, String> {
+    tls::install_provider();
+    // A bad certificate or key stops the start before anything is opened.
+    let server_tls = config.tls.as_ref().map(tls::server_config).transpose()?;
     config::create_private_dir(&config.data_dir)?;
     let clock = Arc::new(SharedClock::default());
     // Before the ledger is opened: it refuses a folder whose ledger lost its directory.
@@ -102,6 +109,7 @@ pub async fn start(config: Config) -> Result<RunningBank, String> {
         config.bank,
         config.key.clone(),
         &config.peers,
+        config.peer_ca.as_deref(),
         store.clone(),
         clock.clone(),
         directory,
@@ -127,17 +135,20 @@ pub async fn start(config: Config) -> Result<RunningBank, String> {
     let addr = listener.local_addr().map_err(|e| e.to_string())?;
     let (shutdown, stopped) = oneshot::channel::<()>();
     let router = app::router(state.clone());
+    let serving_tls = server_tls.is_some();
     let task = tokio::spawn(serve::serve(
         listener,
         router,
         state.clock.clone(),
         config.edge,
+        server_tls,
         stopped,
     ));
-    tracing::info!(bank = %config.bank, %addr, data = %path.display(), "bank serving");
+    tracing::info!(bank = %config.bank, %addr, tls = serving_tls, data = %path.display(), "bank serving");
     Ok(RunningBank {
         addr,
         state,
+        tls: serving_tls,
         shutdown: Some(shutdown),
         task,
     })

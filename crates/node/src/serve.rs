@@ -9,6 +9,13 @@
 //! service sees it. [`ProblemIo`] recognises those answers as hyper writes them and puts a
 //! problem+json answer with `X-Clock` in their place, so every error this bank answers has the
 //! same shape (a `axum::serve` would not let us set the timeouts or see the connection).
+//!
+//! With TLS (a certificate and key in the bank's configuration) the bank serves HTTPS only: each
+//! connection's handshake runs in its own task, bounded by [`TLS_HANDSHAKE_TIMEOUT`], and a
+//! connection that does not complete it (plain HTTP included) is closed without an answer.
+//! [`ProblemIo`] then sits over the TLS stream, where hyper's answers are still plain HTTP.
+//! A connection beyond the cap is closed at once over TLS: a plain 503 would be noise to a TLS
+//! client, and a handshake for it would spend what the cap protects.
 
 use crate::error::ApiError;
 use axum::body::Body;
@@ -28,6 +35,7 @@ use store::SharedClock;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{Semaphore, oneshot, watch};
+use tokio_rustls::TlsAcceptor;
 use tower::{Service, ServiceExt};
 
 /// Connections served at once; one more is answered 503 and closed. Above `bank bench`'s largest
@@ -39,12 +47,17 @@ pub const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(10);
 /// A request's head is at most this many bytes (431 beyond; hyper's default is 400 KiB). Its URI
 /// is at most 64 KiB (hyper's own bound, 414 beyond).
 pub const HEADER_BYTES_MAX: usize = 96 * 1024;
+/// A TLS connection's handshake must finish within this time of its accept; the connection holds
+/// one of the [`CONNECTIONS_MAX`] places meanwhile.
+pub const TLS_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// What the server allows each client; tests make them small.
 #[derive(Debug, Clone, Copy)]
 pub struct EdgeLimits {
     pub connections_max: usize,
     pub header_read_timeout: Duration,
+    /// Bounds the TLS handshake ([`TLS_HANDSHAKE_TIMEOUT`]).
+    pub handshake_timeout: Duration,
 }
 
 impl Default for EdgeLimits {
@@ -52,17 +65,19 @@ impl Default for EdgeLimits {
         EdgeLimits {
             connections_max: CONNECTIONS_MAX,
             header_read_timeout: HEADER_READ_TIMEOUT,
+            handshake_timeout: TLS_HANDSHAKE_TIMEOUT,
         }
     }
 }
 
 /// Serves `service` on `listener` until `stop` fires, then lets the requests in progress finish
-/// (idle connections close at once) and returns.
+/// (idle connections close at once) and returns. With `tls`, every connection is HTTPS.
 pub async fn serve<S>(
     listener: TcpListener,
     service: S,
     clock: Arc<SharedClock>,
     limits: EdgeLimits,
+    tls: Option<Arc<rustls::ServerConfig>>,
     stop: oneshot::Receiver<()>,
 ) -> io::Result<()>
 where
@@ -76,6 +91,7 @@ where
         .timer(TokioTimer::new())
         .header_read_timeout(limits.header_read_timeout)
         .max_header_size(HEADER_BYTES_MAX);
+    let acceptor = tls.map(TlsAcceptor::from);
     let (stopping, stopped) = watch::channel(false);
     let mut stop = pin!(stop);
     loop {
@@ -90,11 +106,74 @@ where
             _ = &mut stop => break,
         };
         let Ok(permit) = permits.clone().try_acquire_owned() else {
-            refuse(stream, &clock);
+            if acceptor.is_none() {
+                refuse(stream, &clock);
+            }
             continue;
         };
-        let io = TokioIo::new(ProblemIo::new(stream, clock.clone()));
-        let service = TowerToHyperService::new(service.clone().map_request(
+        let connection = Connection {
+            builder: builder.clone(),
+            service: service.clone(),
+            clock: clock.clone(),
+            remote,
+            stopped: stopped.clone(),
+        };
+        let acceptor = acceptor.clone();
+        let handshake_timeout = limits.handshake_timeout;
+        tokio::spawn(async move {
+            let _permit = permit;
+            let Some(acceptor) = acceptor else {
+                return connection.run(stream).await;
+            };
+            let mut stopped = connection.stopped.clone();
+            let handshake = tokio::time::timeout(handshake_timeout, acceptor.accept(stream));
+            tokio::select! {
+                // A failed or slow handshake (plain HTTP, an unknown CA at the client) only
+                // closes this connection.
+                handshake = handshake => if let Ok(Ok(stream)) = handshake {
+                    connection.run(stream).await;
+                },
+                _ = stopped.changed() => {}
+            }
+        });
+    }
+    drop(listener);
+    let _ = stopping.send(true);
+    // Every connection's task holds a permit until it ends.
+    let all = u32::try_from(connections_max).unwrap_or(u32::MAX);
+    let _ = permits.acquire_many(all).await;
+    Ok(())
+}
+
+/// What serving one connection takes, its transport aside.
+struct Connection<S> {
+    builder: hyper::server::conn::http1::Builder,
+    service: S,
+    clock: Arc<SharedClock>,
+    remote: std::net::SocketAddr,
+    stopped: watch::Receiver<bool>,
+}
+
+impl<S> Connection<S>
+where
+    S: Service<Request, Response = Response, Error = Infallible> + Clone + Send + 'static,
+    S::Future: Send + 'static,
+{
+    /// Serves HTTP/1.1 on `stream` (a TCP socket, or TLS over one) until the client leaves or the
+    /// server stops.
+    async fn run<I>(self, stream: I)
+    where
+        I: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+    {
+        let Connection {
+            builder,
+            service,
+            clock,
+            remote,
+            mut stopped,
+        } = self;
+        let io = TokioIo::new(ProblemIo::new(stream, clock));
+        let service = TowerToHyperService::new(service.map_request(
             move |request: hyper::Request<Incoming>| {
                 // The peer's address, which the login and registration limits key by
                 // (`limits.rs`), as `axum::serve` would give it.
@@ -105,25 +184,14 @@ where
                 request
             },
         ));
-        let builder = builder.clone();
-        let mut stopped = stopped.clone();
-        tokio::spawn(async move {
-            let _permit = permit;
-            let mut connection = pin!(builder.serve_connection(io, service));
-            tokio::select! {
-                _ = connection.as_mut() => return,
-                _ = stopped.changed() => {}
-            }
-            connection.as_mut().graceful_shutdown();
-            let _ = connection.await;
-        });
+        let mut connection = pin!(builder.serve_connection(io, service));
+        tokio::select! {
+            _ = connection.as_mut() => return,
+            _ = stopped.changed() => {}
+        }
+        connection.as_mut().graceful_shutdown();
+        let _ = connection.await;
     }
-    drop(listener);
-    let _ = stopping.send(true);
-    // Every connection's task holds a permit until it ends.
-    let all = u32::try_from(connections_max).unwrap_or(u32::MAX);
-    let _ = permits.acquire_many(all).await;
-    Ok(())
 }
 
 /// An error accepting a connection: one that concerns only that connection is ignored; any other
@@ -217,17 +285,17 @@ fn instead_of_hyper(head: &[u8], clock: &SharedClock) -> Option<Vec<u8>> {
 
 /// The connection as hyper sees it: reads pass through; a write of one of hyper's own bare error
 /// answers is swapped for the problem+json one ([`instead_of_hyper`]), reported to hyper as
-/// written in full and sent before anything else.
-pub struct ProblemIo {
-    stream: TcpStream,
+/// written in full and sent before anything else. `S` is the socket, or the TLS stream over it.
+pub struct ProblemIo<S> {
+    stream: S,
     clock: Arc<SharedClock>,
     /// The swapped answer and how much of it is sent.
     swapped: Vec<u8>,
     sent: usize,
 }
 
-impl ProblemIo {
-    fn new(stream: TcpStream, clock: Arc<SharedClock>) -> ProblemIo {
+impl<S: AsyncWrite + Unpin> ProblemIo<S> {
+    fn new(stream: S, clock: Arc<SharedClock>) -> ProblemIo<S> {
         ProblemIo {
             stream,
             clock,
@@ -260,7 +328,7 @@ impl ProblemIo {
     }
 }
 
-impl AsyncRead for ProblemIo {
+impl<S: AsyncRead + Unpin> AsyncRead for ProblemIo<S> {
     fn poll_read(
         self: Pin<&mut Self>,
         cx: &mut Context<'_>,
@@ -270,7 +338,7 @@ impl AsyncRead for ProblemIo {
     }
 }
 
-impl AsyncWrite for ProblemIo {
+impl<S: AsyncWrite + Unpin> AsyncWrite for ProblemIo<S> {
     fn poll_write(
         self: Pin<&mut Self>,
         cx: &mut Context<'_>,

@@ -30,6 +30,8 @@ const LOGOUT_TIMEOUT: Duration = Duration::from_secs(3);
 
 pub struct Options {
     pub url: String,
+    /// The certificate authorities for an https bank (`--ca`).
+    pub trust: client::Trust,
     pub lang: Lang,
     pub show_clock: bool,
     pub zone: Zone,
@@ -47,7 +49,7 @@ struct Atm {
 /// or end of input), 3 after too many wrong passwords, 4 when the bank was unreachable and the
 /// customer gave up.
 pub async fn run(options: Options) -> u8 {
-    let mut client = match Client::new(&options.url) {
+    let mut client = match Client::with_trust(&options.url, &options.trust) {
         Ok(client) => client,
         Err(error) => {
             eprintln!("error: {error}");

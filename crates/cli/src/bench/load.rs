@@ -208,7 +208,7 @@ pub async fn run(args: &BenchArgs, banks: &[Bank], show_progress: bool) -> Measu
         Arc::new(banks.iter().map(|b| b.accounts.clone()).collect());
     let shared: Vec<Client> = banks
         .iter()
-        .map(|b| Client::new(&b.url).expect("the URL worked during set-up"))
+        .map(|b| Client::with_trust(&b.url, &b.trust).expect("the URL worked during set-up"))
         .collect();
     let mut workers = tokio::task::JoinSet::new();
     for i in 0..args.clients as usize {
@@ -216,7 +216,8 @@ pub async fn run(args: &BenchArgs, banks: &[Bank], show_progress: bool) -> Measu
         let customer = &banks[bank].customers[(i / banks.len()) % banks[bank].customers.len()];
         let client = match args.pool {
             Pool::Shared | Pool::Lane => shared[bank].clone(),
-            Pool::PerClient => Client::new(&banks[bank].url).expect("the URL worked during set-up"),
+            Pool::PerClient => Client::with_trust(&banks[bank].url, &banks[bank].trust)
+                .expect("the URL worked during set-up"),
         }
         .with_token(customer.token.clone());
         let http = match args.pool {

@@ -49,12 +49,12 @@ pub async fn run(context: &Context, args: BenchArgs) -> Result<(), CliError> {
     let target = if let Some(path) = &args.consortium {
         Target {
             description: format!("consortium {}", path.display()),
-            banks: audit::read_consortium_file(path)?,
+            banks: audit::read_consortium_file(path, &context.trust)?,
             auditable: true,
             single_bank: false,
         }
     } else if let Some(url) = &context.bank {
-        let code = Client::new(url)?.health().await?.value.bank;
+        let code = context.client(url)?.health().await?.value.bank;
         Target {
             description: format!("bank {url}"),
             banks: vec![ListedBank {
@@ -62,6 +62,7 @@ pub async fn run(context: &Context, args: BenchArgs) -> Result<(), CliError> {
                 name: String::new(),
                 url: url.clone(),
                 operator_token: args.operator_token.clone().unwrap_or_default(),
+                trust: context.trust.clone(),
             }],
             auditable: args.operator_token.is_some(),
             single_bank: true,
@@ -83,6 +84,12 @@ pub async fn run(context: &Context, args: BenchArgs) -> Result<(), CliError> {
             .await
             .map_err(|e| CliError::Other(format!("cannot start the bench's consortium: {e}")))?;
         own = Some(running);
+        // Its banks serve HTTPS under the CA it made.
+        let trust = match &file.ca {
+            Some(ca) => client::Trust::with_ca_file(std::path::Path::new(ca))
+                .map_err(|e| CliError::Other(format!("the bench's consortium: {e}")))?,
+            None => context.trust.clone(),
+        };
         Target {
             description: format!("own consortium in {}", dir.display()),
             banks: file
@@ -93,6 +100,7 @@ pub async fn run(context: &Context, args: BenchArgs) -> Result<(), CliError> {
                     name: b.name,
                     url: b.url,
                     operator_token: b.operator_token,
+                    trust: trust.clone(),
                 })
                 .collect(),
             auditable: true,
@@ -160,7 +168,7 @@ async fn run_audit(target: &Target) -> Result<AuditOutcome, CliError> {
         attempt += 1;
         let findings = if target.single_bank {
             let bank = &target.banks[0];
-            let reply = Client::new(&bank.url)?
+            let reply = Client::with_trust(&bank.url, &bank.trust)?
                 .with_token(bank.operator_token.clone())
                 .audit()
                 .await?;

@@ -25,6 +25,8 @@ pub struct Customer {
 pub struct Bank {
     pub code: String,
     pub url: String,
+    /// What its https certificate is checked against.
+    pub trust: client::Trust,
     pub customers: Vec<Customer>,
     /// Every account the bench opened here (the destinations).
     pub accounts: Vec<wire::AccountRef>,
@@ -79,7 +81,7 @@ async fn prepare_bank(
     run_id: &str,
     password: &str,
 ) -> Result<Bank, CliError> {
-    let anonymous = Client::new(&listed.url)?;
+    let anonymous = Client::with_trust(&listed.url, &listed.trust)?;
     let customers = args.customers.min(args.accounts) as usize;
     let mut sessions = JoinSet::new();
     let mut tokens = vec![String::new(); customers];
@@ -170,6 +172,7 @@ async fn prepare_bank(
     Ok(Bank {
         code: listed.code.clone(),
         url: listed.url.clone(),
+        trust: listed.trust.clone(),
         customers,
         accounts,
     })
@@ -206,7 +209,7 @@ async fn next_opening(
 /// bank that refuses under load, with a clear message instead of thousands of 404s.
 pub async fn probe_bulk(bank: &Bank) -> Result<(), CliError> {
     let customer = &bank.customers[0];
-    let client = Client::new(&bank.url)?.with_token(customer.token.clone());
+    let client = Client::with_trust(&bank.url, &bank.trust)?.with_token(customer.token.clone());
     let from = customer.accounts[0].clone();
     let to = bank
         .accounts

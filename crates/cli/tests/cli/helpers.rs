@@ -169,6 +169,7 @@ impl Person {
             .env_remove("BANK_URL")
             .env_remove("BANK_PASSWORD")
             .env_remove("BANK_OPERATOR_TOKEN")
+            .env_remove("BANK_CA")
             .env_remove("XDG_CONFIG_HOME")
             .env("BANK_CONFIG_DIR", self.config_dir())
             .env("HOME", self.home.path())

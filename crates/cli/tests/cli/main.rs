@@ -8,3 +8,4 @@ mod bench;
 mod commands;
 mod errors;
 mod helpers;
+mod tls;

@@ -103,15 +103,15 @@ impl Interbank {
         me: BankCode,
         key: SigningKey,
         peers: &[Peer],
+        ca: Option<&std::path::Path>,
         store: Arc<dyn Store>,
         clock: Arc<SharedClock>,
         directory: directory::Directory,
     ) -> Result<Arc<Interbank>, String> {
-        let http = reqwest::Client::builder()
-            .tcp_nodelay(true)
-            .pool_max_idle_per_host(16)
-            .build()
-            .map_err(|e| format!("cannot build the HTTP client: {e}"))?;
+        // https peers are checked against the consortium's CA (`ca`) when given.
+        let http = crate::tls::peer_client(ca, |builder| {
+            builder.tcp_nodelay(true).pool_max_idle_per_host(16)
+        })?;
         let shared = Arc::new(Shared {
             me,
             key,

@@ -90,6 +90,8 @@ fn account(number: &str) -> Value {
 async fn kill_dash_nine_loses_nothing_acknowledged() {
     let dir = tempfile::tempdir().unwrap();
     let node = start_bankd(dir.path());
+    // reqwest's TLS has no provider of its own (ring is installed; `node::tls`).
+    node::tls::install_provider();
     let http = reqwest::Client::builder()
         .timeout(Duration::from_secs(5))
         .build()

@@ -13,4 +13,5 @@ mod directory;
 mod idempotency;
 mod payments;
 mod pix;
+mod tls;
 mod writer;

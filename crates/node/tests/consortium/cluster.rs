@@ -20,12 +20,16 @@ pub struct Bank {
     port: u16,
     data_dir: PathBuf,
     key_file: PathBuf,
+    /// Its certificate and key, when the consortium runs over TLS.
+    tls: Option<(PathBuf, PathBuf)>,
     process: Mutex<Option<Child>>,
 }
 
 pub struct Cluster {
     pub banks: Vec<Bank>,
     consortium: PathBuf,
+    /// The consortium's CA certificate, when it runs over TLS.
+    pub ca: Option<PathBuf>,
     pub http: reqwest::Client,
     _dir: tempfile::TempDir,
 }
@@ -56,17 +60,34 @@ fn free_ports(n: usize) -> Vec<u16> {
 }
 
 impl Cluster {
-    /// Three banks, configured but not started.
-    pub fn new() -> Cluster {
+    /// Three banks, configured but not started; with `tls`, each serves HTTPS with a
+    /// certificate of a CA made for the consortium, which the banks and [`Cluster::http`] trust.
+    pub fn configured(tls: bool) -> Cluster {
+        node::tls::install_provider();
         let dir = tempfile::tempdir().unwrap();
         let ports = free_ports(CODES.len());
         let mut banks = Vec::new();
         let mut listed = String::new();
+        let ca = tls.then(|| node::tls::make_ca("Consortium test CA").unwrap());
+        let ca_file = dir.path().join("ca.pem");
+        if let Some(ca) = &ca {
+            std::fs::write(&ca_file, &ca.cert_pem).unwrap();
+        }
         for (code, port) in CODES.iter().zip(ports) {
             let key = node::config::generate_key();
             let key_file = dir.path().join(format!("{code}.key"));
             node::config::write_key(&key_file, &key).unwrap();
-            let url = format!("http://127.0.0.1:{port}");
+            let scheme = if tls { "https" } else { "http" };
+            let url = format!("{scheme}://127.0.0.1:{port}");
+            let tls = ca.as_ref().map(|ca| {
+                let issued =
+                    node::tls::make_bank_cert("Consortium test CA", &ca.key_pem, code).unwrap();
+                let cert = dir.path().join(format!("{code}.crt"));
+                let key = dir.path().join(format!("{code}.tls.key"));
+                std::fs::write(&cert, &issued.cert_pem).unwrap();
+                std::fs::write(&key, &issued.key_pem).unwrap();
+                (cert, key)
+            });
             listed.push_str(&format!(
                 "[[bank]]\ncode = \"{code}\"\nname = \"Banco {code}\"\nurl = \"{url}\"\npublic_key = \"{}\"\n\n",
                 node::config::public_key_hex(&key)
@@ -77,6 +98,7 @@ impl Cluster {
                 port,
                 data_dir: dir.path().join(code),
                 key_file,
+                tls,
                 process: Mutex::new(None),
             });
         }
@@ -86,17 +108,28 @@ impl Cluster {
         }
         let consortium = dir.path().join("consortium.toml");
         std::fs::write(&consortium, listed).unwrap();
+        let mut http = reqwest::Client::builder();
+        if ca.is_some() {
+            let pem = std::fs::read(&ca_file).unwrap();
+            http = http.tls_certs_only(reqwest::Certificate::from_pem_bundle(&pem).unwrap());
+        }
         Cluster {
             banks,
             consortium,
-            http: reqwest::Client::new(),
+            ca: ca.map(|_| ca_file),
+            http: http.build().unwrap(),
             _dir: dir,
         }
     }
 
     /// Starts every bank and waits until each sees every other as up.
     pub async fn started() -> Cluster {
-        let cluster = Cluster::new();
+        Cluster::started_with(false).await
+    }
+
+    /// As [`Cluster::started`], over TLS with `tls` ([`Cluster::configured`]).
+    pub async fn started_with(tls: bool) -> Cluster {
+        let cluster = Cluster::configured(tls);
         for i in 0..cluster.banks.len() {
             cluster.start(i, None);
         }
@@ -159,6 +192,12 @@ impl Cluster {
             .env("RUST_LOG", "warn,openraft=off")
             .env_remove("BANKD_FAULT")
             .stdout(Stdio::piped());
+        if let (Some((cert, key)), Some(ca)) = (&bank.tls, &self.ca) {
+            command
+                .env("BANKD_TLS_CERT", cert)
+                .env("BANKD_TLS_KEY", key)
+                .env("BANKD_TLS_CA", ca);
+        }
         if let Some(fault) = fault {
             command.env("BANKD_FAULT", fault);
         }

@@ -6,6 +6,7 @@
 mod adversarial;
 mod cluster;
 mod directory;
+mod tls;
 
 use cluster::{CODES, Cluster, Customer, cents, unique, violations};
 use reqwest::Method;
