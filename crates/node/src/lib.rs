@@ -9,6 +9,8 @@ pub mod config;
 pub mod demo;
 pub mod error;
 pub mod extract;
+#[doc(hidden)]
+pub mod fuzzing;
 pub mod interbank;
 pub mod limits;
 pub mod metrics;
