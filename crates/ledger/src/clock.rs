@@ -109,10 +109,14 @@ impl Hlc {
                 logical,
             },
             // Four billion events in one millisecond: move physical time on instead of wrapping.
-            // (Saturating: a clock at the end of time stays there rather than wrap to 1970.)
-            None => Stamp {
-                physical_ms: stamp.physical_ms.saturating_add(1),
-                logical: 0,
+            None => match stamp.physical_ms.checked_add(1) {
+                Some(physical_ms) => Stamp {
+                    physical_ms,
+                    logical: 0,
+                },
+                // The last stamp there is, 585 million years on: only a corrupt stamp gets here.
+                // Stay on it rather than wrap round to zero or go back to `MAX.0`.
+                None => stamp,
             },
         }
     }
@@ -223,5 +227,30 @@ mod tests {
         assert_eq!(Stamp::parse("1000.4"), Some(clock.last()));
         assert_eq!(Stamp::parse("1000"), None);
         assert_eq!(clock.last().to_string(), "1000.4");
+    }
+
+    #[test]
+    fn the_last_stamp_there_is_does_not_go_backwards() {
+        // Found by the fuzzer: bumping the largest stamp overflowed (a panic in debug builds,
+        // zero in release); saturating only the physical part went back from `MAX.MAX` to `MAX.0`.
+        let top = Stamp {
+            physical_ms: u64::MAX,
+            logical: u32::MAX,
+        };
+        let mut clock = Hlc::starting_after(top);
+        assert_eq!(clock.tick(20), top);
+        assert_eq!(clock.observe(top, u64::MAX, 0), Ok(top));
+        assert_eq!(clock.last(), top);
+        let below = Stamp {
+            physical_ms: u64::MAX - 1,
+            logical: u32::MAX,
+        };
+        assert_eq!(
+            Hlc::starting_after(below).tick(10),
+            Stamp {
+                physical_ms: u64::MAX,
+                logical: 0
+            }
+        );
     }
 }

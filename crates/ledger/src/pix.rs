@@ -165,14 +165,15 @@ impl PixKey {
         }
     }
 
-    /// A key typed by a payer, its type told from its shape: `+` starts a phone, `@` makes an
-    /// e-mail, a UUID is random, 11 characters a CPF and 14 a CNPJ (separators allowed).
+    /// A key typed by a payer, its type told from its shape: `@` makes an e-mail, `+` starts a
+    /// phone, a UUID is random, 11 characters a CPF and 14 a CNPJ (separators allowed). `@` is
+    /// looked at first: an e-mail may start with `+`, a phone never has an `@`.
     pub fn parse_any(text: &str) -> Result<PixKey, PixKeyError> {
-        if text.starts_with('+') {
-            return Self::parse_typed(PixKeyType::Phone, text);
-        }
         if text.contains('@') {
             return Self::parse_typed(PixKeyType::Email, text);
+        }
+        if text.starts_with('+') {
+            return Self::parse_typed(PixKeyType::Phone, text);
         }
         if text.len() == 36 && text.matches('-').count() == 4 {
             return Self::parse_typed(PixKeyType::Random, text);
@@ -286,5 +287,21 @@ mod tests {
             );
         }
         assert_eq!(PixKey::parse_any("hello"), Err(PixKeyError::Unrecognised));
+    }
+
+    #[test]
+    fn every_registered_key_is_found_by_its_canonical_text() {
+        // Found by the fuzzer: an e-mail may start with `+`, which made it a phone to a payer.
+        for (kind, value) in [
+            (PixKeyType::Email, "+ana@example.com"),
+            (PixKeyType::Email, "+5511987654321@example.com"),
+            (PixKeyType::Phone, "+5511987654321"),
+            (PixKeyType::Cpf, "529.982.247-25"),
+            (PixKeyType::Cnpj, "12.ABC.345/01DE-35"),
+            (PixKeyType::Random, "123e4567-e89b-42d3-a456-426614174000"),
+        ] {
+            let key = PixKey::parse_typed(kind, value).unwrap();
+            assert_eq!(PixKey::parse_any(key.as_str()), Ok(key), "{value}");
+        }
     }
 }

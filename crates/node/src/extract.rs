@@ -144,7 +144,7 @@ fn body_error(error: axum::Error) -> ApiError {
 /// even where a field before the fault was already of the wrong type; valid JSON of the wrong
 /// shape is `invalid_request` (422) naming the field. A body that parses is read once, without
 /// tracking where the parser is; only a refused one is read again to name the field.
-fn parse<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
+pub(crate) fn parse<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
     if let Ok(value) = serde_json::from_slice(bytes) {
         return Ok(value);
     }

@@ -10,6 +10,8 @@ pub mod demo;
 pub mod directory;
 pub mod error;
 pub mod extract;
+#[doc(hidden)]
+pub mod fuzzing;
 pub mod interbank;
 pub mod limits;
 pub mod metrics;

@@ -1,0 +1,4 @@
+#![no_main]
+//! See `interbank_fuzz::amount` for what this target checks.
+
+libfuzzer_sys::fuzz_target!(|data: &[u8]| interbank_fuzz::amount(data));
