@@ -5,6 +5,7 @@
 //! requests replayed to another bank than the one they were signed for, queries about other
 //! banks' transactions, and bodies read before their signature was checked.
 
+use crate::balance;
 use crate::cluster::{CODES, Cluster, Customer, cents, unique};
 use ledger::{AccountNumber, Amount, BankCode, EndToEndId, Stamp};
 use node::interbank::signing::{self, HEADER_BANK};
@@ -101,28 +102,6 @@ fn credit(from: Endpoint, customer: &Customer, amount: &str) -> Leg {
 /// microseconds, far above this).
 fn forged_id(bank: usize, serial: u64) -> EndToEndId {
     EndToEndId::sequenced(code(bank), "202612060000", serial)
-}
-
-async fn balance(cluster: &Cluster, customer: &Customer) -> (i64, i64) {
-    let path = format!(
-        "/api/v1/accounts/{}/{}",
-        CODES[customer.bank], customer.number
-    );
-    let (status, account) = cluster
-        .call(
-            customer.bank,
-            Method::GET,
-            &path,
-            None,
-            Some(&customer.token),
-            None,
-        )
-        .await;
-    assert_eq!(status, 200, "{account}");
-    (
-        cents(account["balance"].as_str().unwrap()),
-        cents(account["available"].as_str().unwrap()),
-    )
 }
 
 /// Bank `i`'s position with bank `other` (what `other` owes it), from its audit.
