@@ -15,8 +15,8 @@ pub mod signing;
 
 use crate::config::Peer;
 use ed25519_dalek::SigningKey;
-use ledger::{BankCode, PixKey, Stamp};
-use peers::{PeerLink, Status};
+use ledger::{BankCode, Stamp};
+use peers::PeerLink;
 use protocol::{Leg, Message, TxnId};
 use serde::{Deserialize, Serialize};
 use signing::Verifier;
@@ -216,45 +216,6 @@ impl Interbank {
         })
     }
 
-    /// Asks every bank that is not down whether it holds the key.
-    pub async fn find_pix_key(&self, key: &PixKey) -> Option<RemoteKey> {
-        let path = format!("{PIX_KEYS_PATH}/{}", key.as_str());
-        let mut asking = self.ask_every_bank::<RemoteKey>(&path, |h| h.status != Status::Down);
-        while let Some(answer) = asking.join_next().await {
-            if let Ok(Some((bank, found))) = answer
-                && found.bank == bank.as_str()
-            {
-                return Some(found);
-            }
-        }
-        None
-    }
-
-    /// A signed GET of `path` at every other bank whose health `ask` accepts, all at once; each
-    /// answers its code and what it said, or nothing (no answer in time, not 2xx, bad JSON).
-    fn ask_every_bank<T: serde::de::DeserializeOwned + Send + 'static>(
-        &self,
-        path: &str,
-        ask: impl Fn(&peers::Health) -> bool,
-    ) -> tokio::task::JoinSet<Option<(BankCode, T)>> {
-        let mut asking = tokio::task::JoinSet::new();
-        for link in self.links.values().filter(|l| ask(&l.health())) {
-            let (shared, link, path) = (self.shared.clone(), link.clone(), path.to_string());
-            asking.spawn(async move {
-                let response =
-                    tokio::time::timeout(FORWARD_TIMEOUT, peers::get(&shared, &link, &path))
-                        .await
-                        .ok()?
-                        .ok()?;
-                if !response.status().is_success() {
-                    return None;
-                }
-                Some((link.code, response.json().await.ok()?))
-            });
-        }
-        asking
-    }
-
     /// A signed GET at another bank: `Some` on 200, `None` on 404, an error when the bank cannot
     /// answer (down, unreachable, or anything else).
     pub async fn forward_get<T: serde::de::DeserializeOwned>(
@@ -280,21 +241,6 @@ impl Interbank {
             404 => Ok(None),
             status => Err(format!("bank {bank} answered {status}")),
         }
-    }
-
-    /// Every account the person with this document holds at the other banks that answer, each
-    /// asked at once; a bank that does not answer is left out.
-    pub async fn accounts_elsewhere(&self, document: &str) -> Vec<wire::Account> {
-        let path = format!("{CUSTOMERS_PATH}/{document}/accounts");
-        let mut asking = self.ask_every_bank::<Vec<wire::Account>>(&path, peers::Health::reachable);
-        let mut found = Vec::new();
-        while let Some(answer) = asking.join_next().await {
-            if let Ok(Some((bank, accounts))) = answer {
-                found.extend(accounts.into_iter().filter(|a| a.bank == bank.as_str()));
-            }
-        }
-        found.sort_by(|a, b| (&a.bank, &a.number).cmp(&(&b.bank, &b.number)));
-        found
     }
 
     pub fn stop(&self) {
