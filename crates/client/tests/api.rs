@@ -306,16 +306,7 @@ async fn a_lane_posts_payments_on_its_own_connection() {
 /// A bank serving HTTPS under a CA of its own (as `bankd demo` makes): the CA's certificate
 /// path, and the bank.
 async fn spawn_tls_bank(dir: &std::path::Path) -> (std::path::PathBuf, node::RunningBank) {
-    let ca = node::tls::make_ca("Test CA").unwrap();
-    let issued = node::tls::make_bank_cert("Test CA", &ca.key_pem, "Banco Teste").unwrap();
-    let ca_path = dir.join("ca.pem");
-    std::fs::write(&ca_path, &ca.cert_pem).unwrap();
-    let files = node::tls::ServerTls {
-        cert_chain: dir.join("tls.crt"),
-        private_key: dir.join("tls.key"),
-    };
-    std::fs::write(&files.cert_chain, &issued.cert_pem).unwrap();
-    std::fs::write(&files.private_key, &issued.key_pem).unwrap();
+    let (ca_path, files) = node::tls::write_ca_and_cert(dir, "Test CA", "Banco Teste").unwrap();
     let mut config = node::config::Config::local(
         ledger::BankCode::parse(BANK).unwrap(),
         "Banco Teste",

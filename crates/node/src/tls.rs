@@ -102,6 +102,31 @@ pub fn peer_client(
     built.map_err(|e| format!("cannot build the HTTP client: {e}"))
 }
 
+/// A CA named `ca_name` and a certificate for `bank_name` signed by it, written under `dir`
+/// (`ca.pem`, `tls.crt`, `tls.key`): the CA's path and the bank's files. For tests and tools that
+/// start a bank over HTTPS; the demo keeps its CA's key to issue one certificate per bank.
+pub fn write_ca_and_cert(
+    dir: &Path,
+    ca_name: &str,
+    bank_name: &str,
+) -> Result<(PathBuf, ServerTls), String> {
+    let ca = make_ca(ca_name)?;
+    let issued = make_bank_cert(ca_name, &ca.key_pem, bank_name)?;
+    let ca_path = dir.join("ca.pem");
+    let files = ServerTls {
+        cert_chain: dir.join("tls.crt"),
+        private_key: dir.join("tls.key"),
+    };
+    for (path, text) in [
+        (&ca_path, &ca.cert_pem),
+        (&files.cert_chain, &issued.cert_pem),
+    ] {
+        std::fs::write(path, text).map_err(|e| format!("cannot write {}: {e}", path.display()))?;
+    }
+    crate::config::write_private(&files.private_key, &issued.key_pem)?;
+    Ok((ca_path, files))
+}
+
 /// A certificate and its private key, PEM.
 pub struct Issued {
     pub cert_pem: String,

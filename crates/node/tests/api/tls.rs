@@ -9,17 +9,7 @@ use std::time::Duration;
 /// A CA and a certificate for 127.0.0.1 signed by it, written under `dir`: the CA's path and the
 /// bank's files.
 fn certificates(dir: &Path) -> (PathBuf, node::tls::ServerTls) {
-    let ca = node::tls::make_ca("Test CA").unwrap();
-    let issued = node::tls::make_bank_cert("Test CA", &ca.key_pem, "Banco Teste").unwrap();
-    let ca_path = dir.join("ca.pem");
-    std::fs::write(&ca_path, &ca.cert_pem).unwrap();
-    let files = node::tls::ServerTls {
-        cert_chain: dir.join("tls.crt"),
-        private_key: dir.join("tls.key"),
-    };
-    std::fs::write(&files.cert_chain, &issued.cert_pem).unwrap();
-    std::fs::write(&files.private_key, &issued.key_pem).unwrap();
-    (ca_path, files)
+    node::tls::write_ca_and_cert(dir, "Test CA", "Banco Teste").unwrap()
 }
 
 fn trusting(ca: &Path) -> reqwest::Client {
