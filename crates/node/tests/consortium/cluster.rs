@@ -12,7 +12,8 @@ use std::time::{Duration, Instant};
 
 pub const OPERATOR_TOKEN: &str = "operator-token-for-consortium-tests";
 pub const PASSWORD: &str = "correct-horse-9";
-pub const CODES: [&str; 3] = ["10000001", "20000002", "30000003"];
+/// The banks' codes: a cluster of `n` banks uses the first `n` (three unless a test asks for more).
+pub const CODES: [&str; 5] = ["10000001", "20000002", "30000003", "40000004", "50000005"];
 
 pub struct Bank {
     pub code: String,
@@ -20,6 +21,9 @@ pub struct Bank {
     port: u16,
     data_dir: PathBuf,
     key_file: PathBuf,
+    /// The consortium file it reads: the shared one, or with [`Shape::proxied`] its own, which
+    /// lists every other bank at the proxy that carries this bank's traffic to it.
+    consortium: PathBuf,
     /// Its certificate and key, when the consortium runs over TLS.
     tls: Option<(PathBuf, PathBuf)>,
     process: Mutex<Option<Child>>,
@@ -27,7 +31,8 @@ pub struct Bank {
 
 pub struct Cluster {
     pub banks: Vec<Bank>,
-    consortium: PathBuf,
+    /// With [`Shape::proxied`], one proxy for each ordered pair of banks (see [`Cluster::partition`]).
+    proxies: Vec<Proxy>,
     /// The consortium's CA certificate, when it runs over TLS.
     pub ca: Option<PathBuf>,
     pub http: reqwest::Client,
@@ -59,25 +64,53 @@ fn free_ports(n: usize) -> Vec<u16> {
         .collect()
 }
 
+/// How many banks a cluster has and how they reach each other.
+#[derive(Debug, Clone, Copy)]
+pub struct Shape {
+    pub banks: usize,
+    /// Each serves HTTPS with a certificate of a CA made for the consortium, which the banks and
+    /// [`Cluster::http`] trust.
+    pub tls: bool,
+    /// Each bank reaches each other one through a fault-injecting TCP proxy of the test
+    /// ([`Cluster::partition`]); the test itself still talks to every bank directly.
+    pub proxied: bool,
+}
+
+impl Shape {
+    pub const THREE: Shape = Shape {
+        banks: 3,
+        tls: false,
+        proxied: false,
+    };
+}
+
 impl Cluster {
-    /// Three banks, configured but not started; with `tls`, each serves HTTPS with a
-    /// certificate of a CA made for the consortium, which the banks and [`Cluster::http`] trust.
-    pub fn configured(tls: bool) -> Cluster {
+    /// Banks of this shape, configured but not started.
+    pub fn configured_as(shape: Shape) -> Cluster {
+        assert!(
+            (1..=CODES.len()).contains(&shape.banks),
+            "at most {} banks",
+            CODES.len()
+        );
         node::tls::install_provider();
         let dir = tempfile::tempdir().unwrap();
-        let ports = free_ports(CODES.len());
+        let codes = &CODES[..shape.banks];
+        let ports = free_ports(codes.len());
         let mut banks = Vec::new();
         let mut listed = String::new();
-        let ca = tls.then(|| node::tls::make_ca("Consortium test CA").unwrap());
+        let ca = shape
+            .tls
+            .then(|| node::tls::make_ca("Consortium test CA").unwrap());
         let ca_file = dir.path().join("ca.pem");
         if let Some(ca) = &ca {
             std::fs::write(&ca_file, &ca.cert_pem).unwrap();
         }
-        for (code, port) in CODES.iter().zip(ports) {
+        let mut public_keys = Vec::new();
+        for (code, port) in codes.iter().zip(ports) {
             let key = node::config::generate_key();
             let key_file = dir.path().join(format!("{code}.key"));
             node::config::write_key(&key_file, &key).unwrap();
-            let scheme = if tls { "https" } else { "http" };
+            let scheme = if shape.tls { "https" } else { "http" };
             let url = format!("{scheme}://127.0.0.1:{port}");
             let tls = ca.as_ref().map(|ca| {
                 let issued =
@@ -88,26 +121,48 @@ impl Cluster {
                 std::fs::write(&key, &issued.key_pem).unwrap();
                 (cert, key)
             });
-            listed.push_str(&format!(
-                "[[bank]]\ncode = \"{code}\"\nname = \"Banco {code}\"\nurl = \"{url}\"\npublic_key = \"{}\"\n\n",
-                node::config::public_key_hex(&key)
-            ));
+            listed.push_str(&listing(code, &url, &node::config::public_key_hex(&key)));
+            public_keys.push(node::config::public_key_hex(&key));
             banks.push(Bank {
                 code: code.to_string(),
                 url,
                 port,
                 data_dir: dir.path().join(code),
                 key_file,
+                consortium: dir.path().join("consortium.toml"),
                 tls,
                 process: Mutex::new(None),
             });
+        }
+        let consortium = dir.path().join("consortium.toml");
+        std::fs::write(&consortium, listed).unwrap();
+        let mut proxies = Vec::new();
+        if shape.proxied {
+            for from in 0..banks.len() {
+                let mut listed = String::new();
+                for to in 0..banks.len() {
+                    let url = if from == to {
+                        banks[to].url.clone()
+                    } else {
+                        let proxy = Proxy::start(from, to, banks[to].port);
+                        let scheme = if shape.tls { "https" } else { "http" };
+                        let url = format!("{scheme}://127.0.0.1:{}", proxy.port);
+                        proxies.push(proxy);
+                        url
+                    };
+                    listed.push_str(&listing(&banks[to].code, &url, &public_keys[to]));
+                }
+                let own = dir
+                    .path()
+                    .join(format!("consortium-{}.toml", banks[from].code));
+                std::fs::write(&own, listed).unwrap();
+                banks[from].consortium = own;
+            }
         }
         // CLUSTER_KEEP=1 leaves the banks' data behind for a post-mortem.
         if std::env::var_os("CLUSTER_KEEP").is_some() {
             eprintln!("cluster data in {}", dir.path().display());
         }
-        let consortium = dir.path().join("consortium.toml");
-        std::fs::write(&consortium, listed).unwrap();
         let mut http = reqwest::Client::builder();
         if ca.is_some() {
             let pem = std::fs::read(&ca_file).unwrap();
@@ -115,7 +170,7 @@ impl Cluster {
         }
         Cluster {
             banks,
-            consortium,
+            proxies,
             ca: ca.map(|_| ca_file),
             http: http.build().unwrap(),
             _dir: dir,
@@ -129,7 +184,16 @@ impl Cluster {
 
     /// As [`Cluster::started`], over TLS with `tls` ([`Cluster::configured`]).
     pub async fn started_with(tls: bool) -> Cluster {
-        let cluster = Cluster::configured(tls);
+        Cluster::started_as(Shape {
+            tls,
+            ..Shape::THREE
+        })
+        .await
+    }
+
+    /// Banks of this shape, started as [`Cluster::started`] starts three.
+    pub async fn started_as(shape: Shape) -> Cluster {
+        let cluster = Cluster::configured_as(shape);
         for i in 0..cluster.banks.len() {
             cluster.start(i, None);
         }
@@ -170,6 +234,47 @@ impl Cluster {
         }
     }
 
+    /// The bank each running bank's directory follows, by index (`None` where a bank does not
+    /// answer or knows no leader).
+    pub async fn leaders(&self) -> Vec<Option<usize>> {
+        let mut leaders = Vec::new();
+        for i in 0..self.banks.len() {
+            let (_, view) = self
+                .call(
+                    i,
+                    reqwest::Method::GET,
+                    "/api/v1/consortium",
+                    None,
+                    None,
+                    None,
+                )
+                .await;
+            leaders.push(
+                view["directory"]["leader"]
+                    .as_str()
+                    .and_then(|code| self.banks.iter().position(|b| b.code == code)),
+            );
+        }
+        leaders
+    }
+
+    /// Cuts bank `i` off from every other bank: each proxy to or from it closes what it carries
+    /// and refuses new connections, until [`Cluster::heal`]. Needs [`Shape::proxied`].
+    pub fn partition(&self, i: usize) {
+        self.cut(i, true);
+    }
+
+    pub fn heal(&self, i: usize) {
+        self.cut(i, false);
+    }
+
+    fn cut(&self, i: usize, cut: bool) {
+        assert!(!self.proxies.is_empty(), "the cluster has no proxies");
+        for proxy in self.proxies.iter().filter(|p| p.from == i || p.to == i) {
+            proxy.cut.send_replace(cut);
+        }
+    }
+
     pub fn key_file(&self, i: usize) -> &PathBuf {
         &self.banks[i].key_file
     }
@@ -187,9 +292,13 @@ impl Cluster {
             .env("BANKD_LISTEN", format!("127.0.0.1:{}", bank.port))
             .env("BANKD_DATA_DIR", &bank.data_dir)
             .env("BANKD_OPERATOR_TOKEN", OPERATOR_TOKEN)
-            .env("BANKD_CONSORTIUM", &self.consortium)
+            .env("BANKD_CONSORTIUM", &bank.consortium)
             .env("BANKD_KEY_FILE", &bank.key_file)
-            .env("RUST_LOG", "warn,openraft=off")
+            // CLUSTER_LOG=… (a RUST_LOG filter) shows more of what the banks do.
+            .env(
+                "RUST_LOG",
+                std::env::var("CLUSTER_LOG").unwrap_or_else(|_| "warn,openraft=off".to_owned()),
+            )
             .env_remove("BANKD_FAULT")
             .stdout(Stdio::piped());
         if let (Some((cert, key)), Some(ca)) = (&bank.tls, &self.ca) {
@@ -492,6 +601,61 @@ impl Cluster {
                 "holds still pending after 30 s: {audits:#?}"
             );
             tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+    }
+}
+
+/// A bank's `[[bank]]` entry in a consortium file.
+fn listing(code: &str, url: &str, public_key: &str) -> String {
+    format!(
+        "[[bank]]\ncode = \"{code}\"\nname = \"Banco {code}\"\nurl = \"{url}\"\npublic_key = \"{public_key}\"\n\n"
+    )
+}
+
+/// A TCP proxy on 127.0.0.1 that carries bank `from`'s connections to bank `to` (its interbank
+/// messages and the directory's Raft traffic), and can cut them as a network partition would:
+/// while `cut` is true it closes every connection it carries and each new one at once.
+struct Proxy {
+    from: usize,
+    to: usize,
+    port: u16,
+    cut: tokio::sync::watch::Sender<bool>,
+}
+
+impl Proxy {
+    /// Listens on a port of its own and relays to `target`; runs on the test's runtime.
+    fn start(from: usize, to: usize, target: u16) -> Proxy {
+        let listener = std::net::TcpListener::bind(("127.0.0.1", 0)).unwrap();
+        listener.set_nonblocking(true).unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let listener = tokio::net::TcpListener::from_std(listener).unwrap();
+        let (cut, watching) = tokio::sync::watch::channel(false);
+        tokio::spawn(async move {
+            while let Ok((mut inbound, _)) = listener.accept().await {
+                if *watching.borrow() {
+                    continue;
+                }
+                let mut watching = watching.clone();
+                tokio::spawn(async move {
+                    let Ok(mut outbound) =
+                        tokio::net::TcpStream::connect(("127.0.0.1", target)).await
+                    else {
+                        return;
+                    };
+                    let _ = outbound.set_nodelay(true);
+                    let _ = inbound.set_nodelay(true);
+                    tokio::select! {
+                        _ = tokio::io::copy_bidirectional(&mut inbound, &mut outbound) => {}
+                        _ = watching.wait_for(|cut| *cut) => {}
+                    }
+                });
+            }
+        });
+        Proxy {
+            from,
+            to,
+            port,
+            cut,
         }
     }
 }

@@ -6,6 +6,7 @@
 mod adversarial;
 mod cluster;
 mod directory;
+mod raft;
 mod tls;
 
 use cluster::{CODES, Cluster, Customer, cents, unique, violations};
