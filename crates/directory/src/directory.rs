@@ -28,7 +28,11 @@ pub const FORWARDS_MAX: usize = 3;
 /// Timings and sizes of one bank's member; [`Settings::default`] is what bankd uses.
 #[derive(Debug, Clone)]
 pub struct Settings {
-    /// How often the leader tells followers it is there.
+    /// How often the leader tells followers it is there. openraft 0.9 also gives up on an
+    /// append (entries or heartbeat) that has not answered within this time, and sends it again
+    /// from scratch: an append to a bank that takes longer (a busy machine, a slow disk's flush,
+    /// a long batch to a bank catching up) never gets through, so this must stay well above the
+    /// slowest append a bank takes, not just above a round trip.
     pub heartbeat: Duration,
     /// A follower that hears nothing for a random time between these two stands for election.
     pub election_min: Duration,
@@ -47,9 +51,11 @@ pub struct Settings {
 impl Default for Settings {
     fn default() -> Settings {
         Settings {
-            heartbeat: Duration::from_millis(150),
-            election_min: Duration::from_millis(750),
-            election_max: Duration::from_millis(1500),
+            // 150 ms left five debug bankd processes on a busy two-core machine unable to commit
+            // anything: every append to a follower timed out (consortium test `raft::five_…`).
+            heartbeat: Duration::from_millis(500),
+            election_min: Duration::from_millis(1500),
+            election_max: Duration::from_millis(3000),
             snapshot_every: 5_000,
             logs_kept: 1_000,
             write_timeout: Duration::from_secs(3),

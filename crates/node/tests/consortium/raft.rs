@@ -1,6 +1,7 @@
-//! The consortium's directory as a Raft group of real `bankd` processes under faults (issue
-//! #24): the leader killed during a stream of registrations loses none it acknowledged; a bank
-//! cut off by a fault-injecting proxy refuses writes, keeps serving reads, and catches up once
+//! The consortium's directory as a Raft group of real `bankd` processes under races and faults
+//! (issue #24): five banks racing for one document, username or Pix key agree on one winner;
+//! the leader killed during a stream of registrations loses none it acknowledged; a bank cut
+//! off by a fault-injecting proxy refuses writes, keeps serving reads, and catches up once
 //! healed.
 
 use crate::cluster::{CODES, Cluster, Customer, PASSWORD, Shape, cpf, unique};
@@ -61,6 +62,38 @@ async fn me_at(cluster: &Cluster, i: usize, username: &str) -> Value {
     }
 }
 
+/// The index of the one answer that is 201; every other must be 409 with `code`.
+fn one_winner(answers: &[(u16, Value)], code: &str) -> usize {
+    let winners: Vec<usize> = (0..answers.len())
+        .filter(|&i| answers[i].0 == 201)
+        .collect();
+    assert_eq!(winners.len(), 1, "exactly one wins: {answers:?}");
+    for (status, body) in answers.iter().filter(|a| a.0 != 201) {
+        assert_eq!(
+            (*status, body["code"].as_str()),
+            (409, Some(code)),
+            "{answers:?}"
+        );
+    }
+    winners[0]
+}
+
+/// Runs `call(i)` for every bank `i` at once; the answers in bank order.
+async fn at_every_bank<F, Fut>(cluster: &Arc<Cluster>, call: F) -> Vec<(u16, Value)>
+where
+    F: Fn(Arc<Cluster>, usize) -> Fut,
+    Fut: Future<Output = (u16, Value)> + Send + 'static,
+{
+    let tasks: Vec<_> = (0..cluster.banks.len())
+        .map(|i| tokio::spawn(call(cluster.clone(), i)))
+        .collect();
+    let mut answers = Vec::new();
+    for task in tasks {
+        answers.push(task.await.unwrap());
+    }
+    answers
+}
+
 async fn add_key(cluster: &Cluster, who: &Customer, key: &str) -> (u16, Value) {
     cluster
         .post_as(
@@ -70,6 +103,151 @@ async fn add_key(cluster: &Cluster, who: &Customer, key: &str) -> (u16, Value) {
             None,
         )
         .await
+}
+
+/// Five banks each register the same document, then the same username, then claim the same Pix
+/// key, all at once: one of the five wins each time, the four others are 409 with the conflict's
+/// code, and every bank's own copy of the directory answers with the winner. (The three-bank
+/// races and the takeover in full are in `directory.rs`.)
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn five_banks_racing_for_a_document_a_username_or_a_key_agree_on_one_winner() {
+    let cluster = Arc::new(
+        Cluster::started_as(Shape {
+            banks: 5,
+            ..Shape::THREE
+        })
+        .await,
+    );
+    let banks = 0..cluster.banks.len();
+
+    let document = cpf();
+    let usernames: Arc<Vec<String>> = Arc::new(banks.clone().map(|_| unique("doc")).collect());
+    let answers = at_every_bank(&cluster, |cluster, i| {
+        let (usernames, document) = (usernames.clone(), document.clone());
+        async move { register(&cluster, i, &usernames[i], &usernames[i], &document).await }
+    })
+    .await;
+    let winner = one_winner(&answers, "duplicate_document");
+    for i in banks.clone() {
+        let me = me_at(&cluster, i, &usernames[winner]).await;
+        assert_eq!(
+            (&me["username"], &me["home_bank"]),
+            (&json!(usernames[winner]), &json!(CODES[winner])),
+            "bank {i}: {me}"
+        );
+        for loser in banks.clone().filter(|&l| l != winner) {
+            let (status, refused) = cluster.login(i, &usernames[loser]).await;
+            assert_eq!(status, 401, "a loser is registered nowhere: {refused}");
+        }
+    }
+
+    let username = unique("same");
+    let answers = at_every_bank(&cluster, |cluster, i| {
+        let username = username.clone();
+        async move {
+            register(
+                &cluster,
+                i,
+                &format!("Cliente do banco {i}"),
+                &username,
+                &cpf(),
+            )
+            .await
+        }
+    })
+    .await;
+    let winner = one_winner(&answers, "duplicate_username");
+    for i in banks.clone() {
+        let me = me_at(&cluster, i, &username).await;
+        assert_eq!(
+            (&me["name"], &me["home_bank"]),
+            (
+                &json!(format!("Cliente do banco {winner}")),
+                &json!(CODES[winner])
+            ),
+            "bank {i}: {me}"
+        );
+    }
+
+    let mut holders = Vec::new();
+    for i in banks.clone() {
+        holders.push(cluster.customer(i, "50.00").await);
+    }
+    let holders = Arc::new(holders);
+    let key = format!("{}@example.com", unique("beto"));
+    let answers = at_every_bank(&cluster, |cluster, i| {
+        let (holders, key) = (holders.clone(), key.clone());
+        async move { add_key(&cluster, &holders[i], &key).await }
+    })
+    .await;
+    let winner = one_winner(&answers, "duplicate_pix_key");
+    for (i, holder) in holders.iter().enumerate() {
+        let deadline = Instant::now() + REPLICATED_WITHIN;
+        let path = format!("/api/v1/pix-keys/{key}");
+        let found = loop {
+            let found = cluster
+                .call(i, Method::GET, &path, None, Some(&holder.token), None)
+                .await;
+            if found.0 == 200 || Instant::now() >= deadline {
+                break found;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        };
+        assert_eq!(
+            (found.0, &found.1["bank"], &found.1["holder_name"]),
+            (
+                200,
+                &json!(CODES[winner]),
+                &json!(format!("Cliente {}", holders[winner].username))
+            ),
+            "bank {i}: {}",
+            found.1
+        );
+        // A loser's bank keeps no copy of the key it was refused.
+        if i != winner {
+            let (status, keys) = cluster
+                .call(
+                    i,
+                    Method::GET,
+                    "/api/v1/pix-keys",
+                    None,
+                    Some(&holder.token),
+                    None,
+                )
+                .await;
+            assert_eq!(
+                (status, &keys["keys"]),
+                (200, &json!([])),
+                "bank {i}: {keys}"
+            );
+        }
+    }
+    // The takeover of issue #24 with five banks: every other bank's customer, asking their own
+    // bank about the key holder's account, is answered that there is no such account.
+    let theirs = format!(
+        "/api/v1/accounts/{}/{}",
+        CODES[winner], holders[winner].number
+    );
+    for (i, other) in holders.iter().enumerate().filter(|(i, _)| *i != winner) {
+        let (status, hidden) = cluster
+            .call(i, Method::GET, &theirs, None, Some(&other.token), None)
+            .await;
+        assert_eq!(
+            (status, &hidden["code"]),
+            (404, &json!("account_not_found")),
+            "bank {i}: {hidden}"
+        );
+        let body = json!({"from": {"bank": CODES[winner], "number": holders[winner].number}, "to": {"bank": CODES[i], "number": other.number}, "amount": "5.00"});
+        let (status, refused) = cluster
+            .post_as(other, "/api/v1/transfers", body, None)
+            .await;
+        assert_eq!(
+            (status, &refused["code"]),
+            (404, &json!("account_not_found")),
+            "bank {i}: {refused}"
+        );
+    }
+    cluster.settle_and_audit().await;
 }
 
 /// The leader every answering bank follows, waiting for one (at most [`WRITES_AGAIN_WITHIN`]);
