@@ -258,20 +258,25 @@ impl Cluster {
         leaders
     }
 
-    /// Cuts bank `i` off from every other bank: each proxy to or from it closes what it carries
-    /// and refuses new connections, until [`Cluster::heal`]. Needs [`Shape::proxied`].
-    pub fn partition(&self, i: usize) {
-        self.cut(i, true);
+    /// Cuts bank `i` off from every other bank: each proxy to or from it refuses or silently
+    /// loses what it carries ([`Link`]), until [`Cluster::heal`]. Needs [`Shape::proxied`].
+    pub fn partition(&self, i: usize, how: Link) {
+        assert_ne!(
+            how,
+            Link::Open,
+            "a partition refuses or loses what it carries"
+        );
+        self.set_links(i, how);
     }
 
     pub fn heal(&self, i: usize) {
-        self.cut(i, false);
+        self.set_links(i, Link::Open);
     }
 
-    fn cut(&self, i: usize, cut: bool) {
+    fn set_links(&self, i: usize, link: Link) {
         assert!(!self.proxies.is_empty(), "the cluster has no proxies");
         for proxy in self.proxies.iter().filter(|p| p.from == i || p.to == i) {
-            proxy.cut.send_replace(cut);
+            proxy.link.send_replace(link);
         }
     }
 
@@ -612,14 +617,26 @@ fn listing(code: &str, url: &str, public_key: &str) -> String {
     )
 }
 
+/// What a [`Proxy`] does with the connections it carries.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Link {
+    /// Relays both ways.
+    Open,
+    /// Closes every connection, open or new, at once: the other side is told at once.
+    Refused,
+    /// Keeps every connection open but carries nothing more either way, as when packets are
+    /// lost: the other side hears nothing and must time out.
+    Silent,
+}
+
 /// A TCP proxy on 127.0.0.1 that carries bank `from`'s connections to bank `to` (its interbank
-/// messages and the directory's Raft traffic), and can cut them as a network partition would:
-/// while `cut` is true it closes every connection it carries and each new one at once.
+/// messages and the directory's Raft traffic), and can cut them as a network partition would
+/// ([`Link`]).
 struct Proxy {
     from: usize,
     to: usize,
     port: u16,
-    cut: tokio::sync::watch::Sender<bool>,
+    link: tokio::sync::watch::Sender<Link>,
 }
 
 impl Proxy {
@@ -629,25 +646,26 @@ impl Proxy {
         listener.set_nonblocking(true).unwrap();
         let port = listener.local_addr().unwrap().port();
         let listener = tokio::net::TcpListener::from_std(listener).unwrap();
-        let (cut, watching) = tokio::sync::watch::channel(false);
+        let (link, watching) = tokio::sync::watch::channel(Link::Open);
         tokio::spawn(async move {
             while let Ok((mut inbound, _)) = listener.accept().await {
-                if *watching.borrow() {
-                    continue;
-                }
                 let mut watching = watching.clone();
                 tokio::spawn(async move {
-                    let Ok(mut outbound) =
-                        tokio::net::TcpStream::connect(("127.0.0.1", target)).await
-                    else {
-                        return;
-                    };
-                    let _ = outbound.set_nodelay(true);
-                    let _ = inbound.set_nodelay(true);
-                    tokio::select! {
-                        _ = tokio::io::copy_bidirectional(&mut inbound, &mut outbound) => {}
-                        _ = watching.wait_for(|cut| *cut) => {}
+                    let open = *watching.borrow() == Link::Open;
+                    if open
+                        && let Ok(mut outbound) =
+                            tokio::net::TcpStream::connect(("127.0.0.1", target)).await
+                    {
+                        let _ = outbound.set_nodelay(true);
+                        let _ = inbound.set_nodelay(true);
+                        tokio::select! {
+                            _ = tokio::io::copy_bidirectional(&mut inbound, &mut outbound) => return,
+                            _ = watching.wait_for(|link| *link != Link::Open) => {}
+                        }
                     }
+                    // Silent: the connection stays open, carrying nothing, until the link is
+                    // open again (then it is closed, like one that timed out).
+                    let _ = watching.wait_for(|link| *link != Link::Silent).await;
                 });
             }
         });
@@ -655,7 +673,7 @@ impl Proxy {
             from,
             to,
             port,
-            cut,
+            link,
         }
     }
 }

@@ -4,7 +4,7 @@
 //! off by a fault-injecting proxy refuses writes, keeps serving reads, and catches up once
 //! healed.
 
-use crate::cluster::{CODES, Cluster, Customer, PASSWORD, Shape, cpf, unique};
+use crate::cluster::{CODES, Cluster, Customer, Link, PASSWORD, Shape, cpf, unique};
 use reqwest::Method;
 use serde_json::{Value, json};
 use std::collections::BTreeMap;
@@ -423,9 +423,10 @@ async fn killing_the_directory_leader_loses_no_acknowledged_registration() {
 /// there is refused (503 `directory_unavailable`) within the directory's write timeout, at
 /// once on a follower, while the majority takes writes; the
 /// cut-off bank still logs people in and resolves keys from its copy; once healed it has what
-/// the majority wrote meanwhile, and takes writes again. Done with the leader cut off (it must
-/// notice it lost the majority) and then with a follower (it must not wait on a leader it
-/// cannot reach).
+/// the majority wrote meanwhile, and takes writes again. Done with the leader cut off, its
+/// connections refused (it must notice it lost the majority), and then with a follower whose
+/// traffic is silently lost (it must not wait on a leader it cannot hear from beyond the write's
+/// deadline).
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_bank_cut_off_refuses_writes_at_once_serves_reads_and_catches_up() {
     let cluster = Cluster::started_as(Shape {
@@ -435,10 +436,10 @@ async fn a_bank_cut_off_refuses_writes_at_once_serves_reads_and_catches_up() {
     .await;
     for round in 0..2 {
         let leader = agreed_leader(&cluster, &[]).await;
-        let cut = if round == 0 {
-            leader
+        let (cut, how) = if round == 0 {
+            (leader, Link::Refused)
         } else {
-            (leader + 1) % cluster.banks.len()
+            ((leader + 1) % cluster.banks.len(), Link::Silent)
         };
         let majority: Vec<usize> = (0..cluster.banks.len()).filter(|&i| i != cut).collect();
         // Someone known before the cut, with a key.
@@ -460,7 +461,7 @@ async fn a_bank_cut_off_refuses_writes_at_once_serves_reads_and_catches_up() {
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
 
-        cluster.partition(cut);
+        cluster.partition(cut, how);
         let name = unique("cut");
         let started = Instant::now();
         let (status, refused) = register(&cluster, cut, &name, &name, &cpf()).await;
