@@ -54,8 +54,11 @@ impl Default for Settings {
             // 150 ms left five debug bankd processes on a busy two-core machine unable to commit
             // anything: every append to a follower timed out (consortium test `raft::five_…`).
             heartbeat: Duration::from_millis(500),
-            election_min: Duration::from_millis(1500),
-            election_max: Duration::from_millis(3000),
+            // A follower that knows a leader stands only after `election_max` (openraft's leader
+            // lease) plus a random election timeout of silence: a killed leader is replaced in
+            // 3–4 s, and a leader cut off stops taking writes after 2 s without a majority.
+            election_min: Duration::from_millis(1000),
+            election_max: Duration::from_millis(2000),
             snapshot_every: 5_000,
             logs_kept: 1_000,
             write_timeout: Duration::from_secs(3),
