@@ -308,7 +308,7 @@ pub async fn login(
 /// This bank's record of a customer the directory knows: theirs if they registered or logged in
 /// here before, otherwise taken in now (`AdoptCustomer`), so sessions and holdings work here as
 /// at their home bank.
-async fn local_customer(
+pub(crate) async fn local_customer(
     state: &AppState,
     customer: directory::Customer,
 ) -> Result<store::CustomerRecord, ApiError> {

@@ -334,3 +334,62 @@ async fn an_account_opened_without_a_majority_is_listed_after_a_restart_and_the_
         tokio::time::sleep(Duration::from_millis(250)).await;
     }
 }
+
+/// A joint account's co-holder who registered at another bank and never logged in at the
+/// account's bank is invited all the same: logging in there, they find the invitation and accept
+/// it, and from then on their home bank lists the account for them too.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_co_holder_registered_at_another_bank_joins_a_joint_account_and_sees_it_at_home() {
+    let cluster = Cluster::started().await;
+    let ana = cluster.customer(0, "50.00").await;
+    let beto = cluster.customer(1, "50.00").await;
+    let (status, joint) = cluster
+        .post_as(
+            &ana,
+            "/api/v1/accounts",
+            json!({"kind": "joint", "opening_deposit": "80.00", "co_holders": [beto.username]}),
+            None,
+        )
+        .await;
+    assert_eq!(status, 201, "{joint}");
+    let number = joint["number"].as_str().unwrap().to_string();
+    let token = logged_in(&cluster, 0, &beto.username).await;
+    let (status, invitations) = cluster
+        .call(
+            0,
+            Method::GET,
+            "/api/v1/invitations",
+            None,
+            Some(&token),
+            None,
+        )
+        .await;
+    assert_eq!(status, 200, "{invitations}");
+    let received = invitations["received"].as_array().unwrap();
+    assert_eq!(received.len(), 1, "{invitations}");
+    let id = received[0]["id"].as_str().unwrap();
+    let (status, accepted) = cluster
+        .call(
+            0,
+            Method::POST,
+            &format!("/api/v1/invitations/{id}/accept"),
+            None,
+            Some(&token),
+            None,
+        )
+        .await;
+    assert_eq!(status, 201, "{accepted}");
+    let (status, me) = cluster
+        .call(1, Method::GET, "/api/v1/me", None, Some(&beto.token), None)
+        .await;
+    assert_eq!(status, 200, "{me}");
+    let listed = me["accounts"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .any(|a| a["bank"] == CODES[0] && a["number"] == number.as_str());
+    assert!(
+        listed,
+        "beto's home bank does not list the joint account: {me}"
+    );
+}
