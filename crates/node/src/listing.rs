@@ -24,7 +24,7 @@ use crate::state::AppState;
 use directory::{Command, Conflict, DirectoryError};
 use ledger::{Document, PixKey, PixKeyType};
 use serde::{Deserialize, Serialize};
-use std::collections::{HashMap, HashSet};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
@@ -41,6 +41,9 @@ pub const RETRY_EVERY: Duration = Duration::from_secs(2);
 /// Listings waiting in memory at most; beyond, the ledger is read again once the queue drains
 /// (every holding is in the ledger anyway).
 pub const OUTBOX_PENDING_MAX: usize = 100_000;
+
+/// Tries to write the finished report before the migration gives up on it for this run.
+const REPORT_WRITES_MAX: u32 = 30;
 
 /// Conflicts the audit's check names one by one; the report file has them all.
 pub const CONFLICTS_SHOWN_MAX: usize = 20;
@@ -87,7 +90,8 @@ impl ConflictRecord {
 /// The outbox and the migration's state, shared by the routes and the background task.
 #[derive(Default)]
 pub struct Listing {
-    pending: Mutex<Vec<Command>>,
+    /// Keyed by the command's JSON text: the same listing waits once.
+    pending: Mutex<BTreeMap<String, Command>>,
     overflowed: AtomicBool,
     wake: tokio::sync::Notify,
     /// The migration's report as it stands (`None` until the task has read the folder).
@@ -110,8 +114,8 @@ impl Listing {
                     self.overflowed.store(true, Ordering::SeqCst);
                     break;
                 }
-                if !pending.contains(&command) {
-                    pending.push(command);
+                if let Ok(text) = serde_json::to_string(&command) {
+                    pending.insert(text, command);
                 }
             }
         }
@@ -123,8 +127,19 @@ impl Listing {
         self.pending.lock().expect("outbox lock").len()
     }
 
-    /// The audit's check: passes once the migration finished without a conflict.
-    pub fn check(&self, data_dir_hint: &str) -> wire::Check {
+    /// The audit's check: passes once the migration finished without a conflict (listings
+    /// waiting in the outbox are said, and do not fail it: they are on their way).
+    pub fn check(&self) -> wire::Check {
+        let waiting = match self.pending() {
+            0 => String::new(),
+            n => format!("; {n} account listings wait for the directory"),
+        };
+        let mut check = self.migration_check();
+        check.detail.push_str(&waiting);
+        check
+    }
+
+    fn migration_check(&self) -> wire::Check {
         let report = self.report.lock().expect("report lock").clone();
         let Some(report) = report else {
             return wire::Check {
@@ -177,7 +192,7 @@ impl Listing {
             name: AUDIT_CHECK.to_owned(),
             ok: false,
             detail: format!(
-                "finished: {loaded}; {} conflicts for the operator to settle (all in {data_dir_hint}/{REPORT_FILE}): {}{}",
+                "finished: {loaded}; {} conflicts for the operator to settle (all in the data folder's {REPORT_FILE}): {}{}",
                 report.conflicts.len(),
                 shown.join("; "),
                 if more > 0 {
@@ -209,6 +224,8 @@ fn write_report(data_dir: &Path, report: &Report) -> std::io::Result<()> {
     let path = data_dir.join(REPORT_FILE);
     let temporary = data_dir.join(format!("{REPORT_FILE}.tmp"));
     let bytes = serde_json::to_vec_pretty(report).map_err(std::io::Error::other)?;
+    // It names customers and their documents: readable by this user only, as the ledger.
+    crate::config::make_private_file(&temporary).map_err(std::io::Error::other)?;
     {
         let mut file = std::fs::File::create(&temporary)?;
         file.write_all(&bytes)?;
@@ -274,19 +291,23 @@ async fn drain(state: &AppState) {
             listing.wake.notified().await;
             continue;
         }
+        let mut batch = batch.into_values();
         let mut failed = Vec::new();
-        for command in batch {
+        for command in batch.by_ref() {
             match state.interbank.directory.write(command.clone()).await {
                 Ok(_) => {}
                 Err(DirectoryError::Conflict(conflict)) => {
                     tracing::warn!(?command, %conflict, "the directory refuses a listing owed to it");
                 }
                 Err(error) => {
+                    // The next would wait as long for the same answer: the round ends here.
+                    tracing::debug!(%error, "listings wait for the directory");
                     failed.push(command);
-                    tracing::debug!(%error, "a listing waits for the directory");
+                    break;
                 }
             }
         }
+        failed.extend(batch);
         if !failed.is_empty() {
             listing.push(failed);
             tokio::time::sleep(RETRY_EVERY).await;
@@ -381,7 +402,13 @@ async fn migrate(state: &AppState, data_dir: &Path, earlier: Option<Report>) {
     }
     report.finished = true;
     report.finished_at = Some(crate::routes::rfc3339(store::wall_ms()));
-    save(state, data_dir, &report);
+    // Finished only once on disk: until then, a restart loads again (all `Unchanged`).
+    for _ in 0..REPORT_WRITES_MAX {
+        if save(state, data_dir, &report).is_ok() {
+            break;
+        }
+        tokio::time::sleep(RETRY_EVERY).await;
+    }
     tracing::info!(
         customers = report.customers,
         accounts = report.accounts,
@@ -391,19 +418,22 @@ async fn migrate(state: &AppState, data_dir: &Path, earlier: Option<Report>) {
     );
 }
 
-fn save(state: &AppState, data_dir: &Path, report: &Report) {
-    if let Err(error) = write_report(data_dir, report) {
-        tracing::error!(%error, "cannot write the directory migration's report");
-    }
+/// Writes the report and shows it to the audit.
+fn save(state: &AppState, data_dir: &Path, report: &Report) -> Result<(), String> {
     *state.listing.report.lock().expect("report lock") = Some(report.clone());
+    write_report(data_dir, report).map_err(|error| {
+        tracing::error!(%error, "cannot write the directory migration's report");
+        format!("cannot write the directory migration's report: {error}")
+    })
 }
 
-/// Records a conflict once in the report (on disk before the caller changes anything), and in
-/// the log and the security trail once per process.
-fn conflict(state: &AppState, data_dir: &Path, report: &mut Report, record: ConflictRecord) {
+/// Records a conflict once in the report (in memory: the caller saves it before it changes
+/// anything here, and at the end of each pass; one lost with a crash is found again), and in the
+/// log and the security trail once per process.
+fn conflict(state: &AppState, report: &mut Report, record: ConflictRecord) {
     if !report.conflicts.iter().any(|c| c.same(&record)) {
         report.conflicts.push(record.clone());
-        save(state, data_dir, report);
+        *state.listing.report.lock().expect("report lock") = Some(report.clone());
     }
     {
         let mut told = state.listing.told.lock().expect("told lock");
@@ -500,7 +530,7 @@ async fn load(state: &AppState, data_dir: &Path, report: &mut Report) -> Result<
                     code: refused.code().to_owned(),
                     action: "not loaded, nor their accounts and keys: they cannot log in until the operator settles it".to_owned(),
                 };
-                conflict(state, data_dir, report, record);
+                conflict(state, report, record);
             }
             Err(DirectoryError::Invalid(field)) => {
                 let record = ConflictRecord {
@@ -511,11 +541,12 @@ async fn load(state: &AppState, data_dir: &Path, report: &mut Report) -> Result<
                     code: "invalid_request".to_owned(),
                     action: format!("not loaded: `{field}` is too long for the directory"),
                 };
-                conflict(state, data_dir, report, record);
+                conflict(state, report, record);
             }
             Err(error) => return Err(failed(error)),
         }
     }
+    save(state, data_dir, report)?;
     crate::interbank::fault::hit(crate::interbank::fault::Point::MigrationCustomersLoaded);
     for (holder, number) in &holdings {
         let Some(customer) = by_id.get(holder).filter(|_| loaded.contains(holder)) else {
@@ -549,7 +580,7 @@ async fn load(state: &AppState, data_dir: &Path, report: &mut Report) -> Result<
                     code: refused.code().to_owned(),
                     action: "not listed: usable only at this bank".to_owned(),
                 };
-                conflict(state, data_dir, report, record);
+                conflict(state, report, record);
             }
             Err(error) => return Err(failed(error)),
         }
@@ -576,7 +607,7 @@ async fn load(state: &AppState, data_dir: &Path, report: &mut Report) -> Result<
                 code: "holder_not_loaded".to_owned(),
                 action: "kept here but not in the directory (not payable) until its holder's conflict is settled".to_owned(),
             };
-            conflict(state, data_dir, report, record);
+            conflict(state, report, record);
             continue;
         }
         let entry = directory::PixEntry {
@@ -613,9 +644,10 @@ async fn load(state: &AppState, data_dir: &Path, report: &mut Report) -> Result<
                         "kept here but not in the directory (not payable)".to_owned()
                     },
                 };
-                // On disk first: the key leaves the ledger only once its record is kept.
-                conflict(state, data_dir, report, record);
+                conflict(state, report, record);
                 if removed {
+                    // On disk first: the key leaves the ledger only once its record is kept.
+                    save(state, data_dir, report)?;
                     remove_here(state, listed.owner, key).await?;
                 }
             }
@@ -625,7 +657,7 @@ async fn load(state: &AppState, data_dir: &Path, report: &mut Report) -> Result<
     report.customers = loaded_customers;
     report.accounts = loaded_accounts;
     report.pix_keys = loaded_keys;
-    Ok(())
+    save(state, data_dir, report)
 }
 
 /// Deletes a key the directory gives to someone else from this bank's copy, as its holder would.

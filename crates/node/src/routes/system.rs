@@ -53,7 +53,7 @@ pub async fn audit(
 ) -> Result<Json<wire::Audit>, ApiError> {
     let report = state.store.audit().await?;
     // Whether this ledger is all in the directory (`listing`): conflicts for the operator fail it.
-    let migration = state.listing.check("the data folder");
+    let migration = state.listing.check();
     let ok = report.ok() && migration.ok;
     Ok(Json(wire::Audit {
         bank: state.bank.to_string(),
