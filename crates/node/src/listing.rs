@@ -629,7 +629,25 @@ async fn load(state: &AppState, data_dir: &Path, report: &mut Report) -> Result<
             document,
         };
         match directory.write(command).await {
-            Ok(_) => loaded_keys += 1,
+            Ok(_) => {
+                // Its holder may have removed it since the ledger was read (the bank serves
+                // meanwhile): then it leaves the directory again.
+                if state
+                    .store
+                    .pix_key(&key)
+                    .await
+                    .map_err(|e| e.to_string())?
+                    .is_none()
+                {
+                    let release = Command::RemovePixKey {
+                        key: key.clone(),
+                        bank: state.bank,
+                    };
+                    directory.write(release).await.map_err(failed)?;
+                    continue;
+                }
+                loaded_keys += 1;
+            }
             Err(DirectoryError::Conflict(refused)) => {
                 let removed = refused == Conflict::DuplicatePixKey;
                 let record = ConflictRecord {
