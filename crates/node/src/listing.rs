@@ -49,7 +49,7 @@ const REPORT_WRITES_MAX: u32 = 30;
 pub const CONFLICTS_SHOWN_MAX: usize = 20;
 
 /// The name of the audit's check.
-pub const AUDIT_CHECK: &str = "directory migration";
+pub const AUDIT_CHECK: &str = "directory_migration";
 
 /// The migration's durable report ([`REPORT_FILE`]).
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]

@@ -358,7 +358,7 @@ async fn the_node_describes_itself() {
         "statements_chain_every_entry",
         "every_reference_resolves",
         // A new bank's ledger has nothing to load into the directory.
-        "directory migration",
+        "directory_migration",
     ] {
         assert!(checks.contains(&name), "{checks:?}");
     }

@@ -43,7 +43,7 @@ async fn a_ledger_that_lost_its_directory_is_refused_and_one_made_before_it_is_l
             .as_array()
             .unwrap()
             .iter()
-            .find(|c| c["name"] == "directory migration")
+            .find(|c| c["name"] == "directory_migration")
             .cloned()
             .unwrap();
         if check["ok"] == json!(true) {

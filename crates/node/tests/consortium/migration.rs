@@ -85,7 +85,7 @@ async fn migration_check(cluster: &Cluster, i: usize) -> Value {
             .and_then(|checks| {
                 checks
                     .iter()
-                    .find(|c| c["name"] == "directory migration")
+                    .find(|c| c["name"] == "directory_migration")
                     .cloned()
             })
             .unwrap_or(Value::Null);
