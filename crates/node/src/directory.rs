@@ -26,11 +26,6 @@ use store::SharedClock;
 /// Where a bank's directory takes the Raft messages (and forwarded writes) of the others.
 pub const DIRECTORY_PATH: &str = "/interbank/v1/directory";
 
-/// How many times an account's listing is tried again in the background when the directory
-/// could not take it at once (no majority), and how long between tries.
-const LISTING_RETRIES_MAX: u32 = 60;
-const LISTING_RETRY_EVERY: Duration = Duration::from_secs(2);
-
 /// Carries directory messages to the other banks as signed `POST`s, with a client of its own
 /// (Raft's heartbeats then never wait behind the protocol's envelopes).
 struct HttpTransport {
@@ -57,14 +52,17 @@ impl Transport for HttpTransport {
 
 /// Opens this bank's member of the directory at `<data>/directory.db` and starts it, in a group
 /// of every bank the consortium file lists (this one alone when it lists none, or with
-/// `directory_alone`). Refuses a data folder that has a ledger but lost its directory: a
-/// member that forgot its votes and log could let two leaders commit different entries.
+/// `directory_alone`). A ledger without a directory file is one made before the directory
+/// existed: it starts, and `listing` loads it into the directory. Refuses a data folder whose
+/// ledger was loaded into a directory (it has the migration's report) but lost its directory
+/// file: a member that forgot its votes and log could let two leaders commit different entries.
 pub async fn start(config: &Config, clock: Arc<SharedClock>) -> Result<Directory, String> {
     let path = config.data_dir.join(directory::FILE_NAME);
     let ledger = config.data_dir.join("ledger.db");
-    if ledger.exists() && !path.exists() {
+    let report = config.data_dir.join(crate::listing::REPORT_FILE);
+    if ledger.exists() && !path.exists() && report.exists() {
         return Err(format!(
-            "{} has a ledger but no {}: a bank that lost its directory must not rejoin the consortium on its own (restore the file, or start from an empty folder)",
+            "{} has a ledger that was in the directory but no {}: a bank that lost its directory must not rejoin the consortium on its own (restore the file, or start from an empty folder)",
             config.data_dir.display(),
             directory::FILE_NAME
         ));
@@ -289,48 +287,39 @@ pub async fn accounts_elsewhere(
     Ok((found, unavailable))
 }
 
-/// Lists every holder of an account just opened here in the directory (`AddAccount`, one per
-/// holder; already listed answers `Unchanged`, so a replayed opening lists nothing twice). When
-/// the directory cannot take it now, it is tried again in the background for a while.
+/// Lists holders of an account here in the directory (`AddAccount`, one per holder; already
+/// listed answers `Unchanged`, so a replayed opening lists nothing twice): tried at once, and
+/// what the directory cannot take now goes to the outbox (`listing`), tried again until it is
+/// taken (the ledger's holder row is its durable record: a restart queues it again).
 pub async fn list_account(state: &AppState, holders: &[String], number: AccountNumber) {
-    let directory = state.interbank.directory.clone();
-    let mut commands = Vec::new();
+    let directory = &state.interbank.directory;
+    let mut waiting = Vec::new();
     for username in holders {
-        match directory.customer_by_username(username) {
-            Ok(Some(customer)) => commands.push(directory::Command::AddAccount {
+        let command = match directory.customer_by_username(username) {
+            Ok(Some(customer)) => directory::Command::AddAccount {
                 document: customer.document,
                 bank: state.bank,
                 account: number,
-            }),
-            Ok(None) => tracing::warn!(username, "an account holder the directory does not know"),
-            Err(error) => tracing::warn!(%error, "cannot read the directory"),
-        }
-    }
-    let mut waiting = Vec::new();
-    for command in commands {
-        if let Err(error) = directory.write(command.clone()).await {
-            tracing::warn!(%error, %number, "listing an account in the directory failed; retrying");
-            waiting.push(command);
-        }
-    }
-    if waiting.is_empty() {
-        return;
-    }
-    tokio::spawn(async move {
-        for _ in 0..LISTING_RETRIES_MAX {
-            tokio::time::sleep(LISTING_RETRY_EVERY).await;
-            let mut still = Vec::new();
-            for command in waiting {
-                match directory.write(command.clone()).await {
-                    Ok(_) | Err(DirectoryError::Conflict(_)) => {}
-                    Err(_) => still.push(command),
-                }
+            },
+            Ok(None) => {
+                tracing::warn!(username, "an account holder the directory does not know");
+                continue;
             }
-            if still.is_empty() {
-                return;
+            Err(error) => {
+                tracing::warn!(%error, "cannot read the directory");
+                continue;
             }
-            waiting = still;
+        };
+        match directory.write(command.clone()).await {
+            Ok(_) => {}
+            Err(DirectoryError::Conflict(conflict)) => {
+                tracing::warn!(%conflict, %number, "the directory refuses an account's listing");
+            }
+            Err(error) => {
+                tracing::warn!(%error, %number, "listing an account in the directory failed; it waits in the outbox");
+                waiting.push(command);
+            }
         }
-        tracing::error!(%number, "an account is still not listed in the directory; its holders can use it only here");
-    });
+    }
+    state.listing.push(waiting);
 }

@@ -14,6 +14,7 @@ pub mod extract;
 pub mod fuzzing;
 pub mod interbank;
 pub mod limits;
+pub mod listing;
 pub mod metrics;
 pub mod routes;
 pub mod serve;
@@ -136,6 +137,9 @@ pub async fn start(config: Config) -> Result<RunningBank, String> {
         .map_err(|e| format!("cannot listen on {}: {e}", config.listen))?;
     let addr = listener.local_addr().map_err(|e| e.to_string())?;
     let (shutdown, stopped) = oneshot::channel::<()>();
+    // What the ledger holds that the directory lacks: an older ledger's customers and keys, and
+    // listings a restart cut short.
+    listing::start(state.clone(), config.data_dir.clone()).await?;
     let router = app::router(state.clone());
     let serving_tls = server_tls.is_some();
     let task = tokio::spawn(serve::serve(

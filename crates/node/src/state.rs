@@ -39,6 +39,8 @@ pub struct AppState {
     /// The next end-to-end id's sequence number; see [`AppState::new_e2e`].
     e2e_sequence: AtomicU64,
     sessions: Mutex<Sessions>,
+    /// Directory writes owed after a local commit, and the migration of an older ledger.
+    pub listing: crate::listing::Listing,
 }
 
 /// Sessions already looked up, so a request does not read the database to know its caller. This
@@ -113,6 +115,7 @@ impl AppState {
             trail: crate::trail::Trail::disabled(),
             e2e_sequence: AtomicU64::new(first_sequence),
             sessions: Mutex::new(Sessions::default()),
+            listing: crate::listing::Listing::default(),
         }
     }
 

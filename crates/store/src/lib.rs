@@ -145,4 +145,7 @@ pub trait Store: Send + Sync + 'static {
     ) -> Result<bool, StoreError>;
     /// The joint-account invitations `id` received or sent, oldest first.
     async fn invitations_of(&self, id: CustomerId) -> Result<Vec<InvitationRecord>, StoreError>;
+    /// Every customer, holding and Pix key here, as the consortium's directory records them: a
+    /// read of those whole tables, made at start-up only.
+    async fn directory_listing(&self) -> Result<DirectoryListing, StoreError>;
 }

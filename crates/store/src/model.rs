@@ -776,3 +776,34 @@ pub struct OpenInterbank {
     /// banks it touches. They are to be aborted.
     pub undecided: Vec<(EndToEndId, Vec<BankCode>)>,
 }
+
+/// What this bank's ledger says the consortium's directory should hold about it: every
+/// customer, who holds which account here, and every Pix key (read to load a ledger made before
+/// the directory into it, and to list again accounts whose listing did not reach it).
+#[derive(Debug, Clone, Default)]
+pub struct DirectoryListing {
+    pub customers: Vec<ListedCustomer>,
+    /// Holder (customer id) and account number, for every customer account here.
+    pub holdings: Vec<(CustomerId, ledger::AccountNumber)>,
+    pub pix_keys: Vec<ListedPixKey>,
+}
+
+/// A customer as the directory records one.
+#[derive(Debug, Clone)]
+pub struct ListedCustomer {
+    pub id: CustomerId,
+    pub document: String,
+    pub name: String,
+    pub username: String,
+    pub password_hash: String,
+    pub home_bank: String,
+}
+
+/// A Pix key here: the customer who registered it (`owner`) and the account it pays.
+#[derive(Debug, Clone)]
+pub struct ListedPixKey {
+    pub key: String,
+    pub key_type: String,
+    pub account: ledger::AccountNumber,
+    pub owner: CustomerId,
+}

@@ -17,6 +17,8 @@ pub enum Point {
     AfterPrepare,
     /// Participant: the holds are posted or voided, the acknowledgement is not sent.
     AfterFinish,
+    /// Directory migration: the ledger's customers are loaded, its accounts and keys are not.
+    MigrationCustomersLoaded,
 }
 
 impl Point {
@@ -27,6 +29,7 @@ impl Point {
             Point::AfterBegin => "after_begin",
             Point::AfterPrepare => "after_prepare",
             Point::AfterFinish => "after_finish",
+            Point::MigrationCustomersLoaded => "migration_customers_loaded",
         }
     }
 }

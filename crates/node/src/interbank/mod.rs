@@ -246,6 +246,11 @@ impl Interbank {
     pub fn stop(&self) {
         let _ = self.stop.send(true);
     }
+
+    /// Turns true when the bank stops, for background work to end with it.
+    pub fn stopped(&self) -> watch::Receiver<bool> {
+        self.stop.subscribe()
+    }
 }
 
 /// The problem a customer gets when a bank their request needs cannot answer.

@@ -43,6 +43,7 @@ pub async fn open(
         .iter()
         .map(|name| super::customers::username(name))
         .collect::<Result<Vec<_>, _>>()?;
+    known_here(&state, &co_holders).await;
     let command = Command::OpenAccount {
         actor: customer.id,
         kind,
@@ -62,6 +63,28 @@ pub async fn open(
         crate::directory::list_account(&state, &holders, number).await;
     }
     Ok(respond(executed))
+}
+
+/// Takes in here (as a login would) each co-holder the directory knows who has no record at this
+/// bank yet, such as a person registered at another bank who never logged in here: their
+/// invitation then reaches them when they log in here. A name the directory does not know stays
+/// an invitation to no one, as before; nothing of this shows in the answer.
+async fn known_here(state: &AppState, co_holders: &[String]) {
+    for username in co_holders {
+        if !matches!(state.store.login_record(username).await, Ok(None)) {
+            continue;
+        }
+        let Ok(Some(customer)) = state.interbank.directory.customer_by_username(username) else {
+            continue;
+        };
+        if let Err(error) = super::customers::local_customer(state, customer).await {
+            tracing::warn!(
+                username,
+                code = error.code,
+                "a co-holder cannot be taken in here"
+            );
+        }
+    }
 }
 
 #[utoipa::path(get, path = "/api/v1/accounts/{bank}/{number}", tag = "accounts", security(("bearer" = [])),

@@ -203,6 +203,7 @@ async fn registered(
 
 #[utoipa::path(post, path = "/api/v1/sessions", tag = "customers", request_body = wire::Credentials,
     responses((status = 201, body = wire::Session), (status = 401, description = "invalid_credentials", body = wire::Problem),
+              (status = 409, description = "identity_conflict: this bank holds another registration of the person's document, made before the directory (its operator settles it)", body = wire::Problem),
               (status = 422, description = "invalid_username (not a username's shape)", body = wire::Problem),
               (status = 429, description = "too_many_login_attempts, with Retry-After", body = wire::Problem),
               (status = 503, description = "overloaded (too many passwords being checked)", body = wire::Problem)))]
@@ -258,10 +259,18 @@ pub async fn login(
     state
         .limits
         .login_succeeded(&username, client, Instant::now());
+    let record = match local_customer(&state, record).await {
+        Ok(record) => record,
+        Err(refused) => {
+            state
+                .trail
+                .record("login_refused", Some(client), Some(&username), refused.code);
+            return Err(refused);
+        }
+    };
     state
         .trail
         .record("login", Some(client), Some(&username), "session created");
-    let record = local_customer(&state, record).await?;
     let mut token_bytes = [0u8; 32];
     getrandom::fill(&mut token_bytes).map_err(ApiError::internal)?;
     let token: String = token_bytes.iter().map(|b| format!("{b:02x}")).collect();
@@ -299,12 +308,21 @@ pub async fn login(
 /// This bank's record of a customer the directory knows: theirs if they registered or logged in
 /// here before, otherwise taken in now (`AdoptCustomer`), so sessions and holdings work here as
 /// at their home bank.
-async fn local_customer(
+pub(crate) async fn local_customer(
     state: &AppState,
     customer: directory::Customer,
 ) -> Result<store::CustomerRecord, ApiError> {
     let document = customer.document.as_str().to_owned();
     if let Some(here) = state.store.customer_by_document(&document).await? {
+        // A ledger made before the directory may hold another registration of this document
+        // (the migration reports it as a conflict): its accounts are not this login's.
+        if here.username != customer.username || here.home_bank != customer.home_bank.as_str() {
+            return Err(ApiError::new(
+                StatusCode::CONFLICT,
+                "identity_conflict",
+                "this bank holds another registration of this document; its operator must settle it before you can log in here",
+            ));
+        }
         return Ok(here);
     }
     let command = Command::AdoptCustomer {

@@ -96,5 +96,13 @@ async fn answer(
             },
         )
         .await?;
+    // The co-holder who accepts holds the account from now on: the directory lists them too,
+    // so they see and use it from any bank.
+    if let store::Outcome::Account(account) = &executed.outcome
+        && let Some(number) = ledger::AccountNumber::parse(&account.number)
+        && let Some(customer) = state.store.customer(actor).await?
+    {
+        crate::directory::list_account(state, &[customer.username], number).await;
+    }
     Ok(respond(executed))
 }

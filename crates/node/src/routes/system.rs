@@ -52,7 +52,9 @@ pub async fn audit(
     _operator: Operator,
 ) -> Result<Json<wire::Audit>, ApiError> {
     let report = state.store.audit().await?;
-    let ok = report.ok();
+    // Whether this ledger is all in the directory (`listing`): conflicts for the operator fail it.
+    let migration = state.listing.check();
+    let ok = report.ok() && migration.ok;
     Ok(Json(wire::Audit {
         bank: state.bank.to_string(),
         clock: report.clock,
@@ -82,6 +84,7 @@ pub async fn audit(
                 ok: c.ok,
                 detail: c.detail,
             })
+            .chain(std::iter::once(migration))
             .collect(),
         ok,
     }))

@@ -11,6 +11,7 @@ mod crash;
 mod customers;
 mod directory;
 mod idempotency;
+mod migration;
 mod payments;
 mod pix;
 mod tls;

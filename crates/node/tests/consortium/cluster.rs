@@ -286,6 +286,28 @@ impl Cluster {
 
     /// Starts bank `i`; `fault` is a `BANKD_FAULT` kill point.
     pub fn start(&self, i: usize, fault: Option<&str>) {
+        self.start_listed(i, fault, &self.banks[i].consortium);
+    }
+
+    /// Starts bank `i` with a consortium file that lists it alone, as a bank was before it
+    /// joined the others (its directory a group of one).
+    pub fn start_alone(&self, i: usize) {
+        let listed = std::fs::read_to_string(&self.consortium).unwrap();
+        let own = listed
+            .split("[[bank]]")
+            .find(|entry| entry.contains(&format!("code = \"{}\"", self.banks[i].code)))
+            .unwrap();
+        let alone = self.consortium.with_file_name(format!("alone-{i}.toml"));
+        std::fs::write(&alone, format!("[[bank]]{own}")).unwrap();
+        self.start_listed(i, None, &alone);
+    }
+
+    /// Bank `i`'s data folder.
+    pub fn data_dir(&self, i: usize) -> &PathBuf {
+        &self.banks[i].data_dir
+    }
+
+    fn start_listed(&self, i: usize, fault: Option<&str>, consortium: &PathBuf) {
         let bank = &self.banks[i];
         let mut process = bank.process.lock().unwrap();
         assert!(process.is_none(), "bank {} is running", bank.code);
@@ -297,7 +319,7 @@ impl Cluster {
             .env("BANKD_LISTEN", format!("127.0.0.1:{}", bank.port))
             .env("BANKD_DATA_DIR", &bank.data_dir)
             .env("BANKD_OPERATOR_TOKEN", OPERATOR_TOKEN)
-            .env("BANKD_CONSORTIUM", &bank.consortium)
+            .env("BANKD_CONSORTIUM", consortium)
             .env("BANKD_KEY_FILE", &bank.key_file)
             // CLUSTER_LOG=… (a RUST_LOG filter) shows more of what the banks do.
             .env(

@@ -670,6 +670,10 @@ impl Store for SqliteStore {
             .await
     }
 
+    async fn directory_listing(&self) -> Result<DirectoryListing, StoreError> {
+        self.read(read::directory_listing).await
+    }
+
     async fn pix_keys_of(&self, id: CustomerId) -> Result<Vec<PixKeyRecord>, StoreError> {
         let bank = self.bank.clone();
         self.read(move |conn| read::pix_keys_of(conn, &bank, id))

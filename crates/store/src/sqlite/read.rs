@@ -650,3 +650,53 @@ pub fn audit(conn: &Connection, clock: String) -> rusqlite::Result<AuditRecord> 
         checks,
     })
 }
+
+/// Every customer, holding and Pix key, in id order ([`DirectoryListing`]).
+pub fn directory_listing(conn: &Connection) -> rusqlite::Result<DirectoryListing> {
+    let customers = conn
+        .prepare(
+            "SELECT id, document, name, username, password_hash, home_bank FROM customers ORDER BY id",
+        )?
+        .query_map([], |row| {
+            Ok(ListedCustomer {
+                id: row.get(0)?,
+                document: row.get(1)?,
+                name: row.get(2)?,
+                username: row.get(3)?,
+                password_hash: row.get(4)?,
+                home_bank: row.get(5)?,
+            })
+        })?
+        .collect::<rusqlite::Result<_>>()?;
+    let number = |base: i64| {
+        AccountNumber::from_base(base as u64)
+            .ok_or_else(|| rusqlite::Error::IntegralValueOutOfRange(0, base))
+    };
+    let holdings = conn
+        .prepare(
+            "SELECT h.customer_id, a.number FROM account_holders h
+             JOIN accounts a ON a.id = h.account_id WHERE a.number IS NOT NULL
+             ORDER BY h.customer_id, a.number",
+        )?
+        .query_map([], |row| Ok((row.get(0)?, number(row.get(1)?)?)))?
+        .collect::<rusqlite::Result<_>>()?;
+    let pix_keys = conn
+        .prepare(
+            "SELECT k.key, k.type, a.number, k.owner_id FROM pix_keys k
+             JOIN accounts a ON a.id = k.account_id ORDER BY k.key",
+        )?
+        .query_map([], |row| {
+            Ok(ListedPixKey {
+                key: row.get(0)?,
+                key_type: row.get(1)?,
+                account: number(row.get(2)?)?,
+                owner: row.get(3)?,
+            })
+        })?
+        .collect::<rusqlite::Result<_>>()?;
+    Ok(DirectoryListing {
+        customers,
+        holdings,
+        pix_keys,
+    })
+}
