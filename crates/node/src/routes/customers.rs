@@ -13,7 +13,7 @@ use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use ledger::Document;
 use std::sync::{Arc, LazyLock};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 use store::{Command, Outcome, Refusal};
 
 pub const PASSWORD_LEN_MIN: usize = 8;
@@ -180,9 +180,8 @@ async fn registered(
             let refused = crate::directory::problem(directory::DirectoryError::Conflict(
                 directory::Conflict::DuplicateDocument,
             ));
-            let Some(earlier) = directory
-                .customer_by_document(document)
-                .map_err(crate::directory::problem)?
+            let Some(earlier) = earlier_claim(directory, document)
+                .await?
                 .filter(|c| c.home_bank == state.bank && c.username == username && c.name == name)
             else {
                 return Err(refused);
@@ -198,6 +197,29 @@ async fn registered(
             }
         }
         Err(error) => Err(crate::directory::problem(error)),
+    }
+}
+
+/// How long a retried registration waits for this bank's copy of the directory to show the
+/// claim the leader refused it for (a forwarded write's conflict carries no log index to wait
+/// for, and a follower may lag the leader by the entry that holds the earlier try).
+const EARLIER_CLAIM_WAIT: Duration = Duration::from_secs(1);
+
+/// The customer the directory holds under `document`, waiting up to [`EARLIER_CLAIM_WAIT`] for
+/// this bank's copy to catch up with the claim the leader knows of.
+async fn earlier_claim(
+    directory: &directory::Directory,
+    document: &Document,
+) -> Result<Option<directory::Customer>, ApiError> {
+    let until = Instant::now() + EARLIER_CLAIM_WAIT;
+    loop {
+        let found = directory
+            .customer_by_document(document)
+            .map_err(crate::directory::problem)?;
+        if found.is_some() || Instant::now() >= until {
+            return Ok(found);
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
     }
 }
 

@@ -182,7 +182,7 @@ impl Cluster {
         Cluster::started_with(false).await
     }
 
-    /// As [`Cluster::started`], over TLS with `tls` ([`Cluster::configured`]).
+    /// As [`Cluster::started`], over TLS with `tls` ([`Cluster::configured_as`]).
     pub async fn started_with(tls: bool) -> Cluster {
         Cluster::started_as(Shape {
             tls,
@@ -292,12 +292,14 @@ impl Cluster {
     /// Starts bank `i` with a consortium file that lists it alone, as a bank was before it
     /// joined the others (its directory a group of one).
     pub fn start_alone(&self, i: usize) {
-        let listed = std::fs::read_to_string(&self.consortium).unwrap();
+        let listed = std::fs::read_to_string(&self.banks[i].consortium).unwrap();
         let own = listed
             .split("[[bank]]")
             .find(|entry| entry.contains(&format!("code = \"{}\"", self.banks[i].code)))
             .unwrap();
-        let alone = self.consortium.with_file_name(format!("alone-{i}.toml"));
+        let alone = self.banks[i]
+            .consortium
+            .with_file_name(format!("alone-{i}.toml"));
         std::fs::write(&alone, format!("[[bank]]{own}")).unwrap();
         self.start_listed(i, None, &alone);
     }

@@ -145,7 +145,7 @@ async fn key_bank(cluster: &Cluster, i: usize, token: &str, key: &str) -> Option
 /// it; a further start does not load again.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_ledger_made_before_the_directory_is_loaded_and_its_conflicts_reported() {
-    let cluster = Cluster::configured(false);
+    let cluster = Cluster::configured_as(crate::cluster::Shape::THREE);
     cluster.start_alone(0);
     let ana = person(&cluster, 0, &unique("ana"), &cpf()).await;
     let ana_key = format!("{}@example.com", unique("ana"));
