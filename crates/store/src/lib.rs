@@ -13,6 +13,7 @@
 mod clock;
 mod model;
 pub mod sqlite;
+pub mod tx;
 
 pub use clock::{SharedClock, wall_ms};
 pub use model::*;
