@@ -16,7 +16,6 @@ use crate::{SharedClock, Store, StoreError, Submitted};
 use async_trait::async_trait;
 use ledger::{AccountNumber, BankCode, EndToEndId, PixKey, Stamp};
 use priority::Priority;
-pub use priority::set_realtime_commits;
 use rusqlite::{Connection, OpenFlags, OptionalExtension};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
@@ -28,6 +27,70 @@ pub use crate::writer::{BATCH_MAX, FAULT_PANIC, FAULT_STOP, QUEUE_MAX};
 const WRITER_CACHE_KIB: i64 = -65_536;
 /// Reader connections kept open between reads.
 const READERS_IDLE_MAX: usize = 8;
+
+/// The SQLite backend's own tuning of its writer, each part off unless asked for
+/// (`bankd --sqlite-tuning`; BENCHMARKS.md measures them). None changes what is durable when.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct SqliteTuning {
+    /// The writer's connection goes through the `coalesce` VFS (`vfs.rs`): each commit's WAL
+    /// frames reach the file in one write instead of two per frame.
+    pub coalesce_vfs: bool,
+    /// From a commit's sync until its last answer the writer runs at real-time priority, when
+    /// the process may (`priority.rs`). Works through the `coalesce` VFS's sync hook, so it opens
+    /// the writer through that VFS too.
+    pub realtime_commits: bool,
+    /// The writer's hot statements are taken from the statement cache once per batch instead
+    /// of once per use (`tx.rs`, `Hot`).
+    pub batch_statements: bool,
+}
+
+impl SqliteTuning {
+    /// Every part on.
+    pub const ALL: SqliteTuning = SqliteTuning {
+        coalesce_vfs: true,
+        realtime_commits: true,
+        batch_statements: true,
+    };
+
+    /// Reads `none`, `all`, or a comma-separated list of `vfs`, `realtime` and `statements`.
+    pub fn parse(text: &str) -> Option<SqliteTuning> {
+        let mut tuning = SqliteTuning::default();
+        for part in text.split(',').map(str::trim) {
+            match part {
+                "none" => {}
+                "all" => tuning = SqliteTuning::ALL,
+                "vfs" => tuning.coalesce_vfs = true,
+                "realtime" => tuning.realtime_commits = true,
+                "statements" => tuning.batch_statements = true,
+                _ => return None,
+            }
+        }
+        Some(tuning)
+    }
+
+    fn bits(self) -> u8 {
+        u8::from(self.coalesce_vfs)
+            | u8::from(self.realtime_commits) << 1
+            | u8::from(self.batch_statements) << 2
+    }
+
+    fn from_bits(bits: u8) -> SqliteTuning {
+        SqliteTuning {
+            coalesce_vfs: bits & 1 != 0,
+            realtime_commits: bits & 2 != 0,
+            batch_statements: bits & 4 != 0,
+        }
+    }
+}
+
+/// The tuning of stores opened by [`SqliteStore::open`] from now on (none unless set).
+static TUNING: std::sync::atomic::AtomicU8 = std::sync::atomic::AtomicU8::new(0);
+
+/// Chooses the tuning of the SQLite stores this process opens from now on with
+/// [`SqliteStore::open`] (`bankd --sqlite-tuning`, and `bank bench` for the banks it starts).
+pub fn set_tuning(tuning: SqliteTuning) {
+    TUNING.store(tuning.bits(), std::sync::atomic::Ordering::Relaxed);
+}
 
 pub struct SqliteStore {
     bank: String,
@@ -73,18 +136,21 @@ fn open_connection(path: &Path, flags: OpenFlags) -> rusqlite::Result<Connection
     )?)
 }
 
-/// The writer's connection, through the `coalesce` VFS (`vfs.rs`): each commit's WAL frames
-/// reach the file in one write instead of two per frame.
-fn open_writer(path: &Path) -> rusqlite::Result<Connection> {
+/// The writer's connection, through the `coalesce` VFS (`vfs.rs`) when tuned so: each commit's
+/// WAL frames reach the file in one write instead of two per frame.
+fn open_writer(path: &Path, tuning: SqliteTuning) -> rusqlite::Result<Connection> {
+    let flags = OpenFlags::SQLITE_OPEN_READ_WRITE
+        | OpenFlags::SQLITE_OPEN_CREATE
+        | OpenFlags::SQLITE_OPEN_NO_MUTEX;
+    if !(tuning.coalesce_vfs || tuning.realtime_commits) {
+        return configure(Connection::open_with_flags(path, flags)?);
+    }
     vfs::register().map_err(|code| {
         rusqlite::Error::SqliteFailure(
             rusqlite::ffi::Error::new(code),
             Some("cannot register the coalesce VFS".to_string()),
         )
     })?;
-    let flags = OpenFlags::SQLITE_OPEN_READ_WRITE
-        | OpenFlags::SQLITE_OPEN_CREATE
-        | OpenFlags::SQLITE_OPEN_NO_MUTEX;
     configure(Connection::open_with_flags_and_vfs(path, flags, vfs::NAME)?)
 }
 
@@ -100,14 +166,26 @@ fn configure(conn: Connection) -> rusqlite::Result<Connection> {
 impl SqliteStore {
     /// Opens (creating and migrating if needed) the bank's database at `path`, checks the
     /// ledger's invariants on what is there, and starts the writer. `peers` are the other banks,
-    /// each of which gets a settlement account.
+    /// each of which gets a settlement account. Tuned as [`set_tuning`] last chose.
     pub fn open(
         path: &Path,
         bank: BankCode,
         peers: &[BankCode],
         clock: Arc<SharedClock>,
     ) -> Result<SqliteStore, StoreError> {
-        let mut conn = open_writer(path)?;
+        let tuning = SqliteTuning::from_bits(TUNING.load(std::sync::atomic::Ordering::Relaxed));
+        SqliteStore::open_tuned(path, bank, peers, clock, tuning)
+    }
+
+    /// [`SqliteStore::open`] with this tuning.
+    pub fn open_tuned(
+        path: &Path,
+        bank: BankCode,
+        peers: &[BankCode],
+        clock: Arc<SharedClock>,
+        tuning: SqliteTuning,
+    ) -> Result<SqliteStore, StoreError> {
+        let mut conn = open_writer(path, tuning)?;
         let mode: String =
             conn.pragma_update_and_check(None, "journal_mode", "WAL", |row| row.get(0))?;
         if !mode.eq_ignore_ascii_case("wal") {
@@ -154,6 +232,7 @@ impl SqliteStore {
         conn.pragma_update(None, "foreign_keys", "OFF")?;
         let backend = SqliteBackend {
             conn,
+            tuning,
             priority: None,
             checkpointer: Checkpointer::start(path, &bank.to_string())?,
         };
@@ -190,10 +269,11 @@ impl SqliteStore {
     }
 }
 
-/// The writer's side of the SQLite file: its connection (through the `coalesce` VFS), its
-/// real-time commits, and the checkpointer it wakes after each batch.
+/// The writer's side of the SQLite file: its connection, its tuning, and the checkpointer it
+/// wakes after each batch.
 struct SqliteBackend {
     conn: Connection,
+    tuning: SqliteTuning,
     /// Set on the writer's thread ([`Backend::on_writer_thread`]).
     priority: Option<Priority>,
     checkpointer: Checkpointer,
@@ -204,14 +284,17 @@ impl crate::tx::Backend for SqliteBackend {
     type Tx<'b> = SqliteTx<'b>;
 
     fn on_writer_thread(&mut self, bank: &str) {
-        self.priority = Some(Priority::for_this_thread(bank));
+        self.priority = Some(Priority::for_this_thread(
+            bank,
+            self.tuning.realtime_commits,
+        ));
     }
 
     fn begin(&mut self) -> rusqlite::Result<SqliteTx<'_>> {
         self.conn.execute_batch("BEGIN IMMEDIATE")?;
         Ok(SqliteTx {
             conn: &self.conn,
-            hot: tx::Hot::new(&self.conn),
+            hot: tx::Hot::new(&self.conn, self.tuning.batch_statements),
             priority: self.priority.as_ref(),
         })
     }
@@ -462,6 +545,27 @@ mod tests {
         ));
         drop(running);
         assert!(store.audit().await.unwrap().ok());
+    }
+
+    /// `bankd --sqlite-tuning` reads parts by name, `all` and `none`; anything else is refused.
+    #[test]
+    fn tuning_reads_its_parts_by_name() {
+        assert_eq!(SqliteTuning::parse("none"), Some(SqliteTuning::default()));
+        assert_eq!(SqliteTuning::parse("all"), Some(SqliteTuning::ALL));
+        assert_eq!(
+            SqliteTuning::parse("vfs, statements"),
+            Some(SqliteTuning {
+                coalesce_vfs: true,
+                realtime_commits: false,
+                batch_statements: true,
+            })
+        );
+        for bad in ["", "fast", "vfs,", "all,turbo"] {
+            assert_eq!(SqliteTuning::parse(bad), None, "{bad:?}");
+        }
+        for tuning in [SqliteTuning::default(), SqliteTuning::ALL] {
+            assert_eq!(SqliteTuning::from_bits(tuning.bits()), tuning);
+        }
     }
 
     #[test]
