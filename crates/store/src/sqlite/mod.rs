@@ -526,6 +526,195 @@ impl Store for SqliteStore {
 mod tests {
     use super::*;
 
+    /// SQLite's backend as another backend may behave: failing to begin a few times with an error
+    /// it calls retryable (a serialization failure, say), and sharing its database with other
+    /// writers (`exclusive` false).
+    struct Shared {
+        inner: SqliteBackend,
+        fail_begins: usize,
+        exclusive: bool,
+    }
+
+    fn busy() -> rusqlite::Error {
+        rusqlite::Error::SqliteFailure(
+            rusqlite::ffi::Error::new(rusqlite::ffi::SQLITE_BUSY),
+            Some("test: try again".into()),
+        )
+    }
+
+    impl crate::tx::Backend for Shared {
+        type Error = rusqlite::Error;
+        type Tx<'b> = SqliteTx<'b>;
+
+        fn begin(&mut self) -> rusqlite::Result<SqliteTx<'_>> {
+            if self.fail_begins > 0 {
+                self.fail_begins -= 1;
+                return Err(busy());
+            }
+            self.inner.begin()
+        }
+
+        fn rollback(&mut self) -> rusqlite::Result<()> {
+            self.inner.rollback()
+        }
+
+        fn exclusive(&self) -> bool {
+            self.exclusive
+        }
+
+        fn retryable(&self, error: &rusqlite::Error) -> bool {
+            error.sqlite_error_code() == Some(rusqlite::ErrorCode::DatabaseBusy)
+        }
+    }
+
+    /// A bank with one customer holding one account of R$ 50,00, closed again; answers its
+    /// file, the customer and the account.
+    async fn closed_bank(dir: &Path) -> (PathBuf, CustomerId, AccountNumber) {
+        let path = dir.join("ledger.db");
+        let store = SqliteStore::open(
+            &path,
+            BankCode::parse("10000001").unwrap(),
+            &[],
+            Arc::new(SharedClock::default()),
+        )
+        .unwrap();
+        let run = |command| {
+            store.execute(Request {
+                command,
+                idempotency: None,
+            })
+        };
+        let Outcome::Customer(ana) = run(Command::RegisterCustomer {
+            public_id: "p".into(),
+            name: "Ana".into(),
+            document: ledger::Document::parse("529.982.247-25").unwrap(),
+            username: "ana".into(),
+            password_hash: "h".into(),
+        })
+        .await
+        .unwrap()
+        .outcome
+        else {
+            panic!("not registered")
+        };
+        let Outcome::Account(account) = run(Command::OpenAccount {
+            actor: ana.id,
+            kind: ledger::AccountKind::Individual,
+            co_holders: vec![],
+            opening_deposit: ledger::Amount::from_cents(5_000).unwrap(),
+            e2e: e2e(0),
+        })
+        .await
+        .unwrap()
+        .outcome
+        else {
+            panic!("not opened")
+        };
+        drop(store);
+        // The writer lets go of the file once its queue's last handle is gone.
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+        (path, ana.id, AccountNumber::parse(&account.number).unwrap())
+    }
+
+    fn e2e(serial: u64) -> EndToEndId {
+        EndToEndId::sequenced(BankCode::parse("10000001").unwrap(), "202612070000", serial)
+    }
+
+    fn shared_writer(path: &Path, fail_begins: usize, exclusive: bool) -> WriterHandle {
+        let conn = open_writer(path, SqliteTuning::default()).unwrap();
+        let vault: i64 = conn
+            .query_row("SELECT id FROM accounts WHERE kind = 'vault'", [], |row| {
+                row.get(0)
+            })
+            .unwrap();
+        let backend = Shared {
+            inner: SqliteBackend {
+                conn,
+                tuning: SqliteTuning::default(),
+                priority: None,
+                checkpointer: Checkpointer::start(path, "10000001").unwrap(),
+            },
+            fail_begins,
+            exclusive,
+        };
+        crate::writer::spawn(
+            backend,
+            BankCode::parse("10000001").unwrap(),
+            vault,
+            Arc::new(SharedClock::default()),
+        )
+        .unwrap()
+    }
+
+    async fn deposit(
+        writer: &WriterHandle,
+        actor: CustomerId,
+        account: AccountNumber,
+        serial: u64,
+    ) -> Result<Executed, StoreError> {
+        writer
+            .submit(Request {
+                command: Command::Deposit {
+                    actor,
+                    account,
+                    amount: ledger::Amount::from_cents(100).unwrap(),
+                    description: String::new(),
+                    e2e: e2e(serial),
+                },
+                idempotency: None,
+            })?
+            .await
+    }
+
+    /// A batch that fails with an error its backend calls retryable is run again, up to
+    /// `BATCH_RETRIES_MAX` times, before it fails.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_retryable_failure_runs_the_batch_again() {
+        let dir = tempfile::tempdir().unwrap();
+        let (path, ana, account) = closed_bank(dir.path()).await;
+        let writer = shared_writer(&path, crate::writer::BATCH_RETRIES_MAX, true);
+        let done = deposit(&writer, ana, account, 1).await.unwrap();
+        assert!(matches!(done.outcome, Outcome::Entry(ref e) if e.balance_after_cents == 5_100));
+        drop(writer);
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+        let writer = shared_writer(&path, crate::writer::BATCH_RETRIES_MAX + 1, true);
+        let failed = deposit(&writer, ana, account, 2).await;
+        assert!(
+            matches!(&failed, Err(StoreError::Database(error)) if error.sqlite_error_code() == Some(rusqlite::ErrorCode::DatabaseBusy)),
+            "{failed:?}"
+        );
+        let again = deposit(&writer, ana, account, 3).await.unwrap();
+        assert!(matches!(again.outcome, Outcome::Entry(ref e) if e.balance_after_cents == 5_200));
+    }
+
+    /// A writer that shares its database (`exclusive` false) reads every account again in each
+    /// transaction: money another process moved in between counts. (An exclusive writer keeps
+    /// what it read, which is exact only while it is the one writer.)
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_shared_writer_reads_what_another_process_wrote() {
+        let dir = tempfile::tempdir().unwrap();
+        let (path, ana, account) = closed_bank(dir.path()).await;
+        let writer = shared_writer(&path, 0, false);
+        let first = deposit(&writer, ana, account, 1).await.unwrap();
+        assert!(matches!(first.outcome, Outcome::Entry(ref e) if e.balance_after_cents == 5_100));
+        // Another process deposits R$ 10,00 (both sides, so the ledger still balances).
+        let other = Connection::open(&path).unwrap();
+        other
+            .execute_batch(&format!(
+                "BEGIN IMMEDIATE;
+                 UPDATE accounts SET credits_posted = credits_posted + 1000 WHERE number = {};
+                 UPDATE accounts SET debits_posted = debits_posted + 1000 WHERE kind = 'vault';
+                 COMMIT;",
+                account.base()
+            ))
+            .unwrap();
+        let second = deposit(&writer, ana, account, 2).await.unwrap();
+        assert!(
+            matches!(second.outcome, Outcome::Entry(ref e) if e.balance_after_cents == 6_200),
+            "{second:?}"
+        );
+    }
+
     /// A full-ledger audit reads every row: while one runs, another is refused at once rather
     /// than piling up beside it.
     #[tokio::test]
