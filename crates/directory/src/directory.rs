@@ -2,7 +2,7 @@
 //! forwards them over the [`Transport`]) and answer once the leader has applied them; reads are
 //! local, from this bank's own copy.
 
-use crate::model::{AccountRef, Applied, Command, Conflict, Customer, PixEntry};
+use crate::model::{AccountRef, Applied, Command, Conflict, Customer, Decision, PixEntry};
 use crate::network::{Forged, Message, Network, Refused, Reply, Transport};
 use crate::state::{self, ReadError};
 use crate::store::{self, OpenError};
@@ -427,5 +427,29 @@ impl Directory {
     pub async fn shutdown(&self) {
         // An error here means it had already stopped.
         let _ = self.inner.raft.shutdown().await;
+    }
+
+    /// The interbank decision this bank's copy of the log holds for `e2e`, if any.
+    pub fn decision(&self, e2e: &ledger::EndToEndId) -> Result<Option<bool>, DirectoryError> {
+        self.read(|conn| Ok(state::decision(conn, e2e.as_str())?))
+    }
+
+    /// Records `decisions` in the log (one entry; at most `DECISIONS_PER_ENTRY_MAX`) and answers,
+    /// in the same order, the decision that stands for each transaction: the proposed one, or
+    /// the one the log recorded first. Answers only once the entry is applied here, so this
+    /// bank's copy agrees with what it is told. `Unavailable` (no majority, an election): the
+    /// entry may still be committed later; proposing again is safe, the first decision wins.
+    pub async fn decide(&self, decisions: Vec<Decision>) -> Result<Vec<bool>, DirectoryError> {
+        let e2es: Vec<ledger::EndToEndId> = decisions.iter().map(|d| d.e2e.clone()).collect();
+        let applied = self.write(Command::RecordDecisions { decisions }).await?;
+        if !self
+            .wait_for_index(applied.index, self.inner.settings.write_timeout)
+            .await
+        {
+            return Err(DirectoryError::Unavailable);
+        }
+        e2es.iter()
+            .map(|e2e| self.decision(e2e)?.ok_or(DirectoryError::Unavailable))
+            .collect()
     }
 }
