@@ -17,6 +17,10 @@ pub enum Point {
     AfterPrepare,
     /// Participant: the holds are posted or voided, the acknowledgement is not sent.
     AfterFinish,
+    /// Coordinator: every vote is in and the decision made, not yet proposed to the log.
+    BeforeLogDecision,
+    /// Coordinator: the log holds the decision, this bank's store does not yet.
+    AfterLogDecision,
 }
 
 impl Point {
@@ -27,6 +31,8 @@ impl Point {
             Point::AfterBegin => "after_begin",
             Point::AfterPrepare => "after_prepare",
             Point::AfterFinish => "after_finish",
+            Point::BeforeLogDecision => "before_log_decision",
+            Point::AfterLogDecision => "after_log_decision",
         }
     }
 }
