@@ -4,8 +4,8 @@
 //! the log records for a transaction wins, so a participant in doubt whose coordinator is gone
 //! can force an abort there, and the coordinator, proposing later, learns it and obeys.
 //!
-//! Proposals are batched: one task gathers every decision asked for while earlier log entries
-//! are in flight (at most [`IN_FLIGHT_MAX`] at once) into one entry of up to
+//! Proposals are batched: one task gathers every decision asked for while this bank's previous
+//! entry is in flight ([`IN_FLIGHT_MAX`]) into one entry of up to
 //! `directory::DECISIONS_PER_ENTRY_MAX`, so the log's round trips are shared by many payments.
 //! A proposal that cannot be committed (this bank has no majority, an election) is retried until
 //! it is: the transaction stays pending meanwhile, and nobody is told any outcome.
@@ -16,9 +16,11 @@ use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::{Semaphore, mpsc, oneshot};
 
-/// Log entries of decisions in flight at once; proposals arriving meanwhile wait and go together
-/// in the next entry.
-pub const IN_FLIGHT_MAX: usize = 4;
+/// Log entries of decisions in flight at once from this bank; proposals arriving meanwhile wait
+/// and go together in the next entry. One: every entry costs each bank HTTP requests and
+/// fsyncs, so on a busy machine fewer, fuller entries beat more entries in flight (with 4, the
+/// interbank bench ran at 0.42x the rate without the log; see BENCHMARKS.md).
+pub const IN_FLIGHT_MAX: usize = 1;
 /// The first and the longest wait before a proposal the log could not take is tried again.
 const RETRY_FIRST: Duration = Duration::from_millis(100);
 const RETRY_MAX: Duration = Duration::from_secs(2);
