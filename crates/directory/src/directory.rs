@@ -2,7 +2,9 @@
 //! forwards them over the [`Transport`]) and answer once the leader has applied them; reads are
 //! local, from this bank's own copy.
 
-use crate::model::{AccountRef, Applied, Command, Conflict, Customer, PixEntry};
+use crate::model::{
+    AccountRef, Applied, Command, Conflict, Customer, DECISIONS_PER_ENTRY_MAX, Decision, PixEntry,
+};
 use crate::network::{Forged, Message, Network, Refused, Reply, Transport};
 use crate::state::{self, ReadError};
 use crate::store::{self, OpenError};
@@ -368,6 +370,14 @@ impl Directory {
             Message::InstallSnapshot(rpc) => {
                 Reply::InstallSnapshot(raft.install_snapshot(rpc).await)
             }
+            Message::Decide(decisions) => {
+                Reply::Decided(if decisions.len() > DECISIONS_PER_ENTRY_MAX {
+                    Err(Refused::Invalid("decisions".to_owned()))
+                } else {
+                    let deadline = Instant::now() + self.inner.settings.write_timeout;
+                    self.decide_here(decisions, deadline).await
+                })
+            }
             Message::Write(command) => Reply::Write(match command.check() {
                 Err(field) => Err(Refused::Invalid(field.to_owned())),
                 Ok(()) => {
@@ -436,5 +446,79 @@ impl Directory {
     pub async fn shutdown(&self) {
         // An error here means it had already stopped.
         let _ = self.inner.raft.shutdown().await;
+    }
+
+    /// The interbank decision this bank's copy of the log holds for `e2e`, if any.
+    pub fn decision(&self, e2e: &ledger::EndToEndId) -> Result<Option<bool>, DirectoryError> {
+        self.read(|conn| Ok(state::decision(conn, e2e.as_str())?))
+    }
+
+    /// Records `decisions` in the log (one entry; at most `DECISIONS_PER_ENTRY_MAX`) through the
+    /// leader and answers, in the same order, the decision that stands for each transaction: the
+    /// proposed one, or the one the log recorded first (the leader reads them from its copy once
+    /// the entry is applied there, so a follower does not wait for its own copy). `Unavailable`
+    /// (no majority, an election): the entry may still be committed later; proposing again is
+    /// safe, the first decision wins.
+    pub async fn decide(&self, decisions: Vec<Decision>) -> Result<Vec<bool>, DirectoryError> {
+        if decisions.len() > DECISIONS_PER_ENTRY_MAX {
+            return Err(DirectoryError::Invalid("decisions".to_owned()));
+        }
+        let deadline = Instant::now() + self.inner.settings.write_timeout;
+        let mut hint = None;
+        for _ in 0..FORWARDS_MAX {
+            let leader = match hint.take() {
+                Some(leader) => leader,
+                None => self.leader_before(deadline).await?,
+            };
+            let result = if leader == self.inner.id {
+                self.decide_here(decisions.clone(), deadline).await
+            } else {
+                self.forward_decisions(leader, decisions.clone(), deadline)
+                    .await
+            };
+            match result {
+                Ok(winners) if winners.len() == decisions.len() => return Ok(winners),
+                Ok(_) => return Err(DirectoryError::Unavailable),
+                Err(Refused::Conflict(conflict)) => return Err(DirectoryError::Conflict(conflict)),
+                Err(Refused::Invalid(field)) => return Err(DirectoryError::Invalid(field)),
+                Err(Refused::Unavailable) => return Err(DirectoryError::Unavailable),
+                Err(Refused::NotLeader(next)) => hint = next.filter(|next| *next != leader),
+            }
+        }
+        Err(DirectoryError::Unavailable)
+    }
+
+    /// Proposes `decisions` on this bank, which must be the leader, and reads back the winners
+    /// (the entry is applied here before `write_here` answers).
+    async fn decide_here(
+        &self,
+        decisions: Vec<Decision>,
+        deadline: Instant,
+    ) -> Result<Vec<bool>, Refused> {
+        let e2es: Vec<ledger::EndToEndId> = decisions.iter().map(|d| d.e2e.clone()).collect();
+        self.write_here(Command::RecordDecisions { decisions }, deadline)
+            .await?;
+        e2es.iter()
+            .map(|e2e| match self.decision(e2e) {
+                Ok(Some(commit)) => Ok(commit),
+                Ok(None) | Err(_) => Err(Refused::Unavailable),
+            })
+            .collect()
+    }
+
+    async fn forward_decisions(
+        &self,
+        leader: NodeId,
+        decisions: Vec<Decision>,
+        deadline: Instant,
+    ) -> Result<Vec<bool>, Refused> {
+        let call = self
+            .inner
+            .transport
+            .call(leader, Message::Decide(decisions));
+        match tokio::time::timeout_at(deadline, call).await {
+            Ok(Ok(Reply::Decided(result))) => result,
+            Ok(Ok(_)) | Ok(Err(_)) | Err(_) => Err(Refused::Unavailable),
+        }
     }
 }

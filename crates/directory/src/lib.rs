@@ -26,6 +26,7 @@ pub use directory::{Directory, DirectoryError, FORWARDS_MAX, SNAPSHOT_CHUNK_BYTE
 pub use model::{
     AccountRef, Applied, Command, Conflict, Customer, Effect, FIELD_BYTES_MAX, PixEntry, Response,
 };
+pub use model::{DECISIONS_PER_ENTRY_MAX, Decision};
 pub use network::{Forged, Message, Refused, Reply, Transport, TransportError};
 pub use state::ReadError;
 

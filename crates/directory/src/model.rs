@@ -3,7 +3,7 @@
 //! type's canonical text and is parsed (so validated) again on the way in, so a command from
 //! another bank is checked the same way as one made here.
 
-use ledger::{AccountNumber, BankCode, Document, PixKey, PixKeyType};
+use ledger::{AccountNumber, BankCode, Document, EndToEndId, PixKey, PixKeyType};
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
 /// Longest name, username, password hash or holder's display name the directory accepts, in
@@ -49,12 +49,32 @@ pub enum Command {
         bank: BankCode,
         account: AccountNumber,
     },
+    /// Interbank decisions (the non-blocking commit, issue #24), many per entry: for each
+    /// transaction the first decision the log records wins, and a later one for the same
+    /// end-to-end id changes nothing (every proposer reads the winner back).
+    RecordDecisions { decisions: Vec<Decision> },
+}
+
+/// Most decisions one log entry carries: a coordinator's batch is cut there, and a faulty peer's
+/// cannot be larger.
+pub const DECISIONS_PER_ENTRY_MAX: usize = 4_096;
+
+/// One interbank transaction's outcome as the log records it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Decision {
+    pub e2e: EndToEndId,
+    pub commit: bool,
 }
 
 impl Command {
     /// The limits a command must meet before it is proposed (`FIELD_BYTES_MAX`); the name of the
     /// first field over it.
     pub fn check(&self) -> Result<(), &'static str> {
+        if let Command::RecordDecisions { decisions } = self
+            && decisions.len() > DECISIONS_PER_ENTRY_MAX
+        {
+            return Err("decisions");
+        }
         let fields: &[(&'static str, &str)] = match self {
             Command::RegisterCustomer {
                 name,
@@ -68,6 +88,7 @@ impl Command {
             ],
             Command::AddPixKey { holder_name, .. } => &[("holder_name", holder_name)],
             Command::RemovePixKey { .. } | Command::AddAccount { .. } => &[],
+            Command::RecordDecisions { .. } => &[],
         };
         match fields
             .iter()

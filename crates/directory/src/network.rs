@@ -3,7 +3,7 @@
 //! back its [`Reply`]. Both are plain serde types, so a transport may send them as JSON. The
 //! receiving side hands each message to [`crate::Directory::handle`].
 
-use crate::model::{Applied, Command, Conflict};
+use crate::model::{Applied, Command, Conflict, Decision};
 use crate::{NodeId, TypeConfig};
 use openraft::EmptyNode;
 use openraft::error::{
@@ -30,6 +30,9 @@ pub enum Message {
     InstallSnapshot(InstallSnapshotRequest<TypeConfig>),
     /// A write a follower forwards to the leader it knows of.
     Write(Command),
+    /// Interbank decisions a follower forwards to the leader, answered with the decision that
+    /// stands for each (`Reply::Decided`).
+    Decide(Vec<Decision>),
 }
 
 impl Message {
@@ -40,7 +43,7 @@ impl Message {
             Message::AppendEntries(rpc) => rpc.vote.leader_id().voted_for(),
             Message::Vote(rpc) => rpc.vote.leader_id().voted_for(),
             Message::InstallSnapshot(rpc) => rpc.vote.leader_id().voted_for(),
-            Message::Write(_) => None,
+            Message::Write(_) | Message::Decide(_) => None,
         }
     }
 }
@@ -64,6 +67,7 @@ pub enum Reply {
         Result<InstallSnapshotResponse<NodeId>, RaftError<NodeId, InstallSnapshotError>>,
     ),
     Write(Result<Applied, Refused>),
+    Decided(Result<Vec<bool>, Refused>),
 }
 
 /// Why a forwarded write was not done.

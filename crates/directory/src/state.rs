@@ -178,6 +178,7 @@ pub(crate) fn apply(conn: &Connection, command: &Command) -> rusqlite::Result<Re
                 Effect::Unchanged
             }))
         }
+        Command::RecordDecisions { decisions } => record_decisions(conn, decisions),
     }
 }
 
@@ -350,6 +351,9 @@ pub(crate) struct Dump {
     customers: Vec<RawCustomer>,
     pix_keys: Vec<RawPixKey>,
     accounts: Vec<RawAccount>,
+    /// Interbank decisions, `(end-to-end id, commit)` (absent from snapshots made before them).
+    #[serde(default)]
+    decisions: Vec<(String, bool)>,
 }
 
 pub(crate) fn dump(conn: &Connection) -> rusqlite::Result<Dump> {
@@ -392,6 +396,7 @@ pub(crate) fn dump(conn: &Connection) -> rusqlite::Result<Dump> {
     })? {
         dump.accounts.push(row?);
     }
+    dump.decisions = dump_decisions(conn)?;
     Ok(dump)
 }
 
@@ -422,6 +427,57 @@ pub(crate) fn restore(conn: &Connection, dump: &Dump) -> rusqlite::Result<()> {
     )?;
     for k in &dump.pix_keys {
         statement.execute(params![k.key, k.bank, k.account, k.holder_name, k.document])?;
+    }
+    restore_decisions(conn, &dump.decisions)
+}
+
+/// The interbank decisions' table (issue #24), created beside the others in a file of any
+/// version: one row per transaction, written once (the first decision recorded wins).
+pub(crate) fn create_decisions(conn: &Connection) -> rusqlite::Result<()> {
+    conn.execute_batch(
+        "CREATE TABLE IF NOT EXISTS decisions (
+             e2e TEXT PRIMARY KEY,
+             committed INTEGER NOT NULL CHECK (committed IN (0, 1))
+         ) WITHOUT ROWID;",
+    )
+}
+
+/// Records each decision whose transaction has none yet; the ones already decided keep theirs.
+fn record_decisions(
+    conn: &Connection,
+    decisions: &[crate::model::Decision],
+) -> rusqlite::Result<Response> {
+    let mut statement =
+        conn.prepare_cached("INSERT OR IGNORE INTO decisions (e2e, committed) VALUES (?1, ?2)")?;
+    let mut changed = false;
+    for decision in decisions {
+        changed |= statement.execute(params![decision.e2e.as_str(), decision.commit])? == 1;
+    }
+    Ok(Ok(if changed {
+        Effect::Changed
+    } else {
+        Effect::Unchanged
+    }))
+}
+
+/// The decision the log recorded for a transaction, if any.
+pub(crate) fn decision(conn: &Connection, e2e: &str) -> rusqlite::Result<Option<bool>> {
+    conn.prepare_cached("SELECT committed FROM decisions WHERE e2e = ?1")?
+        .query_row([e2e], |row| row.get(0))
+        .optional()
+}
+
+fn dump_decisions(conn: &Connection) -> rusqlite::Result<Vec<(String, bool)>> {
+    let mut statement = conn.prepare("SELECT e2e, committed FROM decisions ORDER BY e2e")?;
+    let rows = statement.query_map([], |row| Ok((row.get(0)?, row.get(1)?)))?;
+    rows.collect()
+}
+
+fn restore_decisions(conn: &Connection, decisions: &[(String, bool)]) -> rusqlite::Result<()> {
+    conn.execute("DELETE FROM decisions", [])?;
+    let mut statement = conn.prepare("INSERT INTO decisions (e2e, committed) VALUES (?1, ?2)")?;
+    for (e2e, committed) in decisions {
+        statement.execute(params![e2e, committed])?;
     }
     Ok(())
 }

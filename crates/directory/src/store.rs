@@ -53,6 +53,7 @@ pub enum OpenError {
 pub fn open_store(path: &Path) -> Result<(LogStore, StateMachine), OpenError> {
     let conn = open(path)?;
     state::migrate(&conn)?.map_err(OpenError::Version)?;
+    state::create_decisions(&conn)?;
     let conn = Arc::new(Mutex::new(conn));
     let log = LogStore { conn: conn.clone() };
     let machine = StateMachine { conn };

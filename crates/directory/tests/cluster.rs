@@ -4,8 +4,11 @@
 //! Every wait is a bounded loop with a generous limit; nothing asserts how fast anything is.
 
 use directory::mesh::Mesh;
-use directory::{Applied, Command, Conflict, Directory, DirectoryError, NodeId, Settings};
-use ledger::{AccountNumber, BankCode, Cpf, Document, PixKey, PixKeyType};
+use directory::{
+    Applied, Command, Conflict, DECISIONS_PER_ENTRY_MAX, Decision, Directory, DirectoryError,
+    NodeId, Settings,
+};
+use ledger::{AccountNumber, BankCode, Cpf, Document, EndToEndId, PixKey, PixKeyType};
 use std::collections::BTreeMap;
 use std::future::Future;
 use std::path::PathBuf;
@@ -747,4 +750,110 @@ async fn many_contested_claims_at_once_each_have_exactly_one_winner() {
             assert_eq!(customer.home_bank, bank(winner), "bank {id}, CPF {n}");
         }
     }
+}
+
+/// Proposes `decisions` through `node`, retrying while the directory answers `Unavailable`, for
+/// at most `SETTLE`.
+async fn decide_retrying(node: &Directory, decisions: Vec<Decision>) -> Vec<bool> {
+    let deadline = Instant::now() + SETTLE;
+    loop {
+        match node.decide(decisions.clone()).await {
+            Err(DirectoryError::Unavailable) if Instant::now() < deadline => {
+                sleep(Duration::from_millis(100)).await;
+            }
+            other => return other.expect("decide"),
+        }
+    }
+}
+
+fn e2e(bank_id: NodeId, n: u64) -> EndToEndId {
+    EndToEndId::sequenced(bank(bank_id), "202612070300", n)
+}
+
+/// Interbank decisions (issue #24): the first recorded for a transaction wins, and every later
+/// proposal, at any bank and in any batch, is answered that winner; every replica holds it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_first_decision_in_the_log_wins_over_a_later_conflicting_one() {
+    let cluster = Cluster::start(Settings::default()).await;
+    let leader = cluster.leader(&cluster.ids).await;
+    let follower = *cluster
+        .ids
+        .iter()
+        .find(|id| **id != leader)
+        .expect("a follower");
+    let (a, b) = (e2e(1, 1), e2e(1, 2));
+    let decide = |e2e: &EndToEndId, commit| Decision {
+        e2e: e2e.clone(),
+        commit,
+    };
+    // The coordinator's commit is first for `a`; a participant's abort is first for `b`.
+    assert_eq!(
+        decide_retrying(cluster.node(follower), vec![decide(&a, true)]).await,
+        vec![true]
+    );
+    assert_eq!(
+        decide_retrying(
+            cluster.node(leader),
+            vec![decide(&b, false), decide(&a, false)]
+        )
+        .await,
+        vec![false, true],
+        "the later abort of `a` learns the commit"
+    );
+    for id in cluster.ids.clone() {
+        assert_eq!(
+            decide_retrying(cluster.node(id), vec![decide(&b, true)]).await,
+            vec![false],
+            "bank {id}: the later commit of `b` learns the abort"
+        );
+    }
+    // Contested at once: each of twenty transactions proposed commit at one bank and abort at
+    // the others, all together; each has one winner, told to every proposer.
+    let mut tasks = Vec::new();
+    for n in 10..30u64 {
+        for id in cluster.ids.clone() {
+            let node = cluster.node(id).clone();
+            let proposal = decide(&e2e(2, n), id == 2);
+            tasks.push(tokio::spawn(async move {
+                (n, decide_retrying(&node, vec![proposal]).await[0])
+            }));
+        }
+    }
+    let mut told: BTreeMap<u64, Vec<bool>> = BTreeMap::new();
+    for task in tasks {
+        let (n, winner) = task.await.expect("task");
+        told.entry(n).or_default().push(winner);
+    }
+    cluster.converge(&cluster.ids).await;
+    for (n, answers) in told {
+        assert!(
+            answers.windows(2).all(|w| w[0] == w[1]),
+            "transaction {n}: proposers were told {answers:?}"
+        );
+        for id in &cluster.ids {
+            assert_eq!(
+                cluster.node(*id).decision(&e2e(2, n)).expect("read"),
+                Some(answers[0]),
+                "bank {id}, transaction {n}"
+            );
+        }
+    }
+    for id in &cluster.ids {
+        let node = cluster.node(*id);
+        assert_eq!(node.decision(&a).expect("read"), Some(true), "bank {id}");
+        assert_eq!(node.decision(&b).expect("read"), Some(false), "bank {id}");
+        assert_eq!(node.decision(&e2e(3, 1)).expect("read"), None, "bank {id}");
+    }
+    // A batch over its limit is refused before the log.
+    let too_many = (0..=DECISIONS_PER_ENTRY_MAX as u64)
+        .map(|n| decide(&e2e(3, n), false))
+        .collect();
+    assert_eq!(
+        cluster.node(leader).decide(too_many).await,
+        Err(DirectoryError::Invalid("decisions".to_owned()))
+    );
+    assert_eq!(
+        cluster.node(leader).decision(&e2e(3, 0)).expect("read"),
+        None
+    );
 }

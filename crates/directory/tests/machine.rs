@@ -299,3 +299,60 @@ async fn a_command_travels_as_json_and_is_validated_again_on_the_way_in() {
         "a CPF with a wrong check digit is refused: {forged}"
     );
 }
+
+/// Interbank decisions (issue #24): in one batch or across entries, the first recorded for a
+/// transaction stands; they travel in a snapshot, replacing what the receiver held.
+#[tokio::test]
+async fn the_first_decision_stands_and_decisions_travel_in_a_snapshot() {
+    let e2e = |n| ledger::EndToEndId::sequenced(bank(1), "202612070300", n);
+    let decide = |pairs: &[(u64, bool)]| Command::RecordDecisions {
+        decisions: pairs
+            .iter()
+            .map(|(n, commit)| directory::Decision {
+                e2e: e2e(*n),
+                commit: *commit,
+            })
+            .collect(),
+    };
+    let (_a, mut source) = fresh();
+    let answers = source
+        .apply(entries([
+            decide(&[(1, true), (1, false)]),
+            decide(&[(1, false)]),
+            decide(&[(2, false), (1, false)]),
+        ]))
+        .await
+        .expect("apply");
+    let expected: Vec<Response> = vec![
+        Ok(Effect::Changed),
+        Ok(Effect::Unchanged),
+        Ok(Effect::Changed),
+    ];
+    assert_eq!(answers, expected);
+    let snapshot = source
+        .get_snapshot_builder()
+        .await
+        .build_snapshot()
+        .await
+        .expect("snapshot");
+    let text = String::from_utf8(snapshot.snapshot.get_ref().clone()).expect("json");
+    assert!(
+        text.contains(&format!("[\"{}\",true]", e2e(1)))
+            && text.contains(&format!("[\"{}\",false]", e2e(2))),
+        "{text}"
+    );
+    let (_b, mut target) = fresh();
+    target
+        .apply(entries([decide(&[(1, false), (3, true)])]))
+        .await
+        .expect("apply");
+    target
+        .install_snapshot(&snapshot.meta, snapshot.snapshot.clone())
+        .await
+        .expect("install");
+    assert_eq!(
+        snapshot_bytes(&mut target).await,
+        snapshot.snapshot.into_inner(),
+        "the receiver holds the sender's decisions, and only those"
+    );
+}

@@ -294,6 +294,24 @@ impl<P: Clone> Coordinator<P> {
     }
 }
 
+impl<P: Clone> Coordinator<P> {
+    /// A decision this coordinator made was overruled by an earlier one recorded elsewhere (the
+    /// consortium's log, where a participant in doubt may force an abort first): it now holds
+    /// and resends `commit` instead, to every participant again. `false` if the transaction is
+    /// not open here (then [`Coordinator::restore`] it).
+    pub fn overrule(&mut self, txn: &TxnId, commit: bool) -> bool {
+        match self.txns.get_mut(txn) {
+            Some(open) => {
+                open.decision = Some(commit);
+                open.acks.clear();
+                open.sent_ms = 0;
+                true
+            }
+            None => false,
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

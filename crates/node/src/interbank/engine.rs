@@ -4,8 +4,9 @@
 //! finished before any later message is sent. Lists whose effects need the store run in their own
 //! task, so many transactions' writes meet in the store's group commit.
 
+use super::decisions::Decider;
 use super::fault::{self, Point};
-use super::peers::PeerLink;
+use super::peers::{PeerLink, Status};
 use super::{Decided, Part};
 use ledger::BankCode;
 use protocol::{Coordinator, Endpoint, LegRefusal, Message, Output, Participant, Timing, TxnId};
@@ -45,6 +46,28 @@ pub enum Event {
     Finished { txn: TxnId },
     /// A bank asks about a transaction that neither memory nor the store has a decision for.
     QueryUnknown { from: BankCode, txn: TxnId },
+    /// Coordinator: the log, then the store, hold the decision that stands for `txn`;
+    /// `overruled` when it is not the one this bank proposed (a participant forced an abort
+    /// first).
+    Recorded {
+        txn: TxnId,
+        commit: bool,
+        participants: Vec<BankCode>,
+        overruled: bool,
+    },
+    /// Coordinator, after a restart: a payment it began but never decided is now decided in the
+    /// log and the store.
+    Restored {
+        txn: TxnId,
+        commit: bool,
+        participants: Vec<BankCode>,
+    },
+    /// Participant: what the log says of a transaction in doubt (`None`: nothing yet).
+    FromLog {
+        txn: TxnId,
+        coordinator: BankCode,
+        commit: Option<bool>,
+    },
 }
 
 pub struct Engine {
@@ -55,6 +78,13 @@ pub struct Engine {
     /// Transactions every participant acknowledged, marked complete in the store together at the
     /// next tick (one write for many; a crash before it only makes the decisions be resent).
     completed: Vec<TxnId>,
+    /// Decisions proposed to the log and not yet recorded: nobody is told them before.
+    deciding: HashSet<TxnId>,
+    /// Votes in doubt whose decision is being looked up in (or forced through) the log.
+    resolving: HashSet<TxnId>,
+    /// Payments this bank began but never decided before a restart: decided through the log
+    /// once the engine runs.
+    undecided: Vec<(TxnId, Vec<BankCode>)>,
     effects: Arc<Effects>,
 }
 
@@ -64,14 +94,18 @@ struct Effects {
     store: Arc<dyn Store>,
     events: mpsc::Sender<Event>,
     links: BTreeMap<BankCode, Arc<PeerLink>>,
-    /// Says who holds an account another bank's part touches on a customer's behalf.
+    /// Says who holds an account another bank's part touches on a customer's behalf, and
+    /// which decision the log holds for a vote in doubt.
     directory: directory::Directory,
+    /// Records decisions in the directory's log, batched.
+    decider: Decider,
 }
 
 impl Engine {
     /// An engine holding every transaction the store says is unfinished: decisions not yet
-    /// acknowledged are resent, votes without a decision ask their coordinator, and payments this
-    /// bank began but never decided are aborted now (nobody can have committed them).
+    /// acknowledged are resent, votes without a decision ask their coordinator (or the log), and
+    /// payments this bank began but never decided are aborted through the log once it runs
+    /// (presumed abort; a commit the log took before the crash stands and is obeyed instead).
     pub async fn recover(
         me: BankCode,
         store: Arc<dyn Store>,
@@ -87,33 +121,16 @@ impl Engine {
             .await
             .map_err(|e| format!("cannot read unfinished interbank work: {e}"))?;
         let now = wall_ms();
-        for (txn, participants) in open.undecided {
-            let command = Command::RecordDecision {
-                e2e: txn.clone(),
-                commit: false,
-                participants: participants.clone(),
-                reason: Some("bank_restarted".into()),
-                finish_here: false,
-            };
-            let executed = store
-                .execute(Request {
-                    command,
-                    idempotency: None,
-                })
-                .await
-                .map_err(|e| format!("cannot abort {txn}: {e}"))?;
-            let commit = matches!(executed.outcome, Outcome::Decision { commit: true, .. });
-            coordinator.restore(txn, commit, participants, now);
-        }
         for (txn, commit, participants) in open.decisions {
             coordinator.restore(txn, commit, participants, now);
         }
         for (txn, from, yes) in open.votes {
             participant.restore(txn, from, yes, now);
         }
-        if coordinator.open() + participant.open() > 0 {
+        if coordinator.open() + participant.open() + open.undecided.len() > 0 {
             tracing::info!(
                 coordinating = coordinator.open(),
+                undecided = open.undecided.len(),
                 participating = participant.open(),
                 "finishing interbank transactions left open"
             );
@@ -124,11 +141,15 @@ impl Engine {
             participant,
             waiters: HashMap::new(),
             completed: Vec::new(),
+            deciding: HashSet::new(),
+            resolving: HashSet::new(),
+            undecided: open.undecided,
             effects: Arc::new(Effects {
                 me,
                 store,
                 events,
                 links,
+                decider: Decider::start(directory.clone()),
                 directory,
             }),
         })
@@ -137,6 +158,9 @@ impl Engine {
     pub async fn run(mut self, mut events: mpsc::Receiver<Event>, mut stop: watch::Receiver<bool>) {
         let mut tick = tokio::time::interval(TICK);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        for (txn, participants) in std::mem::take(&mut self.undecided) {
+            tokio::spawn(self.effects.clone().decide_after_restart(txn, participants));
+        }
         loop {
             tokio::select! {
                 event = events.recv() => match event {
@@ -146,7 +170,10 @@ impl Engine {
                 _ = tick.tick() => {
                     let now = wall_ms();
                     let mut out = self.coordinator.tick(now);
-                    out.extend(self.participant.tick(now));
+                    let asking = self.participant.tick(now);
+                    self.in_doubt(&asking);
+                    out.extend(asking);
+                    let out = self.hold_back_undecided(out);
                     self.dispatch(out, HashSet::new());
                     if !self.completed.is_empty() {
                         let e2es = std::mem::take(&mut self.completed);
@@ -221,7 +248,43 @@ impl Engine {
                     }
                 }
                 Event::Finished { txn } => self.participant.finished(txn),
+                Event::Recorded {
+                    txn,
+                    commit,
+                    participants,
+                    overruled,
+                } => {
+                    self.deciding.remove(&txn);
+                    if overruled && !self.coordinator.overrule(&txn, commit) {
+                        self.coordinator.restore(txn, commit, participants, now);
+                    }
+                    Vec::new()
+                }
+                Event::Restored {
+                    txn,
+                    commit,
+                    participants,
+                } => {
+                    self.coordinator.restore(txn, commit, participants, now);
+                    Vec::new()
+                }
+                Event::FromLog {
+                    txn,
+                    coordinator,
+                    commit,
+                } => {
+                    self.resolving.remove(&txn);
+                    match commit {
+                        Some(commit) => self.participant.on_message(
+                            coordinator,
+                            Message::Decide { txn, commit },
+                            now,
+                        ),
+                        None => Vec::new(),
+                    }
+                }
             };
+            let out = self.hold_back_undecided(out);
             let (out, finish_here) = self.finish_own_part_with_decision(out, now);
             // Messages to this bank itself are handled at once, without a round trip — unless the
             // list makes something durable first: then they wait for it like any other message.
@@ -244,6 +307,63 @@ impl Engine {
                     });
                 }
             }
+        }
+    }
+
+    /// A decision is told to nobody (a participant's query, a resend) until the log and the store
+    /// hold it: a list that proposes one is carried out in order (record, then tell), and any
+    /// other list's `Decide` for a transaction still being recorded is dropped (it is resent, or
+    /// asked for again, once recorded).
+    fn hold_back_undecided(&mut self, out: Vec<Output<Part>>) -> Vec<Output<Part>> {
+        let recording: HashSet<TxnId> = out
+            .iter()
+            .filter_map(|o| match o {
+                Output::RecordDecision { txn, .. } => Some(txn.clone()),
+                _ => None,
+            })
+            .collect();
+        if self.deciding.is_empty() && recording.is_empty() {
+            return out;
+        }
+        self.deciding.extend(recording.iter().cloned());
+        out.into_iter()
+            .filter(|o| match o {
+                Output::Send {
+                    message: Message::Decide { txn, .. },
+                    ..
+                } => recording.contains(txn) || !self.deciding.contains(txn),
+                _ => true,
+            })
+            .collect()
+    }
+
+    /// Votes in doubt (the participant queries their coordinator): this bank's replica of the
+    /// log is read for the decision, and when the coordinator is not answering (suspect or
+    /// down) an abort is proposed to the log; whatever the log holds is then obeyed
+    /// (`Event::FromLog`). The query still goes to the coordinator too.
+    fn in_doubt(&mut self, asking: &[Output<Part>]) {
+        for output in asking {
+            let Output::Send {
+                to,
+                message: Message::Query { txn },
+            } = output
+            else {
+                continue;
+            };
+            if *to == self.me || self.resolving.contains(txn) {
+                continue;
+            }
+            let force = self
+                .effects
+                .links
+                .get(to)
+                .is_none_or(|link| link.health().status != Status::Up);
+            self.resolving.insert(txn.clone());
+            tokio::spawn(
+                self.effects
+                    .clone()
+                    .settle_in_doubt(txn.clone(), *to, force),
+            );
         }
     }
 
@@ -442,14 +562,27 @@ impl Effects {
                 }
                 Output::RecordDecision {
                     txn,
-                    commit,
+                    commit: proposed,
                     participants,
                 } => {
-                    let reason = reasons.get(&txn).cloned().flatten();
+                    // Final only once the log holds it: the log's first decision for the
+                    // transaction is the one recorded and told (a participant in doubt may
+                    // have forced an abort there first).
+                    fault::hit(Point::BeforeLogDecision);
+                    let Some(commit) = self.decider.decide(txn.clone(), proposed).await else {
+                        return;
+                    };
+                    fault::hit(Point::AfterLogDecision);
+                    let reason = if commit == proposed {
+                        reasons.get(&txn).cloned().flatten()
+                    } else {
+                        tracing::warn!(%txn, commit, "the log holds another decision; it stands");
+                        (!commit).then(|| protocol::reasons::TIMEOUT.to_owned())
+                    };
                     let command = Command::RecordDecision {
                         e2e: txn.clone(),
                         commit,
-                        participants,
+                        participants: participants.clone(),
                         reason,
                         finish_here: finish_here.contains(&txn),
                     };
@@ -472,6 +605,13 @@ impl Effects {
                     if let Some(payment) = payment {
                         settled.insert(txn.clone(), *payment);
                     }
+                    let recorded = Event::Recorded {
+                        txn: txn.clone(),
+                        commit: first,
+                        participants,
+                        overruled: first != proposed,
+                    };
+                    let _ = self.events.send(recorded).await;
                     fault::hit(Point::AfterDecision);
                     if finished_here {
                         fault::hit(Point::AfterFinish);
@@ -483,7 +623,13 @@ impl Effects {
                     commit,
                     reason,
                 } => {
-                    let commit = stands.get(&txn).copied().unwrap_or(commit);
+                    let stood = stands.get(&txn).copied().unwrap_or(commit);
+                    let reason = if stood == commit {
+                        reason
+                    } else {
+                        (!stood).then(|| protocol::reasons::TIMEOUT.to_owned())
+                    };
+                    let commit = stood;
                     if let Some(at) = waiters.iter().position(|(t, _)| *t == txn) {
                         let (_, waiter) = waiters.swap_remove(at);
                         let _ = waiter.send(Decided {
@@ -523,6 +669,68 @@ impl Effects {
                 }
             }
         }
+    }
+
+    /// A payment this bank began but never decided before it restarted: abort is proposed to the
+    /// log (nobody can have committed it unless the log says so), and the decision that stands
+    /// there is recorded here and resent to its participants.
+    async fn decide_after_restart(self: Arc<Self>, txn: TxnId, participants: Vec<BankCode>) {
+        let Some(commit) = self.decider.decide(txn.clone(), false).await else {
+            return;
+        };
+        let command = Command::RecordDecision {
+            e2e: txn.clone(),
+            commit,
+            participants: participants.clone(),
+            reason: (!commit).then(|| "bank_restarted".to_owned()),
+            finish_here: false,
+        };
+        let Some(executed) = self.execute(command).await else {
+            return;
+        };
+        let commit = match executed.outcome {
+            Outcome::Decision { commit, .. } => commit,
+            _ => commit,
+        };
+        let _ = self
+            .events
+            .send(Event::Restored {
+                txn,
+                commit,
+                participants,
+            })
+            .await;
+    }
+
+    /// A vote in doubt: the decision this bank's replica of the log holds, or, with `force`
+    /// (the coordinator is not answering), the one the log holds after an abort is proposed.
+    async fn settle_in_doubt(self: Arc<Self>, txn: TxnId, coordinator: BankCode, force: bool) {
+        let known = match self.directory.decision(&txn) {
+            Ok(known) => known,
+            Err(error) => {
+                tracing::warn!(%txn, %error, "cannot read the log's decisions; asking again later");
+                None
+            }
+        };
+        let commit = match known {
+            Some(commit) => Some(commit),
+            None if force => {
+                tracing::info!(%txn, bank = %coordinator, "a vote in doubt and its coordinator silent: proposing abort to the log");
+                self.decider.decide(txn.clone(), false).await
+            }
+            None => None,
+        };
+        if let Some(commit) = commit {
+            tracing::info!(%txn, commit, "a vote in doubt settled from the log");
+        }
+        let _ = self
+            .events
+            .send(Event::FromLog {
+                txn,
+                coordinator,
+                commit,
+            })
+            .await;
     }
 
     /// Marks transactions every participant acknowledged as complete.

@@ -19,6 +19,10 @@ pub enum Point {
     AfterFinish,
     /// Directory migration: the ledger's customers are loaded, its accounts and keys are not.
     MigrationCustomersLoaded,
+    /// Coordinator: every vote is in and the decision made, not yet proposed to the log.
+    BeforeLogDecision,
+    /// Coordinator: the log holds the decision, this bank's store does not yet.
+    AfterLogDecision,
 }
 
 impl Point {
@@ -30,6 +34,8 @@ impl Point {
             Point::AfterPrepare => "after_prepare",
             Point::AfterFinish => "after_finish",
             Point::MigrationCustomersLoaded => "migration_customers_loaded",
+            Point::BeforeLogDecision => "before_log_decision",
+            Point::AfterLogDecision => "after_log_decision",
         }
     }
 }

@@ -8,6 +8,7 @@
 //! must be durable before a message is sent is awaited first; a store that cannot write stops
 //! the node (fail-stop) rather than let the protocol run on a lie.
 
+pub mod decisions;
 pub mod engine;
 pub mod fault;
 pub mod peers;

@@ -6,6 +6,7 @@
 mod adversarial;
 mod cluster;
 mod directory;
+mod log_decisions;
 mod migration;
 mod raft;
 mod tls;

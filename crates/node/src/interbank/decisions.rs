@@ -1,0 +1,102 @@
+//! Interbank decisions through the consortium's Raft log (the non-blocking commit, issue #24).
+//!
+//! A coordinator's decision is final only once the directory's log holds it; the first decision
+//! the log records for a transaction wins, so a participant in doubt whose coordinator is gone
+//! can force an abort there, and the coordinator, proposing later, learns it and obeys.
+//!
+//! Proposals are batched: one task gathers every decision asked for while this bank's previous
+//! entry is in flight ([`IN_FLIGHT_MAX`]) into one entry of up to
+//! `directory::DECISIONS_PER_ENTRY_MAX`, so the log's round trips are shared by many payments.
+//! A proposal that cannot be committed (this bank has no majority, an election) is retried until
+//! it is: the transaction stays pending meanwhile, and nobody is told any outcome.
+
+use directory::{DECISIONS_PER_ENTRY_MAX, Decision, Directory, DirectoryError};
+use protocol::TxnId;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::sync::{Semaphore, mpsc, oneshot};
+
+/// Log entries of decisions in flight at once from this bank; proposals arriving meanwhile wait
+/// and go together in the next entry. One: every entry costs each bank HTTP requests and
+/// fsyncs, so on a busy machine fewer, fuller entries beat more entries in flight (with 4, the
+/// interbank bench ran at 0.42x the rate without the log; see BENCHMARKS.md).
+pub const IN_FLIGHT_MAX: usize = 1;
+/// The first and the longest wait before a proposal the log could not take is tried again.
+const RETRY_FIRST: Duration = Duration::from_millis(100);
+const RETRY_MAX: Duration = Duration::from_secs(2);
+
+type Proposal = (Decision, oneshot::Sender<bool>);
+
+/// Hands decisions to the batching task. Cheap to clone.
+#[derive(Clone)]
+pub struct Decider {
+    proposals: mpsc::UnboundedSender<Proposal>,
+}
+
+impl Decider {
+    /// Starts the task that writes this bank's proposals to `directory`'s log.
+    pub fn start(directory: Directory) -> Decider {
+        let (proposals, queue) = mpsc::unbounded_channel();
+        tokio::spawn(gather(directory, queue));
+        Decider { proposals }
+    }
+
+    /// Proposes `commit` for `txn` and answers the decision the log holds for it once it is
+    /// committed and applied here (the proposal, or an earlier one). Waits as long as that takes;
+    /// `None` only when the bank is stopping.
+    pub async fn decide(&self, txn: TxnId, commit: bool) -> Option<bool> {
+        let (told, winner) = oneshot::channel();
+        self.proposals
+            .send((Decision { e2e: txn, commit }, told))
+            .ok()?;
+        winner.await.ok()
+    }
+}
+
+async fn gather(directory: Directory, mut queue: mpsc::UnboundedReceiver<Proposal>) {
+    let in_flight = Arc::new(Semaphore::new(IN_FLIGHT_MAX));
+    while let Some(first) = queue.recv().await {
+        // Waiting for a free slot is what batches: everything that arrives meanwhile joins.
+        let Ok(slot) = in_flight.clone().acquire_owned().await else {
+            return;
+        };
+        let mut batch = vec![first];
+        while batch.len() < DECISIONS_PER_ENTRY_MAX {
+            match queue.try_recv() {
+                Ok(proposal) => batch.push(proposal),
+                Err(_) => break,
+            }
+        }
+        let directory = directory.clone();
+        tokio::spawn(async move {
+            propose(&directory, batch).await;
+            drop(slot);
+        });
+    }
+}
+
+/// Writes one batch until the log takes it, then tells each proposer its transaction's winner.
+async fn propose(directory: &Directory, batch: Vec<Proposal>) {
+    let decisions: Vec<Decision> = batch.iter().map(|(d, _)| d.clone()).collect();
+    let mut wait = RETRY_FIRST;
+    let winners = loop {
+        match directory.decide(decisions.clone()).await {
+            Ok(winners) => break winners,
+            Err(DirectoryError::Unavailable) => {
+                tracing::debug!(
+                    decisions = decisions.len(),
+                    "the log cannot take decisions now (no majority?); they stay pending"
+                );
+            }
+            Err(error) => {
+                tracing::warn!(%error, decisions = decisions.len(), "recording decisions in the log failed; retrying");
+            }
+        }
+        tokio::time::sleep(wait).await;
+        wait = (wait * 2).min(RETRY_MAX);
+    };
+    for ((_, told), winner) in batch.into_iter().zip(winners) {
+        // A proposer that stopped waiting has nobody left to tell.
+        let _ = told.send(winner);
+    }
+}
