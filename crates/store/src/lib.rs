@@ -12,6 +12,7 @@
 
 mod clock;
 mod model;
+pub mod postgres;
 pub mod sqlite;
 
 pub use clock::{SharedClock, wall_ms};
@@ -27,6 +28,8 @@ use std::pin::Pin;
 pub enum StoreError {
     #[error("database error: {0}")]
     Database(#[from] rusqlite::Error),
+    #[error("database error: {0}")]
+    Postgres(#[from] tokio_postgres::Error),
     #[error("the idempotency key was used with a different request")]
     IdempotencyKeyReused,
     #[error("the store is shutting down")]
@@ -53,11 +56,13 @@ impl StoreError {
     /// changed nothing, and the store is as sound as before. What another bank asks for and the
     /// database refuses is a refusal of that request, not a reason to stop.
     pub fn is_constraint(&self) -> bool {
-        matches!(
-            self,
-            StoreError::Database(rusqlite::Error::SqliteFailure(error, _))
-                if error.code == rusqlite::ErrorCode::ConstraintViolation
-        )
+        match self {
+            StoreError::Database(rusqlite::Error::SqliteFailure(error, _)) => {
+                error.code == rusqlite::ErrorCode::ConstraintViolation
+            }
+            StoreError::Postgres(error) => postgres::is_constraint(error),
+            _ => false,
+        }
     }
 }
 
