@@ -14,6 +14,7 @@ mod clock;
 mod model;
 pub mod postgres;
 pub mod sqlite;
+pub mod tx;
 
 pub use clock::{SharedClock, wall_ms};
 pub use model::*;
