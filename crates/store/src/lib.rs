@@ -18,6 +18,7 @@ pub mod tx;
 
 pub use clock::{SharedClock, wall_ms};
 pub use model::*;
+pub use postgres::{PgBackend, PgStore, PgTx};
 pub use sqlite::SqliteStore;
 
 use async_trait::async_trait;

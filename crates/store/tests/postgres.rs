@@ -311,3 +311,316 @@ async fn a_holder_cut_off_from_the_database_stops_counting_itself_holder() {
         .unwrap();
     drop(first);
 }
+
+// ---- the row-level transaction (`LedgerTx` for PostgreSQL) ----
+
+use ledger::rules::Counters;
+use store::tx::{Backend, EntrySide, LedgerTx, NewCustomer, NewEntry, NewIdempotency};
+use store::tx::{NewTransfer, NewTransferEntry, TransferFlags};
+use store::{PgBackend, PgStore, Store, StoreError, Submitted};
+
+/// The store's reads without a writer (these tests write rows through `LedgerTx` directly).
+struct NoWriter;
+
+impl pg::Writes for NoWriter {
+    fn submit(&self, _: store::Request) -> Result<Submitted, StoreError> {
+        Err(StoreError::Closed)
+    }
+    fn is_writing(&self) -> bool {
+        false
+    }
+}
+
+const BANK: &str = "10000001";
+
+/// Runs `f` with a writer's backend on a thread of its own (the blocking client may not run on
+/// the test's runtime).
+fn on_writer<T: Send + 'static>(
+    config: &tokio_postgres::Config,
+    f: impl FnOnce(&mut PgBackend) -> T + Send + 'static,
+) -> std::thread::JoinHandle<T> {
+    let config = config.clone();
+    std::thread::spawn(move || {
+        let mut backend = PgBackend::connect(&config).unwrap();
+        f(&mut backend)
+    })
+}
+
+/// Two customers with an account each, the first paid 1000 in cash, then 300 from the first to
+/// the second: what the rules would write, row by row.
+fn seed(backend: &mut PgBackend) -> (i64, i64, i64, i64) {
+    let mut tx = backend.begin().unwrap();
+    let customer = |tx: &mut store::PgTx<'_>, n: u32, name: &str| {
+        let document = ledger::Document::Cpf(ledger::Cpf::from_base(n).unwrap());
+        tx.insert_customer(&NewCustomer {
+            public_id: &format!("c{n}"),
+            name,
+            document: &document,
+            username: &format!("user{n}"),
+            password_hash: "x",
+            home_bank: BANK,
+            clock: "1.0",
+        })
+        .unwrap()
+    };
+    let ana = customer(&mut tx, 123_456_789, "Ana");
+    let bia = customer(&mut tx, 987_654_321, "Bia");
+    let first = tx.next_account_number().unwrap();
+    let a = tx
+        .insert_account(first, ledger::AccountKind::Individual, "1.0")
+        .unwrap();
+    tx.insert_holder(a, ana, 0).unwrap();
+    let second = tx.next_account_number().unwrap();
+    assert_eq!(second, first + 1);
+    let b = tx
+        .insert_account(second, ledger::AccountKind::Individual, "1.0")
+        .unwrap();
+    tx.insert_holder(b, bia, 0).unwrap();
+    let vault = 1;
+    let deposit = tx
+        .insert_transfer(&NewTransfer {
+            e2e: "E1",
+            debit: vault,
+            credit: a,
+            amount_cents: 1000,
+            flags: TransferFlags::Posted,
+            pending_id: None,
+            clock: "1.1",
+        })
+        .unwrap();
+    let deposit_entry = tx
+        .insert_entry(&NewEntry {
+            account_id: a,
+            transfer_id: deposit,
+            kind: "deposit",
+            amount_cents: 1000,
+            balance_after_cents: 1000,
+            counterparty: "cash",
+            description: "",
+            made_by: "user123456789",
+            clock: "1.1",
+            at_ms: 1,
+            e2e: "E1",
+            prev_entry: None,
+        })
+        .unwrap();
+    let transfer = tx
+        .insert_transfer_entry(&NewTransferEntry {
+            payer: EntrySide {
+                account_id: a,
+                balance_after_cents: 700,
+                prev_entry: Some(deposit_entry),
+            },
+            payee: EntrySide {
+                account_id: b,
+                balance_after_cents: 300,
+                prev_entry: None,
+            },
+            amount_cents: 300,
+            description: "rent",
+            made_by: "user123456789",
+            clock: "1.2",
+            at_ms: 2,
+            e2e: "E2",
+        })
+        .unwrap();
+    let vault_row = tx.account_row(vault).unwrap();
+    tx.update_account(
+        vault,
+        &Counters {
+            debits_posted: 1000,
+            ..vault_row.counters
+        },
+        None,
+    )
+    .unwrap();
+    tx.update_account(
+        a,
+        &Counters {
+            debits_posted: 300,
+            credits_posted: 1000,
+            ..Counters::default()
+        },
+        Some(transfer),
+    )
+    .unwrap();
+    tx.update_account(
+        b,
+        &Counters {
+            credits_posted: 300,
+            ..Counters::default()
+        },
+        Some(transfer),
+    )
+    .unwrap();
+    tx.insert_idempotency(&NewIdempotency {
+        scope: &ana.to_string(),
+        key: "k1",
+        fingerprint: &[7; 32],
+        outcome: None,
+        payment: Some("E2"),
+        clock: "1.2",
+        pending_e2e: None,
+    })
+    .unwrap();
+    tx.set_clock("1.2").unwrap();
+    tx.commit(3).unwrap();
+    (ana, bia, a, b)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rows_written_through_the_transaction_read_back_through_the_store() {
+    let Some((_db, config)) = migrated("rows_read_back").await else {
+        return;
+    };
+    let (ana, bia, a, _b) = on_writer(&config, seed).join().unwrap();
+    let bank = ledger::BankCode::parse(BANK).unwrap();
+    let clock = std::sync::Arc::new(store::SharedClock::default());
+    pg::prepare(&config, bank, &[], &clock).await.unwrap();
+    assert!(clock.last().to_string().as_str() >= "1.2");
+    // `start` audits the ledger: it refuses one that fails.
+    let store = PgStore::start(&config, bank, clock, NoWriter)
+        .await
+        .unwrap();
+    let audit = store.audit().await.unwrap();
+    assert!(audit.checks.iter().all(|c| c.ok), "{:?}", audit.checks);
+    assert_eq!(audit.customer_balances_cents, 1000);
+    let accounts = store.accounts_of(ana).await.unwrap();
+    assert_eq!(accounts.len(), 1);
+    assert_eq!(accounts[0].balance_cents, 700);
+    let number = ledger::AccountNumber::parse(&accounts[0].number).unwrap();
+    // Ana's statement: the transfer out, then the deposit.
+    let lines = store
+        .statement(ana, number, None, 10)
+        .await
+        .unwrap()
+        .unwrap();
+    let kinds: Vec<&str> = lines.iter().map(|l| l.kind.as_str()).collect();
+    assert_eq!(kinds, ["transfer_out", "deposit"]);
+    assert!(lines[0].counterparty.contains("Bia"), "{:?}", lines[0]);
+    // Bia cannot read Ana's account.
+    assert!(
+        store
+            .statement(bia, number, None, 10)
+            .await
+            .unwrap()
+            .is_none()
+    );
+    // The transfer's record is read back from its entry, by either holder.
+    let e2e = ledger::EndToEndId::parse("E2");
+    if let Some(e2e) = e2e {
+        assert!(store.payment(bia, &e2e).await.unwrap().is_some());
+    }
+    // The idempotency record names the payment; a retry reads the entry as its outcome.
+    let found = on_writer(&config, move |backend| {
+        let mut tx = backend.begin().unwrap();
+        let stored = tx.idempotency(BANK, &ana.to_string(), "k1").unwrap();
+        tx.commit(0).unwrap();
+        stored.map(|s| (s.fingerprint, s.outcome.is_ok()))
+    })
+    .join()
+    .unwrap();
+    assert_eq!(found, Some((vec![7; 32], true)));
+    let _ = a;
+}
+
+/// Two writers (two processes of one bank) change the same account at once: the second waits
+/// for the first's commit and reads its counters, so neither update is lost.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_second_writer_of_an_account_waits_for_the_first_and_loses_no_update() {
+    let Some((_db, config)) = migrated("rows_no_lost_update").await else {
+        return;
+    };
+    let (_, _, a, _) = on_writer(&config, seed).join().unwrap();
+    let locked = std::sync::Arc::new(std::sync::Barrier::new(2));
+    let add_one = |config: &tokio_postgres::Config,
+                   locked: std::sync::Arc<std::sync::Barrier>,
+                   first: bool| {
+        on_writer(config, move |backend| {
+            if !first {
+                locked.wait();
+            }
+            let mut tx = backend.begin().unwrap();
+            let row = tx.account_row(a).unwrap();
+            if first {
+                locked.wait();
+                // Hold the row while the other writer reads it.
+                std::thread::sleep(Duration::from_millis(300));
+            }
+            let counters = Counters {
+                credits_posted: row.counters.credits_posted + 1,
+                ..row.counters
+            };
+            tx.update_account(a, &counters, row.last_entry).unwrap();
+            tx.commit(1).unwrap();
+        })
+    };
+    let first = add_one(&config, locked.clone(), true);
+    let second = add_one(&config, locked, false);
+    first.join().unwrap();
+    second.join().unwrap();
+    let credits = on_writer(&config, move |backend| {
+        let mut tx = backend.begin().unwrap();
+        let row = tx.account_row(a).unwrap();
+        tx.commit(0).unwrap();
+        row.counters.credits_posted
+    })
+    .join()
+    .unwrap();
+    assert_eq!(credits, 1002, "an update was lost");
+}
+
+/// Two processes record the same idempotency key at once: the second's insert fails as a
+/// constraint once the first commits, and its next transaction finds the first's record.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_same_idempotency_key_from_two_writers_is_recorded_once() {
+    let Some((_db, config)) = migrated("rows_idempotency").await else {
+        return;
+    };
+    let (ana, ..) = on_writer(&config, seed).join().unwrap();
+    let started = std::sync::Arc::new(std::sync::Barrier::new(2));
+    let record = |fingerprint: u8, started: std::sync::Arc<std::sync::Barrier>| {
+        on_writer(&config, move |backend| {
+            let mut tx = backend.begin().unwrap();
+            started.wait();
+            let inserted = tx.insert_idempotency(&NewIdempotency {
+                scope: &ana.to_string(),
+                key: "same-key",
+                fingerprint: &[fingerprint; 32],
+                outcome: Some("\"Done\""),
+                payment: None,
+                clock: "2.0",
+                pending_e2e: None,
+            });
+            match inserted {
+                Ok(()) => {
+                    std::thread::sleep(Duration::from_millis(200));
+                    tx.commit(1).map_err(|e| e.to_string())
+                }
+                Err(error) => {
+                    assert!(pg::is_constraint(&error), "{error}");
+                    backend.rollback().unwrap();
+                    Err(error.to_string())
+                }
+            }
+        })
+    };
+    let one = record(1, started.clone());
+    let two = record(2, started);
+    let results = [one.join().unwrap(), two.join().unwrap()];
+    assert_eq!(
+        results.iter().filter(|r| r.is_ok()).count(),
+        1,
+        "{results:?}"
+    );
+    let winner: u8 = if results[0].is_ok() { 1 } else { 2 };
+    let stored = on_writer(&config, move |backend| {
+        let mut tx = backend.begin().unwrap();
+        let stored = tx.idempotency(BANK, &ana.to_string(), "same-key").unwrap();
+        tx.commit(0).unwrap();
+        stored.map(|s| s.fingerprint)
+    })
+    .join()
+    .unwrap();
+    assert_eq!(stored, Some(vec![winner; 32]));
+}

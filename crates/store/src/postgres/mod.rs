@@ -12,10 +12,15 @@
 //! and every transaction written to be run again whole when the database answers 40001.
 
 pub mod duty;
+pub mod read;
 mod schema;
+mod store;
 pub mod testing;
+mod tx;
 
 pub use schema::{MIGRATIONS, migrate};
+pub use store::{PgStore, Prepared, Writes, prepare};
+pub use tx::{PgBackend, PgTx};
 
 use std::time::Duration;
 use tokio_postgres::error::SqlState;

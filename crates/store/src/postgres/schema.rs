@@ -132,6 +132,13 @@ pub const MIGRATIONS: &[&str] = &[
         CHECK (entry IS NULL OR status = 'committed')
     );
 
+    -- Who may read a payment record: the holders of the accounts it touches here.
+    CREATE TABLE payment_accounts (
+        e2e_id     TEXT NOT NULL REFERENCES payments (e2e_id),
+        account_id BIGINT NOT NULL REFERENCES accounts (id),
+        PRIMARY KEY (e2e_id, account_id)
+    );
+
     CREATE TABLE pix_keys (
         key        TEXT PRIMARY KEY,
         type       TEXT NOT NULL CHECK (type = 'cpf' OR type = 'cnpj' OR type = 'email' OR type = 'phone' OR type = 'random'),
@@ -147,7 +154,7 @@ pub const MIGRATIONS: &[&str] = &[
     -- of the outcome.
     CREATE TABLE idempotency (
         key         TEXT NOT NULL,
-        scope       BIGINT NOT NULL,
+        scope       TEXT NOT NULL,
         fingerprint BYTEA NOT NULL,
         outcome     TEXT,
         payment     TEXT,
