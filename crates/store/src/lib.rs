@@ -13,8 +13,10 @@
 mod clock;
 mod model;
 pub mod postgres;
+pub mod rules;
 pub mod sqlite;
 pub mod tx;
+pub mod writer;
 
 pub use clock::{SharedClock, wall_ms};
 pub use model::*;

@@ -167,7 +167,7 @@ pub struct StoredRequest {
 
 /// A new idempotency record: the outcome as JSON, or the payment whose record answers it.
 pub struct NewIdempotency<'a> {
-    pub scope: &'a str,
+    pub scope: i64,
     pub key: &'a str,
     pub fingerprint: &'a [u8],
     pub outcome: Option<&'a str>,
@@ -203,7 +203,7 @@ pub trait LedgerTx {
     fn idempotency(
         &mut self,
         bank: &str,
-        scope: &str,
+        scope: i64,
         key: &str,
     ) -> Result<Option<StoredRequest>, Self::Error>;
     fn insert_idempotency(&mut self, record: &NewIdempotency) -> Result<(), Self::Error>;

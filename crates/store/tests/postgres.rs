@@ -454,7 +454,7 @@ fn seed(backend: &mut PgBackend) -> (i64, i64, i64, i64) {
     )
     .unwrap();
     tx.insert_idempotency(&NewIdempotency {
-        scope: &ana.to_string(),
+        scope: ana,
         key: "k1",
         fingerprint: &[7; 32],
         outcome: None,
@@ -514,7 +514,7 @@ async fn rows_written_through_the_transaction_read_back_through_the_store() {
     // The idempotency record names the payment; a retry reads the entry as its outcome.
     let found = on_writer(&config, move |backend| {
         let mut tx = backend.begin().unwrap();
-        let stored = tx.idempotency(BANK, &ana.to_string(), "k1").unwrap();
+        let stored = tx.idempotency(BANK, ana, "k1").unwrap();
         tx.commit(0).unwrap();
         stored.map(|s| (s.fingerprint, s.outcome.is_ok()))
     })
@@ -584,7 +584,7 @@ async fn the_same_idempotency_key_from_two_writers_is_recorded_once() {
             let mut tx = backend.begin().unwrap();
             started.wait();
             let inserted = tx.insert_idempotency(&NewIdempotency {
-                scope: &ana.to_string(),
+                scope: ana,
                 key: "same-key",
                 fingerprint: &[fingerprint; 32],
                 outcome: Some("\"Done\""),
@@ -616,7 +616,7 @@ async fn the_same_idempotency_key_from_two_writers_is_recorded_once() {
     let winner: u8 = if results[0].is_ok() { 1 } else { 2 };
     let stored = on_writer(&config, move |backend| {
         let mut tx = backend.begin().unwrap();
-        let stored = tx.idempotency(BANK, &ana.to_string(), "same-key").unwrap();
+        let stored = tx.idempotency(BANK, ana, "same-key").unwrap();
         tx.commit(0).unwrap();
         stored.map(|s| s.fingerprint)
     })

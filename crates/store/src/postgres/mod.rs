@@ -19,7 +19,7 @@ pub mod testing;
 mod tx;
 
 pub use schema::{MIGRATIONS, migrate};
-pub use store::{PgStore, Prepared, Writes, prepare};
+pub use store::{PgLedger, PgStore, Prepared, Writes, open, prepare};
 pub use tx::{PgBackend, PgTx};
 
 use std::time::Duration;

@@ -154,7 +154,7 @@ pub const MIGRATIONS: &[&str] = &[
     -- of the outcome.
     CREATE TABLE idempotency (
         key         TEXT NOT NULL,
-        scope       TEXT NOT NULL,
+        scope       BIGINT NOT NULL,
         fingerprint BYTEA NOT NULL,
         outcome     TEXT,
         payment     TEXT,

@@ -309,3 +309,47 @@ impl<W: Writes> Store for PgStore<W> {
             .await
     }
 }
+
+impl Writes for crate::writer::WriterHandle {
+    fn submit(&self, request: Request) -> Result<Submitted, StoreError> {
+        crate::writer::WriterHandle::submit(self, request)
+    }
+
+    fn is_writing(&self) -> bool {
+        crate::writer::WriterHandle::is_writing(self)
+    }
+}
+
+/// A bank's store on the PostgreSQL database at `url`, with the generic writer over a
+/// [`super::PgBackend`].
+pub type PgLedger = PgStore<crate::writer::WriterHandle>;
+
+/// Opens the bank's ledger in the database at `url` (a `postgres://` URL): migrates it if this
+/// process comes first, checks its invariants, and starts the writer. `peers` are the other
+/// banks, each of which gets a settlement account. Several processes of one bank may open the
+/// same database.
+pub async fn open(
+    url: &str,
+    bank: BankCode,
+    peers: &[BankCode],
+    clock: Arc<SharedClock>,
+) -> Result<PgLedger, StoreError> {
+    let config = super::connect_config(url).map_err(StoreError::Corrupt)?;
+    let prepared = prepare(&config, bank, peers, &clock).await?;
+    // The blocking client connects off the runtime's threads.
+    let (connected, backend) = tokio::sync::oneshot::channel();
+    let writer_config = config.clone();
+    std::thread::spawn(move || {
+        let _ = connected.send(super::PgBackend::connect(&writer_config));
+    });
+    let backend = backend.await.map_err(|_| StoreError::Closed)??;
+    let writer = crate::writer::spawn(backend, bank, prepared.vault, clock.clone())?;
+    PgStore::start(&config, bank, clock, writer).await
+}
+
+impl PgLedger {
+    /// Debug builds only: see [`crate::writer::WriterHandle::arm_faults`].
+    pub fn arm_faults(&self) {
+        self.writer.arm_faults();
+    }
+}

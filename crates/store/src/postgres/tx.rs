@@ -186,7 +186,7 @@ impl LedgerTx for PgTx<'_> {
         self.client.batch_execute("COMMIT")
     }
 
-    fn idempotency(&mut self, bank: &str, scope: &str, key: &str) -> Result<Option<StoredRequest>> {
+    fn idempotency(&mut self, bank: &str, scope: i64, key: &str) -> Result<Option<StoredRequest>> {
         let Some(row) = self.query_opt(
             "SELECT i.fingerprint, coalesce(i.outcome, p.body), coalesce(p.entry, e.id) FROM idempotency i
              LEFT JOIN payments p ON p.e2e_id = i.payment

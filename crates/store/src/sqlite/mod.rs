@@ -1,89 +1,37 @@
-//! The embedded store: one SQLite file in WAL mode with `synchronous=FULL`.
-//!
-//! One writer thread owns the only writing connection. Requests queue up for it; it takes as
-//! many as are waiting (up to [`BATCH_MAX`]), runs each in its own savepoint inside one
-//! transaction, commits once (one fsync for the whole batch: group commit), and only then
-//! answers each request with its own outcome. Reads go to a small pool of reader connections,
-//! which WAL lets run beside the writer.
+//! The embedded store: one SQLite file in WAL mode with `synchronous=FULL`, written by the
+//! generic writer ([`crate::writer`]) through [`SqliteBackend`], the only writing connection
+//! (its rows: `tx.rs`). Reads go to a small pool of reader connections, which WAL lets run
+//! beside the writer.
 
-mod apply;
 mod interbank;
-mod memo;
 mod priority;
 mod read;
 mod schema;
+mod tx;
 mod vfs;
 
 use crate::model::*;
+use crate::writer::WriterHandle;
 use crate::{SharedClock, Store, StoreError, Submitted};
-use apply::Ctx;
 use async_trait::async_trait;
 use ledger::{AccountNumber, BankCode, EndToEndId, PixKey, Stamp};
-use memo::Memo;
 use priority::Priority;
 pub use priority::set_realtime_commits;
-use rusqlite::{Connection, OpenFlags, OptionalExtension, params};
-use std::cell::Cell;
+use rusqlite::{Connection, OpenFlags, OptionalExtension};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
-use tokio::sync::{mpsc, oneshot};
+pub use tx::SqliteTx;
 
-/// The most commands one database transaction commits together.
-pub const BATCH_MAX: usize = 1024;
-/// The most commands waiting for the writer; beyond it requests are refused as overloaded.
-pub const QUEUE_MAX: usize = 16 * 1024;
-/// How long a batch in progress keeps taking the jobs that arrive while it runs, before it
-/// commits what it has (the first job waits for every later one, so this bounds its delay).
-const TOP_UP_FOR: std::time::Duration = std::time::Duration::from_millis(2);
+pub use crate::writer::{BATCH_MAX, FAULT_PANIC, FAULT_STOP, QUEUE_MAX};
+
 /// The writer's page cache, in KiB (SQLite's negative `cache_size`).
 const WRITER_CACHE_KIB: i64 = -65_536;
 /// Reader connections kept open between reads.
 const READERS_IDLE_MAX: usize = 8;
 
-struct Job {
-    request: Request,
-    reply: oneshot::Sender<Result<Executed, StoreError>>,
-}
-
-/// A deposit's description that makes its command panic, once [`SqliteStore::arm_faults`] ran.
-pub const FAULT_PANIC: &str = "fault: panic inside the command";
-/// A deposit's description that stops the writer, once [`SqliteStore::arm_faults`] ran.
-pub const FAULT_STOP: &str = "fault: stop the writer";
-
-/// The fault a command asks for, if faults are armed (see [`SqliteStore::arm_faults`]).
-fn fault(armed: &std::sync::atomic::AtomicBool, command: &Command) -> Option<&'static str> {
-    if !armed.load(std::sync::atomic::Ordering::Relaxed) {
-        return None;
-    }
-    match command {
-        Command::Deposit { description, .. } if description == FAULT_PANIC => Some(FAULT_PANIC),
-        Command::Deposit { description, .. } if description == FAULT_STOP => Some(FAULT_STOP),
-        _ => None,
-    }
-}
-
-/// Why a batch's transaction did not commit: the caller rolls it back either way.
-#[derive(Debug, thiserror::Error)]
-enum BatchFailure {
-    #[error("database error: {0}")]
-    Database(rusqlite::Error),
-    #[error("panicked: {0}")]
-    Panicked(String),
-}
-
-impl From<BatchFailure> for StoreError {
-    fn from(failure: BatchFailure) -> StoreError {
-        match failure {
-            BatchFailure::Database(error) => StoreError::Database(error),
-            BatchFailure::Panicked(message) => StoreError::Failed(message),
-        }
-    }
-}
-
 pub struct SqliteStore {
     bank: String,
-    queue: mpsc::Sender<Job>,
-    faults: Arc<std::sync::atomic::AtomicBool>,
+    writer: WriterHandle,
     /// Permits for full-ledger audits ([`crate::AUDITS_AT_ONCE_MAX`]).
     audits: tokio::sync::Semaphore,
     readers: Arc<Readers>,
@@ -204,32 +152,19 @@ impl SqliteStore {
         // statement journal an UPDATE of a referencing column costs; the audit checks every
         // reference instead (`every_reference_resolves`), at start and on demand.
         conn.pragma_update(None, "foreign_keys", "OFF")?;
-        let (sender, receiver) = mpsc::channel(QUEUE_MAX);
-        let faults = Arc::new(std::sync::atomic::AtomicBool::new(false));
-        let writer = Writer {
-            faults: faults.clone(),
+        let backend = SqliteBackend {
             conn,
-            bank: bank.to_string(),
-            vault,
-            clock: clock.clone(),
-            memo: Memo::default(),
+            priority: None,
             checkpointer: Checkpointer::start(path, &bank.to_string())?,
         };
-        std::thread::Builder::new()
-            .name(format!("writer-{bank}"))
-            .spawn(move || {
-                let priority = Priority::for_this_thread(&writer.bank);
-                writer.run(receiver, priority)
-            })
-            .map_err(|e| StoreError::Corrupt(format!("cannot start the writer thread: {e}")))?;
+        let writer = crate::writer::spawn(backend, bank, vault, clock.clone())?;
         let readers = Arc::new(Readers {
             path: path.to_path_buf(),
             idle: Mutex::new(Vec::new()),
         });
         Ok(SqliteStore {
             bank: bank.to_string(),
-            queue: sender,
-            faults,
+            writer,
             audits: tokio::sync::Semaphore::new(crate::AUDITS_AT_ONCE_MAX),
             readers,
             clock,
@@ -241,8 +176,7 @@ impl SqliteStore {
     /// writer for good, as a bug would. The tests use it to check that a command that trips a bug
     /// fails alone, and that a stopped writer shows in the node's health.
     pub fn arm_faults(&self) {
-        self.faults
-            .store(cfg!(debug_assertions), std::sync::atomic::Ordering::Relaxed);
+        self.writer.arm_faults();
     }
 
     async fn read<T: Send + 'static>(
@@ -256,14 +190,49 @@ impl SqliteStore {
     }
 }
 
-struct Writer {
-    faults: Arc<std::sync::atomic::AtomicBool>,
+/// The writer's side of the SQLite file: its connection (through the `coalesce` VFS), its
+/// real-time commits, and the checkpointer it wakes after each batch.
+struct SqliteBackend {
     conn: Connection,
-    bank: String,
-    vault: i64,
-    clock: Arc<SharedClock>,
-    memo: Memo,
+    /// Set on the writer's thread ([`Backend::on_writer_thread`]).
+    priority: Option<Priority>,
     checkpointer: Checkpointer,
+}
+
+impl crate::tx::Backend for SqliteBackend {
+    type Error = rusqlite::Error;
+    type Tx<'b> = SqliteTx<'b>;
+
+    fn on_writer_thread(&mut self, bank: &str) {
+        self.priority = Some(Priority::for_this_thread(bank));
+    }
+
+    fn begin(&mut self) -> rusqlite::Result<SqliteTx<'_>> {
+        self.conn.execute_batch("BEGIN IMMEDIATE")?;
+        Ok(SqliteTx {
+            conn: &self.conn,
+            hot: tx::Hot::new(&self.conn),
+            priority: self.priority.as_ref(),
+        })
+    }
+
+    fn rollback(&mut self) -> rusqlite::Result<()> {
+        self.conn.execute_batch("ROLLBACK")
+    }
+
+    /// From the commit's sync to its last answer the writer may run at real-time priority
+    /// ([`priority`]); a failed batch or a command retried alone goes back to normal.
+    fn settle(&mut self) {
+        if let Some(priority) = &self.priority {
+            priority.lower();
+        }
+    }
+
+    /// Normal priority again, then the checkpoint the writer may owe.
+    fn after_answers(&mut self) {
+        self.settle();
+        self.checkpointer.committed(&self.conn);
+    }
 }
 
 /// How often the checkpointer copies committed pages from the WAL back into the database file.
@@ -331,275 +300,15 @@ fn passive_checkpoint(conn: &Connection) -> rusqlite::Result<i64> {
     conn.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |row| row.get(1))
 }
 
-impl Writer {
-    fn run(mut self, mut receiver: mpsc::Receiver<Job>, priority: Priority) {
-        let mut batch = Vec::with_capacity(BATCH_MAX);
-        while let Some(first) = receiver.blocking_recv() {
-            batch.push(first);
-            while batch.len() < BATCH_MAX {
-                match receiver.try_recv() {
-                    Ok(job) => batch.push(job),
-                    Err(_) => break,
-                }
-            }
-            self.commit_batch(&mut batch, &mut receiver, &priority);
-        }
-        tracing::info!(bank = %self.bank, "writer stopped: every queued command was answered");
-    }
-
-    /// Runs every job of the batch in one transaction, with the jobs that arrive meanwhile, and
-    /// answers them after the commit. If the transaction fails, nothing of it is kept and each
-    /// job is tried again alone, so one command that trips the database fails only its own
-    /// request. From the commit's sync to its last answer the writer may run at real-time
-    /// priority ([`priority`]); the checkpoint it may owe comes after the answers.
-    fn commit_batch(
-        &mut self,
-        batch: &mut Vec<Job>,
-        receiver: &mut mpsc::Receiver<Job>,
-        priority: &Priority,
-    ) {
-        if batch
-            .iter()
-            .any(|job| fault(&self.faults, &job.request.command) == Some(FAULT_STOP))
-        {
-            panic!("{FAULT_STOP}");
-        }
-        let results = match self.run_guarded(batch, Some(receiver), priority) {
-            Ok(results) => results,
-            Err(error) if batch.len() > 1 => {
-                priority.lower();
-                tracing::warn!(%error, size = batch.len(), "batch failed; trying its commands one by one");
-                self.rollback();
-                let mut results = Vec::with_capacity(batch.len());
-                for job in std::mem::take(batch) {
-                    let mut alone = vec![job];
-                    let ran = self.run_guarded(&mut alone, None, priority);
-                    priority.lower();
-                    results.push(match ran {
-                        Ok(mut one) => one.pop().expect("one result per job"),
-                        Err(error) => {
-                            tracing::error!(%error, "command failed; nothing of it was committed");
-                            self.rollback();
-                            Err(error.into())
-                        }
-                    });
-                    batch.extend(alone);
-                }
-                results
-            }
-            Err(error) => {
-                priority.lower();
-                tracing::error!(%error, "command failed; nothing of it was committed");
-                self.rollback();
-                vec![Err(error.into())]
-            }
-        };
-        for (job, result) in batch.drain(..).zip(results) {
-            let _ = job.reply.send(result);
-        }
-        priority.lower();
-        self.checkpointer.committed(&self.conn);
-    }
-
-    /// [`Writer::run_batch`], with a panic inside it (a bug a command tripped: an assertion of
-    /// the ledger's invariants, say) caught and returned as the batch's failure, so the caller
-    /// rolls the transaction back and the writer lives on to answer every later command. The
-    /// writer's state is its connection, whose transaction the caller rolls back, and its memo,
-    /// which the rollback forgets: nothing a panic interrupted survives it.
-    fn run_guarded(
-        &mut self,
-        batch: &mut Vec<Job>,
-        more: Option<&mut mpsc::Receiver<Job>>,
-        priority: &Priority,
-    ) -> Result<Vec<Result<Executed, StoreError>>, BatchFailure> {
-        let ran = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-            self.run_batch(batch, more, priority)
-        }));
-        match ran {
-            Ok(result) => result.map_err(BatchFailure::Database),
-            Err(panic) => {
-                let message = panic
-                    .downcast_ref::<&str>()
-                    .map(|s| s.to_string())
-                    .or_else(|| panic.downcast_ref::<String>().cloned())
-                    .unwrap_or_else(|| "a panic without a message".into());
-                Err(BatchFailure::Panicked(message))
-            }
-        }
-    }
-
-    fn rollback(&mut self) {
-        self.memo.forget();
-        if let Err(error) = self.conn.execute_batch("ROLLBACK") {
-            tracing::error!(%error, "rollback failed");
-        }
-    }
-
-    /// Every database error fails the whole transaction: the caller rolls it back. With `more`,
-    /// the jobs that arrived while the batch ran join it (up to [`BATCH_MAX`], for at most
-    /// [`TOP_UP_FOR`]), so the commit comes once the queue is empty: commits are fewer and larger
-    /// under load, and each one rewrites a table's last pages once for all of its commands.
-    fn run_batch(
-        &mut self,
-        batch: &mut Vec<Job>,
-        mut more: Option<&mut mpsc::Receiver<Job>>,
-        priority: &Priority,
-    ) -> rusqlite::Result<Vec<Result<Executed, StoreError>>> {
-        self.conn.execute_batch("BEGIN IMMEDIATE")?;
-        let opened = std::time::Instant::now();
-        let mut results = Vec::with_capacity(batch.len());
-        let hot = apply::Hot::new(&self.conn);
-        loop {
-            while results.len() < batch.len() {
-                let job = &batch[results.len()];
-                results.push(self.run_one(&job.request, &hot)?);
-            }
-            let Some(receiver) = more.as_deref_mut() else {
-                break;
-            };
-            if opened.elapsed() >= TOP_UP_FOR {
-                break;
-            }
-            while batch.len() < BATCH_MAX {
-                match receiver.try_recv() {
-                    Ok(job) => batch.push(job),
-                    Err(_) => break,
-                }
-            }
-            if results.len() == batch.len() {
-                break;
-            }
-        }
-        drop(hot);
-        let last = self.clock.last().to_string();
-        self.conn
-            .prepare_cached("INSERT INTO meta (key, value) VALUES ('clock', ?1) ON CONFLICT (key) DO UPDATE SET value = excluded.value")?
-            .execute(params![last])?;
-        if cfg!(debug_assertions) {
-            // Debug builds (every test) re-check invariant 1 on the whole ledger each commit
-            // leaves, before the commit's real-time part.
-            let totals = read::totals(&self.conn)?;
-            assert_eq!(
-                totals.debits_posted, totals.credits_posted,
-                "posted debits equal posted credits"
-            );
-            assert_eq!(
-                totals.debits_pending, totals.credits_pending,
-                "pending debits equal pending credits"
-            );
-        }
-        priority.arm(results.len());
-        self.conn.execute_batch("COMMIT")?;
-        Ok(results)
-    }
-
-    fn run_one(
-        &self,
-        request: &Request,
-        hot: &apply::Hot,
-    ) -> rusqlite::Result<Result<Executed, StoreError>> {
-        let conn = &self.conn;
-        if let Some(idempotency) = &request.idempotency {
-            let stored: Option<(Vec<u8>, Option<String>, Option<i64>)> = hot
-                .statement(
-                    "SELECT i.fingerprint, coalesce(i.outcome, p.body), coalesce(p.entry, e.id) FROM idempotency i
-                     LEFT JOIN payments p ON p.e2e_id = i.payment
-                     LEFT JOIN entries e ON e.e2e_id = i.payment AND e.other_account_id IS NOT NULL
-                     WHERE i.key = ?2 AND i.scope = ?1",
-                )?
-                .borrow_mut()
-                .query_row(params![idempotency.scope, idempotency.key], |row| {
-                    Ok((row.get(0)?, row.get(1)?, row.get(2)?))
-                })
-                .optional()?;
-            if let Some((fingerprint, body, entry)) = stored {
-                if !idempotency.matches(&fingerprint) {
-                    return Ok(Err(StoreError::IdempotencyKeyReused));
-                }
-                return Ok(read::stored_outcome(conn, &self.bank, body, entry)?
-                    .map(|outcome| Executed {
-                        outcome,
-                        replayed: true,
-                    })
-                    .map_err(|e| StoreError::Corrupt(format!("stored outcome: {e}"))));
-            }
-        }
-        if fault(&self.faults, &request.command) == Some(FAULT_PANIC) {
-            panic!("{FAULT_PANIC}");
-        }
-        let stamp = self.clock.tick();
-        let ctx = Ctx {
-            bank: &self.bank,
-            vault: self.vault,
-            stamp,
-            clock: stamp.to_string(),
-            delta: Cell::new(Totals::default()),
-            memo: &self.memo,
-            hot,
-        };
-        let command = &request.command;
-        let applied = if apply::writes_only_when_done(command) {
-            apply::apply(conn, &ctx, command)
-        } else {
-            apply::in_savepoint(&ctx, || apply::apply(conn, &ctx, command))
-        };
-        let applied = applied?;
-        // Every account the command changed gets its row written once, now.
-        self.memo.flush(hot)?;
-        let outcome = match applied {
-            Ok(outcome) => outcome,
-            Err(refusal) => Outcome::Refused(refusal),
-        };
-        let delta = ctx.delta.get();
-        assert_eq!(
-            delta.debits_posted, delta.credits_posted,
-            "a command moved posted money on one side only: {request:?}"
-        );
-        assert_eq!(
-            delta.debits_pending, delta.credits_pending,
-            "a command moved pending money on one side only: {request:?}"
-        );
-        if let Some(idempotency) = &request.idempotency {
-            let payment = apply::recorded_payment(command, &outcome);
-            let body = payment
-                .is_none()
-                .then(|| serde_json::to_string(&outcome).expect("outcomes serialise"));
-            // An outcome copied here that waits on a decision is settled by it (a package's).
-            let pending = match &outcome {
-                Outcome::Package(package) if package.status == PaymentStatus::Pending => {
-                    Some(package.e2e_id.clone())
-                }
-                _ => None,
-            };
-            hot.statement("INSERT INTO idempotency (scope, key, fingerprint, outcome, payment, clock, pending_e2e) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)")?
-                .borrow_mut()
-                .execute(params![idempotency.scope, idempotency.key, &idempotency.fingerprint[..], body, payment, ctx.clock, pending])?;
-        }
-        Ok(Ok(Executed {
-            outcome,
-            replayed: false,
-        }))
-    }
-}
-
 #[async_trait]
 impl Store for SqliteStore {
     fn is_writing(&self) -> bool {
-        !self.queue.is_closed()
+        self.writer.is_writing()
     }
 
     /// The writer takes jobs from one queue, first in first out.
     fn submit(&self, request: Request) -> Result<Submitted, StoreError> {
-        let (reply, answer) = oneshot::channel();
-        self.queue
-            .try_send(Job { request, reply })
-            .map_err(|error| match error {
-                mpsc::error::TrySendError::Full(_) => StoreError::Overloaded,
-                mpsc::error::TrySendError::Closed(_) => StoreError::Closed,
-            })?;
-        Ok(Box::pin(async move {
-            answer.await.map_err(|_| StoreError::Closed)?
-        }))
+        self.writer.submit(request)
     }
 
     async fn login_record(&self, username: &str) -> Result<Option<LoginRecord>, StoreError> {

@@ -3,7 +3,7 @@
 //! accounts it has read or written (counters and newest statement entry). A transfer needs all
 //! of them, and asking SQLite each time cost more than the transfer's own writes.
 //!
-//! An account's state changes here first and reaches its row in SQLite by [`Memo::flush`], once
+//! An account's state changes here first and reaches its row by [`Memo::flush`], once
 //! per account however many movements touched it: a bulk command of a thousand transfers writes
 //! each account's row once instead of four times per transfer. The writer flushes at the end of
 //! every command and before every savepoint opens or is released, so a change never crosses a
@@ -14,12 +14,10 @@
 //! bounded: past [`FACTS_MAX`] accounts it starts again from empty (account states only once
 //! they are flushed).
 
-use super::apply::Hot;
-use super::read;
 use crate::model::*;
+use crate::tx::{LedgerTx, RowId};
 use ledger::rules::Counters;
 use ledger::{AccountKind, AccountNumber, BankCode};
-use rusqlite::{Connection, OptionalExtension, params};
 use std::cell::RefCell;
 use std::sync::Arc;
 
@@ -67,7 +65,7 @@ pub struct Memo {
     usernames: RefCell<HashMap<CustomerId, Arc<str>>>,
     /// Each peer bank's settlement account here.
     settlements: RefCell<HashMap<BankCode, i64>>,
-    states: RefCell<HashMap<i64, AccountState>>,
+    pub(crate) states: RefCell<HashMap<i64, AccountState>>,
     /// The accounts whose state is dirty, in the order they first changed.
     dirty: RefCell<Vec<i64>>,
 }
@@ -116,27 +114,13 @@ impl Memo {
 
     /// Writes every changed account's row, once each; past [`FACTS_MAX`] remembered accounts,
     /// forgets them all (every one is clean by then).
-    pub fn flush(&self, hot: &Hot) -> rusqlite::Result<()> {
+    pub fn flush<T: LedgerTx>(&self, tx: &mut T) -> Result<(), T::Error> {
         let mut dirty = self.dirty.borrow_mut();
         let mut states = self.states.borrow_mut();
-        if !dirty.is_empty() {
-            let update = hot.statement(
-                "UPDATE accounts SET debits_pending = ?2, debits_posted = ?3, credits_pending = ?4, credits_posted = ?5, last_entry = ?6 WHERE id = ?1",
-            )?;
-            let mut update = update.borrow_mut();
-            for id in dirty.drain(..) {
-                let state = states.get_mut(&id).expect("dirty accounts stay remembered");
-                let c = state.counters;
-                update.execute(params![
-                    id,
-                    c.debits_pending,
-                    c.debits_posted,
-                    c.credits_pending,
-                    c.credits_posted,
-                    state.last_entry
-                ])?;
-                state.dirty = false;
-            }
+        for id in dirty.drain(..) {
+            let state = states.get_mut(&id).expect("dirty accounts stay remembered");
+            tx.update_account(id, &state.counters, state.last_entry)?;
+            state.dirty = false;
         }
         if states.len() >= FACTS_MAX {
             states.clear();
@@ -145,33 +129,22 @@ impl Memo {
     }
 
     /// The customer account with this number, if there is one.
-    pub fn account(
+    pub fn account<T: LedgerTx>(
         &self,
-        conn: &Connection,
+        tx: &mut T,
         bank: &str,
         number: AccountNumber,
-    ) -> rusqlite::Result<Option<Arc<AccountFacts>>> {
+    ) -> Result<Option<Arc<AccountFacts>>, T::Error> {
         if let Some(facts) = self.by_number.borrow().get(&number.base()) {
             return Ok(Some(facts.clone()));
         }
-        let found: Option<(i64, String)> = conn
-            .prepare_cached("SELECT id, kind FROM accounts WHERE number = ?1")?
-            .query_row(params![number.base() as i64], |row| {
-                Ok((row.get(0)?, row.get(1)?))
-            })
-            .optional()?;
-        let Some((id, kind)) = found else {
+        let Some((id, kind)) = tx.account_by_number(number)? else {
             return Ok(None);
         };
-        let holders = conn
-            .prepare_cached(
-                "SELECT customer_id FROM account_holders WHERE account_id = ?1 ORDER BY position",
-            )?
-            .query_map(params![id], |row| row.get(0))?
-            .collect::<rusqlite::Result<_>>()?;
+        let holders = tx.holders(id)?;
         let facts = Arc::new(AccountFacts {
             id,
-            kind: read::kind(&kind),
+            kind,
             holders,
             address: AccountAddress {
                 bank: bank.to_string(),
@@ -189,95 +162,60 @@ impl Memo {
     }
 
     /// The customer account `actor` holds with this number.
-    pub fn held(
+    pub fn held<T: LedgerTx>(
         &self,
-        conn: &Connection,
+        tx: &mut T,
         bank: &str,
         actor: CustomerId,
         number: AccountNumber,
-    ) -> rusqlite::Result<Option<Arc<AccountFacts>>> {
+    ) -> Result<Option<Arc<AccountFacts>>, T::Error> {
         Ok(self
-            .account(conn, bank, number)?
+            .account(tx, bank, number)?
             .filter(|facts| facts.holders.contains(&actor)))
     }
 
     /// The customer account with this id (which must exist).
-    pub fn account_by_id(
+    pub fn account_by_id<T: LedgerTx>(
         &self,
-        conn: &Connection,
+        tx: &mut T,
         bank: &str,
-        id: i64,
-    ) -> rusqlite::Result<Arc<AccountFacts>> {
+        id: RowId,
+    ) -> Result<Arc<AccountFacts>, T::Error> {
         if let Some(facts) = self.by_id.borrow().get(&id) {
             return Ok(facts.clone());
         }
-        let number: i64 = conn
-            .prepare_cached("SELECT number FROM accounts WHERE id = ?1")?
-            .query_row(params![id], |row| row.get(0))?;
-        let number = AccountNumber::from_base(number as u64).expect("stored numbers are valid");
+        let number = tx.account_number(id)?;
         Ok(self
-            .account(conn, bank, number)?
+            .account(tx, bank, number)?
             .expect("the account was just read"))
     }
 
     /// This bank's settlement account with `peer`, if the consortium lists that bank.
-    pub fn settlement(&self, conn: &Connection, peer: BankCode) -> rusqlite::Result<Option<i64>> {
+    pub fn settlement<T: LedgerTx>(
+        &self,
+        tx: &mut T,
+        peer: BankCode,
+    ) -> Result<Option<RowId>, T::Error> {
         if let Some(id) = self.settlements.borrow().get(&peer) {
             return Ok(Some(*id));
         }
-        let id: Option<i64> = conn
-            .prepare_cached("SELECT id FROM accounts WHERE kind = 'settlement' AND peer_bank = ?1")?
-            .query_row(params![peer.as_str()], |row| row.get(0))
-            .optional()?;
+        let id = tx.settlement_account(peer)?;
         if let Some(id) = id {
             self.settlements.borrow_mut().insert(peer, id);
         }
         Ok(id)
     }
 
-    pub fn username(&self, conn: &Connection, id: CustomerId) -> rusqlite::Result<Arc<str>> {
+    pub fn username<T: LedgerTx>(&self, tx: &mut T, id: CustomerId) -> Result<Arc<str>, T::Error> {
         if let Some(name) = self.usernames.borrow().get(&id) {
             return Ok(name.clone());
         }
-        let name: String = conn
-            .prepare_cached("SELECT username FROM customers WHERE id = ?1")?
-            .query_row(params![id], |row| row.get(0))?;
-        let name: Arc<str> = name.into();
+        let name: Arc<str> = tx.username(id)?.into();
         let mut usernames = self.usernames.borrow_mut();
         if usernames.len() >= FACTS_MAX {
             usernames.clear();
         }
         usernames.insert(id, name.clone());
         Ok(name)
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn clean() -> AccountState {
-        AccountState::read(AccountKind::Individual, Counters::default(), None)
-    }
-
-    /// A movement reads both accounts' states and then changes them: however full the memo is,
-    /// the first state read is still there for its change, and the bound holds after a flush.
-    #[test]
-    fn a_full_memo_keeps_what_a_movement_read_until_it_is_flushed() {
-        let memo = Memo::default();
-        let mut conn = Connection::open_in_memory().unwrap();
-        super::super::schema::migrate(&mut conn).unwrap();
-        let hot = Hot::new(&conn);
-        for id in 0..FACTS_MAX as i64 {
-            memo.remember(id, clean());
-        }
-        let (debit, credit) = (FACTS_MAX as i64, FACTS_MAX as i64 + 1);
-        memo.remember(debit, clean());
-        memo.remember(credit, clean());
-        memo.change(debit, |state| state.counters.debits_posted = 5);
-        memo.change(credit, |state| state.counters.credits_posted = 5);
-        memo.flush(&hot).unwrap();
-        assert!(memo.state(debit).is_none(), "forgotten once written");
-        assert_eq!(memo.states.borrow().len(), 0);
     }
 }
