@@ -45,6 +45,9 @@ pub enum Event {
     Finished { txn: TxnId },
     /// A bank asks about a transaction that neither memory nor the store has a decision for.
     QueryUnknown { from: BankCode, txn: TxnId },
+    /// This process has just taken the bank's duties (`crate::duties`) from another process of
+    /// the bank: finish what the store says is unfinished and this engine does not hold.
+    TakeOver,
 }
 
 pub struct Engine {
@@ -72,22 +75,56 @@ impl Engine {
     /// An engine holding every transaction the store says is unfinished: decisions not yet
     /// acknowledged are resent, votes without a decision ask their coordinator, and payments this
     /// bank began but never decided are aborted now (nobody can have committed them).
+    ///
+    /// Without the bank's duties (`holds_duties` false: another process of the bank holds them)
+    /// it starts empty: the holder finishes what is open, and this engine does when it takes the
+    /// duties over ([`Event::TakeOver`]).
     pub async fn recover(
         me: BankCode,
         store: Arc<dyn Store>,
         events: mpsc::Sender<Event>,
         links: BTreeMap<BankCode, Arc<PeerLink>>,
         directory: directory::Directory,
+        holds_duties: bool,
     ) -> Result<Engine, String> {
         let timing = Timing::default();
-        let mut coordinator = Coordinator::new(me, timing);
-        let mut participant = Participant::new(me, timing);
+        let mut engine = Engine {
+            me,
+            coordinator: Coordinator::new(me, timing),
+            participant: Participant::new(me, timing),
+            waiters: HashMap::new(),
+            completed: Vec::new(),
+            effects: Arc::new(Effects {
+                me,
+                store,
+                events,
+                links,
+                directory,
+            }),
+        };
+        if holds_duties {
+            engine.finish_open_work().await?;
+        }
+        Ok(engine)
+    }
+
+    /// Takes in every transaction the store says is unfinished that this engine does not hold
+    /// already: decisions not yet acknowledged are resent, votes without a decision ask their
+    /// coordinator, and payments this bank began but never decided are aborted now.
+    async fn finish_open_work(&mut self) -> Result<(), String> {
+        let store = self.effects.store.clone();
+        let coordinator = &mut self.coordinator;
+        let participant = &mut self.participant;
         let open = store
             .open_interbank()
             .await
             .map_err(|e| format!("cannot read unfinished interbank work: {e}"))?;
         let now = wall_ms();
+        let mine = |txn: &TxnId, coordinator: &Coordinator<Part>| coordinator.knows(txn);
         for (txn, participants) in open.undecided {
+            if mine(&txn, coordinator) {
+                continue;
+            }
             let command = Command::RecordDecision {
                 e2e: txn.clone(),
                 commit: false,
@@ -106,7 +143,9 @@ impl Engine {
             coordinator.restore(txn, commit, participants, now);
         }
         for (txn, commit, participants) in open.decisions {
-            coordinator.restore(txn, commit, participants, now);
+            if !mine(&txn, coordinator) {
+                coordinator.restore(txn, commit, participants, now);
+            }
         }
         for (txn, from, yes) in open.votes {
             participant.restore(txn, from, yes, now);
@@ -118,20 +157,7 @@ impl Engine {
                 "finishing interbank transactions left open"
             );
         }
-        Ok(Engine {
-            me,
-            coordinator,
-            participant,
-            waiters: HashMap::new(),
-            completed: Vec::new(),
-            effects: Arc::new(Effects {
-                me,
-                store,
-                events,
-                links,
-                directory,
-            }),
-        })
+        Ok(())
     }
 
     pub async fn run(mut self, mut events: mpsc::Receiver<Event>, mut stop: watch::Receiver<bool>) {
@@ -140,6 +166,11 @@ impl Engine {
         loop {
             tokio::select! {
                 event = events.recv() => match event {
+                    Some(Event::TakeOver) => {
+                        if let Err(error) = self.finish_open_work().await {
+                            tracing::error!(%error, "could not take over the interbank work left open");
+                        }
+                    }
                     Some(event) => self.handle(event),
                     None => return,
                 },
@@ -208,6 +239,8 @@ impl Engine {
                     self.coordinator
                         .on_message(from, Message::Query { txn }, now)
                 }
+                // Handled by `run`, which may wait for the store.
+                Event::TakeOver => Vec::new(),
                 Event::Prepared {
                     txn,
                     yes,

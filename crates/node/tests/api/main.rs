@@ -13,5 +13,6 @@ mod directory;
 mod idempotency;
 mod payments;
 mod pix;
+mod postgres;
 mod tls;
 mod writer;

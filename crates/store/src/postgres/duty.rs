@@ -16,7 +16,7 @@
 //! Each new holder raises the row's `epoch`, so a holder can tell the lease changed hands.
 
 use std::time::{Duration, Instant};
-use tokio::sync::{oneshot, watch};
+use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
 /// How long a renewal keeps the lease, counted by the database's clock.
@@ -93,7 +93,7 @@ pub async fn current_holder(
 pub struct DutyLease {
     holder: String,
     state: watch::Receiver<Lease>,
-    stop: Option<oneshot::Sender<()>>,
+    stop: watch::Sender<bool>,
     task: JoinHandle<()>,
 }
 
@@ -103,12 +103,12 @@ impl DutyLease {
     /// says whether the process holds it now, [`DutyLease::changes`] when that changes.
     pub fn start(config: tokio_postgres::Config, holder: String) -> DutyLease {
         let (tell, state) = watch::channel(Lease::NotHeld);
-        let (stop, stopped) = oneshot::channel();
+        let (stop, stopped) = watch::channel(false);
         let task = tokio::spawn(keep(config, holder.clone(), tell, stopped));
         DutyLease {
             holder,
             state,
-            stop: Some(stop),
+            stop,
             task,
         }
     }
@@ -135,12 +135,14 @@ impl DutyLease {
         self.state.clone()
     }
 
-    /// Stops renewing and gives the lease up, so another process takes it at once.
-    pub async fn release(mut self) {
-        if let Some(stop) = self.stop.take() {
-            let _ = stop.send(());
+    /// Stops renewing and gives the lease up, so another process takes it at once. Waits for
+    /// the database's answer at most [`RENEW_EVERY`] twice.
+    pub async fn release(&self) {
+        let _ = self.stop.send(true);
+        let asked = Instant::now();
+        while !self.task.is_finished() && asked.elapsed() < RENEW_EVERY * 2 {
+            tokio::time::sleep(Duration::from_millis(10)).await;
         }
-        let _ = (&mut self.task).await;
     }
 }
 
@@ -162,14 +164,14 @@ async fn keep(
     config: tokio_postgres::Config,
     holder: String,
     tell: watch::Sender<Lease>,
-    mut stopped: oneshot::Receiver<()>,
+    mut stopped: watch::Receiver<bool>,
 ) {
     let mut client: Option<tokio_postgres::Client> = None;
     let mut ticks = tokio::time::interval(RENEW_EVERY);
     ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         tokio::select! {
-            _ = &mut stopped => break,
+            _ = stopped.changed() => break,
             _ = ticks.tick() => {}
         }
         if client.as_ref().is_none_or(|c| c.is_closed()) {

@@ -20,6 +20,8 @@ mod tx;
 
 pub use schema::{MIGRATIONS, migrate};
 pub use store::{PgLedger, PgStore, Prepared, Writes, open, prepare};
+/// The connection settings of a PostgreSQL database.
+pub use tokio_postgres::Config as PgConfig;
 pub use tx::{PgBackend, PgTx};
 
 use std::time::Duration;

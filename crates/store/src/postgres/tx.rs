@@ -8,8 +8,8 @@
 //! overdraft as a last guard). Two writers that lock the same accounts in opposite orders are a
 //! deadlock, which PostgreSQL breaks by failing one of them (40P01): the writer runs that batch
 //! again ([`Backend::retryable`]). An idempotency key recorded by two processes at once is a
-//! unique violation for the second, whose command is then tried alone and finds the first's
-//! record (the writer's retry-alone). The account cache does not outlive a transaction
+//! unique violation for the second, whose batch is then run again and finds the first's record
+//! (a replay). The account cache does not outlive a transaction
 //! ([`Backend::exclusive`] is false).
 
 use super::read;
@@ -64,8 +64,13 @@ impl Backend for PgBackend {
         false
     }
 
+    /// A serialization failure or a deadlock, and also a unique violation: with several
+    /// processes, the row another process inserted between this batch's read and its insert
+    /// (the same idempotency key, account number, Pix key, vote). Run again, the batch reads
+    /// that row and the rules answer from it (a replay, the next number, a refusal), where
+    /// failing would answer a request a 500 (a batch of one is not tried alone).
     fn retryable(&self, error: &postgres::Error) -> bool {
-        super::is_retryable(error)
+        super::is_retryable(error) || super::is_unique_violation(error)
     }
 }
 
