@@ -781,8 +781,8 @@ async fn a_local_transfer_is_one_entry_read_by_both_sides() {
 }
 
 /// A recipient's bank records the payment as pending when it votes yes and settles that record
-/// when the decision comes: committed or aborted, as its customer reads it; the vote keeps no
-/// second copy of it.
+/// when the decision comes: committed or aborted, as its customer reads it; the record is the
+/// payment's one copy (the vote has none).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_recipients_bank_settles_the_payment_it_held() {
     let bank = bank("Ana Receives", 2).await;
@@ -852,11 +852,11 @@ async fn a_recipients_bank_settles_the_payment_it_held() {
     }
     assert_eq!(balances(&bank).await, vec![(5_700, 5_700), (5_000, 5_000)]);
     audit_passes(&bank.store).await;
-    let copies = count(
+    let records = count(
         &bank.dir,
-        "SELECT COUNT(*) FROM interbank_votes WHERE payment IS NOT NULL",
+        "SELECT COUNT(*) FROM payments WHERE e2e_id IN (SELECT e2e_id FROM interbank_votes)",
     );
-    assert_eq!(copies, 0);
+    assert_eq!(records, 2, "one record per payment, beside its vote");
 }
 
 /// The scheduling policy of this process's thread named `name` (field 41 of its `stat`).

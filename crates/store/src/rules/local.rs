@@ -405,7 +405,7 @@ enum Posted {
 /// A customer's transfer between two accounts here. One the ledger refuses (insufficient funds)
 /// is still a payment: it is recorded as aborted with its reason, so `GET /transfers/{id}` can
 /// tell its payer what happened. Refusals of the request itself (unknown account or key) record
-/// and write nothing. A committed transfer's record is its entry (schema migration 9).
+/// and write nothing. A committed transfer's record is its entry.
 fn post<T: LedgerTx>(tx: &mut T, ctx: &Ctx, asked: &Asked) -> Applied<Posted, T::Error> {
     let settled = match local_transfer(tx, ctx, asked)? {
         Ok(settled) => settled,

@@ -188,12 +188,11 @@ pub fn statement(
     let mut entries = Vec::with_capacity(limit.min(1024));
     let mut labels = Labels::default();
     let mut next = first;
-    // An entry of a transfer between two accounts here has a side for each (schema migration
-    // 6): the payer's in the first columns, the payee's in `other_*`. Its counterparties are
-    // the two accounts' labels (NULL since schema migration 12).
+    // An entry of a transfer between two accounts here has a side for each: the payer's in the
+    // first columns, the payee's in `other_*`. Its counterparties are the two accounts' labels.
     let mut statement = conn.prepare_cached(
         "SELECT id, kind, amount, balance_after, counterparty, description, made_by, clock, at_ms, e2e_id, prev_entry,
-                account_id, other_balance_after, other_counterparty, other_prev_entry, other_account_id
+                account_id, other_balance_after, other_prev_entry, other_account_id
          FROM entries WHERE id = ?1",
     )?;
     while let Some(id) = next.filter(|_| entries.len() < limit) {
@@ -213,14 +212,13 @@ pub fn statement(
                 e2e_id: row.get(9)?,
             };
             if payer == account_id {
-                let counterparty = Counterparty::read(row.get(4)?, row.get(15)?)?;
+                let counterparty = Counterparty::read(row.get(4)?, row.get(14)?)?;
                 return Ok((entry, counterparty, row.get(10)?));
             }
             entry.kind = "transfer_in".into();
             entry.amount_cents = -entry.amount_cents;
             entry.balance_after_cents = row.get(12)?;
-            let counterparty = Counterparty::read(row.get(13)?, Some(payer))?;
-            Ok((entry, counterparty, row.get(14)?))
+            Ok((entry, Counterparty::Account(payer), row.get(13)?))
         })?;
         entry.counterparty = match counterparty {
             Counterparty::Stored(label) => label,
@@ -232,8 +230,8 @@ pub fn statement(
     Ok(Some(entries))
 }
 
-/// A statement line's counterparty: the label stored with the entry, or the account here at the
-/// other end of a two-sided entry written without it (schema migration 12).
+/// A statement line's counterparty: the label stored with a one-sided entry, or the account here
+/// at the other end of a two-sided one.
 enum Counterparty {
     Stored(String),
     Account(i64),
@@ -311,7 +309,7 @@ pub fn local_payment(conn: &Connection, bank: &str, entry: i64) -> rusqlite::Res
     })
 }
 
-/// A stored outcome: its JSON, or the entry its record is read from.
+/// A stored outcome: its JSON, or the entry of the local transfer its record is read from.
 pub fn stored_outcome(
     conn: &Connection,
     bank: &str,
@@ -396,22 +394,18 @@ pub fn payment(
     viewer: CustomerId,
     e2e: &str,
 ) -> rusqlite::Result<Option<Result<Outcome, String>>> {
-    let found: Option<(Option<String>, Option<i64>)> = conn
+    let found: Option<String> = conn
         .prepare_cached(
-            "SELECT p.body, p.entry FROM payments p WHERE p.e2e_id = ?1 AND (p.started_by = ?2
+            "SELECT p.body FROM payments p WHERE p.e2e_id = ?1 AND (p.started_by = ?2
              OR EXISTS (SELECT 1 FROM payment_accounts pa JOIN account_holders h ON h.account_id = pa.account_id
-                        WHERE pa.e2e_id = p.e2e_id AND h.customer_id = ?2)
-             OR EXISTS (SELECT 1 FROM entries e JOIN account_holders h ON h.account_id = e.account_id
-                        WHERE e.id = p.entry AND h.customer_id = ?2)
-             OR EXISTS (SELECT 1 FROM entries e JOIN account_holders h ON h.account_id = e.other_account_id
-                        WHERE e.id = p.entry AND h.customer_id = ?2))",
+                        WHERE pa.e2e_id = p.e2e_id AND h.customer_id = ?2))",
         )?
-        .query_row(params![e2e, viewer], |row| Ok((row.get(0)?, row.get(1)?)))
+        .query_row(params![e2e, viewer], |row| row.get(0))
         .optional()?;
-    if let Some((body, entry)) = found {
-        return stored_outcome(conn, bank, body, entry).map(Some);
+    if let Some(body) = found {
+        return stored_outcome(conn, bank, Some(body), None).map(Some);
     }
-    // A committed transfer between two accounts here is its entry alone (migration 9).
+    // A committed transfer between two accounts here is its entry alone.
     let entry: Option<i64> = conn
         .prepare_cached(
             "SELECT e.id FROM entries e WHERE e.e2e_id = ?1 AND e.other_account_id IS NOT NULL
@@ -483,7 +477,7 @@ pub fn foreign_key_violations(conn: &Connection) -> rusqlite::Result<i64> {
 
 /// Rows that refer to a row that does not exist: foreign keys, and idempotency records naming a
 /// payment that is neither a `payments` row nor the entry of a transfer between two accounts
-/// here (schema migration 9).
+/// here.
 pub fn broken_references(conn: &Connection) -> rusqlite::Result<i64> {
     conn.query_row(
         "SELECT (SELECT COUNT(*) FROM pragma_foreign_key_check)
@@ -545,7 +539,7 @@ pub fn audit(conn: &Connection, clock: String) -> rusqlite::Result<AuditRecord> 
         "FROM transfers t WHERE t.flags = 'pending'
          AND NOT EXISTS (SELECT 1 FROM transfers r WHERE r.pending_id = t.id)",
     )?;
-    // An entry of a transfer between two accounts here has a side for each (schema migration 6).
+    // An entry of a transfer between two accounts here has a side for each (payer and payee).
     let stale_statements: i64 = conn.query_row(
         "SELECT COUNT(*) FROM accounts a WHERE a.kind IN ('individual', 'company', 'joint')
          AND a.credits_posted - a.debits_posted <>

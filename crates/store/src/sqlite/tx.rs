@@ -104,7 +104,7 @@ impl LedgerTx for SqliteTx<'_> {
         let stored: Option<(Vec<u8>, Option<String>, Option<i64>)> = self
             .hot
             .statement(
-                "SELECT i.fingerprint, coalesce(i.outcome, p.body), coalesce(p.entry, e.id) FROM idempotency i
+                "SELECT i.fingerprint, coalesce(i.outcome, p.body), e.id FROM idempotency i
                  LEFT JOIN payments p ON p.e2e_id = i.payment
                  LEFT JOIN entries e ON e.e2e_id = i.payment AND e.other_account_id IS NOT NULL
                  WHERE i.key = ?2 AND i.scope = ?1",
