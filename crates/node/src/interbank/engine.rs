@@ -148,7 +148,10 @@ impl Engine {
             }
         }
         for (txn, from, yes) in open.votes {
-            participant.restore(txn, from, yes, now);
+            // A vote this engine holds goes on where it is (a restore would reset its timers).
+            if !participant.knows(&txn) {
+                participant.restore(txn, from, yes, now);
+            }
         }
         if coordinator.open() + participant.open() > 0 {
             tracing::info!(

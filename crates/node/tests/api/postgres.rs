@@ -167,10 +167,17 @@ async fn two_bankd_on_one_database_behave_as_one_bank() {
     let b = start_bankd(dir_b.path(), db.url());
     let urls = [a.url.clone(), b.url.clone()];
     let http = http();
+    // Customers come in through either process, all at once: two processes open accounts
+    // together, and each account still gets a number of its own.
+    let opening: Vec<_> = (0..ACCOUNTS)
+        .map(|i| {
+            let (http, url) = (http.clone(), urls[i % 2].clone());
+            tokio::spawn(async move { customer(&http, &url, "1000.00").await })
+        })
+        .collect();
     let mut accounts = Vec::new();
-    for i in 0..ACCOUNTS {
-        // Customers come in through either process.
-        accounts.push(customer(&http, &urls[i % 2], "1000.00").await);
+    for opened in opening {
+        accounts.push(opened.await.unwrap());
     }
 
     // 32 clients over both processes: transfers and packages between random accounts, money

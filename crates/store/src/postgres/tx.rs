@@ -399,9 +399,16 @@ impl LedgerTx for PgTx<'_> {
     }
 
     fn next_account_number(&mut self) -> Result<u64> {
+        // One more than the highest number given, kept in a row of `meta` that this transaction
+        // holds until it ends: two processes opening accounts at once take turns there instead
+        // of both reading the same highest number (each then failing the other's insert).
         let next: i64 = self
             .query_one(
-                "SELECT COALESCE(MAX(number), 100000) + 1 FROM accounts",
+                "INSERT INTO meta (key, value)
+                 VALUES ('last_account_number', (SELECT COALESCE(MAX(number), 100000) + 1 FROM accounts)::TEXT)
+                 ON CONFLICT (key) DO UPDATE SET value =
+                     (GREATEST(meta.value::BIGINT, (SELECT COALESCE(MAX(number), 100000) FROM accounts)) + 1)::TEXT
+                 RETURNING value::BIGINT",
                 &[],
             )?
             .get(0);
