@@ -373,7 +373,7 @@ pub fn clock(data: &[u8]) {
 /// The node's decoding of an interbank envelope (`POST /interbank/v1/messages`: the same
 /// `serde_json::from_slice::<Envelope>` as the handler) and what the bank does with its
 /// contents before anything else: observes its clock, and keeps a prepare's legs and payment as
-/// JSON that it later reads back with `expect` (store/src/sqlite/interbank.rs). (The envelope's
+/// JSON that it later reads back with `expect` (store/src/rules/interbank.rs). (The envelope's
 /// signature is checked before, by the `signature` target.) So an envelope
 /// that decodes must encode and decode to itself, and so must what is kept of it.
 pub fn envelope(data: &[u8]) {

@@ -244,6 +244,15 @@ pub struct BenchArgs {
     /// machine. The bench's own consortium shares every core with its clients.
     #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u16).range(1..=1024))]
     pub threads: u16,
+    /// The SQLite backend's tuning of the bench's own banks, as `bankd --sqlite-tuning`: none
+    /// (the default), all, or a list of vfs, realtime, statements.
+    #[arg(long, default_value = "none", value_parser = sqlite_tuning_arg, conflicts_with = "consortium")]
+    pub sqlite_tuning: store::sqlite::SqliteTuning,
+}
+
+fn sqlite_tuning_arg(text: &str) -> Result<store::sqlite::SqliteTuning, String> {
+    store::sqlite::SqliteTuning::parse(text)
+        .ok_or_else(|| "expected none, all, or a list of vfs, realtime, statements".to_string())
 }
 
 #[derive(Debug, Clone, Copy, ValueEnum, PartialEq, Eq)]

@@ -1,6 +1,6 @@
 //! The `bankd` command: run one bank, or a whole local consortium for a demo.
 
-use clap::{Parser, Subcommand, ValueEnum};
+use clap::{Parser, Subcommand};
 use std::path::PathBuf;
 use std::process::ExitCode;
 
@@ -20,19 +20,20 @@ struct Cli {
     /// machine's cores, at least one.
     #[arg(long, global = true, env = "BANKD_WORKERS", value_parser = clap::value_parser!(u16).range(1..=1024))]
     workers: Option<u16>,
-    /// How each bank's writer is scheduled while it commits a batch and answers it: `realtime`
-    /// (SCHED_FIFO from its fsync to its last answer, when the process may: root, CAP_SYS_NICE
-    /// or `ulimit -r` 1 or more; otherwise normal, said once in the log) or `normal`.
-    #[arg(long, global = true, env = "BANKD_WRITER_PRIORITY", value_enum, default_value_t = WriterPriority::Realtime)]
-    writer_priority: WriterPriority,
+    /// The SQLite backend's own tuning of each bank's writer, off unless asked for (BENCHMARKS.md
+    /// measures it): `none`, `all`, or a comma-separated list of `vfs` (each commit's WAL frames
+    /// in one write), `realtime` (SCHED_FIFO from the commit's fsync to its last answer, when the
+    /// process may: root, CAP_SYS_NICE or `ulimit -r` 1 or more; otherwise normal, said once in
+    /// the log) and `statements` (the writer's statements taken once per batch).
+    #[arg(long, global = true, env = "BANKD_SQLITE_TUNING", default_value = "none", value_parser = parse_tuning)]
+    sqlite_tuning: store::sqlite::SqliteTuning,
     #[command(subcommand)]
     command: Command,
 }
 
-#[derive(Clone, Copy, PartialEq, Eq, ValueEnum)]
-enum WriterPriority {
-    Realtime,
-    Normal,
+fn parse_tuning(text: &str) -> Result<store::sqlite::SqliteTuning, String> {
+    store::sqlite::SqliteTuning::parse(text)
+        .ok_or_else(|| "expected none, all, or a list of vfs, realtime, statements".to_string())
 }
 
 #[derive(Subcommand)]
@@ -59,7 +60,7 @@ enum Command {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    store::sqlite::set_realtime_commits(cli.writer_priority == WriterPriority::Realtime);
+    store::sqlite::set_tuning(cli.sqlite_tuning);
     let workers = cli.workers.map_or_else(default_workers, usize::from);
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .worker_threads(workers)

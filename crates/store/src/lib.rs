@@ -7,8 +7,10 @@
 //! Durability rule for every implementation: `execute` returns only after the command's effects,
 //! and its idempotency record, are on disk. Refusals change nothing but the idempotency record.
 //!
-//! Architecture invariant: only this crate knows SQL; the ledger rules it applies come from
-//! `ledger::rules`, so a PostgreSQL store applies the same rules as the SQLite one.
+//! Architecture invariant: only this crate knows SQL, and only its backends (`sqlite`) write
+//! it. The bank's rules ([`rules`]) and the writer ([`writer`]) are written once against the
+//! row-level [`tx::LedgerTx`] and [`tx::Backend`] traits, and counters change only through
+//! `ledger::rules`, so every backend applies the same rules.
 
 mod clock;
 mod model;

@@ -881,12 +881,14 @@ async fn the_writer_is_back_to_normal_priority_after_each_commit() {
     // A bank code no other test here uses, so the thread's name is this writer's alone.
     let code = BankCode::parse("40000004").unwrap();
     let dir = tempfile::tempdir().unwrap();
+    // Real-time commits are opt-in tuning.
     let store = Arc::new(
-        SqliteStore::open(
+        SqliteStore::open_tuned(
             &dir.path().join("bank.db"),
             code,
             &[],
             Arc::new(SharedClock::default()),
+            store::sqlite::SqliteTuning::ALL,
         )
         .unwrap(),
     );

@@ -80,6 +80,7 @@ pub async fn run(context: &Context, args: BenchArgs) -> Result<(), CliError> {
                 path
             }
         };
+        store::sqlite::set_tuning(args.sqlite_tuning);
         let (running, file) = node::demo::start(&dir, None)
             .await
             .map_err(|e| CliError::Other(format!("cannot start the bench's consortium: {e}")))?;

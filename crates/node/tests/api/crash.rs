@@ -341,13 +341,14 @@ fn bankd_refuses_to_serve_on_no_workers() {
 }
 
 #[test]
-fn bankd_refuses_an_unknown_writer_priority() {
+fn bankd_refuses_an_unknown_sqlite_tuning() {
     for (args, env) in [
-        (&["--writer-priority", "fastest"][..], &[][..]),
-        (&[], &[("BANKD_WRITER_PRIORITY", "high")]),
+        (&["--sqlite-tuning", "fastest"][..], &[][..]),
+        (&["--sqlite-tuning", "vfs,turbo"][..], &[][..]),
+        (&[], &[("BANKD_SQLITE_TUNING", "high")]),
     ] {
         let (code, stderr) = bankd_serve(args, env);
         assert_eq!(code, Some(2), "{args:?} {env:?}: {stderr}");
-        assert!(stderr.contains("--writer-priority"), "{stderr}");
+        assert!(stderr.contains("--sqlite-tuning"), "{stderr}");
     }
 }

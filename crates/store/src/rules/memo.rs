@@ -10,7 +10,9 @@
 //! savepoint or a commit without being in the database.
 //!
 //! Only the writer thread uses it. It may hold facts written by the transaction in progress, so
-//! the writer forgets everything whenever a transaction or a savepoint is rolled back. It is
+//! the writer forgets everything whenever a transaction or a savepoint is rolled back, and at
+//! the start of every transaction when other processes write the same database
+//! ([`crate::tx::Backend::exclusive`]). It is
 //! bounded: past [`FACTS_MAX`] accounts it starts again from empty (account states only once
 //! they are flushed).
 

@@ -16,7 +16,6 @@ use crate::{SharedClock, Store, StoreError, Submitted};
 use async_trait::async_trait;
 use ledger::{AccountNumber, BankCode, EndToEndId, PixKey, Stamp};
 use priority::Priority;
-pub use priority::set_realtime_commits;
 use rusqlite::{Connection, OpenFlags, OptionalExtension};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
@@ -28,6 +27,70 @@ pub use crate::writer::{BATCH_MAX, FAULT_PANIC, FAULT_STOP, QUEUE_MAX};
 const WRITER_CACHE_KIB: i64 = -65_536;
 /// Reader connections kept open between reads.
 const READERS_IDLE_MAX: usize = 8;
+
+/// The SQLite backend's own tuning of its writer, each part off unless asked for
+/// (`bankd --sqlite-tuning`; BENCHMARKS.md measures them). None changes what is durable when.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct SqliteTuning {
+    /// The writer's connection goes through the `coalesce` VFS (`vfs.rs`): each commit's WAL
+    /// frames reach the file in one write instead of two per frame.
+    pub coalesce_vfs: bool,
+    /// From a commit's sync until its last answer the writer runs at real-time priority, when
+    /// the process may (`priority.rs`). Works through the `coalesce` VFS's sync hook, so it opens
+    /// the writer through that VFS too.
+    pub realtime_commits: bool,
+    /// The writer's hot statements are taken from the statement cache once per batch instead
+    /// of once per use (`tx.rs`, `Hot`).
+    pub batch_statements: bool,
+}
+
+impl SqliteTuning {
+    /// Every part on.
+    pub const ALL: SqliteTuning = SqliteTuning {
+        coalesce_vfs: true,
+        realtime_commits: true,
+        batch_statements: true,
+    };
+
+    /// Reads `none`, `all`, or a comma-separated list of `vfs`, `realtime` and `statements`.
+    pub fn parse(text: &str) -> Option<SqliteTuning> {
+        let mut tuning = SqliteTuning::default();
+        for part in text.split(',').map(str::trim) {
+            match part {
+                "none" => {}
+                "all" => tuning = SqliteTuning::ALL,
+                "vfs" => tuning.coalesce_vfs = true,
+                "realtime" => tuning.realtime_commits = true,
+                "statements" => tuning.batch_statements = true,
+                _ => return None,
+            }
+        }
+        Some(tuning)
+    }
+
+    fn bits(self) -> u8 {
+        u8::from(self.coalesce_vfs)
+            | u8::from(self.realtime_commits) << 1
+            | u8::from(self.batch_statements) << 2
+    }
+
+    fn from_bits(bits: u8) -> SqliteTuning {
+        SqliteTuning {
+            coalesce_vfs: bits & 1 != 0,
+            realtime_commits: bits & 2 != 0,
+            batch_statements: bits & 4 != 0,
+        }
+    }
+}
+
+/// The tuning of stores opened by [`SqliteStore::open`] from now on (none unless set).
+static TUNING: std::sync::atomic::AtomicU8 = std::sync::atomic::AtomicU8::new(0);
+
+/// Chooses the tuning of the SQLite stores this process opens from now on with
+/// [`SqliteStore::open`] (`bankd --sqlite-tuning`, and `bank bench` for the banks it starts).
+pub fn set_tuning(tuning: SqliteTuning) {
+    TUNING.store(tuning.bits(), std::sync::atomic::Ordering::Relaxed);
+}
 
 pub struct SqliteStore {
     bank: String,
@@ -73,18 +136,21 @@ fn open_connection(path: &Path, flags: OpenFlags) -> rusqlite::Result<Connection
     )?)
 }
 
-/// The writer's connection, through the `coalesce` VFS (`vfs.rs`): each commit's WAL frames
-/// reach the file in one write instead of two per frame.
-fn open_writer(path: &Path) -> rusqlite::Result<Connection> {
+/// The writer's connection, through the `coalesce` VFS (`vfs.rs`) when tuned so: each commit's
+/// WAL frames reach the file in one write instead of two per frame.
+fn open_writer(path: &Path, tuning: SqliteTuning) -> rusqlite::Result<Connection> {
+    let flags = OpenFlags::SQLITE_OPEN_READ_WRITE
+        | OpenFlags::SQLITE_OPEN_CREATE
+        | OpenFlags::SQLITE_OPEN_NO_MUTEX;
+    if !(tuning.coalesce_vfs || tuning.realtime_commits) {
+        return configure(Connection::open_with_flags(path, flags)?);
+    }
     vfs::register().map_err(|code| {
         rusqlite::Error::SqliteFailure(
             rusqlite::ffi::Error::new(code),
             Some("cannot register the coalesce VFS".to_string()),
         )
     })?;
-    let flags = OpenFlags::SQLITE_OPEN_READ_WRITE
-        | OpenFlags::SQLITE_OPEN_CREATE
-        | OpenFlags::SQLITE_OPEN_NO_MUTEX;
     configure(Connection::open_with_flags_and_vfs(path, flags, vfs::NAME)?)
 }
 
@@ -100,14 +166,26 @@ fn configure(conn: Connection) -> rusqlite::Result<Connection> {
 impl SqliteStore {
     /// Opens (creating and migrating if needed) the bank's database at `path`, checks the
     /// ledger's invariants on what is there, and starts the writer. `peers` are the other banks,
-    /// each of which gets a settlement account.
+    /// each of which gets a settlement account. Tuned as [`set_tuning`] last chose.
     pub fn open(
         path: &Path,
         bank: BankCode,
         peers: &[BankCode],
         clock: Arc<SharedClock>,
     ) -> Result<SqliteStore, StoreError> {
-        let mut conn = open_writer(path)?;
+        let tuning = SqliteTuning::from_bits(TUNING.load(std::sync::atomic::Ordering::Relaxed));
+        SqliteStore::open_tuned(path, bank, peers, clock, tuning)
+    }
+
+    /// [`SqliteStore::open`] with this tuning.
+    pub fn open_tuned(
+        path: &Path,
+        bank: BankCode,
+        peers: &[BankCode],
+        clock: Arc<SharedClock>,
+        tuning: SqliteTuning,
+    ) -> Result<SqliteStore, StoreError> {
+        let mut conn = open_writer(path, tuning)?;
         let mode: String =
             conn.pragma_update_and_check(None, "journal_mode", "WAL", |row| row.get(0))?;
         if !mode.eq_ignore_ascii_case("wal") {
@@ -154,6 +232,7 @@ impl SqliteStore {
         conn.pragma_update(None, "foreign_keys", "OFF")?;
         let backend = SqliteBackend {
             conn,
+            tuning,
             priority: None,
             checkpointer: Checkpointer::start(path, &bank.to_string())?,
         };
@@ -190,10 +269,11 @@ impl SqliteStore {
     }
 }
 
-/// The writer's side of the SQLite file: its connection (through the `coalesce` VFS), its
-/// real-time commits, and the checkpointer it wakes after each batch.
+/// The writer's side of the SQLite file: its connection, its tuning, and the checkpointer it
+/// wakes after each batch.
 struct SqliteBackend {
     conn: Connection,
+    tuning: SqliteTuning,
     /// Set on the writer's thread ([`Backend::on_writer_thread`]).
     priority: Option<Priority>,
     checkpointer: Checkpointer,
@@ -204,14 +284,17 @@ impl crate::tx::Backend for SqliteBackend {
     type Tx<'b> = SqliteTx<'b>;
 
     fn on_writer_thread(&mut self, bank: &str) {
-        self.priority = Some(Priority::for_this_thread(bank));
+        self.priority = Some(Priority::for_this_thread(
+            bank,
+            self.tuning.realtime_commits,
+        ));
     }
 
     fn begin(&mut self) -> rusqlite::Result<SqliteTx<'_>> {
         self.conn.execute_batch("BEGIN IMMEDIATE")?;
         Ok(SqliteTx {
             conn: &self.conn,
-            hot: tx::Hot::new(&self.conn),
+            hot: tx::Hot::new(&self.conn, self.tuning.batch_statements),
             priority: self.priority.as_ref(),
         })
     }
@@ -443,6 +526,195 @@ impl Store for SqliteStore {
 mod tests {
     use super::*;
 
+    /// SQLite's backend as another backend may behave: failing to begin a few times with an error
+    /// it calls retryable (a serialization failure, say), and sharing its database with other
+    /// writers (`exclusive` false).
+    struct Shared {
+        inner: SqliteBackend,
+        fail_begins: usize,
+        exclusive: bool,
+    }
+
+    fn busy() -> rusqlite::Error {
+        rusqlite::Error::SqliteFailure(
+            rusqlite::ffi::Error::new(rusqlite::ffi::SQLITE_BUSY),
+            Some("test: try again".into()),
+        )
+    }
+
+    impl crate::tx::Backend for Shared {
+        type Error = rusqlite::Error;
+        type Tx<'b> = SqliteTx<'b>;
+
+        fn begin(&mut self) -> rusqlite::Result<SqliteTx<'_>> {
+            if self.fail_begins > 0 {
+                self.fail_begins -= 1;
+                return Err(busy());
+            }
+            self.inner.begin()
+        }
+
+        fn rollback(&mut self) -> rusqlite::Result<()> {
+            self.inner.rollback()
+        }
+
+        fn exclusive(&self) -> bool {
+            self.exclusive
+        }
+
+        fn retryable(&self, error: &rusqlite::Error) -> bool {
+            error.sqlite_error_code() == Some(rusqlite::ErrorCode::DatabaseBusy)
+        }
+    }
+
+    /// A bank with one customer holding one account of R$ 50,00, closed again; answers its
+    /// file, the customer and the account.
+    async fn closed_bank(dir: &Path) -> (PathBuf, CustomerId, AccountNumber) {
+        let path = dir.join("ledger.db");
+        let store = SqliteStore::open(
+            &path,
+            BankCode::parse("10000001").unwrap(),
+            &[],
+            Arc::new(SharedClock::default()),
+        )
+        .unwrap();
+        let run = |command| {
+            store.execute(Request {
+                command,
+                idempotency: None,
+            })
+        };
+        let Outcome::Customer(ana) = run(Command::RegisterCustomer {
+            public_id: "p".into(),
+            name: "Ana".into(),
+            document: ledger::Document::parse("529.982.247-25").unwrap(),
+            username: "ana".into(),
+            password_hash: "h".into(),
+        })
+        .await
+        .unwrap()
+        .outcome
+        else {
+            panic!("not registered")
+        };
+        let Outcome::Account(account) = run(Command::OpenAccount {
+            actor: ana.id,
+            kind: ledger::AccountKind::Individual,
+            co_holders: vec![],
+            opening_deposit: ledger::Amount::from_cents(5_000).unwrap(),
+            e2e: e2e(0),
+        })
+        .await
+        .unwrap()
+        .outcome
+        else {
+            panic!("not opened")
+        };
+        drop(store);
+        // The writer lets go of the file once its queue's last handle is gone.
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+        (path, ana.id, AccountNumber::parse(&account.number).unwrap())
+    }
+
+    fn e2e(serial: u64) -> EndToEndId {
+        EndToEndId::sequenced(BankCode::parse("10000001").unwrap(), "202612070000", serial)
+    }
+
+    fn shared_writer(path: &Path, fail_begins: usize, exclusive: bool) -> WriterHandle {
+        let conn = open_writer(path, SqliteTuning::default()).unwrap();
+        let vault: i64 = conn
+            .query_row("SELECT id FROM accounts WHERE kind = 'vault'", [], |row| {
+                row.get(0)
+            })
+            .unwrap();
+        let backend = Shared {
+            inner: SqliteBackend {
+                conn,
+                tuning: SqliteTuning::default(),
+                priority: None,
+                checkpointer: Checkpointer::start(path, "10000001").unwrap(),
+            },
+            fail_begins,
+            exclusive,
+        };
+        crate::writer::spawn(
+            backend,
+            BankCode::parse("10000001").unwrap(),
+            vault,
+            Arc::new(SharedClock::default()),
+        )
+        .unwrap()
+    }
+
+    async fn deposit(
+        writer: &WriterHandle,
+        actor: CustomerId,
+        account: AccountNumber,
+        serial: u64,
+    ) -> Result<Executed, StoreError> {
+        writer
+            .submit(Request {
+                command: Command::Deposit {
+                    actor,
+                    account,
+                    amount: ledger::Amount::from_cents(100).unwrap(),
+                    description: String::new(),
+                    e2e: e2e(serial),
+                },
+                idempotency: None,
+            })?
+            .await
+    }
+
+    /// A batch that fails with an error its backend calls retryable is run again, up to
+    /// `BATCH_RETRIES_MAX` times, before it fails.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_retryable_failure_runs_the_batch_again() {
+        let dir = tempfile::tempdir().unwrap();
+        let (path, ana, account) = closed_bank(dir.path()).await;
+        let writer = shared_writer(&path, crate::writer::BATCH_RETRIES_MAX, true);
+        let done = deposit(&writer, ana, account, 1).await.unwrap();
+        assert!(matches!(done.outcome, Outcome::Entry(ref e) if e.balance_after_cents == 5_100));
+        drop(writer);
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+        let writer = shared_writer(&path, crate::writer::BATCH_RETRIES_MAX + 1, true);
+        let failed = deposit(&writer, ana, account, 2).await;
+        assert!(
+            matches!(&failed, Err(StoreError::Database(error)) if error.sqlite_error_code() == Some(rusqlite::ErrorCode::DatabaseBusy)),
+            "{failed:?}"
+        );
+        let again = deposit(&writer, ana, account, 3).await.unwrap();
+        assert!(matches!(again.outcome, Outcome::Entry(ref e) if e.balance_after_cents == 5_200));
+    }
+
+    /// A writer that shares its database (`exclusive` false) reads every account again in each
+    /// transaction: money another process moved in between counts. (An exclusive writer keeps
+    /// what it read, which is exact only while it is the one writer.)
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_shared_writer_reads_what_another_process_wrote() {
+        let dir = tempfile::tempdir().unwrap();
+        let (path, ana, account) = closed_bank(dir.path()).await;
+        let writer = shared_writer(&path, 0, false);
+        let first = deposit(&writer, ana, account, 1).await.unwrap();
+        assert!(matches!(first.outcome, Outcome::Entry(ref e) if e.balance_after_cents == 5_100));
+        // Another process deposits R$ 10,00 (both sides, so the ledger still balances).
+        let other = Connection::open(&path).unwrap();
+        other
+            .execute_batch(&format!(
+                "BEGIN IMMEDIATE;
+                 UPDATE accounts SET credits_posted = credits_posted + 1000 WHERE number = {};
+                 UPDATE accounts SET debits_posted = debits_posted + 1000 WHERE kind = 'vault';
+                 COMMIT;",
+                account.base()
+            ))
+            .unwrap();
+        let second = deposit(&writer, ana, account, 2).await.unwrap();
+        assert!(
+            matches!(second.outcome, Outcome::Entry(ref e) if e.balance_after_cents == 6_200),
+            "{second:?}"
+        );
+    }
+
     /// A full-ledger audit reads every row: while one runs, another is refused at once rather
     /// than piling up beside it.
     #[tokio::test]
@@ -462,6 +734,27 @@ mod tests {
         ));
         drop(running);
         assert!(store.audit().await.unwrap().ok());
+    }
+
+    /// `bankd --sqlite-tuning` reads parts by name, `all` and `none`; anything else is refused.
+    #[test]
+    fn tuning_reads_its_parts_by_name() {
+        assert_eq!(SqliteTuning::parse("none"), Some(SqliteTuning::default()));
+        assert_eq!(SqliteTuning::parse("all"), Some(SqliteTuning::ALL));
+        assert_eq!(
+            SqliteTuning::parse("vfs, statements"),
+            Some(SqliteTuning {
+                coalesce_vfs: true,
+                realtime_commits: false,
+                batch_statements: true,
+            })
+        );
+        for bad in ["", "fast", "vfs,", "all,turbo"] {
+            assert_eq!(SqliteTuning::parse(bad), None, "{bad:?}");
+        }
+        for tuning in [SqliteTuning::default(), SqliteTuning::ALL] {
+            assert_eq!(SqliteTuning::from_bits(tuning.bits()), tuning);
+        }
     }
 
     #[test]

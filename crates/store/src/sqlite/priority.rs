@@ -17,18 +17,16 @@
 //!
 //! Linux lets a thread take a real-time policy with `CAP_SYS_NICE` or a `RLIMIT_RTPRIO` of at
 //! least 1 (`ulimit -r`, systemd's `LimitRTPRIO=1`). Without either the writer commits at normal
-//! priority, as it did before, and says so once; `bankd --writer-priority normal` chooses that.
+//! priority, as it did before, and says so once. It is opt-in tuning ([`super::SqliteTuning`],
+//! `bankd --sqlite-tuning realtime`), off by default, and works through the `coalesce` VFS's
+//! sync hook, so asking for it opens the writer through that VFS too.
 //! The kernel keeps a share of every second for other threads however many are real-time
 //! (`/proc/sys/kernel/sched_rt_runtime_us`).
 
 use std::cell::Cell;
-use std::sync::atomic::{AtomicBool, Ordering};
 
 /// The fewest answers a commit must owe to be worth real-time priority.
 pub(super) const ANSWERS_MIN: usize = 8;
-
-/// Whether writers started from now on commit at real-time priority when they may.
-static WANTED: AtomicBool = AtomicBool::new(true);
 
 thread_local! {
     /// On a writer's thread that may go real-time: from just before its `COMMIT` until its
@@ -38,21 +36,16 @@ thread_local! {
     static RAISED: Cell<bool> = const { Cell::new(false) };
 }
 
-/// Chooses for the writers started from now on: real-time commits when permitted (the default),
-/// or normal priority throughout.
-pub fn set_realtime_commits(wanted: bool) {
-    WANTED.store(wanted, Ordering::Relaxed);
-}
-
 /// The writer thread's scheduling around each commit.
 pub(super) struct Priority {
     permitted: bool,
 }
 
 impl Priority {
-    /// For the calling thread (the writer's): tries the real-time policy once, and goes back.
-    pub(super) fn for_this_thread(bank: &str) -> Priority {
-        let permitted = WANTED.load(Ordering::Relaxed)
+    /// For the calling thread (the writer's): when `wanted`, tries the real-time policy once,
+    /// and goes back.
+    pub(super) fn for_this_thread(bank: &str, wanted: bool) -> Priority {
+        let permitted = wanted
             && match set(true).and_then(|()| set(false)) {
                 Ok(()) => true,
                 Err(error) => {
@@ -146,7 +139,7 @@ mod tests {
     #[test]
     fn a_commit_is_real_time_from_its_sync_to_its_answers() {
         std::thread::spawn(|| {
-            let priority = Priority::for_this_thread("10000001");
+            let priority = Priority::for_this_thread("10000001", true);
             assert_eq!(policy(), libc::SCHED_OTHER as u32);
             before_sync();
             assert_eq!(policy(), libc::SCHED_OTHER as u32, "not armed");

@@ -15,8 +15,13 @@ use std::rc::Rc;
 /// per use: a lookup hashes and compares the statement's whole text, and cost the interbank path
 /// about a tenth of its instructions (`cargo bench -p store`, interbank_payments, under
 /// callgrind). A statement is taken the first time the batch runs it ([`Hot::statement`]).
+///
+/// It is opt-in tuning ([`super::SqliteTuning::batch_statements`]): without it each use takes
+/// its statement from the cache, as any other statement is.
 pub struct Hot<'c> {
     conn: &'c Connection,
+    /// Whether statements are kept for the batch.
+    keep: bool,
     /// Taken so far, by the address of their text.
     taken: RefCell<Vec<(usize, Taken<'c>)>>,
 }
@@ -25,9 +30,10 @@ pub struct Hot<'c> {
 pub type Taken<'c> = Rc<RefCell<CachedStatement<'c>>>;
 
 impl<'c> Hot<'c> {
-    pub fn new(conn: &'c Connection) -> Hot<'c> {
+    pub fn new(conn: &'c Connection, keep: bool) -> Hot<'c> {
         Hot {
             conn,
+            keep,
             taken: RefCell::new(Vec::new()),
         }
     }
@@ -36,6 +42,9 @@ impl<'c> Hot<'c> {
     /// told apart by where their text lives, so each is a literal written once (one call site,
     /// or one `const`): a second copy of the same text would be prepared a second time.
     pub fn statement(&self, sql: &'static str) -> rusqlite::Result<Taken<'c>> {
+        if !self.keep {
+            return Ok(Rc::new(RefCell::new(self.conn.prepare_cached(sql)?)));
+        }
         let at = sql.as_ptr() as usize;
         if let Some((_, taken)) = self.taken.borrow().iter().find(|(key, _)| *key == at) {
             return Ok(taken.clone());
@@ -643,7 +652,7 @@ mod tests {
         super::super::schema::migrate(&mut conn).unwrap();
         let mut tx = SqliteTx {
             conn: &conn,
-            hot: Hot::new(&conn),
+            hot: Hot::new(&conn, true),
             priority: None,
         };
         for id in 0..FACTS_MAX as i64 {

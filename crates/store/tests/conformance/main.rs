@@ -22,17 +22,30 @@ pub trait Harness: Sync {
     fn open(&self, bank: BankCode, peers: &[BankCode]) -> impl Future<Output = Opened> + Send;
 }
 
-/// The SQLite backend: a file in a temporary folder.
+/// The SQLite backend: a file in a temporary folder, untuned (the default).
 pub struct SqliteHarness;
 
 impl Harness for SqliteHarness {
     async fn open(&self, bank: BankCode, peers: &[BankCode]) -> Opened {
+        SqliteTunedHarness(store::sqlite::SqliteTuning::default())
+            .open(bank, peers)
+            .await
+    }
+}
+
+/// The SQLite backend with its own tuning (`SqliteTuning`), which must change nothing the suite
+/// can see.
+pub struct SqliteTunedHarness(pub store::sqlite::SqliteTuning);
+
+impl Harness for SqliteTunedHarness {
+    async fn open(&self, bank: BankCode, peers: &[BankCode]) -> Opened {
         let dir = tempfile::tempdir().unwrap();
-        let store = SqliteStore::open(
+        let store = SqliteStore::open_tuned(
             &dir.path().join("ledger.db"),
             bank,
             peers,
             Arc::new(SharedClock::default()),
+            self.0,
         )
         .unwrap();
         Opened {
@@ -76,6 +89,10 @@ macro_rules! conformance {
 }
 
 conformance!(sqlite, super::SqliteHarness);
+conformance!(
+    sqlite_tuned,
+    super::SqliteTunedHarness(store::sqlite::SqliteTuning::ALL)
+);
 
 /// The PostgreSQL backend: a database of its own on the tests' server (`INTERBANK_TEST_PG`),
 /// dropped after the case. Without a server the case is skipped loudly (a failure under CI).
