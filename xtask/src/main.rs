@@ -2,10 +2,21 @@
 //!
 //! `cargo xtask test` is the one command that runs every test on a fresh machine: it installs
 //! what the tests need when it is missing (Debian packages, with `apt-get update` first, when
-//! run as root; otherwise it prints the exact install line), runs the whole workspace's tests,
-//! then starts a real `bankd` and runs the public contract's smoke test against it
+//! run as root; otherwise it prints the exact install line), starts a private PostgreSQL cluster
+//! for the tests that need a real server (`INTERBANK_TEST_PG`, below), runs the whole workspace's
+//! tests, then starts a real `bankd` and runs the public contract's smoke test against it
 //! (`../shared/contract-smoke.py`, when that file is beside the checkout). It ends with one
 //! summary line, `summary: N passed, M failed`.
+//!
+//! The PostgreSQL cluster is the tests' own: `initdb` in a fresh temporary folder, `pg_ctl start`
+//! on a free port of 127.0.0.1 (its unix socket in that folder too), trust authentication, run by
+//! Debian's `postgres` user when xtask runs as root (the server refuses root); stopped and removed
+//! when the run ends. Its URL goes to the tests as `INTERBANK_TEST_PG`; each test that needs it
+//! creates and drops a database of its own. A URL already in `INTERBANK_TEST_PG` is used as it is
+//! and no cluster is started. `cargo xtask with-pg COMMAND...` runs one command beside such a
+//! cluster (e.g. `cargo xtask with-pg cargo test -p store --test postgres`).
+
+mod postgres;
 
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
@@ -18,7 +29,8 @@ fn main() -> ExitCode {
     let task = std::env::args().nth(1).unwrap_or_default();
     let result = match task.as_str() {
         "test" => test(),
-        _ => Err("usage: cargo xtask test".to_string()),
+        "with-pg" => with_pg(std::env::args().skip(2).collect()),
+        _ => Err("usage: cargo xtask test | cargo xtask with-pg COMMAND [ARG...]".to_string()),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -92,11 +104,13 @@ struct Counts {
     failed: u64,
 }
 
-/// Runs `cargo test --workspace`, echoing its output and adding up its result lines.
-fn cargo_test(counts: &mut Counts) -> Result<(), String> {
+/// Runs `cargo test --workspace` with `INTERBANK_TEST_PG` set to `pg_url`, echoing its output
+/// and adding up its result lines.
+fn cargo_test(counts: &mut Counts, pg_url: &str) -> Result<(), String> {
     let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
     let mut child = Command::new(cargo)
         .args(["test", "--workspace", "--color", "never"])
+        .env(postgres::URL_VAR, pg_url)
         .current_dir(root())
         .stdout(Stdio::piped())
         .spawn()
@@ -184,10 +198,43 @@ fn contract_smoke(counts: &mut Counts) -> Result<(), String> {
     }
 }
 
+/// Runs one command (e.g. `cargo test -p store --test postgres`) with a private PostgreSQL
+/// cluster's URL in `INTERBANK_TEST_PG`, as `cargo xtask test` runs the whole suite.
+fn with_pg(command: Vec<String>) -> Result<(), String> {
+    let (program, args) = command
+        .split_first()
+        .ok_or("usage: cargo xtask with-pg COMMAND [ARG...]")?;
+    let cluster = postgres::Cluster::start()?;
+    let status = Command::new(program)
+        .args(args)
+        .env(postgres::URL_VAR, cluster.url())
+        .status()
+        .map_err(|e| format!("cannot run {program}: {e}"))?;
+    if status.success() {
+        Ok(())
+    } else {
+        Err(format!("{program} failed ({status})"))
+    }
+}
+
 fn test() -> Result<(), String> {
     ensure_tools()?;
+    // Stopped and removed when `cluster` is dropped, at the end of this function.
+    let cluster = match std::env::var(postgres::URL_VAR)
+        .ok()
+        .filter(|v| !v.is_empty())
+    {
+        Some(url) => {
+            println!(
+                "xtask: using the PostgreSQL server of {}",
+                postgres::URL_VAR
+            );
+            postgres::Server::External(url)
+        }
+        None => postgres::Server::Private(postgres::Cluster::start()?),
+    };
     let mut counts = Counts::default();
-    let result = cargo_test(&mut counts).and_then(|()| contract_smoke(&mut counts));
+    let result = cargo_test(&mut counts, &cluster.url()).and_then(|()| contract_smoke(&mut counts));
     println!(
         "summary: {} passed, {} failed",
         counts.passed, counts.failed

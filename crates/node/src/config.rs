@@ -15,6 +15,9 @@ pub struct FileConfig {
     pub name: Option<String>,
     pub listen: Option<String>,
     pub data_dir: Option<PathBuf>,
+    /// The ledger in a PostgreSQL database (`postgres://…`) instead of SQLite under `data_dir`;
+    /// several `bankd` of one bank may share it.
+    pub database_url: Option<String>,
     pub operator_token: Option<String>,
     pub consortium: Option<PathBuf>,
     pub session_ttl_seconds: Option<u64>,
@@ -68,6 +71,8 @@ pub struct Config {
     pub name: String,
     pub listen: SocketAddr,
     pub data_dir: PathBuf,
+    /// Where the ledger is: SQLite in `data_dir` (`None`), or this PostgreSQL database.
+    pub database_url: Option<String>,
     pub operator_token: String,
     /// Every bank of the consortium, this one included.
     pub peers: Vec<Peer>,
@@ -101,6 +106,7 @@ impl Config {
             name: name.to_string(),
             listen: SocketAddr::from(([127, 0, 0, 1], 0)),
             data_dir: data_dir.to_path_buf(),
+            database_url: None,
             operator_token: operator_token.to_string(),
             peers: Vec::new(),
             session_ttl: SESSION_TTL_DEFAULT,
@@ -114,7 +120,7 @@ impl Config {
     }
 
     /// Reads `file` (if given), then lets `BANKD_CODE`, `BANKD_NAME`, `BANKD_LISTEN`,
-    /// `BANKD_DATA_DIR`, `BANKD_OPERATOR_TOKEN`, `BANKD_CONSORTIUM`,
+    /// `BANKD_DATA_DIR`, `BANKD_DATABASE_URL`, `BANKD_OPERATOR_TOKEN`, `BANKD_CONSORTIUM`,
     /// `BANKD_SESSION_TTL_SECONDS`, `BANKD_TLS_CERT`, `BANKD_TLS_KEY` and `BANKD_TLS_CA`
     /// override it.
     pub fn load(file: Option<&Path>) -> Result<Config, String> {
@@ -130,6 +136,7 @@ impl Config {
                 name: None,
                 listen: None,
                 data_dir: None,
+                database_url: None,
                 operator_token: None,
                 consortium: None,
                 session_ttl_seconds: None,
@@ -144,6 +151,7 @@ impl Config {
         raw.name = env("BANKD_NAME").or(raw.name);
         raw.listen = env("BANKD_LISTEN").or(raw.listen);
         raw.data_dir = env("BANKD_DATA_DIR").map(PathBuf::from).or(raw.data_dir);
+        raw.database_url = env("BANKD_DATABASE_URL").or(raw.database_url);
         raw.operator_token = env("BANKD_OPERATOR_TOKEN").or(raw.operator_token);
         raw.consortium = env("BANKD_CONSORTIUM")
             .map(PathBuf::from)
@@ -178,6 +186,14 @@ impl Config {
             raw.data_dir
                 .ok_or("the data directory is missing (data_dir or BANKD_DATA_DIR)")?,
         );
+        if let Some(url) = &raw.database_url
+            && !store::postgres::is_url(url)
+        {
+            return Err(format!(
+                "the database URL must be postgres://… or postgresql://… (got {:?})",
+                store::postgres::redacted(url)
+            ));
+        }
         let operator_token = raw
             .operator_token
             .ok_or("the operator token is missing (operator_token or BANKD_OPERATOR_TOKEN)")?;
@@ -227,6 +243,7 @@ impl Config {
             name: raw.name.unwrap_or_else(|| format!("Bank {code}")),
             listen,
             data_dir,
+            database_url: raw.database_url,
             operator_token,
             peers,
             session_ttl: raw
@@ -347,6 +364,7 @@ mod tests {
             name: None,
             listen: None,
             data_dir: Some("data".into()),
+            database_url: None,
             operator_token: Some("operator-token-for-tests".into()),
             consortium: None,
             session_ttl_seconds: None,
@@ -355,6 +373,39 @@ mod tests {
             tls_key: None,
             tls_ca: None,
         }
+    }
+
+    #[test]
+    fn the_ledger_may_be_a_postgres_url_and_nothing_else() {
+        let sqlite = Config::validate(raw(), None).unwrap();
+        assert_eq!(sqlite.database_url, None);
+        for url in [
+            "postgres://bank@db:5432/ledger",
+            "postgresql:///ledger?host=/run/pg",
+        ] {
+            let config = Config::validate(
+                FileConfig {
+                    database_url: Some(url.into()),
+                    ..raw()
+                },
+                None,
+            )
+            .unwrap();
+            assert_eq!(config.database_url.as_deref(), Some(url));
+        }
+        let refused = Config::validate(
+            FileConfig {
+                database_url: Some("mysql://bank:secret@db/ledger".into()),
+                ..raw()
+            },
+            None,
+        )
+        .unwrap_err();
+        assert!(refused.contains("postgres://"), "{refused}");
+        assert!(
+            !refused.contains("secret"),
+            "the password is shown: {refused}"
+        );
     }
 
     #[test]

@@ -190,6 +190,7 @@ pub async fn start(
             name: peer.name.clone(),
             listen: ([127, 0, 0, 1], ports[usize::from(i)]).into(),
             data_dir: dir.join(&peer.code),
+            database_url: None,
             operator_token: token_of(&peer.code),
             peers: peers.clone(),
             session_ttl: SESSION_TTL_DEFAULT,

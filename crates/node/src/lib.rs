@@ -8,6 +8,7 @@ pub mod app;
 pub mod config;
 pub mod demo;
 pub mod directory;
+pub mod duties;
 pub mod error;
 pub mod extract;
 #[doc(hidden)]
@@ -67,6 +68,7 @@ impl RunningBank {
     /// Stops taking connections, lets requests in progress finish, and waits for the server.
     pub async fn stop(mut self) -> std::io::Result<()> {
         self.state.interbank.stop();
+        self.state.interbank.duties.release().await;
         self.state.interbank.directory.shutdown().await;
         if let Some(shutdown) = self.shutdown.take() {
             let _ = shutdown.send(());
@@ -99,15 +101,7 @@ pub async fn start(config: Config) -> Result<RunningBank, String> {
         .iter()
         .filter_map(|p| ledger::BankCode::parse(&p.code))
         .collect();
-    let path = config.data_dir.join("ledger.db");
-    // The ledger holds every customer's documents, sessions and password hashes.
-    config::make_private_file(&path)?;
-    let opened = SqliteStore::open(&path, config.bank, &peers, clock.clone())
-        .map_err(|e| format!("cannot open {}: {e}", path.display()))?;
-    if config.store_faults {
-        opened.arm_faults();
-    }
-    let store: Arc<dyn store::Store> = Arc::new(opened);
+    let (store, duties, ledger) = open_ledger(&config, &peers, clock.clone()).await?;
     let interbank = interbank::Interbank::start(
         config.bank,
         config.key.clone(),
@@ -116,6 +110,7 @@ pub async fn start(config: Config) -> Result<RunningBank, String> {
         store.clone(),
         clock.clone(),
         directory,
+        duties,
     )
     .await?;
     let trail = trail::Trail::start(&config.data_dir)?;
@@ -150,7 +145,7 @@ pub async fn start(config: Config) -> Result<RunningBank, String> {
         server_tls,
         stopped,
     ));
-    tracing::info!(bank = %config.bank, %addr, tls = serving_tls, data = %path.display(), "bank serving");
+    tracing::info!(bank = %config.bank, %addr, tls = serving_tls, ledger = %ledger, "bank serving");
     Ok(RunningBank {
         addr,
         state,
@@ -158,6 +153,41 @@ pub async fn start(config: Config) -> Result<RunningBank, String> {
         shutdown: Some(shutdown),
         task,
     })
+}
+
+/// Opens the bank's ledger: SQLite in `data_dir` (this process alone holds the bank's duties),
+/// or the PostgreSQL database of `database_url`, which other processes of the bank may share
+/// (the duties go to one of them: `duties.rs`). Also says where the ledger is, for the log.
+async fn open_ledger(
+    config: &Config,
+    peers: &[ledger::BankCode],
+    clock: Arc<SharedClock>,
+) -> Result<(Arc<dyn store::Store>, Arc<duties::Duties>, String), String> {
+    if let Some(url) = &config.database_url {
+        let shown = store::postgres::redacted(url);
+        let opened = store::postgres::open(url, config.bank, peers, clock)
+            .await
+            .map_err(|e| format!("cannot open the ledger at {shown}: {e}"))?;
+        if config.store_faults {
+            opened.arm_faults();
+        }
+        let settings = store::postgres::connect_config(url)?;
+        let duties = duties::Duties::shared(settings).await;
+        return Ok((Arc::new(opened), Arc::new(duties), shown));
+    }
+    let path = config.data_dir.join("ledger.db");
+    // The ledger holds every customer's documents, sessions and password hashes.
+    config::make_private_file(&path)?;
+    let opened = SqliteStore::open(&path, config.bank, peers, clock)
+        .map_err(|e| format!("cannot open {}: {e}", path.display()))?;
+    if config.store_faults {
+        opened.arm_faults();
+    }
+    Ok((
+        Arc::new(opened),
+        Arc::new(duties::Duties::Sole),
+        path.display().to_string(),
+    ))
 }
 
 /// Structured logs to standard error; `RUST_LOG` takes `info`, `debug`, or targets such as

@@ -54,6 +54,11 @@ impl<P: Clone> Participant<P> {
         self.txns.len()
     }
 
+    /// Whether this participant holds the transaction (voting, or waiting for its decision).
+    pub fn knows(&self, txn: &TxnId) -> bool {
+        self.txns.contains_key(txn)
+    }
+
     /// Reloads a durable vote whose transaction has not finished (after a restart).
     pub fn restore(&mut self, txn: TxnId, coordinator: BankCode, yes: bool, now_ms: u64) {
         self.txns.insert(

@@ -14,6 +14,7 @@
 
 mod clock;
 mod model;
+pub mod postgres;
 pub mod rules;
 pub mod sqlite;
 pub mod tx;
@@ -21,6 +22,7 @@ pub mod writer;
 
 pub use clock::{SharedClock, wall_ms};
 pub use model::*;
+pub use postgres::{PgBackend, PgStore, PgTx};
 pub use sqlite::SqliteStore;
 
 use async_trait::async_trait;
@@ -32,6 +34,8 @@ use std::pin::Pin;
 pub enum StoreError {
     #[error("database error: {0}")]
     Database(#[from] rusqlite::Error),
+    #[error("database error: {0}")]
+    Postgres(#[from] tokio_postgres::Error),
     #[error("the idempotency key was used with a different request")]
     IdempotencyKeyReused,
     #[error("the store is shutting down")]
@@ -58,11 +62,13 @@ impl StoreError {
     /// changed nothing, and the store is as sound as before. What another bank asks for and the
     /// database refuses is a refusal of that request, not a reason to stop.
     pub fn is_constraint(&self) -> bool {
-        matches!(
-            self,
-            StoreError::Database(rusqlite::Error::SqliteFailure(error, _))
-                if error.code == rusqlite::ErrorCode::ConstraintViolation
-        )
+        match self {
+            StoreError::Database(rusqlite::Error::SqliteFailure(error, _)) => {
+                error.code == rusqlite::ErrorCode::ConstraintViolation
+            }
+            StoreError::Postgres(error) => postgres::is_constraint(error),
+            _ => false,
+        }
     }
 }
 

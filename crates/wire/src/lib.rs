@@ -442,6 +442,10 @@ pub struct Health {
     #[schema(pattern = "^[0-9]{8}$")]
     pub bank: String,
     pub name: String,
+    /// Whether this process holds its bank's duties (finishing interbank work left open): always
+    /// for a bank of one process; one of several `bankd` sharing a PostgreSQL ledger at a time.
+    #[serde(default)]
+    pub duties: bool,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]

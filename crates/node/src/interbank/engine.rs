@@ -68,6 +68,9 @@ pub enum Event {
         coordinator: BankCode,
         commit: Option<bool>,
     },
+    /// This process has just taken the bank's duties (`crate::duties`) from another process of
+    /// the bank: finish what the store says is unfinished and this engine does not hold.
+    TakeOver,
 }
 
 pub struct Engine {
@@ -82,9 +85,6 @@ pub struct Engine {
     deciding: HashSet<TxnId>,
     /// Votes in doubt whose decision is being looked up in (or forced through) the log.
     resolving: HashSet<TxnId>,
-    /// Payments this bank began but never decided before a restart: decided through the log
-    /// once the engine runs.
-    undecided: Vec<(TxnId, Vec<BankCode>)>,
     effects: Arc<Effects>,
 }
 
@@ -104,46 +104,29 @@ struct Effects {
 impl Engine {
     /// An engine holding every transaction the store says is unfinished: decisions not yet
     /// acknowledged are resent, votes without a decision ask their coordinator (or the log), and
-    /// payments this bank began but never decided are aborted through the log once it runs
-    /// (presumed abort; a commit the log took before the crash stands and is obeyed instead).
+    /// payments this bank began but never decided are aborted through the log (presumed abort; a
+    /// commit the log took before the crash stands and is obeyed instead).
+    ///
+    /// Without the bank's duties (`holds_duties` false: another process of the bank holds them)
+    /// it starts empty: the holder finishes what is open, and this engine does when it takes the
+    /// duties over ([`Event::TakeOver`]).
     pub async fn recover(
         me: BankCode,
         store: Arc<dyn Store>,
         events: mpsc::Sender<Event>,
         links: BTreeMap<BankCode, Arc<PeerLink>>,
         directory: directory::Directory,
+        holds_duties: bool,
     ) -> Result<Engine, String> {
         let timing = Timing::default();
-        let mut coordinator = Coordinator::new(me, timing);
-        let mut participant = Participant::new(me, timing);
-        let open = store
-            .open_interbank()
-            .await
-            .map_err(|e| format!("cannot read unfinished interbank work: {e}"))?;
-        let now = wall_ms();
-        for (txn, commit, participants) in open.decisions {
-            coordinator.restore(txn, commit, participants, now);
-        }
-        for (txn, from, yes) in open.votes {
-            participant.restore(txn, from, yes, now);
-        }
-        if coordinator.open() + participant.open() + open.undecided.len() > 0 {
-            tracing::info!(
-                coordinating = coordinator.open(),
-                undecided = open.undecided.len(),
-                participating = participant.open(),
-                "finishing interbank transactions left open"
-            );
-        }
-        Ok(Engine {
+        let mut engine = Engine {
             me,
-            coordinator,
-            participant,
+            coordinator: Coordinator::new(me, timing),
+            participant: Participant::new(me, timing),
             waiters: HashMap::new(),
             completed: Vec::new(),
             deciding: HashSet::new(),
             resolving: HashSet::new(),
-            undecided: open.undecided,
             effects: Arc::new(Effects {
                 me,
                 store,
@@ -152,18 +135,68 @@ impl Engine {
                 decider: Decider::start(directory.clone()),
                 directory,
             }),
-        })
+        };
+        if holds_duties {
+            engine.finish_open_work().await?;
+        }
+        Ok(engine)
+    }
+
+    /// Takes in every transaction the store says is unfinished that this engine does not hold
+    /// already: decisions not yet acknowledged are resent, votes without a decision ask their
+    /// coordinator, and payments this bank began but never decided are aborted now.
+    async fn finish_open_work(&mut self) -> Result<(), String> {
+        let store = self.effects.store.clone();
+        let coordinator = &mut self.coordinator;
+        let participant = &mut self.participant;
+        let open = store
+            .open_interbank()
+            .await
+            .map_err(|e| format!("cannot read unfinished interbank work: {e}"))?;
+        let now = wall_ms();
+        let mine = |txn: &TxnId, coordinator: &Coordinator<Part>| coordinator.knows(txn);
+        let mut undecided = 0;
+        for (txn, participants) in open.undecided {
+            if mine(&txn, coordinator) {
+                continue;
+            }
+            // Decided through the log: a commit it took before the crash stands.
+            undecided += 1;
+            tokio::spawn(self.effects.clone().decide_after_restart(txn, participants));
+        }
+        for (txn, commit, participants) in open.decisions {
+            if !mine(&txn, coordinator) {
+                coordinator.restore(txn, commit, participants, now);
+            }
+        }
+        for (txn, from, yes) in open.votes {
+            // A vote this engine holds goes on where it is (a restore would reset its timers).
+            if !participant.knows(&txn) {
+                participant.restore(txn, from, yes, now);
+            }
+        }
+        if coordinator.open() + participant.open() + undecided > 0 {
+            tracing::info!(
+                coordinating = coordinator.open(),
+                undecided,
+                participating = participant.open(),
+                "finishing interbank transactions left open"
+            );
+        }
+        Ok(())
     }
 
     pub async fn run(mut self, mut events: mpsc::Receiver<Event>, mut stop: watch::Receiver<bool>) {
         let mut tick = tokio::time::interval(TICK);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-        for (txn, participants) in std::mem::take(&mut self.undecided) {
-            tokio::spawn(self.effects.clone().decide_after_restart(txn, participants));
-        }
         loop {
             tokio::select! {
                 event = events.recv() => match event {
+                    Some(Event::TakeOver) => {
+                        if let Err(error) = self.finish_open_work().await {
+                            tracing::error!(%error, "could not take over the interbank work left open");
+                        }
+                    }
                     Some(event) => self.handle(event),
                     None => return,
                 },
@@ -235,6 +268,8 @@ impl Engine {
                     self.coordinator
                         .on_message(from, Message::Query { txn }, now)
                 }
+                // Handled by `run`, which may wait for the store.
+                Event::TakeOver => Vec::new(),
                 Event::Prepared {
                     txn,
                     yes,

@@ -95,11 +95,14 @@ pub struct Interbank {
     stop: watch::Sender<bool>,
     /// The consortium's directory: who is who, which Pix key goes where, who holds what.
     pub directory: directory::Directory,
+    /// Whether this process holds the bank's duties (`crate::duties`).
+    pub duties: Arc<crate::duties::Duties>,
 }
 
 impl Interbank {
-    /// Reloads unfinished interbank work from the store and starts the engine, the heartbeats and
-    /// the outboxes.
+    /// Reloads unfinished interbank work from the store (when this process holds the bank's
+    /// duties) and starts the engine, the heartbeats and the outboxes.
+    #[allow(clippy::too_many_arguments)] // Each is one of the bank's parts, named at the call.
     pub async fn start(
         me: BankCode,
         key: SigningKey,
@@ -108,6 +111,7 @@ impl Interbank {
         store: Arc<dyn Store>,
         clock: Arc<SharedClock>,
         directory: directory::Directory,
+        duties: Arc<crate::duties::Duties>,
     ) -> Result<Arc<Interbank>, String> {
         // https peers are checked against the consortium's CA (`ca`) when given.
         let http = crate::tls::peer_client(ca, |builder| {
@@ -148,10 +152,25 @@ impl Interbank {
             links.insert(code, link);
         }
         let (events, queue) = mpsc::channel(EVENTS_MAX);
-        let engine =
-            engine::Engine::recover(me, store, events.clone(), links.clone(), directory.clone())
-                .await?;
-        tokio::spawn(engine.run(queue, stopped));
+        let holds_duties = duties.held();
+        let engine = engine::Engine::recover(
+            me,
+            store,
+            events.clone(),
+            links.clone(),
+            directory.clone(),
+            holds_duties,
+        )
+        .await?;
+        tokio::spawn(engine.run(queue, stopped.clone()));
+        if let Some(changes) = duties.changes() {
+            tokio::spawn(take_over_when_held(
+                changes,
+                holds_duties,
+                events.clone(),
+                stopped,
+            ));
+        }
         Ok(Arc::new(Interbank {
             shared,
             links,
@@ -159,6 +178,7 @@ impl Interbank {
             events,
             stop,
             directory,
+            duties,
         }))
     }
 
@@ -272,4 +292,28 @@ pub fn unavailable(
         format!("bank {bank} ({name}) is not answering; nothing was done, try again later"),
     )
     .with_retry_after(2)
+}
+
+/// Tells the engine to take over the interbank work left open each time this process comes to
+/// hold the bank's duties (another process of the bank died or stopped).
+async fn take_over_when_held(
+    mut changes: watch::Receiver<store::postgres::duty::Lease>,
+    mut held: bool,
+    events: mpsc::Sender<engine::Event>,
+    mut stopped: watch::Receiver<bool>,
+) {
+    loop {
+        tokio::select! {
+            changed = changes.changed() => if changed.is_err() { return },
+            _ = stopped.changed() => return,
+        }
+        let now = store::postgres::duty::held_now(*changes.borrow_and_update());
+        if now && !held {
+            tracing::info!("taking over the bank's interbank work left open");
+            if events.send(engine::Event::TakeOver).await.is_err() {
+                return;
+            }
+        }
+        held = now;
+    }
 }

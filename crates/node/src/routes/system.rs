@@ -29,6 +29,7 @@ pub async fn health(State(state): State<Arc<AppState>>) -> Result<Json<wire::Hea
         status: "ok".into(),
         bank: state.bank.to_string(),
         name: state.name.clone(),
+        duties: state.interbank.duties.held(),
     }))
 }
 

@@ -14,5 +14,6 @@ mod idempotency;
 mod migration;
 mod payments;
 mod pix;
+mod postgres;
 mod tls;
 mod writer;

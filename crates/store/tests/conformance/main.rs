@@ -93,3 +93,25 @@ conformance!(
     sqlite_tuned,
     super::SqliteTunedHarness(store::sqlite::SqliteTuning::ALL)
 );
+
+/// The PostgreSQL backend: a database of its own on the tests' server (`INTERBANK_TEST_PG`),
+/// dropped after the case. Without a server the case is skipped loudly (a failure under CI).
+pub struct PgHarness;
+
+impl Harness for PgHarness {
+    async fn open(&self, bank: BankCode, peers: &[BankCode]) -> Opened {
+        let Some(db) = store::postgres::testing::TestDatabase::create("conformance") else {
+            // No server: the case runs on SQLite instead, having said it skips PostgreSQL.
+            return SqliteHarness.open(bank, peers).await;
+        };
+        let store = store::postgres::open(db.url(), bank, peers, Arc::new(SharedClock::default()))
+            .await
+            .unwrap();
+        Opened {
+            store: Arc::new(store),
+            keep: Box::new(db),
+        }
+    }
+}
+
+conformance!(postgres, super::PgHarness);

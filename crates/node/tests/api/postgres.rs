@@ -1,0 +1,335 @@
+//! Several `bankd` of one bank on one PostgreSQL database, as real processes (the server is the
+//! tests' own: `cargo xtask test` starts it; without it these tests skip loudly, and fail under
+//! CI). They behave as one bank: money is conserved under concurrent transfers and packages sent
+//! to either, no balance goes negative, an Idempotency-Key sent to both at once executes once,
+//! the audit is clean at each; one process holds the bank's duties and another takes them over
+//! when it is killed.
+
+use crate::helpers::{BANK, OPERATOR_TOKEN, PASSWORD, cpf, unique};
+use reqwest::StatusCode;
+use serde_json::{Value, json};
+use std::io::{BufRead, BufReader};
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+use store::postgres::testing::TestDatabase;
+
+struct Bankd {
+    child: Child,
+    url: String,
+}
+
+impl Drop for Bankd {
+    /// SIGKILL: a process of the bank dies without a word.
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// A `bankd` of bank `BANK` with its own folder (its directory member and security trail) and
+/// its ledger in `database`.
+fn start_bankd(dir: &Path, database: &str) -> Bankd {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_bankd"))
+        .arg("serve")
+        .env("BANKD_CODE", BANK)
+        .env("BANKD_LISTEN", "127.0.0.1:0")
+        .env("BANKD_DATA_DIR", dir)
+        .env("BANKD_DATABASE_URL", database)
+        .env("BANKD_OPERATOR_TOKEN", OPERATOR_TOKEN)
+        .env("BANKD_WORKERS", "2")
+        .env("RUST_LOG", "warn")
+        .stdout(Stdio::piped())
+        .spawn()
+        .expect("bankd starts");
+    let mut line = String::new();
+    BufReader::new(child.stdout.take().unwrap())
+        .read_line(&mut line)
+        .unwrap();
+    let url = line
+        .trim()
+        .rsplit(' ')
+        .next()
+        .filter(|u| u.starts_with("http://"))
+        .unwrap_or_else(|| panic!("bankd said {line:?}"))
+        .to_string();
+    Bankd { child, url }
+}
+
+fn http() -> reqwest::Client {
+    node::tls::install_provider();
+    reqwest::Client::builder()
+        .timeout(Duration::from_secs(20))
+        .build()
+        .unwrap()
+}
+
+fn account(number: &str) -> Value {
+    json!({"bank": BANK, "number": number})
+}
+
+fn cents(amount: &Value) -> i64 {
+    let text = amount
+        .as_str()
+        .unwrap_or_else(|| panic!("not an amount: {amount}"));
+    let (units, hundredths) = text.split_once('.').unwrap();
+    units.parse::<i64>().unwrap() * 100 + hundredths.parse::<i64>().unwrap()
+}
+
+async fn post(
+    http: &reqwest::Client,
+    url: &str,
+    path: &str,
+    body: Value,
+    token: Option<&str>,
+    key: &str,
+) -> (StatusCode, Value) {
+    let mut request = http
+        .post(format!("{url}{path}"))
+        .header("Idempotency-Key", key)
+        .json(&body);
+    if let Some(token) = token {
+        request = request.bearer_auth(token);
+    }
+    let response = request.send().await.unwrap();
+    let status = response.status();
+    (status, response.json().await.unwrap_or(Value::Null))
+}
+
+async fn get(http: &reqwest::Client, url: &str, path: &str, token: &str) -> Value {
+    let response = http
+        .get(format!("{url}{path}"))
+        .bearer_auth(token)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::OK, "GET {path}");
+    response.json().await.unwrap()
+}
+
+/// A customer registered (at `url`) with one account opened with `deposit`: its token and the
+/// account's number.
+async fn customer(http: &reqwest::Client, url: &str, deposit: &str) -> (String, String) {
+    let username = format!("pg{}", unique());
+    let (status, body) = post(
+        http,
+        url,
+        "/api/v1/customers",
+        json!({"name": format!("Cliente {username}"), "document": cpf(unique()), "username": username, "password": PASSWORD}),
+        None,
+        &format!("reg-{username}"),
+    )
+    .await;
+    assert_eq!(status, StatusCode::CREATED, "{body}");
+    let (status, login) = post(
+        http,
+        url,
+        "/api/v1/sessions",
+        json!({"username": username, "password": PASSWORD}),
+        None,
+        &format!("login-{username}"),
+    )
+    .await;
+    assert_eq!(status, StatusCode::CREATED, "{login}");
+    let token = login["token"].as_str().unwrap().to_string();
+    let (status, opened) = post(
+        http,
+        url,
+        "/api/v1/accounts",
+        json!({"kind": "individual", "opening_deposit": deposit}),
+        Some(&token),
+        &format!("open-{username}"),
+    )
+    .await;
+    assert_eq!(status, StatusCode::CREATED, "{opened}");
+    (token, opened["number"].as_str().unwrap().to_string())
+}
+
+async fn audit_is_clean(http: &reqwest::Client, url: &str) -> Value {
+    let audit = get(http, url, "/api/v1/audit", OPERATOR_TOKEN).await;
+    assert_eq!(audit["ok"], json!(true), "audit at {url}: {audit}");
+    audit
+}
+
+const ACCOUNTS: usize = 8;
+const CLIENTS: usize = 32;
+const OPERATIONS_PER_CLIENT: usize = 25;
+/// Each account's opening deposit, in centavos.
+const OPENING: i64 = 100_000;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn two_bankd_on_one_database_behave_as_one_bank() {
+    let Some(db) = TestDatabase::create("two_bankd_one_bank") else {
+        return;
+    };
+    let (dir_a, dir_b) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let a = start_bankd(dir_a.path(), db.url());
+    let b = start_bankd(dir_b.path(), db.url());
+    let urls = [a.url.clone(), b.url.clone()];
+    let http = http();
+    // Customers come in through either process, all at once: two processes open accounts
+    // together, and each account still gets a number of its own.
+    let opening: Vec<_> = (0..ACCOUNTS)
+        .map(|i| {
+            let (http, url) = (http.clone(), urls[i % 2].clone());
+            tokio::spawn(async move { customer(&http, &url, "1000.00").await })
+        })
+        .collect();
+    let mut accounts = Vec::new();
+    for opened in opening {
+        accounts.push(opened.await.unwrap());
+    }
+
+    // 32 clients over both processes: transfers and packages between random accounts, money
+    // the payer may not have (refused, changing nothing).
+    let tasks: Vec<_> = (0..CLIENTS)
+        .map(|client| {
+            let (http, accounts, urls) = (http.clone(), accounts.clone(), urls.clone());
+            tokio::spawn(async move {
+                let mut moved = 0usize;
+                for i in 0..OPERATIONS_PER_CLIENT {
+                    let from = (client + i) % ACCOUNTS;
+                    let to = (from + 1 + (client * 7 + i * 3) % (ACCOUNTS - 1)) % ACCOUNTS;
+                    let (token, payer) = &accounts[from];
+                    let payee = &accounts[to].1;
+                    let amount_cents = 1 + (client * 7_919 + i * 104_729) % 40_000;
+                    let amount = format!("{}.{:02}", amount_cents / 100, amount_cents % 100);
+                    let (path, body) = if i % 4 == 3 {
+                        (
+                            "/api/v1/packages",
+                            json!({"operations": [
+                                {"type": "transfer", "account": account(payer), "amount": amount, "to": account(payee)},
+                                {"type": "transfer", "account": account(payer), "amount": "0.01", "to": account(payee)},
+                            ]}),
+                        )
+                    } else {
+                        (
+                            "/api/v1/transfers",
+                            json!({"from": account(payer), "to": account(payee), "amount": amount}),
+                        )
+                    };
+                    let url = &urls[(client + i) % 2];
+                    let key = format!("load-{client}-{i}");
+                    let (status, answer) = post(&http, url, path, body, Some(token), &key).await;
+                    match status {
+                        StatusCode::CREATED => moved += 1,
+                        StatusCode::UNPROCESSABLE_ENTITY => {
+                            assert_eq!(answer["code"], "insufficient_funds", "{answer}")
+                        }
+                        _ => panic!("{path} at {url}: {status} {answer}"),
+                    }
+                }
+                moved
+            })
+        })
+        .collect();
+    let mut moved = 0;
+    for task in tasks {
+        moved += task.await.unwrap();
+    }
+    assert!(
+        moved > CLIENTS,
+        "the clients moved money ({moved} operations)"
+    );
+
+    // One Idempotency-Key sent to both processes at once: executed once, one answer.
+    let (token, payer) = &accounts[0];
+    let payee = &accounts[1].1;
+    let body = json!({"from": account(payer), "to": account(payee), "amount": "0.50"});
+    let (first, second) = tokio::join!(
+        post(
+            &http,
+            &urls[0],
+            "/api/v1/transfers",
+            body.clone(),
+            Some(token),
+            "same-key-both"
+        ),
+        post(
+            &http,
+            &urls[1],
+            "/api/v1/transfers",
+            body.clone(),
+            Some(token),
+            "same-key-both"
+        ),
+    );
+    assert_eq!(first.0, second.0, "{first:?} / {second:?}");
+    if first.0 == StatusCode::CREATED {
+        assert_eq!(first.1["id"], second.1["id"], "two transfers under one key");
+    }
+
+    // Conservation: the customers hold what was deposited, none below zero, at either process.
+    for url in &urls {
+        let mut total = 0;
+        for (token, number) in &accounts {
+            let shown = get(
+                &http,
+                url,
+                &format!("/api/v1/accounts/{BANK}/{number}"),
+                token,
+            )
+            .await;
+            let (balance, available) = (cents(&shown["balance"]), cents(&shown["available"]));
+            assert!(balance >= 0 && available >= 0, "{shown}");
+            total += balance;
+        }
+        assert_eq!(
+            total,
+            OPENING * ACCOUNTS as i64,
+            "money was made or lost (at {url})"
+        );
+        audit_is_clean(&http, url).await;
+    }
+    drop((a, b));
+}
+
+async fn holds_duties(http: &reqwest::Client, url: &str) -> Option<bool> {
+    let response = http.get(format!("{url}/health")).send().await.ok()?;
+    let health: Value = response.json().await.ok()?;
+    health["duties"].as_bool()
+}
+
+/// How long a takeover may take: the lease's life, a few tries, and a slow machine's delays.
+const TAKEOVER_MAX: Duration = Duration::from_secs(30);
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn when_the_duty_holder_is_killed_another_bankd_takes_the_duties_over() {
+    let Some(db) = TestDatabase::create("duty_takeover_bankd") else {
+        return;
+    };
+    let (dir_a, dir_b) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let a = start_bankd(dir_a.path(), db.url());
+    let http = http();
+    // The first process takes the duties at start; the second finds them held.
+    assert_eq!(holds_duties(&http, &a.url).await, Some(true));
+    let b = start_bankd(dir_b.path(), db.url());
+    assert_eq!(holds_duties(&http, &b.url).await, Some(false));
+    let (token, number) = customer(&http, &a.url, "50.00").await;
+    drop(a); // kill -9
+    let killed = Instant::now();
+    while holds_duties(&http, &b.url).await != Some(true) {
+        assert!(
+            killed.elapsed() < TAKEOVER_MAX,
+            "no process took the duties over"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    // The survivor serves the bank: what was written through the dead one is there, and the
+    // ledger is sound.
+    let shown = get(
+        &http,
+        &b.url,
+        &format!("/api/v1/accounts/{BANK}/{number}"),
+        &token,
+    )
+    .await;
+    assert_eq!(shown["balance"], "50.00");
+    audit_is_clean(&http, &b.url).await;
+    // A process started now finds them held by the survivor.
+    let dir_c = tempfile::tempdir().unwrap();
+    let c = start_bankd(dir_c.path(), db.url());
+    assert_eq!(holds_duties(&http, &c.url).await, Some(false));
+    assert_eq!(holds_duties(&http, &b.url).await, Some(true));
+    drop((b, c));
+}
