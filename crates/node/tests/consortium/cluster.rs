@@ -12,6 +12,8 @@ use std::time::{Duration, Instant};
 
 pub const OPERATOR_TOKEN: &str = "operator-token-for-consortium-tests";
 pub const PASSWORD: &str = "correct-horse-9";
+/// Tries of one registration that meets no directory majority (503), 500 ms apart.
+const REGISTER_ATTEMPTS_MAX: u32 = 20;
 /// The banks' codes: a cluster of `n` banks uses the first `n` (three unless a test asks for more).
 pub const CODES: [&str; 5] = ["10000001", "20000002", "30000003", "40000004", "50000005"];
 
@@ -482,16 +484,28 @@ impl Cluster {
     }
 
     async fn register(&self, i: usize, username: &str, document: &str, opening: &str) -> Customer {
-        let (status, body) = self
-            .call(
-                i,
-                reqwest::Method::POST,
-                "/api/v1/customers",
-                Some(json!({"name": format!("Cliente {username}"), "document": document, "username": username, "password": PASSWORD})),
-                None,
-                None,
-            )
-            .await;
+        let request = json!({"name": format!("Cliente {username}"), "document": document, "username": username, "password": PASSWORD});
+        // A registration needs the directory's majority: right after a start, or on a machine
+        // busy with many banks, an election may be under way (503 `directory_unavailable`). The
+        // same request again is safe: a bank completes its own earlier try.
+        let mut attempts = 0;
+        let (status, body) = loop {
+            attempts += 1;
+            let (status, body) = self
+                .call(
+                    i,
+                    reqwest::Method::POST,
+                    "/api/v1/customers",
+                    Some(request.clone()),
+                    None,
+                    None,
+                )
+                .await;
+            if status != 503 || attempts == REGISTER_ATTEMPTS_MAX {
+                break (status, body);
+            }
+            tokio::time::sleep(Duration::from_millis(500)).await;
+        };
         assert_eq!(status, 201, "{body}");
         self.open_at(i, username, document, opening).await
     }
