@@ -3,13 +3,11 @@
 //! there, that retrying the unacknowledged ones under their keys executes each exactly once, that
 //! no package is half applied, and that the audit is clean.
 
-use crate::helpers::{BANK, OPERATOR_TOKEN, PASSWORD, cpf, unique};
+use crate::helpers::{BANK, OPERATOR_TOKEN, PASSWORD, cpf, start_bankd, unique};
 use reqwest::StatusCode;
 use serde_json::{Value, json};
 use std::collections::HashMap;
-use std::io::{BufRead, BufReader};
-use std::path::Path;
-use std::process::{Child, Command, Stdio};
+use std::process::Command;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -18,43 +16,6 @@ const CLIENTS: usize = 8;
 /// Kill the node once this many operations were acknowledged (or after the time below).
 const ACKS_BEFORE_KILL: usize = 150;
 const KILL_AFTER_MAX: Duration = Duration::from_secs(10);
-
-struct Bankd {
-    child: Child,
-    url: String,
-}
-
-impl Drop for Bankd {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn start_bankd(dir: &Path) -> Bankd {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_bankd"))
-        .arg("serve")
-        .env("BANKD_CODE", BANK)
-        .env("BANKD_LISTEN", "127.0.0.1:0")
-        .env("BANKD_DATA_DIR", dir)
-        .env("BANKD_OPERATOR_TOKEN", OPERATOR_TOKEN)
-        .env("RUST_LOG", "warn")
-        .stdout(Stdio::piped())
-        .spawn()
-        .expect("bankd starts");
-    let mut line = String::new();
-    BufReader::new(child.stdout.take().unwrap())
-        .read_line(&mut line)
-        .unwrap();
-    let url = line
-        .trim()
-        .rsplit(' ')
-        .next()
-        .filter(|u| u.starts_with("http://"))
-        .unwrap_or_else(|| panic!("bankd said {line:?}"))
-        .to_string();
-    Bankd { child, url }
-}
 
 /// One money-moving request, its key, and the answer if one came back.
 #[derive(Clone)]
@@ -89,7 +50,7 @@ fn account(number: &str) -> Value {
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn kill_dash_nine_loses_nothing_acknowledged() {
     let dir = tempfile::tempdir().unwrap();
-    let node = start_bankd(dir.path());
+    let node = start_bankd(dir.path(), &[]);
     // reqwest's TLS has no provider of its own (ring is installed; `node::tls`).
     node::tls::install_provider();
     let http = reqwest::Client::builder()
@@ -197,7 +158,7 @@ async fn kill_dash_nine_loses_nothing_acknowledged() {
         "killed after {acknowledged} acknowledged operations; {} were in flight",
         log.len() - acknowledged
     );
-    let node = start_bankd(dir.path());
+    let node = start_bankd(dir.path(), &[]);
     let mut finals = Vec::new();
     for sent in &log {
         let (status, answer) = send(&http, &node.url, &token, sent).await.unwrap();

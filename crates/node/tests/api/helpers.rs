@@ -259,3 +259,46 @@ impl TestBank {
         self.running = Some(running);
     }
 }
+
+/// A real `bankd serve` process of bank [`BANK`]; dropping it kills it (SIGKILL: it dies without
+/// a word, as in a crash).
+pub struct Bankd {
+    pub child: std::process::Child,
+    pub url: String,
+}
+
+impl Drop for Bankd {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Starts `bankd serve` with its data in `dir`, on a free port, with `env` added to its
+/// environment, and waits for the line that says where it listens.
+pub fn start_bankd(dir: &Path, env: &[(&str, &str)]) -> Bankd {
+    use std::io::{BufRead, BufReader};
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_bankd"))
+        .arg("serve")
+        .env("BANKD_CODE", BANK)
+        .env("BANKD_LISTEN", "127.0.0.1:0")
+        .env("BANKD_DATA_DIR", dir)
+        .env("BANKD_OPERATOR_TOKEN", OPERATOR_TOKEN)
+        .env("RUST_LOG", "warn")
+        .envs(env.iter().copied())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .expect("bankd starts");
+    let mut line = String::new();
+    BufReader::new(child.stdout.take().unwrap())
+        .read_line(&mut line)
+        .unwrap();
+    let url = line
+        .trim()
+        .rsplit(' ')
+        .next()
+        .filter(|u| u.starts_with("http://"))
+        .unwrap_or_else(|| panic!("bankd said {line:?}"))
+        .to_string();
+    Bankd { child, url }
+}

@@ -5,55 +5,20 @@
 //! the audit is clean at each; one process holds the bank's duties and another takes them over
 //! when it is killed.
 
-use crate::helpers::{BANK, OPERATOR_TOKEN, PASSWORD, cpf, unique};
+use crate::helpers::{BANK, Bankd, OPERATOR_TOKEN, PASSWORD, cpf, start_bankd, unique};
 use reqwest::StatusCode;
 use serde_json::{Value, json};
-use std::io::{BufRead, BufReader};
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 use store::postgres::testing::TestDatabase;
 
-struct Bankd {
-    child: Child,
-    url: String,
-}
-
-impl Drop for Bankd {
-    /// SIGKILL: a process of the bank dies without a word.
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
 /// A `bankd` of bank `BANK` with its own folder (its directory member and security trail) and
 /// its ledger in `database`.
-fn start_bankd(dir: &Path, database: &str) -> Bankd {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_bankd"))
-        .arg("serve")
-        .env("BANKD_CODE", BANK)
-        .env("BANKD_LISTEN", "127.0.0.1:0")
-        .env("BANKD_DATA_DIR", dir)
-        .env("BANKD_DATABASE_URL", database)
-        .env("BANKD_OPERATOR_TOKEN", OPERATOR_TOKEN)
-        .env("BANKD_WORKERS", "2")
-        .env("RUST_LOG", "warn")
-        .stdout(Stdio::piped())
-        .spawn()
-        .expect("bankd starts");
-    let mut line = String::new();
-    BufReader::new(child.stdout.take().unwrap())
-        .read_line(&mut line)
-        .unwrap();
-    let url = line
-        .trim()
-        .rsplit(' ')
-        .next()
-        .filter(|u| u.starts_with("http://"))
-        .unwrap_or_else(|| panic!("bankd said {line:?}"))
-        .to_string();
-    Bankd { child, url }
+fn start_on(dir: &Path, database: &str) -> Bankd {
+    start_bankd(
+        dir,
+        &[("BANKD_DATABASE_URL", database), ("BANKD_WORKERS", "2")],
+    )
 }
 
 fn http() -> reqwest::Client {
@@ -163,8 +128,8 @@ async fn two_bankd_on_one_database_behave_as_one_bank() {
         return;
     };
     let (dir_a, dir_b) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
-    let a = start_bankd(dir_a.path(), db.url());
-    let b = start_bankd(dir_b.path(), db.url());
+    let a = start_on(dir_a.path(), db.url());
+    let b = start_on(dir_b.path(), db.url());
     let urls = [a.url.clone(), b.url.clone()];
     let http = http();
     // Customers come in through either process, all at once: two processes open accounts
@@ -299,11 +264,11 @@ async fn when_the_duty_holder_is_killed_another_bankd_takes_the_duties_over() {
         return;
     };
     let (dir_a, dir_b) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
-    let a = start_bankd(dir_a.path(), db.url());
+    let a = start_on(dir_a.path(), db.url());
     let http = http();
     // The first process takes the duties at start; the second finds them held.
     assert_eq!(holds_duties(&http, &a.url).await, Some(true));
-    let b = start_bankd(dir_b.path(), db.url());
+    let b = start_on(dir_b.path(), db.url());
     assert_eq!(holds_duties(&http, &b.url).await, Some(false));
     let (token, number) = customer(&http, &a.url, "50.00").await;
     drop(a); // kill -9
@@ -328,7 +293,7 @@ async fn when_the_duty_holder_is_killed_another_bankd_takes_the_duties_over() {
     audit_is_clean(&http, &b.url).await;
     // A process started now finds them held by the survivor.
     let dir_c = tempfile::tempdir().unwrap();
-    let c = start_bankd(dir_c.path(), db.url());
+    let c = start_on(dir_c.path(), db.url());
     assert_eq!(holds_duties(&http, &c.url).await, Some(false));
     assert_eq!(holds_duties(&http, &b.url).await, Some(true));
     drop((b, c));
