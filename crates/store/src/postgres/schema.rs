@@ -215,22 +215,25 @@ const CREATE_VERSIONS: &str = "CREATE TABLE IF NOT EXISTS schema_migrations (
     applied_at TIMESTAMPTZ NOT NULL DEFAULT now()
 )";
 
+/// Tries of [`CREATE_VERSIONS`] before its error is reported.
+const CREATE_VERSIONS_TRIES_MAX: u32 = 5;
+
 /// Brings the database to the newest version and returns it. Safe to run from several processes
 /// at once (see the module's doc). A database newer than this program (a version it does not
 /// know) is refused rather than used.
 pub async fn migrate(client: &mut Client) -> Result<u32, String> {
     let fail = |what: &str, error: tokio_postgres::Error| format!("{what}: {error}");
-    // Two processes creating the table at once: one of them may hit the catalog's unique index;
-    // the table is there then, and a second try sees it.
-    if let Err(error) = client.batch_execute(CREATE_VERSIONS).await {
-        if super::is_constraint(&error) || super::is_retryable(&error) {
-            client
-                .batch_execute(CREATE_VERSIONS)
-                .await
-                .map_err(|e| fail("cannot create schema_migrations", e))?;
-        } else {
+    // Processes creating the table at once: the losers may hit the catalog's unique index
+    // (23505) or find the relation just made (42P07, `IF NOT EXISTS` notwithstanding); the table
+    // is there then, and another try sees it. The statement is idempotent, so any failure is
+    // tried again a few times before it is reported.
+    let mut tries = 0;
+    while let Err(error) = client.batch_execute(CREATE_VERSIONS).await {
+        tries += 1;
+        if tries == CREATE_VERSIONS_TRIES_MAX {
             return Err(fail("cannot create schema_migrations", error));
         }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
     }
     let known = u32::try_from(MIGRATIONS.len()).unwrap_or(u32::MAX);
     let newest: Option<i32> = client
