@@ -8,6 +8,7 @@ use crate::model::{
 use crate::network::{Forged, Message, Network, Refused, Reply, Transport};
 use crate::state::{self, ReadError};
 use crate::store::{self, OpenError};
+use crate::thread::OwnThread;
 use crate::{NodeId, TypeConfig};
 use ledger::{Document, PixKey};
 use openraft::error::{ClientWriteError, InitializeError, RaftError};
@@ -152,6 +153,8 @@ struct Inner {
     /// Local reads; WAL lets them run beside the state machine's writes.
     reader: Mutex<Connection>,
     settings: Settings,
+    /// Where openraft's tasks and this member's writes run (see `thread`).
+    thread: OwnThread,
 }
 
 impl Directory {
@@ -185,8 +188,13 @@ impl Directory {
         let network = Network {
             transport: transport.clone(),
         };
-        let raft = Raft::new(id, Arc::new(config), network, log, machine)
+        let thread = OwnThread::start(&format!("directory-{id}"))
+            .map_err(|e| DirectoryError::Storage(format!("cannot start its thread: {e}")))?;
+        // openraft spawns its tasks where the member is made: on the member's thread.
+        let raft = thread
+            .run(Raft::new(id, Arc::new(config), network, log, machine))
             .await
+            .ok_or_else(|| DirectoryError::Storage("its thread stopped".to_owned()))?
             .map_err(|e| DirectoryError::Storage(e.to_string()))?;
         let initialized = raft
             .is_initialized()
@@ -207,6 +215,7 @@ impl Directory {
                 transport,
                 reader: Mutex::new(reader),
                 settings,
+                thread,
             }),
         })
     }
@@ -223,6 +232,15 @@ impl Directory {
     /// this bank is a follower, here too, or the write's deadline passed): so a read here right
     /// after a successful write sees it.
     pub async fn write(&self, command: Command) -> Result<Applied, DirectoryError> {
+        let member = self.clone();
+        self.inner
+            .thread
+            .run(async move { member.write_on_thread(command).await })
+            .await
+            .unwrap_or(Err(DirectoryError::Unavailable))
+    }
+
+    async fn write_on_thread(&self, command: Command) -> Result<Applied, DirectoryError> {
         command
             .check()
             .map_err(|field| DirectoryError::Invalid(field.to_owned()))?;
@@ -460,6 +478,18 @@ impl Directory {
     /// (no majority, an election): the entry may still be committed later; proposing again is
     /// safe, the first decision wins.
     pub async fn decide(&self, decisions: Vec<Decision>) -> Result<Vec<bool>, DirectoryError> {
+        let member = self.clone();
+        self.inner
+            .thread
+            .run(async move { member.decide_on_thread(decisions).await })
+            .await
+            .unwrap_or(Err(DirectoryError::Unavailable))
+    }
+
+    async fn decide_on_thread(
+        &self,
+        decisions: Vec<Decision>,
+    ) -> Result<Vec<bool>, DirectoryError> {
         if decisions.len() > DECISIONS_PER_ENTRY_MAX {
             return Err(DirectoryError::Invalid("decisions".to_owned()));
         }

@@ -21,6 +21,7 @@ pub mod model;
 pub mod network;
 mod state;
 pub mod store;
+mod thread;
 
 pub use directory::{Directory, DirectoryError, FORWARDS_MAX, SNAPSHOT_CHUNK_BYTES, Settings};
 pub use model::{

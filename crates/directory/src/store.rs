@@ -1,22 +1,26 @@
 //! The Raft log, the vote and the state machine in one SQLite file per bank (`directory.db`),
-//! as openraft's storage-v2 traits want them. Every write is one transaction committed with
-//! `synchronous=FULL` before openraft hears of it: an appended entry is on disk before its
-//! callback runs, a vote before it is granted, an applied entry before its answer goes out, a
-//! snapshot before it is reported built or installed. SQLite calls block, so each runs on
-//! tokio's blocking pool, never on a worker thread that serves HTTP.
+//! as openraft's storage-v2 traits want them. The log (`log`) is written in order by a thread of
+//! its own, each append fsynced (`synchronous=FULL`) before openraft is called back, a vote before
+//! it is granted; a snapshot is fsynced before it is reported built or installed. The state
+//! machine's applies are not fsynced: they are derived from committed entries the log still holds
+//! (see `StateMachine::apply`). SQLite calls block, so the state machine's run on tokio's
+//! blocking pool, never on a thread that serves HTTP or drives Raft.
+
+mod log;
+
+pub use log::LogStore;
 
 use crate::model::{Effect, Response};
 use crate::state::{self, Dump};
 use crate::{NodeId, TypeConfig};
-use openraft::storage::{LogFlushed, LogState, RaftLogStorage, RaftStateMachine, Snapshot};
+use openraft::storage::{RaftStateMachine, Snapshot};
 use openraft::{
-    Entry, EntryPayload, ErrorSubject, ErrorVerb, LogId, OptionalSend, RaftLogReader,
-    RaftSnapshotBuilder, SnapshotMeta, StorageError, StorageIOError, StoredMembership, Vote,
+    Entry, EntryPayload, ErrorSubject, ErrorVerb, LogId, OptionalSend, RaftSnapshotBuilder,
+    SnapshotMeta, StorageError, StorageIOError, StoredMembership,
 };
 use rusqlite::{Connection, OptionalExtension, TransactionBehavior};
 use std::fmt::Debug;
 use std::io::Cursor;
-use std::ops::{Bound, RangeBounds};
 use std::path::Path;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -44,6 +48,8 @@ pub enum OpenError {
     Sql(#[from] rusqlite::Error),
     #[error("the directory's database has schema version {0}; this build knows {v}", v = state::SCHEMA_VERSION)]
     Version(i64),
+    #[error("cannot start the directory's log thread: {0}")]
+    Thread(#[from] std::io::Error),
 }
 
 /// Opens (creating if needed) the file at `path` and returns its log store and state machine.
@@ -55,7 +61,7 @@ pub fn open_store(path: &Path) -> Result<(LogStore, StateMachine), OpenError> {
     state::migrate(&conn)?.map_err(OpenError::Version)?;
     state::create_decisions(&conn)?;
     let conn = Arc::new(Mutex::new(conn));
-    let log = LogStore { conn: conn.clone() };
+    let log = LogStore::start(conn.clone())?;
     let machine = StateMachine { conn };
     Ok((log, machine))
 }
@@ -136,154 +142,6 @@ fn put_meta<T: serde::Serialize>(
     Ok(())
 }
 
-/// The log and the vote. Cloned as the log reader: replication tasks read through the same
-/// connection, one at a time.
-#[derive(Clone)]
-pub struct LogStore {
-    conn: Arc<Mutex<Connection>>,
-}
-
-fn bound_to_sql(range: &impl RangeBounds<u64>) -> (i64, i64) {
-    let start = match range.start_bound() {
-        Bound::Included(&s) => s,
-        Bound::Excluded(&s) => s.saturating_add(1),
-        Bound::Unbounded => 0,
-    };
-    let end = match range.end_bound() {
-        Bound::Included(&e) => e,
-        Bound::Excluded(&e) => match e.checked_sub(1) {
-            Some(e) => e,
-            None => return (1, 0),
-        },
-        Bound::Unbounded => u64::MAX,
-    };
-    (
-        i64::try_from(start).unwrap_or(i64::MAX),
-        i64::try_from(end).unwrap_or(i64::MAX),
-    )
-}
-
-impl RaftLogReader<TypeConfig> for LogStore {
-    async fn try_get_log_entries<RB: RangeBounds<u64> + Clone + Debug + OptionalSend>(
-        &mut self,
-        range: RB,
-    ) -> StoreResult<Vec<Entry<TypeConfig>>> {
-        let (start, end) = bound_to_sql(&range);
-        blocking(&self.conn, ErrorSubject::Logs, move |conn| {
-            let mut statement = conn.prepare_cached(
-                "SELECT entry FROM raft_log WHERE idx >= ?1 AND idx <= ?2 ORDER BY idx",
-            )?;
-            let rows = statement.query_map([start, end], |row| row.get::<_, String>(0))?;
-            let mut entries = Vec::new();
-            for row in rows {
-                entries.push(from_json(&row?)?);
-            }
-            Ok(entries)
-        })
-        .await
-    }
-}
-
-impl RaftLogStorage<TypeConfig> for LogStore {
-    type LogReader = LogStore;
-
-    async fn get_log_state(&mut self) -> StoreResult<LogState<TypeConfig>> {
-        blocking(&self.conn, ErrorSubject::Logs, |conn| {
-            let purged: Option<LogId<NodeId>> = get_meta(conn, "raft_meta", "purged")?;
-            let last: Option<String> = conn
-                .query_row(
-                    "SELECT entry FROM raft_log ORDER BY idx DESC LIMIT 1",
-                    [],
-                    |row| row.get(0),
-                )
-                .optional()?;
-            let last = match last {
-                Some(text) => Some(from_json::<Entry<TypeConfig>>(&text)?.log_id),
-                None => purged,
-            };
-            Ok(LogState {
-                last_purged_log_id: purged,
-                last_log_id: last,
-            })
-        })
-        .await
-    }
-
-    async fn get_log_reader(&mut self) -> Self::LogReader {
-        self.clone()
-    }
-
-    async fn save_vote(&mut self, vote: &Vote<NodeId>) -> StoreResult<()> {
-        let vote = *vote;
-        blocking(&self.conn, ErrorSubject::Vote, move |conn| {
-            put_meta(conn, "raft_meta", "vote", &vote)
-        })
-        .await
-    }
-
-    async fn read_vote(&mut self) -> StoreResult<Option<Vote<NodeId>>> {
-        blocking(&self.conn, ErrorSubject::Vote, |conn| {
-            get_meta(conn, "raft_meta", "vote")
-        })
-        .await
-    }
-
-    // `save_committed` is left out (openraft's default keeps nothing): `apply` commits the rows
-    // with their position, so on restart the state machine is already where it was, and a
-    // saved commit index would only cost one more fsync per commit.
-
-    async fn append<I>(&mut self, entries: I, callback: LogFlushed<TypeConfig>) -> StoreResult<()>
-    where
-        I: IntoIterator<Item = Entry<TypeConfig>> + OptionalSend,
-        I::IntoIter: OptionalSend,
-    {
-        let entries: Vec<Entry<TypeConfig>> = entries.into_iter().collect();
-        let written = blocking(&self.conn, ErrorSubject::Logs, move |conn| {
-            let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
-            {
-                let mut statement = tx.prepare_cached(
-                    "INSERT OR REPLACE INTO raft_log (idx, entry) VALUES (?1, ?2)",
-                )?;
-                for entry in &entries {
-                    let idx = i64::try_from(entry.log_id.index)
-                        .map_err(|e| rusqlite::Error::ToSqlConversionFailure(Box::new(e)))?;
-                    statement.execute(rusqlite::params![idx, to_json(entry)?])?;
-                }
-            }
-            tx.commit()
-        })
-        .await;
-        // The commit above returned only once SQLite had synced the WAL (synchronous=FULL).
-        match &written {
-            Ok(()) => callback.log_io_completed(Ok(())),
-            Err(e) => callback.log_io_completed(Err(std::io::Error::other(e.to_string()))),
-        }
-        written
-    }
-
-    async fn truncate(&mut self, log_id: LogId<NodeId>) -> StoreResult<()> {
-        let from = i64::try_from(log_id.index).unwrap_or(i64::MAX);
-        blocking(&self.conn, ErrorSubject::Logs, move |conn| {
-            conn.prepare_cached("DELETE FROM raft_log WHERE idx >= ?1")?
-                .execute([from])?;
-            Ok(())
-        })
-        .await
-    }
-
-    async fn purge(&mut self, log_id: LogId<NodeId>) -> StoreResult<()> {
-        let upto = i64::try_from(log_id.index).unwrap_or(i64::MAX);
-        blocking(&self.conn, ErrorSubject::Logs, move |conn| {
-            let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
-            put_meta(&tx, "raft_meta", "purged", &log_id)?;
-            tx.prepare_cached("DELETE FROM raft_log WHERE idx <= ?1")?
-                .execute([upto])?;
-            tx.commit()
-        })
-        .await
-    }
-}
-
 /// The state machine: the directory's tables, their position in the log, and the newest
 /// snapshot. Cloned as the snapshot builder, which reads the tables through the same
 /// connection in one transaction, so a snapshot is one consistent state.
@@ -321,6 +179,33 @@ impl StateMachine {
         tx.commit()?;
         Ok((meta, data))
     }
+}
+
+/// Applies `entries` in one transaction; answers each entry's response.
+fn apply_entries(
+    conn: &mut Connection,
+    entries: &[Entry<TypeConfig>],
+) -> rusqlite::Result<Vec<Response>> {
+    let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+    let mut responses = Vec::with_capacity(entries.len());
+    let mut last = None;
+    for entry in entries {
+        last = Some(entry.log_id);
+        responses.push(match &entry.payload {
+            EntryPayload::Blank => Ok(Effect::Unchanged),
+            EntryPayload::Normal(command) => state::apply(&tx, command)?,
+            EntryPayload::Membership(membership) => {
+                let stored = StoredMembership::new(Some(entry.log_id), membership.clone());
+                put_meta(&tx, "machine", "membership", &stored)?;
+                Ok(Effect::Unchanged)
+            }
+        });
+    }
+    if let Some(last) = last {
+        put_meta(&tx, "machine", "applied", &last)?;
+    }
+    tx.commit()?;
+    Ok(responses)
 }
 
 fn store_snapshot(conn: &Connection, meta: &Meta, data: &[u8]) -> rusqlite::Result<()> {
@@ -372,28 +257,15 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
     {
         let entries: Vec<Entry<TypeConfig>> = entries.into_iter().collect();
         blocking(&self.conn, ErrorSubject::StateMachine, move |conn| {
-            // One transaction for the whole batch: one fsync, and the position in the log moves
-            // with the rows it describes.
-            let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
-            let mut responses = Vec::with_capacity(entries.len());
-            let mut last = None;
-            for entry in &entries {
-                last = Some(entry.log_id);
-                responses.push(match &entry.payload {
-                    EntryPayload::Blank => Ok(Effect::Unchanged),
-                    EntryPayload::Normal(command) => state::apply(&tx, command)?,
-                    EntryPayload::Membership(membership) => {
-                        let stored = StoredMembership::new(Some(entry.log_id), membership.clone());
-                        put_meta(&tx, "machine", "membership", &stored)?;
-                        Ok(Effect::Unchanged)
-                    }
-                });
-            }
-            if let Some(last) = last {
-                put_meta(&tx, "machine", "applied", &last)?;
-            }
-            tx.commit()?;
-            Ok(responses)
+            // One transaction for the whole batch, and the position in the log moves with the
+            // rows it describes. Not fsynced: what it applies is committed in the log, which
+            // keeps every entry after the last snapshot; the log's next append (or a snapshot)
+            // syncs the WAL, this commit with it, and a crash before that leaves the tables at
+            // an earlier position, from which openraft applies the same entries again.
+            conn.pragma_update(None, "synchronous", "NORMAL")?;
+            let applied = apply_entries(conn, &entries);
+            conn.pragma_update(None, "synchronous", "FULL")?;
+            applied
         })
         .await
     }
