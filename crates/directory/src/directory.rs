@@ -388,14 +388,16 @@ impl Directory {
             Message::InstallSnapshot(rpc) => {
                 Reply::InstallSnapshot(raft.install_snapshot(rpc).await)
             }
-            Message::Decide(decisions) => {
-                Reply::Decided(if decisions.len() > DECISIONS_PER_ENTRY_MAX {
+            Message::Decide { decisions, forget } => Reply::Decided(
+                if decisions.len() > DECISIONS_PER_ENTRY_MAX
+                    || forget.len() > DECISIONS_PER_ENTRY_MAX
+                {
                     Err(Refused::Invalid("decisions".to_owned()))
                 } else {
                     let deadline = Instant::now() + self.inner.settings.write_timeout;
-                    self.decide_here(decisions, deadline).await
-                })
-            }
+                    self.decide_here(decisions, forget, deadline).await
+                },
+            ),
             Message::Write(command) => Reply::Write(match command.check() {
                 Err(field) => Err(Refused::Invalid(field.to_owned())),
                 Ok(()) => {
@@ -478,10 +480,21 @@ impl Directory {
     /// (no majority, an election): the entry may still be committed later; proposing again is
     /// safe, the first decision wins.
     pub async fn decide(&self, decisions: Vec<Decision>) -> Result<Vec<bool>, DirectoryError> {
+        self.decide_and_forget(decisions, Vec::new()).await
+    }
+
+    /// As [`Directory::decide`], and in the same entry drops the decisions of `forget`:
+    /// transactions this bank coordinated and saw finished at every bank, whose decisions nobody
+    /// will ask for again (at most `DECISIONS_PER_ENTRY_MAX`).
+    pub async fn decide_and_forget(
+        &self,
+        decisions: Vec<Decision>,
+        forget: Vec<ledger::EndToEndId>,
+    ) -> Result<Vec<bool>, DirectoryError> {
         let member = self.clone();
         self.inner
             .thread
-            .run(async move { member.decide_on_thread(decisions).await })
+            .run(async move { member.decide_on_thread(decisions, forget).await })
             .await
             .unwrap_or(Err(DirectoryError::Unavailable))
     }
@@ -489,8 +502,9 @@ impl Directory {
     async fn decide_on_thread(
         &self,
         decisions: Vec<Decision>,
+        forget: Vec<ledger::EndToEndId>,
     ) -> Result<Vec<bool>, DirectoryError> {
-        if decisions.len() > DECISIONS_PER_ENTRY_MAX {
+        if decisions.len() > DECISIONS_PER_ENTRY_MAX || forget.len() > DECISIONS_PER_ENTRY_MAX {
             return Err(DirectoryError::Invalid("decisions".to_owned()));
         }
         let deadline = Instant::now() + self.inner.settings.write_timeout;
@@ -501,9 +515,10 @@ impl Directory {
                 None => self.leader_before(deadline).await?,
             };
             let result = if leader == self.inner.id {
-                self.decide_here(decisions.clone(), deadline).await
+                self.decide_here(decisions.clone(), forget.clone(), deadline)
+                    .await
             } else {
-                self.forward_decisions(leader, decisions.clone(), deadline)
+                self.forward_decisions(leader, decisions.clone(), forget.clone(), deadline)
                     .await
             };
             match result {
@@ -523,10 +538,11 @@ impl Directory {
     async fn decide_here(
         &self,
         decisions: Vec<Decision>,
+        forget: Vec<ledger::EndToEndId>,
         deadline: Instant,
     ) -> Result<Vec<bool>, Refused> {
         let e2es: Vec<ledger::EndToEndId> = decisions.iter().map(|d| d.e2e.clone()).collect();
-        self.write_here(Command::RecordDecisions { decisions }, deadline)
+        self.write_here(Command::RecordDecisions { decisions, forget }, deadline)
             .await?;
         e2es.iter()
             .map(|e2e| match self.decision(e2e) {
@@ -540,12 +556,13 @@ impl Directory {
         &self,
         leader: NodeId,
         decisions: Vec<Decision>,
+        forget: Vec<ledger::EndToEndId>,
         deadline: Instant,
     ) -> Result<Vec<bool>, Refused> {
         let call = self
             .inner
             .transport
-            .call(leader, Message::Decide(decisions));
+            .call(leader, Message::Decide { decisions, forget });
         match tokio::time::timeout_at(deadline, call).await {
             Ok(Ok(Reply::Decided(result))) => result,
             Ok(Ok(_)) | Ok(Err(_)) | Err(_) => Err(Refused::Unavailable),

@@ -51,8 +51,15 @@ pub enum Command {
     },
     /// Interbank decisions (the non-blocking commit, issue #24), many per entry: for each
     /// transaction the first decision the log records wins, and a later one for the same
-    /// end-to-end id changes nothing (every proposer reads the winner back).
-    RecordDecisions { decisions: Vec<Decision> },
+    /// end-to-end id changes nothing (every proposer reads the winner back). `forget`: the
+    /// decisions of transactions their coordinator saw finished at every bank (nobody asks for
+    /// them again), dropped so that the table and the snapshots stay the size of what is in
+    /// flight.
+    RecordDecisions {
+        decisions: Vec<Decision>,
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        forget: Vec<EndToEndId>,
+    },
 }
 
 /// Most decisions one log entry carries: a coordinator's batch is cut there, and a faulty peer's
@@ -70,8 +77,8 @@ impl Command {
     /// The limits a command must meet before it is proposed (`FIELD_BYTES_MAX`); the name of the
     /// first field over it.
     pub fn check(&self) -> Result<(), &'static str> {
-        if let Command::RecordDecisions { decisions } = self
-            && decisions.len() > DECISIONS_PER_ENTRY_MAX
+        if let Command::RecordDecisions { decisions, forget } = self
+            && (decisions.len() > DECISIONS_PER_ENTRY_MAX || forget.len() > DECISIONS_PER_ENTRY_MAX)
         {
             return Err("decisions");
         }

@@ -31,8 +31,13 @@ pub enum Message {
     /// A write a follower forwards to the leader it knows of.
     Write(Command),
     /// Interbank decisions a follower forwards to the leader, answered with the decision that
-    /// stands for each (`Reply::Decided`).
-    Decide(Vec<Decision>),
+    /// stands for each (`Reply::Decided`), and finished transactions whose decisions the log may
+    /// forget.
+    Decide {
+        decisions: Vec<Decision>,
+        #[serde(default)]
+        forget: Vec<ledger::EndToEndId>,
+    },
 }
 
 impl Message {
@@ -43,7 +48,7 @@ impl Message {
             Message::AppendEntries(rpc) => rpc.vote.leader_id().voted_for(),
             Message::Vote(rpc) => rpc.vote.leader_id().voted_for(),
             Message::InstallSnapshot(rpc) => rpc.vote.leader_id().voted_for(),
-            Message::Write(_) | Message::Decide(_) => None,
+            Message::Write(_) | Message::Decide { .. } => None,
         }
     }
 }

@@ -178,7 +178,7 @@ pub(crate) fn apply(conn: &Connection, command: &Command) -> rusqlite::Result<Re
                 Effect::Unchanged
             }))
         }
-        Command::RecordDecisions { decisions } => record_decisions(conn, decisions),
+        Command::RecordDecisions { decisions, forget } => record_decisions(conn, decisions, forget),
     }
 }
 
@@ -446,12 +446,17 @@ pub(crate) fn create_decisions(conn: &Connection) -> rusqlite::Result<()> {
 fn record_decisions(
     conn: &Connection,
     decisions: &[crate::model::Decision],
+    forget: &[ledger::EndToEndId],
 ) -> rusqlite::Result<Response> {
     let mut statement =
         conn.prepare_cached("INSERT OR IGNORE INTO decisions (e2e, committed) VALUES (?1, ?2)")?;
     let mut changed = false;
     for decision in decisions {
         changed |= statement.execute(params![decision.e2e.as_str(), decision.commit])? == 1;
+    }
+    let mut statement = conn.prepare_cached("DELETE FROM decisions WHERE e2e = ?1")?;
+    for e2e in forget {
+        changed |= statement.execute([e2e.as_str()])? == 1;
     }
     Ok(Ok(if changed {
         Effect::Changed

@@ -313,6 +313,7 @@ async fn the_first_decision_stands_and_decisions_travel_in_a_snapshot() {
                 commit: *commit,
             })
             .collect(),
+        forget: Vec::new(),
     };
     let (_a, mut source) = fresh();
     let answers = source
@@ -354,5 +355,51 @@ async fn the_first_decision_stands_and_decisions_travel_in_a_snapshot() {
         snapshot_bytes(&mut target).await,
         snapshot.snapshot.into_inner(),
         "the receiver holds the sender's decisions, and only those"
+    );
+}
+
+/// Decisions of finished transactions are forgotten (issue #24: the table and the snapshots stay
+/// the size of what is in flight), in the same entry as new ones; forgetting one the log does not
+/// hold changes nothing.
+#[tokio::test]
+async fn forgotten_decisions_leave_the_table_and_the_snapshots() {
+    let e2e = |n| ledger::EndToEndId::sequenced(bank(1), "202612070300", n);
+    let record = |decide: &[u64], forget: &[u64]| Command::RecordDecisions {
+        decisions: decide
+            .iter()
+            .map(|n| directory::Decision {
+                e2e: e2e(*n),
+                commit: true,
+            })
+            .collect(),
+        forget: forget.iter().map(|n| e2e(*n)).collect(),
+    };
+    let (_dir, mut machine) = fresh();
+    let answers = machine
+        .apply(entries([
+            record(&[1, 2], &[]),
+            record(&[3], &[1]),
+            record(&[], &[1, 9]),
+        ]))
+        .await
+        .expect("apply");
+    let expected: Vec<Response> = vec![
+        Ok(Effect::Changed),
+        Ok(Effect::Changed),
+        Ok(Effect::Unchanged),
+    ];
+    assert_eq!(answers, expected);
+    let snapshot = machine
+        .get_snapshot_builder()
+        .await
+        .build_snapshot()
+        .await
+        .expect("snapshot");
+    let text = String::from_utf8(snapshot.snapshot.into_inner()).expect("json");
+    assert!(
+        !text.contains(&e2e(1).to_string())
+            && text.contains(&e2e(2).to_string())
+            && text.contains(&e2e(3).to_string()),
+        "{text}"
     );
 }

@@ -30,16 +30,25 @@ pub const IN_FLIGHT_MAX: usize = 1;
 /// carried several decisions: one payment at a time (a lone client paying in sequence) never
 /// waits for it (without that, one client's rate fell from 276 to 62 a second).
 pub const GATHER: Duration = Duration::from_millis(15);
+/// Finished transactions whose decisions the log may forget go along with the next entry of
+/// decisions; when none comes, on their own at most this long after.
+pub const FORGET_EVERY: Duration = Duration::from_secs(5);
 /// The first and the longest wait before a proposal the log could not take is tried again.
 const RETRY_FIRST: Duration = Duration::from_millis(100);
 const RETRY_MAX: Duration = Duration::from_secs(2);
 
 type Proposal = (Decision, oneshot::Sender<bool>);
 
+/// What the batching task is asked.
+enum Ask {
+    Decide(Proposal),
+    Forget(Vec<TxnId>),
+}
+
 /// Hands decisions to the batching task. Cheap to clone.
 #[derive(Clone)]
 pub struct Decider {
-    proposals: mpsc::UnboundedSender<Proposal>,
+    proposals: mpsc::UnboundedSender<Ask>,
 }
 
 impl Decider {
@@ -56,16 +65,43 @@ impl Decider {
     pub async fn decide(&self, txn: TxnId, commit: bool) -> Option<bool> {
         let (told, winner) = oneshot::channel();
         self.proposals
-            .send((Decision { e2e: txn, commit }, told))
+            .send(Ask::Decide((Decision { e2e: txn, commit }, told)))
             .ok()?;
         winner.await.ok()
     }
+
+    /// Lets the log forget the decisions of `e2es`: transactions this bank coordinated that every
+    /// participant has acknowledged, so nobody asks the log about them again. They go with the
+    /// next entry; lost if the bank stops first (the rows then stay, harmlessly).
+    pub fn forget(&self, e2es: Vec<TxnId>) {
+        if !e2es.is_empty() {
+            let _ = self.proposals.send(Ask::Forget(e2es));
+        }
+    }
 }
 
-async fn gather(directory: Directory, mut queue: mpsc::UnboundedReceiver<Proposal>) {
+async fn gather(directory: Directory, mut queue: mpsc::UnboundedReceiver<Ask>) {
     let in_flight = Arc::new(Semaphore::new(IN_FLIGHT_MAX));
     let mut last_sent: Option<Instant> = None;
-    while let Some(first) = queue.recv().await {
+    let mut forget: Vec<TxnId> = Vec::new();
+    let mut forget_due = tokio::time::interval(FORGET_EVERY);
+    loop {
+        let first = tokio::select! {
+            asked = queue.recv() => match asked {
+                None => return,
+                Some(Ask::Forget(e2es)) => {
+                    forget.extend(e2es);
+                    continue;
+                }
+                Some(Ask::Decide(proposal)) => Some(proposal),
+            },
+            _ = forget_due.tick() => {
+                if forget.is_empty() {
+                    continue;
+                }
+                None
+            }
+        };
         // Waiting for a free slot is what batches: everything that arrives meanwhile joins.
         let Ok(slot) = in_flight.clone().acquire_owned().await else {
             return;
@@ -73,28 +109,36 @@ async fn gather(directory: Directory, mut queue: mpsc::UnboundedReceiver<Proposa
         if let Some(last) = last_sent {
             tokio::time::sleep_until(last + GATHER).await;
         }
-        let mut batch = vec![first];
+        let mut batch: Vec<Proposal> = first.into_iter().collect();
         while batch.len() < DECISIONS_PER_ENTRY_MAX {
             match queue.try_recv() {
-                Ok(proposal) => batch.push(proposal),
+                Ok(Ask::Decide(proposal)) => batch.push(proposal),
+                Ok(Ask::Forget(e2es)) => forget.extend(e2es),
                 Err(_) => break,
             }
         }
+        let forgetting: Vec<TxnId> = forget
+            .drain(..forget.len().min(DECISIONS_PER_ENTRY_MAX))
+            .collect();
         last_sent = (batch.len() > 1).then(Instant::now);
         let directory = directory.clone();
         tokio::spawn(async move {
-            propose(&directory, batch).await;
+            propose(&directory, batch, forgetting).await;
             drop(slot);
         });
     }
 }
 
-/// Writes one batch until the log takes it, then tells each proposer its transaction's winner.
-async fn propose(directory: &Directory, batch: Vec<Proposal>) {
+/// Writes one batch (and what it forgets) until the log takes it, then tells each proposer its
+/// transaction's winner.
+async fn propose(directory: &Directory, batch: Vec<Proposal>, forget: Vec<TxnId>) {
     let decisions: Vec<Decision> = batch.iter().map(|(d, _)| d.clone()).collect();
     let mut wait = RETRY_FIRST;
     let winners = loop {
-        match directory.decide(decisions.clone()).await {
+        match directory
+            .decide_and_forget(decisions.clone(), forget.clone())
+            .await
+        {
             Ok(winners) => break winners,
             Err(DirectoryError::Unavailable) => {
                 tracing::debug!(

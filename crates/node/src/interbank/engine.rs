@@ -770,8 +770,14 @@ impl Effects {
 
     /// Marks transactions every participant acknowledged as complete.
     async fn complete(self: Arc<Self>, e2es: Vec<TxnId>) {
-        if !e2es.is_empty() {
-            self.execute(Command::CompleteDecisions { e2es }).await;
+        if !e2es.is_empty()
+            && self
+                .execute(Command::CompleteDecisions { e2es: e2es.clone() })
+                .await
+                .is_some()
+        {
+            // Nobody asks the log about these again: every participant has finished.
+            self.decider.forget(e2es);
         }
     }
 

@@ -311,6 +311,22 @@ impl Cluster {
         &self.banks[i].data_dir
     }
 
+    /// The interbank decisions each bank's copy of the directory holds (read from its file).
+    pub fn decisions_held(&self) -> Vec<i64> {
+        self.banks
+            .iter()
+            .map(|bank| {
+                let conn = rusqlite::Connection::open_with_flags(
+                    bank.data_dir.join("directory.db"),
+                    rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY,
+                )
+                .expect("open the directory's file");
+                conn.query_row("SELECT count(*) FROM decisions", [], |row| row.get(0))
+                    .expect("count decisions")
+            })
+            .collect()
+    }
+
     fn start_listed(&self, i: usize, fault: Option<&str>, consortium: &PathBuf) {
         let bank = &self.banks[i];
         let mut process = bank.process.lock().unwrap();
