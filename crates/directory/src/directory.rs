@@ -473,6 +473,20 @@ impl Directory {
         self.read(|conn| Ok(state::decision(conn, e2e.as_str())?))
     }
 
+    /// The transactions coordinated by `bank` whose decisions this bank's copy of the log holds
+    /// (in flight, or finished but not yet forgotten).
+    pub fn decided_by(
+        &self,
+        bank: &ledger::BankCode,
+    ) -> Result<Vec<ledger::EndToEndId>, DirectoryError> {
+        let rows = self.read(|conn| Ok(state::decided(conn)?))?;
+        Ok(rows
+            .iter()
+            .filter_map(|text| ledger::EndToEndId::parse(text))
+            .filter(|e2e| e2e.bank() == *bank)
+            .collect())
+    }
+
     /// Records `decisions` in the log (one entry; at most `DECISIONS_PER_ENTRY_MAX`) through the
     /// leader and answers, in the same order, the decision that stands for each transaction: the
     /// proposed one, or the one the log recorded first (the leader reads them from its copy once

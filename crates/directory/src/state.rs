@@ -465,6 +465,13 @@ fn record_decisions(
     }))
 }
 
+/// Every transaction the log holds a decision for.
+pub(crate) fn decided(conn: &Connection) -> rusqlite::Result<Vec<String>> {
+    let mut statement = conn.prepare_cached("SELECT e2e FROM decisions")?;
+    let rows = statement.query_map([], |row| row.get(0))?;
+    rows.collect()
+}
+
 /// The decision the log recorded for a transaction, if any.
 pub(crate) fn decision(conn: &Connection, e2e: &str) -> rusqlite::Result<Option<bool>> {
     conn.prepare_cached("SELECT committed FROM decisions WHERE e2e = ?1")?

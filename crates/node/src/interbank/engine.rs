@@ -147,12 +147,21 @@ impl Engine {
     /// coordinator, and payments this bank began but never decided are aborted now.
     async fn finish_open_work(&mut self) -> Result<(), String> {
         let store = self.effects.store.clone();
+        // Read before the store's open work: a transaction in the log then and not open in the
+        // store after has finished (see `forget_finished`).
+        let in_the_log = self.effects.directory.decided_by(&self.me);
         let coordinator = &mut self.coordinator;
         let participant = &mut self.participant;
         let open = store
             .open_interbank()
             .await
             .map_err(|e| format!("cannot read unfinished interbank work: {e}"))?;
+        match in_the_log {
+            Ok(in_the_log) => forget_finished(&self.effects.decider, in_the_log, &open),
+            Err(error) => {
+                tracing::warn!(%error, "cannot read the log's decisions; finished ones stay there");
+            }
+        }
         let now = wall_ms();
         let mine = |txn: &TxnId, coordinator: &Coordinator<Part>| coordinator.knows(txn);
         let mut undecided = 0;
@@ -502,6 +511,33 @@ impl Engine {
             })
             .collect();
         tokio::spawn(self.effects.clone().carry_out(out, waiters, finish_here));
+    }
+}
+
+/// Has the log forget what it still holds of transactions this bank coordinated that are no
+/// longer open in the store: finished at every bank, their forget lost when the bank stopped
+/// (it is sent with the next entry, not written anywhere). `in_the_log` must have been read
+/// before `open`: a transaction in the log by then was begun before, so if the store no longer
+/// has it open it has completed.
+fn forget_finished(decider: &Decider, in_the_log: Vec<TxnId>, open: &store::OpenInterbank) {
+    let open: HashSet<&TxnId> = open
+        .undecided
+        .iter()
+        .map(|(txn, _)| txn)
+        .chain(open.decisions.iter().map(|(txn, _, _)| txn))
+        .collect();
+    let finished: Vec<TxnId> = in_the_log
+        .into_iter()
+        .filter(|txn| !open.contains(txn))
+        .collect();
+    if !finished.is_empty() {
+        tracing::info!(
+            finished = finished.len(),
+            "the log still holds decisions of finished transactions; forgetting them"
+        );
+        for chunk in finished.chunks(directory::DECISIONS_PER_ENTRY_MAX) {
+            decider.forget(chunk.to_vec());
+        }
     }
 }
 

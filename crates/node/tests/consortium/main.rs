@@ -1075,3 +1075,43 @@ async fn operations_on_an_account_at_another_bank_through_ones_own() {
         1
     );
 }
+
+/// The log forgets a finished transaction's decision with the coordinator's next entry; a
+/// coordinator killed before that entry went out has the log forget it when it starts again,
+/// so nothing stays in the directory (and its snapshots) for good.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn decisions_a_killed_coordinator_had_not_forgotten_are_forgotten_on_restart() {
+    let cluster = Cluster::started().await;
+    let (ana, bia) = (
+        cluster.customer(0, "100.00").await,
+        cluster.customer(1, "50.00").await,
+    );
+    for _ in 0..3 {
+        let (status, paid) = cluster.pay(&ana, &bia, "1.00", &unique("k")).await;
+        assert_eq!(
+            (status, &paid["status"]),
+            (201, &json!("committed")),
+            "{paid}"
+        );
+    }
+    // The forgets wait for the next entry of decisions, or `FORGET_EVERY` (5 s): none comes.
+    cluster.kill(0);
+    let held = cluster.decisions_held();
+    assert!(
+        held.iter().all(|n| *n > 0),
+        "the decisions are still in every bank's copy when the coordinator dies: {held:?}"
+    );
+    cluster.start(0, None);
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    let mut held = cluster.decisions_held();
+    while held.iter().any(|n| *n > 0) && std::time::Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(250)).await;
+        held = cluster.decisions_held();
+    }
+    assert_eq!(
+        held,
+        vec![0; held.len()],
+        "decisions left after the restart"
+    );
+    cluster.settle_and_audit().await;
+}
