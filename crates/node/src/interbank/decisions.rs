@@ -72,7 +72,8 @@ impl Decider {
 
     /// Lets the log forget the decisions of `e2es`: transactions this bank coordinated that every
     /// participant has acknowledged, so nobody asks the log about them again. They go with the
-    /// next entry; lost if the bank stops first (the rows then stay, harmlessly).
+    /// next entry, or within [`FORGET_EVERY`]; those a stop cut short are found again when the
+    /// bank starts (`engine::forget_finished`).
     pub fn forget(&self, e2es: Vec<TxnId>) {
         if !e2es.is_empty() {
             let _ = self.proposals.send(Ask::Forget(e2es));
