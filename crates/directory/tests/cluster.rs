@@ -72,6 +72,15 @@ impl Cluster {
         &self.nodes[&id]
     }
 
+    /// A member other than `leader`.
+    fn follower_of(&self, leader: NodeId) -> NodeId {
+        *self
+            .ids
+            .iter()
+            .find(|id| **id != leader)
+            .expect("a follower")
+    }
+
     /// The leader that every running member reachable from it agrees on, within `SETTLE`.
     async fn leader(&self, among: &[NodeId]) -> NodeId {
         eventually("a leader all agree on", || async {
@@ -348,11 +357,7 @@ async fn a_partitioned_follower_fails_fast_and_catches_up_after_healing() {
         })
         .await;
     }
-    let cut = *cluster
-        .ids
-        .iter()
-        .find(|id| **id != leader)
-        .expect("a follower");
+    let cut = cluster.follower_of(leader);
     let majority: Vec<NodeId> = cluster
         .ids
         .iter()
@@ -471,11 +476,7 @@ async fn a_partitioned_leader_cannot_commit_and_rejoins_the_majority() {
 async fn a_restarted_bank_catches_up_from_the_log() {
     let mut cluster = Cluster::start(Settings::default()).await;
     let leader = cluster.leader(&cluster.ids).await;
-    let down = *cluster
-        .ids
-        .iter()
-        .find(|id| **id != leader)
-        .expect("a follower");
+    let down = cluster.follower_of(leader);
     write_retrying(cluster.node(leader), register(1, "one", leader))
         .await
         .expect("write");
@@ -527,11 +528,7 @@ async fn a_restarted_bank_catches_up_from_a_snapshot_when_the_log_is_purged() {
     };
     let mut cluster = Cluster::start(settings).await;
     let leader = cluster.leader(&cluster.ids).await;
-    let down = *cluster
-        .ids
-        .iter()
-        .find(|id| **id != leader)
-        .expect("a follower");
+    let down = cluster.follower_of(leader);
     write_retrying(cluster.node(leader), register(1, "one", leader))
         .await
         .expect("write");
@@ -593,11 +590,7 @@ async fn a_restarted_bank_catches_up_from_a_snapshot_when_the_log_is_purged() {
 async fn a_field_over_its_limit_is_refused_before_the_log() {
     let cluster = Cluster::start(Settings::default()).await;
     let leader = cluster.leader(&cluster.ids).await;
-    let follower = *cluster
-        .ids
-        .iter()
-        .find(|id| **id != leader)
-        .expect("a follower");
+    let follower = cluster.follower_of(leader);
     let named = |doc: u32, name: String| Command::RegisterCustomer {
         document: cpf(doc),
         name,
@@ -776,11 +769,7 @@ fn e2e(bank_id: NodeId, n: u64) -> EndToEndId {
 async fn the_first_decision_in_the_log_wins_over_a_later_conflicting_one() {
     let cluster = Cluster::start(Settings::default()).await;
     let leader = cluster.leader(&cluster.ids).await;
-    let follower = *cluster
-        .ids
-        .iter()
-        .find(|id| **id != leader)
-        .expect("a follower");
+    let follower = cluster.follower_of(leader);
     let (a, b) = (e2e(1, 1), e2e(1, 2));
     let decide = |e2e: &EndToEndId, commit| Decision {
         e2e: e2e.clone(),

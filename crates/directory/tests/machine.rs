@@ -300,21 +300,31 @@ async fn a_command_travels_as_json_and_is_validated_again_on_the_way_in() {
     );
 }
 
+/// The end-to-end id of bank 1's transaction `n`.
+fn decision_e2e(n: u64) -> ledger::EndToEndId {
+    ledger::EndToEndId::sequenced(bank(1), "202612070300", n)
+}
+
+/// Records `(transaction, commit)` for each pair and forgets the transactions of `forget`.
+fn record_decisions(pairs: &[(u64, bool)], forget: &[u64]) -> Command {
+    Command::RecordDecisions {
+        decisions: pairs
+            .iter()
+            .map(|(n, commit)| directory::Decision {
+                e2e: decision_e2e(*n),
+                commit: *commit,
+            })
+            .collect(),
+        forget: forget.iter().map(|n| decision_e2e(*n)).collect(),
+    }
+}
+
 /// Interbank decisions (issue #24): in one batch or across entries, the first recorded for a
 /// transaction stands; they travel in a snapshot, replacing what the receiver held.
 #[tokio::test]
 async fn the_first_decision_stands_and_decisions_travel_in_a_snapshot() {
-    let e2e = |n| ledger::EndToEndId::sequenced(bank(1), "202612070300", n);
-    let decide = |pairs: &[(u64, bool)]| Command::RecordDecisions {
-        decisions: pairs
-            .iter()
-            .map(|(n, commit)| directory::Decision {
-                e2e: e2e(*n),
-                commit: *commit,
-            })
-            .collect(),
-        forget: Vec::new(),
-    };
+    let e2e = decision_e2e;
+    let decide = |pairs: &[(u64, bool)]| record_decisions(pairs, &[]);
     let (_a, mut source) = fresh();
     let answers = source
         .apply(entries([
@@ -363,16 +373,10 @@ async fn the_first_decision_stands_and_decisions_travel_in_a_snapshot() {
 /// hold changes nothing.
 #[tokio::test]
 async fn forgotten_decisions_leave_the_table_and_the_snapshots() {
-    let e2e = |n| ledger::EndToEndId::sequenced(bank(1), "202612070300", n);
-    let record = |decide: &[u64], forget: &[u64]| Command::RecordDecisions {
-        decisions: decide
-            .iter()
-            .map(|n| directory::Decision {
-                e2e: e2e(*n),
-                commit: true,
-            })
-            .collect(),
-        forget: forget.iter().map(|n| e2e(*n)).collect(),
+    let e2e = decision_e2e;
+    let record = |commits: &[u64], forget: &[u64]| {
+        let pairs: Vec<(u64, bool)> = commits.iter().map(|n| (*n, true)).collect();
+        record_decisions(&pairs, forget)
     };
     let (_dir, mut machine) = fresh();
     let answers = machine

@@ -535,9 +535,8 @@ fn forget_finished(decider: &Decider, in_the_log: Vec<TxnId>, open: &store::Open
             finished = finished.len(),
             "the log still holds decisions of finished transactions; forgetting them"
         );
-        for chunk in finished.chunks(directory::DECISIONS_PER_ENTRY_MAX) {
-            decider.forget(chunk.to_vec());
-        }
+        // The decider cuts them into entries of at most `DECISIONS_PER_ENTRY_MAX`.
+        decider.forget(finished);
     }
 }
 

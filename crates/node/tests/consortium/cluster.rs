@@ -311,6 +311,18 @@ impl Cluster {
         &self.banks[i].data_dir
     }
 
+    /// Waits (at most 30 s) until no bank's copy of the directory holds an interbank decision,
+    /// and answers what each holds then.
+    pub async fn wait_decisions_forgotten(&self) -> Vec<i64> {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        let mut held = self.decisions_held();
+        while held.iter().any(|n| *n > 0) && Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(250)).await;
+            held = self.decisions_held();
+        }
+        held
+    }
+
     /// The interbank decisions each bank's copy of the directory holds (read from its file).
     pub fn decisions_held(&self) -> Vec<i64> {
         self.banks

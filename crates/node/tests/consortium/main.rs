@@ -169,12 +169,7 @@ async fn concurrent_payments_and_packages_between_three_banks_commit_exactly_onc
     cluster.settle_and_audit().await;
     // Every payment finished at every bank, so the log forgets their decisions (they go with the
     // next entry, or within `FORGET_EVERY`, 5 s): the table stays the size of what is in flight.
-    let mut held = cluster.decisions_held();
-    let deadline = std::time::Instant::now() + Duration::from_secs(30);
-    while held.iter().any(|n| *n > 0) && std::time::Instant::now() < deadline {
-        tokio::time::sleep(Duration::from_millis(250)).await;
-        held = cluster.decisions_held();
-    }
+    let held = cluster.wait_decisions_forgotten().await;
     assert_eq!(
         held,
         vec![0; held.len()],
@@ -1102,12 +1097,7 @@ async fn decisions_a_killed_coordinator_had_not_forgotten_are_forgotten_on_resta
         "the decisions are still in every bank's copy when the coordinator dies: {held:?}"
     );
     cluster.start(0, None);
-    let deadline = std::time::Instant::now() + Duration::from_secs(30);
-    let mut held = cluster.decisions_held();
-    while held.iter().any(|n| *n > 0) && std::time::Instant::now() < deadline {
-        tokio::time::sleep(Duration::from_millis(250)).await;
-        held = cluster.decisions_held();
-    }
+    let held = cluster.wait_decisions_forgotten().await;
     assert_eq!(
         held,
         vec![0; held.len()],

@@ -122,34 +122,22 @@ pub fn apply<T: LedgerTx>(tx: &mut T, ctx: &Ctx, command: &Command) -> Applied<O
             amount,
             description,
             e2e,
-        } => local::cash(
-            tx,
-            ctx,
-            *actor,
-            *account,
-            *amount,
-            description,
-            e2e,
-            local::Cash::Deposit,
-        )
-        .map(|r| r.map(Outcome::Entry)),
-        Command::Withdraw {
+        }
+        | Command::Withdraw {
             actor,
             account,
             amount,
             description,
             e2e,
-        } => local::cash(
-            tx,
-            ctx,
-            *actor,
-            *account,
-            *amount,
-            description,
-            e2e,
-            local::Cash::Withdrawal,
-        )
-        .map(|r| r.map(Outcome::Entry)),
+        } => {
+            let kind = if matches!(command, Command::Deposit { .. }) {
+                local::Cash::Deposit
+            } else {
+                local::Cash::Withdrawal
+            };
+            local::cash(tx, ctx, *actor, *account, *amount, description, e2e, kind)
+                .map(|r| r.map(Outcome::Entry))
+        }
         Command::Transfer {
             actor,
             from,
