@@ -153,9 +153,12 @@ struct Writer<B> {
 type Answers = Vec<Result<Executed, StoreError>>;
 
 impl<B: Backend> Writer<B> {
-    fn run(mut self, mut receiver: mpsc::Receiver<Job>) {
+    fn run(mut self, receiver: mpsc::Receiver<Job>) {
         self.backend.on_writer_thread(&self.bank);
         let mut batch = Vec::with_capacity(BATCH_MAX);
+        // Declared after `batch`, so a panic drops it first: the queue is closed (the health
+        // check reports the writer stopped) before any caller hears its request fail.
+        let mut receiver = receiver;
         while let Some(first) = receiver.blocking_recv() {
             batch.push(first);
             while batch.len() < BATCH_MAX {
