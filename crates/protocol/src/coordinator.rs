@@ -22,6 +22,8 @@ pub struct Coordinator<P> {
     me: BankCode,
     timing: Timing,
     txns: BTreeMap<TxnId, Txn<P>>,
+    /// How many of `txns` are still collecting votes (no decision yet).
+    undecided: usize,
 }
 
 impl<P: Clone> Coordinator<P> {
@@ -30,6 +32,7 @@ impl<P: Clone> Coordinator<P> {
             me,
             timing,
             txns: BTreeMap::new(),
+            undecided: 0,
         }
     }
 
@@ -40,6 +43,11 @@ impl<P: Clone> Coordinator<P> {
     /// Transactions not yet completed (for metrics and tests).
     pub fn open(&self) -> usize {
         self.txns.len()
+    }
+
+    /// Transactions still collecting votes: each will produce a decision to record.
+    pub fn undecided(&self) -> usize {
+        self.undecided
     }
 
     pub fn knows(&self, txn: &TxnId) -> bool {
@@ -65,7 +73,11 @@ impl<P: Clone> Coordinator<P> {
             started_ms: now_ms,
             sent_ms: 0,
         };
-        self.txns.insert(txn, restored);
+        if let Some(replaced) = self.txns.insert(txn, restored)
+            && replaced.decision.is_none()
+        {
+            self.undecided -= 1;
+        }
     }
 
     /// Starts a transaction: one prepare to each participant (this bank included, if it has a
@@ -106,6 +118,7 @@ impl<P: Clone> Coordinator<P> {
                 sent_ms: now_ms,
             },
         );
+        self.undecided += 1;
         out
     }
 
@@ -130,6 +143,9 @@ impl<P: Clone> Coordinator<P> {
             .txns
             .get_mut(&id)
             .expect("deciding a known transaction");
+        if txn.decision.is_none() {
+            self.undecided -= 1;
+        }
         txn.decision = Some(commit);
         txn.sent_ms = now_ms;
         let participants: Vec<BankCode> = txn.participants.iter().copied().collect();
@@ -302,6 +318,9 @@ impl<P: Clone> Coordinator<P> {
     pub fn overrule(&mut self, txn: &TxnId, commit: bool) -> bool {
         match self.txns.get_mut(txn) {
             Some(open) => {
+                if open.decision.is_none() {
+                    self.undecided -= 1;
+                }
                 open.decision = Some(commit);
                 open.acks.clear();
                 open.sent_ms = 0;
@@ -319,6 +338,49 @@ mod tests {
 
     fn bank(code: &str) -> BankCode {
         BankCode::parse(code).unwrap()
+    }
+
+    /// `undecided` counts the transactions still collecting votes, whichever way each leaves
+    /// that state (the decider waits on it).
+    #[test]
+    fn undecided_counts_the_transactions_still_collecting_votes() {
+        let (a, b) = (bank("10000001"), bank("20000002"));
+        let mut coordinator = Coordinator::new(a, Timing::default());
+        let txn = |n| EndToEndId::sequenced(a, "202612070000", n);
+        for n in 1..=4 {
+            coordinator.begin(txn(n), BTreeMap::from([(a, ()), (b, ())]), 0);
+        }
+        coordinator.begin(txn(1), BTreeMap::from([(a, ())]), 0);
+        assert_eq!(
+            coordinator.undecided(),
+            4,
+            "a second begin is no new transaction"
+        );
+        let vote = |n, yes| Message::Vote {
+            txn: txn(n),
+            yes,
+            reason: None,
+        };
+        coordinator.on_message(b, vote(1, false), 1);
+        coordinator.on_message(b, vote(1, true), 1);
+        assert_eq!(coordinator.undecided(), 3, "refused by a vote, once");
+        coordinator.on_message(a, vote(2, true), 1);
+        assert_eq!(coordinator.undecided(), 3, "one vote of two");
+        coordinator.on_message(b, vote(2, true), 1);
+        assert_eq!(coordinator.undecided(), 2, "every vote in");
+        coordinator.abort(&txn(3), "test", 1);
+        assert_eq!(coordinator.undecided(), 1, "aborted");
+        coordinator.restore(txn(4), false, vec![b], 1);
+        assert_eq!(
+            coordinator.undecided(),
+            0,
+            "replaced by a restored decision"
+        );
+        coordinator.on_message(b, Message::Query { txn: txn(9) }, 1);
+        let late = Timing::default().vote_timeout_ms + 10;
+        coordinator.begin(txn(5), BTreeMap::from([(a, ()), (b, ())]), 0);
+        coordinator.tick(late);
+        assert_eq!(coordinator.undecided(), 0, "timed out");
     }
 
     /// A bank outside a transaction that asks about it is told nothing and changes nothing: it

@@ -217,6 +217,7 @@ impl Engine {
                     out.extend(asking);
                     let out = self.hold_back_undecided(out);
                     self.dispatch(out, HashSet::new());
+                    self.effects.decider.collecting(self.coordinator.undecided());
                     if !self.completed.is_empty() {
                         let e2es = std::mem::take(&mut self.completed);
                         tokio::spawn(self.effects.clone().complete(e2es));
@@ -352,6 +353,9 @@ impl Engine {
                 }
             }
         }
+        self.effects
+            .decider
+            .collecting(self.coordinator.undecided());
     }
 
     /// A decision is told to nobody (a participant's query, a resend) until the log and the store
