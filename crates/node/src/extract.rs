@@ -71,7 +71,7 @@ impl<S: Send + Sync, T: DeserializeOwned + Serialize> FromRequest<S> for ApiJson
 }
 
 /// A request body, up to the route's limit (`DefaultBodyLimit`: 413 `body_too_large` beyond),
-/// each piece of it arriving within [`BODY_IDLE_TIMEOUT`] of the one before: a client that
+/// each piece of it arriving within [`BODY_IDLE_TIMEOUT`](crate::BODY_IDLE_TIMEOUT) of the one before: a client that
 /// announces more bytes than it sends is answered 408 `body_timeout` then, not held until the
 /// request's time runs out. The bound is on silence, not on the whole body, so a large bulk
 /// request that keeps arriving is read to its end.

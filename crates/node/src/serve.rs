@@ -284,7 +284,7 @@ fn instead_of_hyper(head: &[u8], clock: &SharedClock) -> Option<Vec<u8>> {
 }
 
 /// The connection as hyper sees it: reads pass through; a write of one of hyper's own bare error
-/// answers is swapped for the problem+json one ([`instead_of_hyper`]), reported to hyper as
+/// answers is swapped for the problem+json one (`instead_of_hyper`), reported to hyper as
 /// written in full and sent before anything else. `S` is the socket, or the TLS stream over it.
 pub struct ProblemIo<S> {
     stream: S,

@@ -102,6 +102,7 @@ async fn concurrent_payments_and_packages_between_three_banks_commit_exactly_onc
     let customers = Arc::new(customers);
     const CLIENTS: usize = 6;
     const PAYMENTS_EACH: usize = 12;
+    const OVERDRAWN: usize = 5;
     let mut clients = Vec::new();
     for client in 0..CLIENTS {
         let (cluster, customers) = (cluster.clone(), customers.clone());
@@ -114,7 +115,13 @@ async fn concurrent_payments_and_packages_between_three_banks_commit_exactly_onc
                 if to.bank == from.bank {
                     continue;
                 }
-                let amount = format!("{}.{:02}", (client * 7 + n * 13) % 60, (n * 37) % 100);
+                // Once each, more than the whole consortium holds: an abort for insufficient
+                // funds among the others, whatever order the rest commit in.
+                let amount = if n == OVERDRAWN {
+                    "1000.00".to_owned()
+                } else {
+                    format!("{}.{:02}", (client * 7 + n * 13) % 60, (n * 37) % 100)
+                };
                 if amount == "0.00" {
                     continue;
                 }
@@ -161,11 +168,18 @@ async fn concurrent_payments_and_packages_between_three_banks_commit_exactly_onc
         "most payments commit: {committed} of {}",
         answers.len()
     );
-    assert!(
-        answers
-            .iter()
-            .any(|(_, _, b)| b["status"] == "aborted" && b["reason"] == "insufficient_funds")
-    );
+    let overdrawn: Vec<&serde_json::Value> = answers
+        .iter()
+        .map(|(_, _, b)| b)
+        .filter(|b| b["amount"] == "1000.00")
+        .collect();
+    assert_eq!(overdrawn.len(), CLIENTS, "{overdrawn:?}");
+    for body in overdrawn {
+        assert!(
+            body["status"] == "aborted" && body["reason"] == "insufficient_funds",
+            "{body}"
+        );
+    }
     cluster.settle_and_audit().await;
     // Every payment finished at every bank, so the log forgets their decisions (they go with the
     // next entry, or within `FORGET_EVERY`, 5 s): the table stays the size of what is in flight.
