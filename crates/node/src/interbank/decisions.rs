@@ -18,10 +18,11 @@ use tokio::sync::{Semaphore, mpsc, oneshot, watch};
 use tokio::time::Instant;
 
 /// Log entries of decisions in flight at once from this bank; proposals arriving meanwhile wait
-/// and go together in the next entry. One: every entry costs each bank HTTP requests and
-/// fsyncs, so on a busy machine fewer, fuller entries beat more entries in flight (with 4, the
-/// interbank bench ran at 0.42x the rate without the log; see BENCHMARKS.md).
-pub const IN_FLIGHT_MAX: usize = 1;
+/// and go together in the next entry. Every entry costs each bank HTTP requests and fsyncs, so
+/// on a busy machine fewer, fuller entries beat many in flight (with 4 and a fixed gap, the
+/// interbank bench ran at 0.42x the rate without the log); since the gap ends with the last vote,
+/// two in flight ran 1.06x one, and four no better than two (BENCHMARKS.md).
+pub const IN_FLIGHT_MAX: usize = 2;
 /// After an entry that carried several decisions, the next waits up to this long for the
 /// payments this bank coordinates that are still collecting votes, so that their decisions go
 /// together; once none is (every decision that could join has been proposed), it goes at once.
