@@ -6,14 +6,20 @@
 //! The duties today: finishing the interbank work left open (at start, and when taking over
 //! from a process that died: `interbank::engine::Event::TakeOver`). Each process keeps driving
 //! the transactions it began itself (their resends and timeouts), and sends its own heartbeats.
+//! In a consortium only the holder may run at all (`open_ledger` refuses a second process): each
+//! process would run the bank's member of the directory under the bank's one node id.
 
 use std::time::Duration;
-use store::postgres::duty::{DutyLease, Lease};
+use store::postgres::duty::{DutyLease, LEASE_TTL, Lease, RENEW_EVERY};
 use tokio::sync::watch;
 
 /// How long a starting process waits to learn whether it holds the duties (a first process
 /// takes the lease at its first try, within a round trip).
 pub const START_WAIT: Duration = Duration::from_secs(2);
+
+/// The longest a process waits for the lease of one that died to expire: its last renewal's
+/// [`LEASE_TTL`] and two tries of this one.
+pub const TAKEOVER_WAIT: Duration = LEASE_TTL.saturating_add(RENEW_EVERY.saturating_mul(2));
 
 pub enum Duties {
     /// The bank's only process (SQLite).
@@ -35,6 +41,22 @@ impl Duties {
         )
         .await;
         Duties::Shared(lease)
+    }
+
+    /// Waits up to `within` for this process to hold the duties; whether it does.
+    pub async fn held_within(&self, within: Duration) -> bool {
+        match self {
+            Duties::Sole => true,
+            Duties::Shared(lease) => {
+                let mut changes = lease.changes();
+                tokio::time::timeout(
+                    within,
+                    changes.wait_for(|lease| matches!(lease, Lease::Held { .. })),
+                )
+                .await
+                .is_ok_and(|held| held.is_ok())
+            }
+        }
     }
 
     /// Whether this process holds the duties now.

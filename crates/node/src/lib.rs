@@ -94,14 +94,27 @@ pub async fn start(config: Config) -> Result<RunningBank, String> {
     let server_tls = config.tls.as_ref().map(tls::server_config).transpose()?;
     config::create_private_dir(&config.data_dir)?;
     let clock = Arc::new(SharedClock::default());
-    // Before the ledger is opened: it refuses a folder whose ledger lost its directory.
-    let directory = crate::directory::start(&config, clock.clone()).await?;
     let peers: Vec<ledger::BankCode> = config
         .peers
         .iter()
         .filter_map(|p| ledger::BankCode::parse(&p.code))
         .collect();
-    let (store, duties, ledger) = open_ledger(&config, &peers, clock.clone()).await?;
+    let (directory, (store, duties, ledger)) = if config.database_url.is_some() {
+        // A shared ledger first: whether another process of the bank runs decides whether this
+        // one may start its member of the directory.
+        let opened = open_ledger(&config, &peers, clock.clone()).await?;
+        (
+            crate::directory::start(&config, clock.clone()).await?,
+            opened,
+        )
+    } else {
+        // Before the ledger is opened: it refuses a folder whose ledger lost its directory.
+        let directory = crate::directory::start(&config, clock.clone()).await?;
+        (
+            directory,
+            open_ledger(&config, &peers, clock.clone()).await?,
+        )
+    };
     let interbank = interbank::Interbank::start(
         config.bank,
         config.key.clone(),
@@ -173,6 +186,18 @@ async fn open_ledger(
         }
         let settings = store::postgres::connect_config(url)?;
         let duties = duties::Duties::shared(settings).await;
+        // In a consortium the bank's member of the directory stands under the bank's one node
+        // id, and only one process may run it (two with different logs and votes could let two
+        // leaders commit): until the member moves with the duties, such a bank runs one bankd.
+        // A process that died holds the lease until it expires, so a restart waits that out.
+        let in_consortium = peers.iter().any(|bank| *bank != config.bank);
+        if in_consortium && !duties.held_within(duties::TAKEOVER_WAIT).await {
+            duties.release().await;
+            return Err(format!(
+                "another bankd of bank {} is running on {shown}: a bank of a consortium is served by one bankd for now (each would run the bank's member of the directory)",
+                config.bank
+            ));
+        }
         return Ok((Arc::new(opened), Arc::new(duties), shown));
     }
     let path = config.data_dir.join("ledger.db");

@@ -298,3 +298,80 @@ async fn when_the_duty_holder_is_killed_another_bankd_takes_the_duties_over() {
     assert_eq!(holds_duties(&http, &b.url).await, Some(true));
     drop((b, c));
 }
+
+/// A consortium file listing this bank (with a key made by `bankd keygen` in `dir`) and one
+/// other bank that is not running: (the file, this bank's key file).
+fn consortium_of_two(dir: &Path) -> (std::path::PathBuf, std::path::PathBuf) {
+    let keygen = |name: &str| {
+        let path = dir.join(name);
+        let out = std::process::Command::new(env!("CARGO_BIN_EXE_bankd"))
+            .arg("keygen")
+            .arg("--out")
+            .arg(&path)
+            .output()
+            .expect("bankd keygen runs");
+        assert!(out.status.success(), "{out:?}");
+        (
+            path,
+            String::from_utf8(out.stdout).unwrap().trim().to_owned(),
+        )
+    };
+    let (key, public) = keygen("bank.key");
+    let (_, other) = keygen("other.key");
+    let file = dir.join("consortium.toml");
+    let text = format!(
+        "[[bank]]\ncode = \"{BANK}\"\nname = \"Banco Um\"\nurl = \"http://127.0.0.1:9\"\npublic_key = \"{public}\"\n\n\
+         [[bank]]\ncode = \"20000002\"\nname = \"Banco Dois\"\nurl = \"http://127.0.0.1:9\"\npublic_key = \"{other}\"\n"
+    );
+    std::fs::write(&file, text).unwrap();
+    (file, key)
+}
+
+/// In a consortium a bank is served by one bankd for now (each process would run the bank's
+/// member of the directory under the bank's one node id): a second one on the same database
+/// refuses to start and says why, and starts once the first has stopped.
+#[tokio::test]
+async fn a_second_bankd_of_a_bank_in_a_consortium_refuses_to_start() {
+    let Some(db) = TestDatabase::create("one_bankd_in_a_consortium") else {
+        return;
+    };
+    let files = tempfile::tempdir().unwrap();
+    let (consortium, key) = consortium_of_two(files.path());
+    let env = [
+        ("BANKD_DATABASE_URL", db.url()),
+        ("BANKD_CONSORTIUM", consortium.to_str().unwrap()),
+        ("BANKD_KEY_FILE", key.to_str().unwrap()),
+    ];
+    let (dir_a, dir_b) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let a = start_bankd(dir_a.path(), &env);
+    let mut second = std::process::Command::new(env!("CARGO_BIN_EXE_bankd"))
+        .arg("serve")
+        .env("BANKD_CODE", BANK)
+        .env("BANKD_LISTEN", "127.0.0.1:0")
+        .env("BANKD_DATA_DIR", dir_b.path())
+        .env("BANKD_OPERATOR_TOKEN", OPERATOR_TOKEN)
+        .env("RUST_LOG", "warn")
+        .envs(env)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("bankd starts");
+    let until = Instant::now() + Duration::from_secs(30);
+    let status = loop {
+        if let Some(status) = second.try_wait().unwrap() {
+            break status;
+        }
+        if Instant::now() > until {
+            let _ = second.kill();
+            panic!("a second bankd of the bank started beside the first");
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    let output = second.wait_with_output().unwrap();
+    let said = String::from_utf8_lossy(&output.stderr);
+    assert!(!status.success(), "{said}");
+    assert!(said.contains("served by one bankd"), "{said}");
+    drop(a); // kill -9: its lease runs out, and then the bank may start again
+    let b = start_bankd(dir_b.path(), &env);
+    assert_eq!(holds_duties(&http(), &b.url).await, Some(true));
+}
