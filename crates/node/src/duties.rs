@@ -6,8 +6,9 @@
 //! The duties today: finishing the interbank work left open (at start, and when taking over
 //! from a process that died: `interbank::engine::Event::TakeOver`). Each process keeps driving
 //! the transactions it began itself (their resends and timeouts), and sends its own heartbeats.
-//! In a consortium only the holder may run at all (`open_ledger` refuses a second process): each
-//! process would run the bank's member of the directory under the bank's one node id.
+//! In a consortium only the holder may run at all (`open_ledger` refuses a second process, and
+//! `RunningBank::wait` ends when the holder loses the duties): each process would run the bank's
+//! member of the directory under the bank's one node id.
 
 use std::time::Duration;
 use store::postgres::duty::{DutyLease, LEASE_TTL, Lease, RENEW_EVERY};

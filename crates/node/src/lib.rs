@@ -57,6 +57,9 @@ pub struct RunningBank {
     pub tls: bool,
     shutdown: Option<oneshot::Sender<()>>,
     task: JoinHandle<std::io::Result<()>>,
+    /// Runs only while it holds the bank's duties (a bank of a consortium on PostgreSQL: see
+    /// `open_ledger`).
+    only_as_holder: bool,
 }
 
 impl RunningBank {
@@ -78,11 +81,27 @@ impl RunningBank {
             .unwrap_or_else(|e| Err(std::io::Error::other(e)))
     }
 
-    /// Waits until the server ends by itself (it does not, unless it fails).
+    /// Waits until the server ends by itself (it does not, unless it fails), or until this
+    /// process, which may run only as the holder of its bank's duties, loses them: then it
+    /// must stop (its member of the directory must not run beside the next holder's).
     pub async fn wait(&mut self) -> std::io::Result<()> {
-        (&mut self.task)
-            .await
-            .unwrap_or_else(|e| Err(std::io::Error::other(e)))
+        let duties = self.state.interbank.duties.clone();
+        let lost = async {
+            match duties.changes().filter(|_| self.only_as_holder) {
+                Some(mut lease) => {
+                    let _ = lease
+                        .wait_for(|lease| *lease == store::postgres::duty::Lease::NotHeld)
+                        .await;
+                }
+                None => std::future::pending().await,
+            }
+        };
+        tokio::select! {
+            ended = &mut self.task => ended.unwrap_or_else(|e| Err(std::io::Error::other(e))),
+            () = lost => Err(std::io::Error::other(
+                "this bankd lost its bank's duties (the database unreachable, or the lease taken): a bank of a consortium runs only as their holder, so it stops",
+            )),
+        }
     }
 }
 
@@ -140,6 +159,7 @@ pub async fn start(config: Config) -> Result<RunningBank, String> {
         )
         .with_trail(trail),
     );
+    let only_as_holder = only_as_holder(&config, &peers);
     let listener = tokio::net::TcpListener::bind(config.listen)
         .await
         .map_err(|e| format!("cannot listen on {}: {e}", config.listen))?;
@@ -165,7 +185,14 @@ pub async fn start(config: Config) -> Result<RunningBank, String> {
         tls: serving_tls,
         shutdown: Some(shutdown),
         task,
+        only_as_holder,
     })
+}
+
+/// Whether this process may run only while it holds its bank's duties: a bank of a consortium
+/// on PostgreSQL, where each process would run the bank's member of the directory.
+fn only_as_holder(config: &Config, peers: &[ledger::BankCode]) -> bool {
+    config.database_url.is_some() && peers.iter().any(|bank| *bank != config.bank)
 }
 
 /// Opens the bank's ledger: SQLite in `data_dir` (this process alone holds the bank's duties),
@@ -190,8 +217,7 @@ async fn open_ledger(
         // id, and only one process may run it (two with different logs and votes could let two
         // leaders commit): until the member moves with the duties, such a bank runs one bankd.
         // A process that died holds the lease until it expires, so a restart waits that out.
-        let in_consortium = peers.iter().any(|bank| *bank != config.bank);
-        if in_consortium && !duties.held_within(duties::TAKEOVER_WAIT).await {
+        if only_as_holder(config, peers) && !duties.held_within(duties::TAKEOVER_WAIT).await {
             duties.release().await;
             return Err(format!(
                 "another bankd of bank {} is running on {shown}: a bank of a consortium is served by one bankd for now (each would run the bank's member of the directory)",

@@ -327,11 +327,75 @@ fn consortium_of_two(dir: &Path) -> (std::path::PathBuf, std::path::PathBuf) {
     (file, key)
 }
 
+/// `bankd serve` of bank `BANK` in `dir`, and a thread gathering its standard error (read as
+/// it comes, so the process never blocks on a full pipe).
+fn serve(
+    dir: &Path,
+    env: &[(&str, &str)],
+) -> (std::process::Child, std::thread::JoinHandle<String>) {
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_bankd"))
+        .arg("serve")
+        .env("BANKD_CODE", BANK)
+        .env("BANKD_LISTEN", "127.0.0.1:0")
+        .env("BANKD_DATA_DIR", dir)
+        .env("BANKD_OPERATOR_TOKEN", OPERATOR_TOKEN)
+        .env("RUST_LOG", "warn")
+        .envs(env.iter().copied())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("bankd starts");
+    let mut stderr = child.stderr.take().unwrap();
+    let said = std::thread::spawn(move || {
+        let mut text = String::new();
+        let _ = std::io::Read::read_to_string(&mut stderr, &mut text);
+        text
+    });
+    (child, said)
+}
+
+/// The URL a bankd started by [`serve`] says it listens on.
+fn listening(child: &mut std::process::Child) -> String {
+    use std::io::{BufRead, BufReader};
+    let mut line = String::new();
+    BufReader::new(child.stdout.as_mut().unwrap())
+        .read_line(&mut line)
+        .unwrap();
+    line.trim()
+        .rsplit(' ')
+        .next()
+        .filter(|u| u.starts_with("http://"))
+        .unwrap_or_else(|| panic!("bankd said {line:?}"))
+        .to_string()
+}
+
+/// Waits (at most 30 s) for a bankd started by [`serve`] to exit: whether it succeeded, and
+/// what it wrote to its standard error. Panics, having killed it, if it is still running.
+async fn exit_of(
+    (mut child, said): (std::process::Child, std::thread::JoinHandle<String>),
+    doing: &str,
+) -> (bool, String) {
+    let until = Instant::now() + Duration::from_secs(30);
+    let status = loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            break status;
+        }
+        if Instant::now() > until {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("{doing}");
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    (status.success(), said.join().unwrap())
+}
+
 /// In a consortium a bank is served by one bankd for now (each process would run the bank's
 /// member of the directory under the bank's one node id): a second one on the same database
-/// refuses to start and says why, and starts once the first has stopped.
+/// refuses to start and says why, starts once the first has stopped, and stops when it loses
+/// the bank's duties while running.
 #[tokio::test]
-async fn a_second_bankd_of_a_bank_in_a_consortium_refuses_to_start() {
+async fn in_a_consortium_a_bank_runs_one_bankd_which_stops_when_it_loses_the_duties() {
     let Some(db) = TestDatabase::create("one_bankd_in_a_consortium") else {
         return;
     };
@@ -344,34 +408,28 @@ async fn a_second_bankd_of_a_bank_in_a_consortium_refuses_to_start() {
     ];
     let (dir_a, dir_b) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
     let a = start_bankd(dir_a.path(), &env);
-    let mut second = std::process::Command::new(env!("CARGO_BIN_EXE_bankd"))
-        .arg("serve")
-        .env("BANKD_CODE", BANK)
-        .env("BANKD_LISTEN", "127.0.0.1:0")
-        .env("BANKD_DATA_DIR", dir_b.path())
-        .env("BANKD_OPERATOR_TOKEN", OPERATOR_TOKEN)
-        .env("RUST_LOG", "warn")
-        .envs(env)
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .expect("bankd starts");
-    let until = Instant::now() + Duration::from_secs(30);
-    let status = loop {
-        if let Some(status) = second.try_wait().unwrap() {
-            break status;
-        }
-        if Instant::now() > until {
-            let _ = second.kill();
-            panic!("a second bankd of the bank started beside the first");
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    };
-    let output = second.wait_with_output().unwrap();
-    let said = String::from_utf8_lossy(&output.stderr);
-    assert!(!status.success(), "{said}");
-    assert!(said.contains("served by one bankd"), "{said}");
+    let second = serve(dir_b.path(), &env);
+    let (ok, said) = exit_of(
+        second,
+        "a second bankd of the bank started beside the first",
+    )
+    .await;
+    assert!(!ok && said.contains("served by one bankd"), "{said}");
     drop(a); // kill -9: its lease runs out, and then the bank may start again
-    let b = start_bankd(dir_b.path(), &env);
-    assert_eq!(holds_duties(&http(), &b.url).await, Some(true));
+    let mut b = serve(dir_b.path(), &env);
+    let url = listening(&mut b.0);
+    assert_eq!(holds_duties(&http(), &url).await, Some(true));
+    // Another process takes the lease (as one would after this one's database connection
+    // was cut for longer than the lease): this one stops.
+    let settings = store::postgres::connect_config(db.url()).unwrap();
+    let client = store::postgres::connect(&settings).await.unwrap();
+    client
+        .execute(
+            "UPDATE duty_leases SET holder = 'another', expires_at = now() + INTERVAL '1 hour'",
+            &[],
+        )
+        .await
+        .unwrap();
+    let (ok, said) = exit_of(b, "a bankd that lost the duties went on running").await;
+    assert!(!ok && said.contains("lost its bank's duties"), "{said}");
 }
