@@ -274,11 +274,11 @@ impl Drop for Bankd {
     }
 }
 
-/// Starts `bankd serve` with its data in `dir`, on a free port, with `env` added to its
-/// environment, and waits for the line that says where it listens.
-pub fn start_bankd(dir: &Path, env: &[(&str, &str)]) -> Bankd {
-    use std::io::{BufRead, BufReader};
-    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_bankd"))
+/// `bankd serve` with its data in `dir`, on a free port, with `env` added to its environment and
+/// its standard output piped (its first line says where it listens: [`listening`]).
+pub fn bankd_serve(dir: &Path, env: &[(&str, &str)]) -> std::process::Command {
+    let mut command = std::process::Command::new(env!("CARGO_BIN_EXE_bankd"));
+    command
         .arg("serve")
         .env("BANKD_CODE", BANK)
         .env("BANKD_LISTEN", "127.0.0.1:0")
@@ -286,19 +286,29 @@ pub fn start_bankd(dir: &Path, env: &[(&str, &str)]) -> Bankd {
         .env("BANKD_OPERATOR_TOKEN", OPERATOR_TOKEN)
         .env("RUST_LOG", "warn")
         .envs(env.iter().copied())
-        .stdout(std::process::Stdio::piped())
-        .spawn()
-        .expect("bankd starts");
+        .stdout(std::process::Stdio::piped());
+    command
+}
+
+/// The URL a bankd started by [`bankd_serve`] says it listens on.
+pub fn listening(child: &mut std::process::Child) -> String {
+    use std::io::{BufRead, BufReader};
     let mut line = String::new();
     BufReader::new(child.stdout.take().unwrap())
         .read_line(&mut line)
         .unwrap();
-    let url = line
-        .trim()
+    line.trim()
         .rsplit(' ')
         .next()
         .filter(|u| u.starts_with("http://"))
         .unwrap_or_else(|| panic!("bankd said {line:?}"))
-        .to_string();
+        .to_string()
+}
+
+/// Starts `bankd serve` with its data in `dir`, on a free port, with `env` added to its
+/// environment, and waits for the line that says where it listens.
+pub fn start_bankd(dir: &Path, env: &[(&str, &str)]) -> Bankd {
+    let mut child = bankd_serve(dir, env).spawn().expect("bankd starts");
+    let url = listening(&mut child);
     Bankd { child, url }
 }

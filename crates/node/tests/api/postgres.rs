@@ -5,7 +5,9 @@
 //! the audit is clean at each; one process holds the bank's duties and another takes them over
 //! when it is killed.
 
-use crate::helpers::{BANK, Bankd, OPERATOR_TOKEN, PASSWORD, cpf, start_bankd, unique};
+use crate::helpers::{
+    BANK, Bankd, OPERATOR_TOKEN, PASSWORD, bankd_serve, cpf, listening, start_bankd, unique,
+};
 use reqwest::StatusCode;
 use serde_json::{Value, json};
 use std::path::Path;
@@ -333,15 +335,7 @@ fn serve(
     dir: &Path,
     env: &[(&str, &str)],
 ) -> (std::process::Child, std::thread::JoinHandle<String>) {
-    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_bankd"))
-        .arg("serve")
-        .env("BANKD_CODE", BANK)
-        .env("BANKD_LISTEN", "127.0.0.1:0")
-        .env("BANKD_DATA_DIR", dir)
-        .env("BANKD_OPERATOR_TOKEN", OPERATOR_TOKEN)
-        .env("RUST_LOG", "warn")
-        .envs(env.iter().copied())
-        .stdout(std::process::Stdio::piped())
+    let mut child = bankd_serve(dir, env)
         .stderr(std::process::Stdio::piped())
         .spawn()
         .expect("bankd starts");
@@ -352,21 +346,6 @@ fn serve(
         text
     });
     (child, said)
-}
-
-/// The URL a bankd started by [`serve`] says it listens on.
-fn listening(child: &mut std::process::Child) -> String {
-    use std::io::{BufRead, BufReader};
-    let mut line = String::new();
-    BufReader::new(child.stdout.as_mut().unwrap())
-        .read_line(&mut line)
-        .unwrap();
-    line.trim()
-        .rsplit(' ')
-        .next()
-        .filter(|u| u.starts_with("http://"))
-        .unwrap_or_else(|| panic!("bankd said {line:?}"))
-        .to_string()
 }
 
 /// Waits (at most 30 s) for a bankd started by [`serve`] to exit: whether it succeeded, and
