@@ -3,7 +3,8 @@
 //! local, from this bank's own copy.
 
 use crate::model::{
-    AccountRef, Applied, Command, Conflict, Customer, DECISIONS_PER_ENTRY_MAX, Decision, PixEntry,
+    AccountRef, Applied, Command, Conflict, Customer, DECISIONS_PER_ENTRY_MAX, Decision, Effect,
+    PixEntry,
 };
 use crate::network::{Forged, Message, Network, Refused, Reply, Transport};
 use crate::state::{self, ReadError};
@@ -547,23 +548,21 @@ impl Directory {
         Err(DirectoryError::Unavailable)
     }
 
-    /// Proposes `decisions` on this bank, which must be the leader, and reads back the winners
-    /// (the entry is applied here before `write_here` answers).
+    /// Proposes `decisions` on this bank, which must be the leader, and answers the winners the
+    /// entry's apply here found.
     async fn decide_here(
         &self,
         decisions: Vec<Decision>,
         forget: Vec<ledger::EndToEndId>,
         deadline: Instant,
     ) -> Result<Vec<bool>, Refused> {
-        let e2es: Vec<ledger::EndToEndId> = decisions.iter().map(|d| d.e2e.clone()).collect();
-        self.write_here(Command::RecordDecisions { decisions, forget }, deadline)
+        let applied = self
+            .write_here(Command::RecordDecisions { decisions, forget }, deadline)
             .await?;
-        e2es.iter()
-            .map(|e2e| match self.decision(e2e) {
-                Ok(Some(commit)) => Ok(commit),
-                Ok(None) | Err(_) => Err(Refused::Unavailable),
-            })
-            .collect()
+        match applied.effect {
+            Effect::Decided { winners, .. } => Ok(winners),
+            Effect::Changed | Effect::Unchanged => Err(Refused::Unavailable),
+        }
     }
 
     async fn forward_decisions(

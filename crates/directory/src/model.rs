@@ -108,16 +108,23 @@ impl Command {
 }
 
 /// What applying a command did.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Effect {
     Changed,
     /// It was already so (a retried command, or a key removed twice).
     Unchanged,
+    /// What a [`Command::RecordDecisions`] did: the decision that stands for each of its
+    /// transactions, in order (the one proposed, or the one the log recorded first), and
+    /// whether it changed the table (a decision recorded, or one forgotten).
+    Decided {
+        winners: Vec<bool>,
+        changed: bool,
+    },
 }
 
 /// A write the log committed and this bank applied: its index in the log and what it did.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Applied {
     pub index: u64,
     pub effect: Effect,

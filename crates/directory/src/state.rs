@@ -451,18 +451,23 @@ fn record_decisions(
     let mut statement =
         conn.prepare_cached("INSERT OR IGNORE INTO decisions (e2e, committed) VALUES (?1, ?2)")?;
     let mut changed = false;
+    let mut winners = Vec::with_capacity(decisions.len());
     for decision in decisions {
-        changed |= statement.execute(params![decision.e2e.as_str(), decision.commit])? == 1;
+        let e2e = decision.e2e.as_str();
+        if statement.execute(params![e2e, decision.commit])? == 1 {
+            changed = true;
+            winners.push(decision.commit);
+        } else {
+            // Recorded before (rare: a retry, or a participant in doubt forcing an abort first).
+            let first = self::decision(conn, e2e)?.ok_or(rusqlite::Error::QueryReturnedNoRows)?;
+            winners.push(first);
+        }
     }
     let mut statement = conn.prepare_cached("DELETE FROM decisions WHERE e2e = ?1")?;
     for e2e in forget {
         changed |= statement.execute([e2e.as_str()])? == 1;
     }
-    Ok(Ok(if changed {
-        Effect::Changed
-    } else {
-        Effect::Unchanged
-    }))
+    Ok(Ok(Effect::Decided { winners, changed }))
 }
 
 /// Every transaction the log holds a decision for.

@@ -220,7 +220,7 @@ async fn a_refused_command_changes_nothing() {
             payload: EntryPayload::Normal(command),
         };
         let got = machine.apply([entry]).await.expect("apply");
-        assert_eq!(got, vec![expected], "{what}");
+        assert_eq!(got, vec![expected.clone()], "{what}");
         let after = snapshot_bytes(&mut machine).await;
         // The snapshot's bytes are the rows only; its position is in its metadata.
         if expected.is_err() || expected == UNCHANGED {
@@ -334,10 +334,16 @@ async fn the_first_decision_stands_and_decisions_travel_in_a_snapshot() {
         ]))
         .await
         .expect("apply");
+    let decided = |winners: &[bool], changed| {
+        Ok(Effect::Decided {
+            winners: winners.to_vec(),
+            changed,
+        })
+    };
     let expected: Vec<Response> = vec![
-        Ok(Effect::Changed),
-        Ok(Effect::Unchanged),
-        Ok(Effect::Changed),
+        decided(&[true, true], true),
+        decided(&[true], false),
+        decided(&[false, true], true),
     ];
     assert_eq!(answers, expected);
     let snapshot = source
@@ -387,10 +393,16 @@ async fn forgotten_decisions_leave_the_table_and_the_snapshots() {
         ]))
         .await
         .expect("apply");
+    let decided = |winners: &[bool], changed| {
+        Ok(Effect::Decided {
+            winners: winners.to_vec(),
+            changed,
+        })
+    };
     let expected: Vec<Response> = vec![
-        Ok(Effect::Changed),
-        Ok(Effect::Changed),
-        Ok(Effect::Unchanged),
+        decided(&[true, true], true),
+        decided(&[true], true),
+        decided(&[], false),
     ];
     assert_eq!(answers, expected);
     let snapshot = machine
