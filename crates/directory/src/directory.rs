@@ -490,8 +490,8 @@ impl Directory {
 
     /// Records `decisions` in the log (one entry; at most `DECISIONS_PER_ENTRY_MAX`) through the
     /// leader and answers, in the same order, the decision that stands for each transaction: the
-    /// proposed one, or the one the log recorded first (the leader reads them from its copy once
-    /// the entry is applied there, so a follower does not wait for its own copy). `Unavailable`
+    /// proposed one, or the one the log recorded first (as the entry's apply at the leader found
+    /// them, so a follower does not wait for its own copy). `Unavailable`
     /// (no majority, an election): the entry may still be committed later; proposing again is
     /// safe, the first decision wins.
     pub async fn decide(&self, decisions: Vec<Decision>) -> Result<Vec<bool>, DirectoryError> {
