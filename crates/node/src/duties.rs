@@ -34,14 +34,9 @@ impl Duties {
     /// to learn whether this process holds it.
     pub async fn shared(config: store::postgres::PgConfig) -> Duties {
         let holder = format!("{}-{}", std::process::id(), uuid::Uuid::new_v4());
-        let lease = DutyLease::start(config, holder);
-        let mut changes = lease.changes();
-        let _ = tokio::time::timeout(
-            START_WAIT,
-            changes.wait_for(|lease| matches!(lease, Lease::Held { .. })),
-        )
-        .await;
-        Duties::Shared(lease)
+        let duties = Duties::Shared(DutyLease::start(config, holder));
+        duties.held_within(START_WAIT).await;
+        duties
     }
 
     /// Waits up to `within` for this process to hold the duties; whether it does.
@@ -56,6 +51,20 @@ impl Duties {
                 )
                 .await
                 .is_ok_and(|held| held.is_ok())
+            }
+        }
+    }
+
+    /// Resolves once this process does not hold the duties (at once if it does not now); never
+    /// for the sole process.
+    pub async fn lost(&self) {
+        match self {
+            Duties::Sole => std::future::pending().await,
+            Duties::Shared(lease) => {
+                let _ = lease
+                    .changes()
+                    .wait_for(|lease| *lease == Lease::NotHeld)
+                    .await;
             }
         }
     }

@@ -86,14 +86,12 @@ impl RunningBank {
     /// must stop (its member of the directory must not run beside the next holder's).
     pub async fn wait(&mut self) -> std::io::Result<()> {
         let duties = self.state.interbank.duties.clone();
+        let only_as_holder = self.only_as_holder;
         let lost = async {
-            match duties.changes().filter(|_| self.only_as_holder) {
-                Some(mut lease) => {
-                    let _ = lease
-                        .wait_for(|lease| *lease == store::postgres::duty::Lease::NotHeld)
-                        .await;
-                }
-                None => std::future::pending().await,
+            if only_as_holder {
+                duties.lost().await;
+            } else {
+                std::future::pending::<()>().await;
             }
         };
         tokio::select! {

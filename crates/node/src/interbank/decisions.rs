@@ -51,7 +51,7 @@ enum Ask {
 pub struct Decider {
     proposals: mpsc::UnboundedSender<Ask>,
     /// How many payments this bank coordinates are still collecting votes.
-    collecting: Arc<watch::Sender<usize>>,
+    collecting: watch::Sender<usize>,
 }
 
 impl Decider {
@@ -67,7 +67,7 @@ impl Decider {
         tokio::spawn(gather(directory, gap, queue, watching));
         Decider {
             proposals,
-            collecting: Arc::new(collecting),
+            collecting,
         }
     }
 
