@@ -16,8 +16,9 @@ use openraft::error::{ClientWriteError, InitializeError, RaftError};
 use openraft::{Config, Raft, RaftMetrics, ServerState, SnapshotPolicy};
 use rusqlite::Connection;
 use std::collections::BTreeSet;
-use std::path::Path;
-use std::sync::{Arc, Mutex, Weak};
+use std::fs::File;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex, RwLock, Weak};
 use std::time::Duration;
 use tokio::time::Instant;
 
@@ -25,6 +26,9 @@ use tokio::time::Instant;
 /// numbers (up to four bytes of text per byte), so this keeps a message well under bankd's
 /// 8 MiB limit on interbank bodies.
 pub const SNAPSHOT_CHUNK_BYTES: u64 = 512 * 1024;
+
+/// How often a front looks whether the member has applied its write to the shared file.
+const FRONT_POLL: Duration = Duration::from_millis(5);
 
 /// How many times a write follows a "not the leader, try that one" answer before giving up.
 pub const FORWARDS_MAX: usize = 3;
@@ -149,14 +153,32 @@ impl WeakDirectory {
 
 struct Inner {
     id: NodeId,
-    raft: Raft<TypeConfig>,
+    /// The group this bank's member starts in when its file is new.
+    members: BTreeSet<NodeId>,
+    path: PathBuf,
     transport: Arc<dyn Transport>,
-    /// Local reads; WAL lets them run beside the state machine's writes.
+    /// Local reads; WAL lets them run beside the state machine's writes (another process's
+    /// too, on the same machine).
     reader: Mutex<Connection>,
     settings: Settings,
+    /// The bank's member, when this process runs it. Several processes of one bank may share
+    /// the directory's file; one runs the member at a time (the one holding the bank's duties),
+    /// and the others are *fronts*: they read the file and send writes to that one.
+    member: RwLock<Option<Arc<Member>>>,
+}
+
+/// This process's run of the bank's member: openraft, the thread it runs on, and the lock on
+/// the file that keeps any other process from running it at the same time.
+struct Member {
+    raft: Raft<TypeConfig>,
     /// Where openraft's tasks and this member's writes run (see `thread`).
     thread: OwnThread,
+    /// Held while the member runs; the system drops it when the process dies.
+    _lock: File,
 }
+
+/// How long starting a member waits for another process's member on the same file to stop.
+pub const MEMBER_LOCK_WAIT: Duration = Duration::from_secs(5);
 
 impl Directory {
     /// Starts this bank's member with [`Settings::default`]; see [`Directory::start_with`].
@@ -181,14 +203,59 @@ impl Directory {
         transport: Arc<dyn Transport>,
         settings: Settings,
     ) -> Result<Directory, DirectoryError> {
-        let (log, machine) = store::open_store(path)?;
-        let reader = store::open(path).map_err(|e| DirectoryError::Storage(e.to_string()))?;
-        let config = settings
+        let directory = Directory::front(id, members, path, transport, settings)?;
+        directory.run_member().await?;
+        Ok(directory)
+    }
+
+    /// Opens (or creates) the directory's file at `path` without running the member: a front,
+    /// for a process of a bank whose member another process runs on the same file. It reads
+    /// the file, and sends writes to the bank's member over the transport (addressed to this
+    /// bank's own id) until [`Directory::run_member`] makes it the member.
+    pub fn front(
+        id: NodeId,
+        members: impl IntoIterator<Item = NodeId>,
+        path: &Path,
+        transport: Arc<dyn Transport>,
+        settings: Settings,
+    ) -> Result<Directory, DirectoryError> {
+        settings
+            .config()
+            .map_err(|e| DirectoryError::Storage(format!("directory settings: {e}")))?;
+        let reader = store::open_tables(path)?;
+        let mut members: BTreeSet<NodeId> = members.into_iter().collect();
+        members.insert(id);
+        Ok(Directory {
+            inner: Arc::new(Inner {
+                id,
+                members,
+                path: path.to_owned(),
+                transport,
+                reader: Mutex::new(reader),
+                settings,
+                member: RwLock::new(None),
+            }),
+        })
+    }
+
+    /// Runs the bank's member in this process, once no other process runs it on the file
+    /// (waiting up to [`MEMBER_LOCK_WAIT`] for one that is stopping): a front becomes the
+    /// member. At once when this process runs it already.
+    pub async fn run_member(&self) -> Result<(), DirectoryError> {
+        if self.member().is_some() {
+            return Ok(());
+        }
+        let lock = lock_file(&self.inner.path).await?;
+        let (log, machine) = store::open_store(&self.inner.path)?;
+        let config = self
+            .inner
+            .settings
             .config()
             .map_err(|e| DirectoryError::Storage(format!("directory settings: {e}")))?;
         let network = Network {
-            transport: transport.clone(),
+            transport: self.inner.transport.clone(),
         };
+        let id = self.inner.id;
         let thread = OwnThread::start(&format!("directory-{id}"))
             .map_err(|e| DirectoryError::Storage(format!("cannot start its thread: {e}")))?;
         // openraft spawns its tasks where the member is made: on the member's thread.
@@ -202,23 +269,31 @@ impl Directory {
             .await
             .map_err(|e| DirectoryError::Storage(e.to_string()))?;
         if !initialized {
-            let mut members: BTreeSet<NodeId> = members.into_iter().collect();
-            members.insert(id);
-            match raft.initialize(members).await {
+            match raft.initialize(self.inner.members.clone()).await {
                 Ok(()) | Err(RaftError::APIError(InitializeError::NotAllowed(_))) => {}
                 Err(e) => return Err(DirectoryError::Storage(e.to_string())),
             }
         }
-        Ok(Directory {
-            inner: Arc::new(Inner {
-                id,
-                raft,
-                transport,
-                reader: Mutex::new(reader),
-                settings,
-                thread,
-            }),
-        })
+        let member = Member {
+            raft,
+            thread,
+            _lock: lock,
+        };
+        *self.inner.member.write().unwrap_or_else(|e| e.into_inner()) = Some(Arc::new(member));
+        Ok(())
+    }
+
+    /// Whether this process runs the bank's member (or is a front).
+    pub fn is_member(&self) -> bool {
+        self.member().is_some()
+    }
+
+    fn member(&self) -> Option<Arc<Member>> {
+        self.inner
+            .member
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
     }
 
     pub(crate) fn downgrade(&self) -> WeakDirectory {
@@ -233,10 +308,13 @@ impl Directory {
     /// this bank is a follower, here too, or the write's deadline passed): so a read here right
     /// after a successful write sees it.
     pub async fn write(&self, command: Command) -> Result<Applied, DirectoryError> {
-        let member = self.clone();
-        self.inner
+        let Some(member) = self.member() else {
+            return self.write_on_thread(command).await;
+        };
+        let directory = self.clone();
+        member
             .thread
-            .run(async move { member.write_on_thread(command).await })
+            .run(async move { directory.write_on_thread(command).await })
             .await
             .unwrap_or(Err(DirectoryError::Unavailable))
     }
@@ -252,7 +330,7 @@ impl Directory {
                 Some(leader) => leader,
                 None => self.leader_before(deadline).await?,
             };
-            let result = if leader == self.inner.id {
+            let result = if leader == self.inner.id && self.is_member() {
                 self.write_here(command.clone(), deadline).await
             } else {
                 self.forward(leader, command.clone(), deadline).await
@@ -275,9 +353,14 @@ impl Directory {
 
     /// The leader this bank knows of, waiting for an election (up to `leader_wait` and the
     /// deadline) when it knows none.
+    /// A front starts with the bank's own member (its id), which forwards or answers where the
+    /// leader is.
     async fn leader_before(&self, deadline: Instant) -> Result<NodeId, DirectoryError> {
+        let Some(member) = self.member() else {
+            return Ok(self.inner.id);
+        };
         let until = deadline.min(Instant::now() + self.inner.settings.leader_wait);
-        let mut metrics = self.inner.raft.metrics();
+        let mut metrics = member.raft.metrics();
         loop {
             if let Some(leader) = metrics.borrow_and_update().current_leader {
                 return Ok(leader);
@@ -291,7 +374,10 @@ impl Directory {
 
     /// Proposes `command` on this bank, which must be the leader.
     async fn write_here(&self, command: Command, deadline: Instant) -> Result<Applied, Refused> {
-        let raft = &self.inner.raft;
+        let Some(member) = self.member() else {
+            return Err(Refused::Unavailable);
+        };
+        let raft = &member.raft;
         {
             let metrics = raft.metrics();
             let metrics = metrics.borrow();
@@ -344,13 +430,31 @@ impl Directory {
     /// Waits until this bank has applied the log up to `index`, at most until `deadline`;
     /// whether it got there.
     async fn wait_applied(&self, index: u64, deadline: Instant) -> bool {
+        let Some(member) = self.member() else {
+            return self.wait_applied_in_file(index, deadline).await;
+        };
         let timeout = deadline.saturating_duration_since(Instant::now());
-        self.inner
+        member
             .raft
             .wait(Some(timeout))
             .applied_index_at_least(Some(index), "read your own write")
             .await
             .is_ok()
+    }
+
+    /// A front's wait for the member (another process) to apply the log up to `index` to the
+    /// shared file.
+    async fn wait_applied_in_file(&self, index: u64, deadline: Instant) -> bool {
+        loop {
+            let applied = self.read(|conn| Ok(store::applied_index(conn)?));
+            if applied.is_ok_and(|applied| applied >= Some(index)) {
+                return true;
+            }
+            if Instant::now() >= deadline {
+                return false;
+            }
+            tokio::time::sleep(FRONT_POLL).await;
+        }
     }
 
     /// Waits up to `timeout` until this bank has applied the log up to `index`.
@@ -364,8 +468,10 @@ impl Directory {
     /// follow the protocol.
     pub async fn handle_from(&self, from: NodeId, message: Message) -> Result<Reply, Forged> {
         let speaks_for = message.speaks_for();
-        let member = self
-            .inner
+        let Some(running) = self.member() else {
+            return Ok(Self::not_run_here(message));
+        };
+        let member = running
             .raft
             .metrics()
             .borrow()
@@ -382,7 +488,10 @@ impl Directory {
     /// Serves a message another bank's directory sent this one, unchecked (see
     /// [`Directory::handle_from`]).
     pub async fn handle(&self, message: Message) -> Reply {
-        let raft = &self.inner.raft;
+        let Some(member) = self.member() else {
+            return Self::not_run_here(message);
+        };
+        let raft = &member.raft;
         match message {
             Message::AppendEntries(rpc) => Reply::AppendEntries(raft.append_entries(rpc).await),
             Message::Vote(rpc) => Reply::Vote(raft.vote(rpc).await),
@@ -444,18 +553,23 @@ impl Directory {
     }
 
     /// openraft's view of this member: state, leader, term, log and snapshot positions.
+    /// A front knows none of it: only the process running the member does.
     pub fn metrics(&self) -> RaftMetrics<NodeId, openraft::EmptyNode> {
-        self.inner.raft.metrics().borrow().clone()
+        match self.member() {
+            Some(member) => member.raft.metrics().borrow().clone(),
+            None => RaftMetrics::new_initial(self.inner.id),
+        }
     }
 
-    /// The leader this bank knows of.
+    /// The leader this bank's member knows of (none, at a front).
     pub fn leader(&self) -> Option<NodeId> {
-        self.inner.raft.metrics().borrow().current_leader
+        self.member()?.raft.metrics().borrow().current_leader
     }
 
     /// Builds a snapshot now (openraft builds them on its own every `snapshot_every` entries).
     pub async fn snapshot_now(&self) -> Result<(), DirectoryError> {
-        self.inner
+        self.member()
+            .ok_or(DirectoryError::Unavailable)?
             .raft
             .trigger()
             .snapshot()
@@ -463,10 +577,31 @@ impl Directory {
             .map_err(|_| DirectoryError::Unavailable)
     }
 
-    /// Stops this member: it answers nothing more, and its files can be opened again.
+    /// Stops this process's run of the member (it becomes a front): it answers nothing more,
+    /// and another process, or this one again, can run it on the file.
     pub async fn shutdown(&self) {
-        // An error here means it had already stopped.
-        let _ = self.inner.raft.shutdown().await;
+        let taken = self
+            .inner
+            .member
+            .write()
+            .unwrap_or_else(|e| e.into_inner())
+            .take();
+        if let Some(member) = taken {
+            // An error here means it had already stopped.
+            let _ = member.raft.shutdown().await;
+        }
+    }
+
+    /// The answer of a process that does not run the bank's member: not available here.
+    fn not_run_here(message: Message) -> Reply {
+        use openraft::error::Fatal::Stopped;
+        match message {
+            Message::AppendEntries(_) => Reply::AppendEntries(Err(RaftError::Fatal(Stopped))),
+            Message::Vote(_) => Reply::Vote(Err(RaftError::Fatal(Stopped))),
+            Message::InstallSnapshot(_) => Reply::InstallSnapshot(Err(RaftError::Fatal(Stopped))),
+            Message::Decide { .. } => Reply::Decided(Err(Refused::Unavailable)),
+            Message::Write(_) => Reply::Write(Err(Refused::Unavailable)),
+        }
     }
 
     /// The interbank decision this bank's copy of the log holds for `e2e`, if any.
@@ -506,10 +641,13 @@ impl Directory {
         decisions: Vec<Decision>,
         forget: Vec<ledger::EndToEndId>,
     ) -> Result<Vec<bool>, DirectoryError> {
-        let member = self.clone();
-        self.inner
+        let Some(member) = self.member() else {
+            return self.decide_on_thread(decisions, forget).await;
+        };
+        let directory = self.clone();
+        member
             .thread
-            .run(async move { member.decide_on_thread(decisions, forget).await })
+            .run(async move { directory.decide_on_thread(decisions, forget).await })
             .await
             .unwrap_or(Err(DirectoryError::Unavailable))
     }
@@ -529,7 +667,7 @@ impl Directory {
                 Some(leader) => leader,
                 None => self.leader_before(deadline).await?,
             };
-            let result = if leader == self.inner.id {
+            let result = if leader == self.inner.id && self.is_member() {
                 self.decide_here(decisions.clone(), forget.clone(), deadline)
                     .await
             } else {
@@ -579,6 +717,43 @@ impl Directory {
         match tokio::time::timeout_at(deadline, call).await {
             Ok(Ok(Reply::Decided(result))) => result,
             Ok(Ok(_)) | Ok(Err(_)) | Err(_) => Err(Refused::Unavailable),
+        }
+    }
+}
+
+/// Takes the lock that lets one process at a time run the member on the file at `path` (on a
+/// file beside it: SQLite's own locks on the file must not be touched), waiting up to
+/// [`MEMBER_LOCK_WAIT`] for another process's member to stop.
+async fn lock_file(path: &Path) -> Result<File, DirectoryError> {
+    let mut name = path.as_os_str().to_owned();
+    name.push(".lock");
+    let lock_path = PathBuf::from(name);
+    let file = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&lock_path)
+        .map_err(|e| DirectoryError::Storage(format!("{}: {e}", lock_path.display())))?;
+    let deadline = Instant::now() + MEMBER_LOCK_WAIT;
+    loop {
+        match file.try_lock() {
+            Ok(()) => return Ok(file),
+            Err(std::fs::TryLockError::WouldBlock) if Instant::now() < deadline => {
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+            Err(std::fs::TryLockError::WouldBlock) => {
+                return Err(DirectoryError::Storage(format!(
+                    "another process runs the bank's member of the directory on {} (its lock {} is held)",
+                    path.display(),
+                    lock_path.display()
+                )));
+            }
+            Err(std::fs::TryLockError::Error(e)) => {
+                return Err(DirectoryError::Storage(format!(
+                    "{}: {e}",
+                    lock_path.display()
+                )));
+            }
         }
     }
 }

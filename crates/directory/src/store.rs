@@ -57,13 +57,30 @@ pub enum OpenError {
 /// would meet at its file lock, where the loser sleeps in SQLite's busy handler (up to 100 ms a
 /// try) instead of queueing on a mutex.
 pub fn open_store(path: &Path) -> Result<(LogStore, StateMachine), OpenError> {
-    let conn = open(path)?;
-    state::migrate(&conn)?.map_err(OpenError::Version)?;
-    state::create_decisions(&conn)?;
+    let conn = open_tables(path)?;
     let conn = Arc::new(Mutex::new(conn));
     let log = LogStore::start(conn.clone())?;
     let machine = StateMachine { conn };
     Ok((log, machine))
+}
+
+/// Opens (creating if needed) the file at `path` with the directory's tables, for reading: a
+/// member's reader, or a front's (see [`crate::Directory::front`]).
+pub(crate) fn open_tables(path: &Path) -> Result<Connection, OpenError> {
+    let conn = open(path)?;
+    state::migrate(&conn)?.map_err(OpenError::Version)?;
+    state::create_decisions(&conn)?;
+    Ok(conn)
+}
+
+/// The index of the last entry applied to the tables of `conn`'s file (by whichever process
+/// runs the member).
+pub(crate) fn applied_index(conn: &Connection) -> rusqlite::Result<Option<u64>> {
+    Ok(
+        get_meta::<Option<LogId<NodeId>>>(conn, "machine", "applied")?
+            .flatten()
+            .map(|applied| applied.index),
+    )
 }
 
 fn failed(

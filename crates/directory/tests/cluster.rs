@@ -846,3 +846,90 @@ async fn the_first_decision_in_the_log_wins_over_a_later_conflicting_one() {
         None
     );
 }
+
+/// Carries a front's messages for its own bank to whichever process runs the bank's member now
+/// (as bankd's processes sharing a directory file do over HTTP).
+#[derive(Default)]
+struct ToMember(std::sync::Mutex<Option<Directory>>);
+
+#[async_trait::async_trait]
+impl directory::Transport for ToMember {
+    async fn call(
+        &self,
+        target: NodeId,
+        message: directory::Message,
+    ) -> Result<directory::Reply, directory::TransportError> {
+        let member = self.0.lock().unwrap().clone();
+        match member {
+            Some(member) => Ok(member.handle(message).await),
+            None => Err(directory::TransportError {
+                target,
+                reason: "no process runs the member".to_owned(),
+            }),
+        }
+    }
+}
+
+/// Two processes of one bank on one directory file: one runs the member, the other is a front
+/// that reads the file and writes through it; only one may run the member at a time, and when
+/// it stops the other takes it over with the log and votes in the file.
+#[tokio::test]
+async fn a_front_writes_through_the_member_and_takes_it_over() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let path = dir.path().join("directory.db");
+    let routes = Arc::new(ToMember::default());
+    let settings = Settings::default();
+    let a = Directory::start_with(1, [1], &path, routes.clone(), settings.clone())
+        .await
+        .expect("member");
+    *routes.0.lock().unwrap() = Some(a.clone());
+    let b = Directory::front(1, [1], &path, routes.clone(), settings).expect("front");
+    assert!(a.is_member() && !b.is_member());
+
+    // Written through the front, read back at once from the file by both.
+    write_retrying(&b, register(1, "ana", 1))
+        .await
+        .expect("a write through the front");
+    for process in [&a, &b] {
+        assert_eq!(
+            process
+                .customer_by_username("ana")
+                .expect("read")
+                .map(|c| c.username),
+            Some("ana".to_owned())
+        );
+    }
+    assert_eq!(
+        b.write(register(1, "ana2", 1)).await,
+        Err(DirectoryError::Conflict(Conflict::DuplicateDocument))
+    );
+    // The member's file lock keeps the front from running a second member on it.
+    assert!(b.run_member().await.is_err(), "two members on one file");
+
+    // The member stops (its process loses the bank's duties): the front takes over.
+    a.shutdown().await;
+    assert!(!a.is_member());
+    b.run_member()
+        .await
+        .expect("the front takes the member over");
+    *routes.0.lock().unwrap() = Some(b.clone());
+    assert!(b.customer_by_username("ana").expect("read").is_some());
+    write_retrying(&a, register(2, "bia", 1))
+        .await
+        .expect("a write through the new member");
+    write_retrying(&b, register(3, "caio", 1))
+        .await
+        .expect("a write at the new member");
+    for process in [&a, &b] {
+        for username in ["ana", "bia", "caio"] {
+            assert!(
+                process
+                    .customer_by_username(username)
+                    .expect("read")
+                    .is_some(),
+                "{username}"
+            );
+        }
+    }
+    b.shutdown().await;
+}

@@ -279,6 +279,10 @@ pub fn router_with(
             post(crate::directory::receive),
         )
         .route(
+            crate::directory::SIBLING_PATH,
+            post(crate::directory::receive_sibling),
+        )
+        .route(
             &format!("{}/{{key}}", crate::interbank::PIX_KEYS_PATH),
             get(interbank::pix_key),
         )

@@ -18,6 +18,9 @@ pub struct FileConfig {
     /// The ledger in a PostgreSQL database (`postgres://…`) instead of SQLite under `data_dir`;
     /// several `bankd` of one bank may share it.
     pub database_url: Option<String>,
+    /// The directory's file (default `<data_dir>/directory.db`). Several `bankd` of one bank on
+    /// one PostgreSQL ledger, on one machine, are given the same one.
+    pub directory_file: Option<PathBuf>,
     pub operator_token: Option<String>,
     pub consortium: Option<PathBuf>,
     pub session_ttl_seconds: Option<u64>,
@@ -73,6 +76,8 @@ pub struct Config {
     pub data_dir: PathBuf,
     /// Where the ledger is: SQLite in `data_dir` (`None`), or this PostgreSQL database.
     pub database_url: Option<String>,
+    /// The directory's file: `<data_dir>/directory.db` unless set (`crate::directory`).
+    pub directory_file: PathBuf,
     pub operator_token: String,
     /// Every bank of the consortium, this one included.
     pub peers: Vec<Peer>,
@@ -94,6 +99,21 @@ pub struct Config {
     pub peer_ca: Option<PathBuf>,
 }
 
+/// `path` with its folder's absolute, symlink-free name (the file itself may not exist yet).
+pub fn canonical_file(path: &Path) -> Result<PathBuf, String> {
+    let (Some(folder), Some(name)) = (path.parent(), path.file_name()) else {
+        return Err(format!("{} is not a file's path", path.display()));
+    };
+    let folder = if folder.as_os_str().is_empty() {
+        Path::new(".")
+    } else {
+        folder
+    };
+    let folder = std::fs::canonicalize(folder)
+        .map_err(|e| format!("the folder of {}: {e}", path.display()))?;
+    Ok(folder.join(name))
+}
+
 pub const SESSION_TTL_DEFAULT: Duration = Duration::from_secs(8 * 3600);
 const OPERATOR_TOKEN_LEN_MIN: usize = 16;
 
@@ -107,6 +127,7 @@ impl Config {
             listen: SocketAddr::from(([127, 0, 0, 1], 0)),
             data_dir: data_dir.to_path_buf(),
             database_url: None,
+            directory_file: data_dir.join(directory::FILE_NAME),
             operator_token: operator_token.to_string(),
             peers: Vec::new(),
             session_ttl: SESSION_TTL_DEFAULT,
@@ -120,7 +141,7 @@ impl Config {
     }
 
     /// Reads `file` (if given), then lets `BANKD_CODE`, `BANKD_NAME`, `BANKD_LISTEN`,
-    /// `BANKD_DATA_DIR`, `BANKD_DATABASE_URL`, `BANKD_OPERATOR_TOKEN`, `BANKD_CONSORTIUM`,
+    /// `BANKD_DATA_DIR`, `BANKD_DATABASE_URL`, `BANKD_DIRECTORY_FILE`, `BANKD_OPERATOR_TOKEN`, `BANKD_CONSORTIUM`,
     /// `BANKD_SESSION_TTL_SECONDS`, `BANKD_TLS_CERT`, `BANKD_TLS_KEY` and `BANKD_TLS_CA`
     /// override it.
     pub fn load(file: Option<&Path>) -> Result<Config, String> {
@@ -137,6 +158,7 @@ impl Config {
                 listen: None,
                 data_dir: None,
                 database_url: None,
+                directory_file: None,
                 operator_token: None,
                 consortium: None,
                 session_ttl_seconds: None,
@@ -152,6 +174,9 @@ impl Config {
         raw.listen = env("BANKD_LISTEN").or(raw.listen);
         raw.data_dir = env("BANKD_DATA_DIR").map(PathBuf::from).or(raw.data_dir);
         raw.database_url = env("BANKD_DATABASE_URL").or(raw.database_url);
+        raw.directory_file = env("BANKD_DIRECTORY_FILE")
+            .map(PathBuf::from)
+            .or(raw.directory_file);
         raw.operator_token = env("BANKD_OPERATOR_TOKEN").or(raw.operator_token);
         raw.consortium = env("BANKD_CONSORTIUM")
             .map(PathBuf::from)
@@ -238,12 +263,17 @@ impl Config {
                 );
             }
         };
+        let directory_file = raw
+            .directory_file
+            .map(resolve)
+            .unwrap_or_else(|| data_dir.join(directory::FILE_NAME));
         Ok(Config {
             bank,
             name: raw.name.unwrap_or_else(|| format!("Bank {code}")),
             listen,
             data_dir,
             database_url: raw.database_url,
+            directory_file,
             operator_token,
             peers,
             session_ttl: raw
@@ -365,6 +395,7 @@ mod tests {
             listen: None,
             data_dir: Some("data".into()),
             database_url: None,
+            directory_file: None,
             operator_token: Some("operator-token-for-tests".into()),
             consortium: None,
             session_ttl_seconds: None,
@@ -373,6 +404,27 @@ mod tests {
             tls_key: None,
             tls_ca: None,
         }
+    }
+
+    #[test]
+    fn the_directory_file_is_in_the_data_folder_unless_given() {
+        let default = Config::validate(raw(), Some(Path::new("/etc/bank"))).unwrap();
+        assert_eq!(
+            default.directory_file,
+            Path::new("/etc/bank/data/directory.db")
+        );
+        let given = Config::validate(
+            FileConfig {
+                directory_file: Some("shared/directory.db".into()),
+                ..raw()
+            },
+            Some(Path::new("/etc/bank")),
+        )
+        .unwrap();
+        assert_eq!(
+            given.directory_file,
+            Path::new("/etc/bank/shared/directory.db")
+        );
     }
 
     #[test]

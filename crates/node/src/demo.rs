@@ -191,6 +191,7 @@ pub async fn start(
             listen: ([127, 0, 0, 1], ports[usize::from(i)]).into(),
             data_dir: dir.join(&peer.code),
             database_url: None,
+            directory_file: dir.join(&peer.code).join(directory::FILE_NAME),
             operator_token: token_of(&peer.code),
             peers: peers.clone(),
             session_ttl: SESSION_TTL_DEFAULT,

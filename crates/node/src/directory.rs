@@ -7,6 +7,7 @@
 //! the directory does not list as the holder of the account a request touches.
 
 use crate::config::Config;
+use crate::duties::Duties;
 use crate::error::ApiError;
 use crate::interbank::Shared;
 use crate::interbank::peers::{self, PeerLink};
@@ -14,6 +15,7 @@ use crate::state::AppState;
 use axum::Json;
 use axum::extract::State;
 use axum::http::{HeaderMap, Method, StatusCode, Uri};
+use directory::Settings;
 use directory::{
     Conflict, Directory, DirectoryError, Message, NodeId, Reply, Transport, TransportError, node_id,
 };
@@ -22,21 +24,60 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
 use store::SharedClock;
+use store::postgres::duty::{Lease, held_now};
+use tokio::sync::watch;
 
 /// Where a bank's directory takes the Raft messages (and forwarded writes) of the others.
 pub const DIRECTORY_PATH: &str = "/interbank/v1/directory";
 
+/// Where the process running the bank's member takes the writes of the bank's other processes
+/// (fronts of the directory, sharing its file), authorized by the bank's operator token.
+pub const SIBLING_PATH: &str = "/internal/v1/directory";
+
 /// Carries directory messages to the other banks as signed `POST`s, with a client of its own
-/// (Raft's heartbeats then never wait behind the protocol's envelopes).
+/// (Raft's heartbeats then never wait behind the protocol's envelopes); and, at a front,
+/// messages for this bank's own member to the process that runs it.
 struct HttpTransport {
     shared: Arc<Shared>,
     links: BTreeMap<NodeId, Arc<PeerLink>>,
+    me: NodeId,
+    duties: Arc<Duties>,
+    operator_token: String,
+}
+
+impl HttpTransport {
+    /// Sends `message` to the process of this bank that runs its member.
+    async fn to_sibling(&self, message: &Message) -> Result<Reply, String> {
+        let address = self
+            .duties
+            .holder_address()
+            .ok_or("no process of this bank holds its duties now")?;
+        let response = self
+            .shared
+            .http
+            .post(format!("{address}{SIBLING_PATH}"))
+            .bearer_auth(&self.operator_token)
+            .json(message)
+            .send()
+            .await
+            .map_err(|e| e.to_string())?;
+        if !response.status().is_success() {
+            return Err(format!("{address} answered {}", response.status()));
+        }
+        response
+            .json()
+            .await
+            .map_err(|e| format!("a bad reply: {e}"))
+    }
 }
 
 #[async_trait::async_trait]
 impl Transport for HttpTransport {
     async fn call(&self, target: NodeId, message: Message) -> Result<Reply, TransportError> {
         let failed = |reason: String| TransportError { target, reason };
+        if target == self.me {
+            return self.to_sibling(&message).await.map_err(failed);
+        }
         let link = self
             .links
             .get(&target)
@@ -50,14 +91,20 @@ impl Transport for HttpTransport {
     }
 }
 
-/// Opens this bank's member of the directory at `<data>/directory.db` and starts it, in a group
-/// of every bank the consortium file lists (this one alone when it lists none, or with
-/// `directory_alone`). A ledger without a directory file is one made before the directory
+/// Opens this bank's member of the directory at `config.directory_file` (`<data>/directory.db`
+/// unless set) and starts it, in a group of every bank the consortium file lists (this one alone
+/// when it lists none, or with `directory_alone`). Several processes of a bank on one
+/// PostgreSQL ledger share the file: the one holding the bank's `duties` runs the member, the
+/// others are fronts of it, and the member moves with the duties (`follow_duties`). A ledger without a directory file is one made before the directory
 /// existed: it starts, and `listing` loads it into the directory. Refuses a data folder whose
 /// ledger was loaded into a directory (it has the migration's report) but lost its directory
 /// file: a member that forgot its votes and log could let two leaders commit different entries.
-pub async fn start(config: &Config, clock: Arc<SharedClock>) -> Result<Directory, String> {
-    let path = config.data_dir.join(directory::FILE_NAME);
+pub async fn start(
+    config: &Config,
+    clock: Arc<SharedClock>,
+    duties: &Arc<Duties>,
+) -> Result<Directory, String> {
+    let path = config.directory_file.clone();
     let ledger = config.data_dir.join("ledger.db");
     let report = config.data_dir.join(crate::listing::REPORT_FILE);
     if ledger.exists() && !path.exists() && report.exists() {
@@ -92,10 +139,83 @@ pub async fn start(config: &Config, clock: Arc<SharedClock>) -> Result<Directory
         links.insert(node_id(&code), link);
         members.push(node_id(&code));
     }
-    let transport = Arc::new(HttpTransport { shared, links });
-    Directory::start(node_id(&config.bank), members, &path, transport)
-        .await
-        .map_err(|e| format!("cannot start the directory at {}: {e}", path.display()))
+    let me = node_id(&config.bank);
+    let transport = Arc::new(HttpTransport {
+        shared,
+        links,
+        me,
+        duties: duties.clone(),
+        operator_token: config.operator_token.clone(),
+    });
+    // A front reads the file the member writes: the bank's processes must share one.
+    if !duties.held()
+        && let Some(theirs) = duties.holder_directory()
+        && theirs != path.display().to_string()
+    {
+        return Err(format!(
+            "the bankd holding bank {}'s duties runs its directory on {theirs}, and this one was given {}: every bankd of a bank on one database shares one directory file (directory_file or BANKD_DIRECTORY_FILE), on one machine",
+            config.bank,
+            path.display()
+        ));
+    }
+    let failed =
+        |e: DirectoryError| format!("cannot start the directory at {}: {e}", path.display());
+    let directory =
+        Directory::front(me, members, &path, transport, Settings::default()).map_err(failed)?;
+    if duties.held() {
+        directory.run_member().await.map_err(failed)?;
+    }
+    if let Some(changes) = duties.changes() {
+        tokio::spawn(follow_duties(directory.clone(), changes));
+    }
+    Ok(directory)
+}
+
+/// Runs the bank's member in this process while it holds the bank's duties, and stops it when
+/// it loses them (another process then runs it on the same file).
+async fn follow_duties(directory: Directory, mut changes: watch::Receiver<Lease>) {
+    loop {
+        let held = held_now(*changes.borrow_and_update());
+        if held && !directory.is_member() {
+            match directory.run_member().await {
+                Ok(()) => tracing::info!("this process runs the bank's member of the directory"),
+                // Tried again at the lease's next renewal.
+                Err(error) => {
+                    tracing::warn!(%error, "cannot run the bank's member of the directory")
+                }
+            }
+        } else if !held && directory.is_member() {
+            directory.shutdown().await;
+            tracing::warn!("this process no longer runs the bank's member of the directory");
+        }
+        if changes.changed().await.is_err() {
+            directory.shutdown().await;
+            return;
+        }
+    }
+}
+
+/// `POST /internal/v1/directory`: a write (or decisions) from another process of this bank, a
+/// front of the directory, for the member this process runs; the bank's operator token
+/// authorizes it. Raft's own messages come only from other banks, signed.
+pub async fn receive_sibling(
+    State(state): State<Arc<AppState>>,
+    _operator: crate::extract::Operator,
+    body: axum::body::Bytes,
+) -> Result<Json<Reply>, ApiError> {
+    let message: Message = serde_json::from_slice(&body).map_err(|e| {
+        ApiError::bad_request(
+            "invalid_directory_message",
+            format!("not a directory message: {e}"),
+        )
+    })?;
+    if !matches!(message, Message::Write(_) | Message::Decide { .. }) {
+        return Err(ApiError::bad_request(
+            "invalid_directory_message",
+            "another process of the bank sends only writes and decisions",
+        ));
+    }
+    Ok(Json(state.interbank.directory.handle(message).await))
 }
 
 /// `POST /interbank/v1/directory`: a Raft message (or a forwarded write) from another bank's

@@ -31,9 +31,20 @@ pub enum Duties {
 
 impl Duties {
     /// Starts trying for the lease in the database of `config`, and waits up to [`START_WAIT`]
-    /// to learn whether this process holds it.
-    pub async fn shared(config: store::postgres::PgConfig) -> Duties {
-        let holder = format!("{}-{}", std::process::id(), uuid::Uuid::new_v4());
+    /// to learn whether this process holds it. The process is known to the others by its
+    /// `address` (where it serves HTTP: a front of the directory sends its writes there) and its
+    /// directory's file (`directory`: the others must share it).
+    pub async fn shared(
+        config: store::postgres::PgConfig,
+        address: &str,
+        directory: &std::path::Path,
+    ) -> Duties {
+        let holder = format!(
+            "{}-{} {address} {}",
+            std::process::id(),
+            uuid::Uuid::new_v4(),
+            directory.display()
+        );
         let duties = Duties::Shared(DutyLease::start(config, holder));
         duties.held_within(START_WAIT).await;
         duties
@@ -65,6 +76,30 @@ impl Duties {
                     .changes()
                     .wait_for(|lease| *lease == Lease::NotHeld)
                     .await;
+            }
+        }
+    }
+
+    /// Where the process holding the duties serves HTTP, as this one last read it (never for the
+    /// sole process, which is that process).
+    pub fn holder_address(&self) -> Option<String> {
+        self.holder().map(|(address, _)| address)
+    }
+
+    /// The directory's file of the process holding the duties, as it was given it.
+    pub fn holder_directory(&self) -> Option<String> {
+        self.holder().map(|(_, file)| file)
+    }
+
+    /// The holder's address and directory file, from the name it took the lease under.
+    fn holder(&self) -> Option<(String, String)> {
+        match self {
+            Duties::Sole => None,
+            Duties::Shared(lease) => {
+                let name = lease.current_holder()?;
+                let (_, rest) = name.split_once(' ')?;
+                let (address, file) = rest.split_once(' ')?;
+                Some((address.to_owned(), file.to_owned()))
             }
         }
     }

@@ -105,31 +105,40 @@ impl RunningBank {
 
 /// Opens the bank's store under `config.data_dir` and serves it on `config.listen` (port 0 picks
 /// a free port; the chosen address is in the result).
-pub async fn start(config: Config) -> Result<RunningBank, String> {
+pub async fn start(mut config: Config) -> Result<RunningBank, String> {
     tls::install_provider();
     // A bad certificate or key stops the start before anything is opened.
     let server_tls = config.tls.as_ref().map(tls::server_config).transpose()?;
     config::create_private_dir(&config.data_dir)?;
+    // Processes of one bank compare their directory files by this name.
+    config.directory_file = config::canonical_file(&config.directory_file)?;
     let clock = Arc::new(SharedClock::default());
     let peers: Vec<ledger::BankCode> = config
         .peers
         .iter()
         .filter_map(|p| ledger::BankCode::parse(&p.code))
         .collect();
+    // Bound first: a process sharing its bank's database is known to the others by its address.
+    let listener = tokio::net::TcpListener::bind(config.listen)
+        .await
+        .map_err(|e| format!("cannot listen on {}: {e}", config.listen))?;
+    let addr = listener.local_addr().map_err(|e| e.to_string())?;
     let (directory, (store, duties, ledger)) = if config.database_url.is_some() {
-        // A shared ledger first: whether another process of the bank runs decides whether this
-        // one may start its member of the directory.
-        let opened = open_ledger(&config, &peers, clock.clone()).await?;
+        // A shared ledger first: whether this process holds the bank's duties decides whether
+        // it runs the bank's member of the directory or is a front of the one that does.
+        let address = own_address(addr, server_tls.is_some());
+        let opened = open_ledger(&config, &peers, clock.clone(), &address).await?;
         (
-            crate::directory::start(&config, clock.clone()).await?,
+            crate::directory::start(&config, clock.clone(), &opened.1).await?,
             opened,
         )
     } else {
         // Before the ledger is opened: it refuses a folder whose ledger lost its directory.
-        let directory = crate::directory::start(&config, clock.clone()).await?;
+        let sole = Arc::new(duties::Duties::Sole);
+        let directory = crate::directory::start(&config, clock.clone(), &sole).await?;
         (
             directory,
-            open_ledger(&config, &peers, clock.clone()).await?,
+            open_ledger(&config, &peers, clock.clone(), "").await?,
         )
     };
     let interbank = interbank::Interbank::start(
@@ -158,10 +167,6 @@ pub async fn start(config: Config) -> Result<RunningBank, String> {
         .with_trail(trail),
     );
     let only_as_holder = only_as_holder(&config, &peers);
-    let listener = tokio::net::TcpListener::bind(config.listen)
-        .await
-        .map_err(|e| format!("cannot listen on {}: {e}", config.listen))?;
-    let addr = listener.local_addr().map_err(|e| e.to_string())?;
     let (shutdown, stopped) = oneshot::channel::<()>();
     // What the ledger holds that the directory lacks: an older ledger's customers and keys, and
     // listings a restart cut short.
@@ -187,6 +192,18 @@ pub async fn start(config: Config) -> Result<RunningBank, String> {
     })
 }
 
+/// Where this process serves, as the bank's other processes (on this machine: they share the
+/// directory's file) reach it.
+fn own_address(addr: std::net::SocketAddr, tls: bool) -> String {
+    let ip = if addr.ip().is_unspecified() {
+        std::net::IpAddr::from([127, 0, 0, 1])
+    } else {
+        addr.ip()
+    };
+    let scheme = if tls { "https" } else { "http" };
+    format!("{scheme}://{}", std::net::SocketAddr::new(ip, addr.port()))
+}
+
 /// Whether this process may run only while it holds its bank's duties: a bank of a consortium
 /// on PostgreSQL, where each process would run the bank's member of the directory.
 fn only_as_holder(config: &Config, peers: &[ledger::BankCode]) -> bool {
@@ -200,6 +217,7 @@ async fn open_ledger(
     config: &Config,
     peers: &[ledger::BankCode],
     clock: Arc<SharedClock>,
+    address: &str,
 ) -> Result<(Arc<dyn store::Store>, Arc<duties::Duties>, String), String> {
     if let Some(url) = &config.database_url {
         let shown = store::postgres::redacted(url);
@@ -210,7 +228,7 @@ async fn open_ledger(
             opened.arm_faults();
         }
         let settings = store::postgres::connect_config(url)?;
-        let duties = duties::Duties::shared(settings).await;
+        let duties = duties::Duties::shared(settings, address, &config.directory_file).await;
         // In a consortium the bank's member of the directory stands under the bank's one node
         // id, and only one process may run it (two with different logs and votes could let two
         // leaders commit): until the member moves with the duties, such a bank runs one bankd.

@@ -14,13 +14,33 @@ use std::path::Path;
 use std::time::{Duration, Instant};
 use store::postgres::testing::TestDatabase;
 
-/// A `bankd` of bank `BANK` with its own folder (its directory member and security trail) and
-/// its ledger in `database`.
-fn start_on(dir: &Path, database: &str) -> Bankd {
-    start_bankd(
-        dir,
-        &[("BANKD_DATABASE_URL", database), ("BANKD_WORKERS", "2")],
-    )
+/// One bank's processes: the folder of the directory's file they share, and the database.
+struct Bank {
+    shared: tempfile::TempDir,
+    database: TestDatabase,
+}
+
+impl Bank {
+    fn create(name: &str) -> Option<Bank> {
+        Some(Bank {
+            shared: tempfile::tempdir().unwrap(),
+            database: TestDatabase::create(name)?,
+        })
+    }
+
+    /// A `bankd` of bank `BANK` with its own folder (its security trail), its ledger in the
+    /// bank's database and the bank's directory file.
+    fn start(&self, dir: &Path) -> Bankd {
+        let directory = self.shared.path().join("directory.db");
+        start_bankd(
+            dir,
+            &[
+                ("BANKD_DATABASE_URL", self.database.url()),
+                ("BANKD_DIRECTORY_FILE", directory.to_str().unwrap()),
+                ("BANKD_WORKERS", "2"),
+            ],
+        )
+    }
 }
 
 fn http() -> reqwest::Client {
@@ -126,12 +146,12 @@ const OPENING: i64 = 100_000;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn two_bankd_on_one_database_behave_as_one_bank() {
-    let Some(db) = TestDatabase::create("two_bankd_one_bank") else {
+    let Some(bank) = Bank::create("two_bankd_one_bank") else {
         return;
     };
     let (dir_a, dir_b) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
-    let a = start_on(dir_a.path(), db.url());
-    let b = start_on(dir_b.path(), db.url());
+    let a = bank.start(dir_a.path());
+    let b = bank.start(dir_b.path());
     let urls = [a.url.clone(), b.url.clone()];
     let http = http();
     // Customers come in through either process, all at once: two processes open accounts
@@ -262,17 +282,19 @@ const TAKEOVER_MAX: Duration = Duration::from_secs(30);
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn when_the_duty_holder_is_killed_another_bankd_takes_the_duties_over() {
-    let Some(db) = TestDatabase::create("duty_takeover_bankd") else {
+    let Some(bank) = Bank::create("duty_takeover_bankd") else {
         return;
     };
     let (dir_a, dir_b) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
-    let a = start_on(dir_a.path(), db.url());
+    let a = bank.start(dir_a.path());
     let http = http();
     // The first process takes the duties at start; the second finds them held.
     assert_eq!(holds_duties(&http, &a.url).await, Some(true));
-    let b = start_on(dir_b.path(), db.url());
+    let b = bank.start(dir_b.path());
     assert_eq!(holds_duties(&http, &b.url).await, Some(false));
     let (token, number) = customer(&http, &a.url, "50.00").await;
+    let through_a = registered(&http, &a.url).await;
+    let through_b = registered(&http, &b.url).await;
     drop(a); // kill -9
     let killed = Instant::now();
     while holds_duties(&http, &b.url).await != Some(true) {
@@ -293,12 +315,85 @@ async fn when_the_duty_holder_is_killed_another_bankd_takes_the_duties_over() {
     .await;
     assert_eq!(shown["balance"], "50.00");
     audit_is_clean(&http, &b.url).await;
-    // A process started now finds them held by the survivor.
+    // It runs the bank's member of the directory now: the people registered through the dead
+    // process and through it log in, and new people register.
+    logs_in(&http, &b.url, &through_a).await;
+    logs_in(&http, &b.url, &through_b).await;
+    let newcomer = registered(&http, &b.url).await;
+    // A process started now finds them held by the survivor, and knows who registered there.
     let dir_c = tempfile::tempdir().unwrap();
-    let c = start_on(dir_c.path(), db.url());
+    let c = bank.start(dir_c.path());
     assert_eq!(holds_duties(&http, &c.url).await, Some(false));
     assert_eq!(holds_duties(&http, &b.url).await, Some(true));
+    logs_in(&http, &c.url, &newcomer).await;
     drop((b, c));
+}
+
+/// Registers a new person at `url`; their username.
+async fn registered(http: &reqwest::Client, url: &str) -> String {
+    let username = format!("pg{}", unique());
+    let registration = json!({"name": "Ana Duas", "document": cpf(unique()), "username": username, "password": PASSWORD});
+    let key = format!("reg-{username}");
+    let (status, body) = post(http, url, "/api/v1/customers", registration, None, &key).await;
+    assert_eq!(status, StatusCode::CREATED, "registration at {url}: {body}");
+    username
+}
+
+async fn logs_in(http: &reqwest::Client, url: &str, username: &str) {
+    let credentials = json!({"username": username, "password": PASSWORD});
+    let key = format!("login-{username}-{}", unique());
+    let (status, login) = post(http, url, "/api/v1/sessions", credentials, None, &key).await;
+    assert_eq!(
+        status,
+        StatusCode::CREATED,
+        "{username} logging in at {url}: {login}"
+    );
+}
+
+/// A person registered through one bankd of the bank is the same person at the other: they log
+/// in there, and nobody registers their document or username again there, through either.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_person_registered_through_one_bankd_is_known_at_the_other() {
+    let Some(bank) = Bank::create("two_bankd_one_directory") else {
+        return;
+    };
+    let (dir_a, dir_b) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let a = bank.start(dir_a.path());
+    let b = bank.start(dir_b.path());
+    let http = http();
+    // Through the process that runs the directory's member, and through the other one.
+    for (at, other) in [(&a.url, &b.url), (&b.url, &a.url)] {
+        let username = format!("pg{}", unique());
+        let document = cpf(unique());
+        let registration = json!({"name": "Ana Duas", "document": document, "username": username, "password": PASSWORD});
+        let key = format!("reg-{username}");
+        let (status, body) = post(&http, at, "/api/v1/customers", registration, None, &key).await;
+        assert_eq!(status, StatusCode::CREATED, "{body}");
+        logs_in(&http, other, &username).await;
+        let same_document = json!({"name": "Ana Outra", "document": document, "username": format!("{username}x"), "password": PASSWORD});
+        let (status, body) = post(
+            &http,
+            other,
+            "/api/v1/customers",
+            same_document,
+            None,
+            &format!("{key}-again"),
+        )
+        .await;
+        assert_eq!(status, StatusCode::CONFLICT, "{body}");
+        let same_username = json!({"name": "Ana Outra", "document": cpf(unique()), "username": username, "password": PASSWORD});
+        let (status, body) = post(
+            &http,
+            other,
+            "/api/v1/customers",
+            same_username,
+            None,
+            &format!("{key}-name"),
+        )
+        .await;
+        assert_eq!(status, StatusCode::CONFLICT, "{body}");
+    }
+    drop((a, b));
 }
 
 /// A consortium file listing this bank (with a key made by `bankd keygen` in `dir`) and one
@@ -411,4 +506,22 @@ async fn in_a_consortium_a_bank_runs_one_bankd_which_stops_when_it_loses_the_dut
         .unwrap();
     let (ok, said) = exit_of(b, "a bankd that lost the duties went on running").await;
     assert!(!ok && said.contains("lost its bank's duties"), "{said}");
+}
+
+/// The bank's processes share one directory file: one given another file than the holder's
+/// (here each its own, in its own folder, as without `BANKD_DIRECTORY_FILE`) would read a copy
+/// nobody writes, so it refuses to start and says why.
+#[tokio::test]
+async fn a_bankd_given_another_directory_file_than_the_holders_refuses_to_start() {
+    let Some(db) = TestDatabase::create("two_directory_files") else {
+        return;
+    };
+    let env = [("BANKD_DATABASE_URL", db.url())];
+    let (dir_a, dir_b) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let a = start_bankd(dir_a.path(), &env);
+    assert_eq!(holds_duties(&http(), &a.url).await, Some(true));
+    let second = serve(dir_b.path(), &env);
+    let (ok, said) = exit_of(second, "a bankd with a directory file of its own started").await;
+    assert!(!ok && said.contains("shares one directory file"), "{said}");
+    drop(a);
 }

@@ -93,6 +93,8 @@ pub async fn current_holder(
 pub struct DutyLease {
     holder: String,
     state: watch::Receiver<Lease>,
+    /// The holder the database names, as this process last read it.
+    current: watch::Receiver<Option<String>>,
     stop: watch::Sender<bool>,
     task: JoinHandle<()>,
 }
@@ -103,11 +105,13 @@ impl DutyLease {
     /// says whether the process holds it now, [`DutyLease::changes`] when that changes.
     pub fn start(config: tokio_postgres::Config, holder: String) -> DutyLease {
         let (tell, state) = watch::channel(Lease::NotHeld);
+        let (name, current) = watch::channel(None);
         let (stop, stopped) = watch::channel(false);
-        let task = tokio::spawn(keep(config, holder.clone(), tell, stopped));
+        let task = tokio::spawn(keep(config, holder.clone(), tell, name, stopped));
         DutyLease {
             holder,
             state,
+            current,
             stop,
             task,
         }
@@ -120,6 +124,12 @@ impl DutyLease {
     /// Whether this process holds the bank's duties at this instant.
     pub fn held(&self) -> bool {
         held_now(*self.state.borrow())
+    }
+
+    /// The process that holds the lease, by the name it took it under, as this process last
+    /// read it from the database (at most [`RENEW_EVERY`] ago); itself while it holds it.
+    pub fn current_holder(&self) -> Option<String> {
+        self.current.borrow().clone()
     }
 
     /// The epoch of the lease while held.
@@ -164,6 +174,7 @@ async fn keep(
     config: tokio_postgres::Config,
     holder: String,
     tell: watch::Sender<Lease>,
+    name: watch::Sender<Option<String>>,
     mut stopped: watch::Receiver<bool>,
 ) {
     let mut client: Option<tokio_postgres::Client> = None;
@@ -200,8 +211,16 @@ async fn keep(
                     tracing::info!(holder, epoch, "this process holds the bank's duties");
                 }
                 tell.send_replace(Lease::Held { epoch, until });
+                name.send_if_modified(|named| replace(named, Some(holder.clone())));
             }
-            Ok(Ok(None)) => lose(&tell),
+            Ok(Ok(None)) => {
+                lose(&tell);
+                if let Ok(Ok(current)) =
+                    tokio::time::timeout(RENEW_EVERY, current_holder(connected)).await
+                {
+                    name.send_if_modified(|named| replace(named, current));
+                }
+            }
             Ok(Err(error)) => {
                 tracing::warn!(%error, "the duty lease could not be renewed");
                 expire(&tell);
@@ -219,6 +238,13 @@ async fn keep(
             let _ = tokio::time::timeout(RENEW_EVERY, release(connected, &holder)).await;
         }
     }
+}
+
+/// Sets `named` to `now`; whether that changed it.
+fn replace(named: &mut Option<String>, now: Option<String>) -> bool {
+    let changed = *named != now;
+    *named = now;
+    changed
 }
 
 /// Another process holds the lease: this one no longer does (said once in the log).
