@@ -395,9 +395,25 @@ where
         let started = Instant::now();
         let method = request.method().clone();
         let bound = time_bound(request.uri().path());
-        let answer = self.inner.call(request);
         let state = self.state.clone();
+        let route = crate::front::route(
+            &request,
+            state.may_be_front,
+            state.may_be_front && state.interbank.duties.held(),
+        );
+        let (here, passed_on) = match route {
+            crate::front::Route::Serve => (Some(self.inner.call(request)), None),
+            crate::front::Route::PassOn => (None, Some(request)),
+            crate::front::Route::NotHolder => (None, None),
+        };
         Box::pin(async move {
+            let answer = async {
+                match (here, passed_on) {
+                    (Some(here), _) => here.await,
+                    (None, Some(request)) => Ok(crate::front::pass_on(&state, request).await),
+                    (None, None) => Ok(crate::front::not_holder()),
+                }
+            };
             let mut response = match tokio::time::timeout(bound, answer).await {
                 Ok(Ok(response)) => response,
                 Ok(Err(never)) => match never {},

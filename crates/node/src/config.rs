@@ -41,6 +41,10 @@ pub struct Peer {
     pub code: String,
     pub name: String,
     pub url: String,
+    /// Other `bankd` processes of the bank (several on one PostgreSQL ledger): a bank that does
+    /// not answer at one address is tried at the next.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub more_urls: Vec<String>,
     /// The bank's Ed25519 public key, hex; every interbank request it signs is checked with it.
     pub public_key: String,
     /// The key the bank will sign with next, hex, listed ahead of a key change: requests signed
@@ -51,6 +55,14 @@ pub struct Peer {
 }
 
 impl Peer {
+    /// Every address of the bank: `url`, then `more_urls`.
+    pub fn urls(&self) -> Vec<String> {
+        std::iter::once(&self.url)
+            .chain(&self.more_urls)
+            .cloned()
+            .collect()
+    }
+
     /// The keys this bank may sign with: its current one, and its next one when listed.
     pub fn public_keys(&self) -> Result<Vec<ed25519_dalek::VerifyingKey>, String> {
         std::iter::once(&self.public_key)

@@ -171,6 +171,7 @@ pub async fn start(
             name: name.to_string(),
             url: format!("https://127.0.0.1:{}", ports[usize::from(i)]),
             public_key: public_key_hex(key),
+            more_urls: Vec::new(),
             next_public_key: None,
         })
         .collect();

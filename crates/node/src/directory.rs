@@ -135,7 +135,7 @@ pub async fn start(
             continue;
         }
         // The link's outbox is never used: only `peers::post` goes through it.
-        let (link, _outbox) = PeerLink::new(code, peer.name.clone(), peer.url.clone());
+        let (link, _outbox) = PeerLink::new(code, peer.name.clone(), peer.urls());
         links.insert(node_id(&code), link);
         members.push(node_id(&code));
     }

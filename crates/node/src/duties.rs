@@ -4,23 +4,19 @@
 //! holds them, and another takes them over within seconds when it dies.
 //!
 //! The duties today: finishing the interbank work left open (at start, and when taking over
-//! from a process that died: `interbank::engine::Event::TakeOver`). Each process keeps driving
-//! the transactions it began itself (their resends and timeouts), and sends its own heartbeats.
-//! In a consortium only the holder may run at all (`open_ledger` refuses a second process, and
-//! `RunningBank::wait` ends when the holder loses the duties): each process would run the bank's
-//! member of the directory under the bank's one node id.
+//! from a process that died: `interbank::engine::Event::TakeOver`), and running the bank's
+//! member of the directory (`directory::follow_duties`). Each process keeps driving the
+//! transactions it began itself (their resends and timeouts), and sends its own heartbeats. In
+//! a consortium every interbank transaction is begun at the holder: the others are fronts of it
+//! (`front.rs`), and a holder that loses the duties stops (`RunningBank::wait`).
 
 use std::time::Duration;
-use store::postgres::duty::{DutyLease, LEASE_TTL, Lease, RENEW_EVERY};
+use store::postgres::duty::{DutyLease, Lease};
 use tokio::sync::watch;
 
 /// How long a starting process waits to learn whether it holds the duties (a first process
 /// takes the lease at its first try, within a round trip).
 pub const START_WAIT: Duration = Duration::from_secs(2);
-
-/// The longest a process waits for the lease of one that died to expire: its last renewal's
-/// [`LEASE_TTL`] and two tries of this one.
-pub const TAKEOVER_WAIT: Duration = LEASE_TTL.saturating_add(RENEW_EVERY.saturating_mul(2));
 
 pub enum Duties {
     /// The bank's only process (SQLite).

@@ -11,6 +11,7 @@ pub mod directory;
 pub mod duties;
 pub mod error;
 pub mod extract;
+pub mod front;
 #[doc(hidden)]
 pub mod fuzzing;
 pub mod interbank;
@@ -57,8 +58,8 @@ pub struct RunningBank {
     pub tls: bool,
     shutdown: Option<oneshot::Sender<()>>,
     task: JoinHandle<std::io::Result<()>>,
-    /// Runs only while it holds the bank's duties (a bank of a consortium on PostgreSQL: see
-    /// `open_ledger`).
+    /// Stops once it loses the bank's duties after holding them (a bank of a consortium on
+    /// PostgreSQL: [`RunningBank::wait`]).
     only_as_holder: bool,
 }
 
@@ -82,13 +83,15 @@ impl RunningBank {
     }
 
     /// Waits until the server ends by itself (it does not, unless it fails), or until this
-    /// process, which may run only as the holder of its bank's duties, loses them: then it
-    /// must stop (its member of the directory must not run beside the next holder's).
+    /// process, which may hold its bank's duties only once (a bank of a consortium on
+    /// PostgreSQL), loses them after holding them: then it must stop, as the engine that drove
+    /// its bank's interbank work must not run beside the next holder's.
     pub async fn wait(&mut self) -> std::io::Result<()> {
         let duties = self.state.interbank.duties.clone();
         let only_as_holder = self.only_as_holder;
         let lost = async {
             if only_as_holder {
+                duties.held_within(Duration::MAX).await;
                 duties.lost().await;
             } else {
                 std::future::pending::<()>().await;
@@ -164,7 +167,8 @@ pub async fn start(mut config: Config) -> Result<RunningBank, String> {
             config.peers.clone(),
             interbank,
         )
-        .with_trail(trail),
+        .with_trail(trail)
+        .with_front(only_as_holder(&config, &peers)),
     );
     let only_as_holder = only_as_holder(&config, &peers);
     let (shutdown, stopped) = oneshot::channel::<()>();
@@ -204,15 +208,17 @@ fn own_address(addr: std::net::SocketAddr, tls: bool) -> String {
     format!("{scheme}://{}", std::net::SocketAddr::new(ip, addr.port()))
 }
 
-/// Whether this process may run only while it holds its bank's duties: a bank of a consortium
-/// on PostgreSQL, where each process would run the bank's member of the directory.
+/// Whether this process is one of a bank of a consortium on PostgreSQL: a front of the process
+/// holding the bank's duties until it holds them itself (`front.rs`), and stopped when it loses
+/// them (`RunningBank::wait`).
 fn only_as_holder(config: &Config, peers: &[ledger::BankCode]) -> bool {
     config.database_url.is_some() && peers.iter().any(|bank| *bank != config.bank)
 }
 
 /// Opens the bank's ledger: SQLite in `data_dir` (this process alone holds the bank's duties),
 /// or the PostgreSQL database of `database_url`, which other processes of the bank may share
-/// (the duties go to one of them: `duties.rs`). Also says where the ledger is, for the log.
+/// (the duties go to one of them, known to the others by its `address`: `duties.rs`). Also
+/// says where the ledger is, for the log.
 async fn open_ledger(
     config: &Config,
     peers: &[ledger::BankCode],
@@ -229,17 +235,6 @@ async fn open_ledger(
         }
         let settings = store::postgres::connect_config(url)?;
         let duties = duties::Duties::shared(settings, address, &config.directory_file).await;
-        // In a consortium the bank's member of the directory stands under the bank's one node
-        // id, and only one process may run it (two with different logs and votes could let two
-        // leaders commit): until the member moves with the duties, such a bank runs one bankd.
-        // A process that died holds the lease until it expires, so a restart waits that out.
-        if only_as_holder(config, peers) && !duties.held_within(duties::TAKEOVER_WAIT).await {
-            duties.release().await;
-            return Err(format!(
-                "another bankd of bank {} is running on {shown}: a bank of a consortium is served by one bankd for now (each would run the bank's member of the directory)",
-                config.bank
-            ));
-        }
         return Ok((Arc::new(opened), Arc::new(duties), shown));
     }
     let path = config.data_dir.join("ledger.db");

@@ -41,6 +41,9 @@ pub struct AppState {
     sessions: Mutex<Sessions>,
     /// Directory writes owed after a local commit, and the migration of an older ledger.
     pub listing: crate::listing::Listing,
+    /// One of several processes of a bank of a consortium (on PostgreSQL): while another holds
+    /// the bank's duties, this one is a front of it (`front.rs`).
+    pub may_be_front: bool,
 }
 
 /// Sessions already looked up, so a request does not read the database to know its caller. This
@@ -116,7 +119,14 @@ impl AppState {
             e2e_sequence: AtomicU64::new(first_sequence),
             sessions: Mutex::new(Sessions::default()),
             listing: crate::listing::Listing::default(),
+            may_be_front: false,
         }
+    }
+
+    /// This state, of a process that is a front while another holds the duties (`front.rs`).
+    pub fn with_front(mut self, may_be_front: bool) -> AppState {
+        self.may_be_front = may_be_front;
+        self
     }
 
     /// This state, recording to `trail`.

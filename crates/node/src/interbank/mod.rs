@@ -137,7 +137,7 @@ impl Interbank {
                 peer.public_keys()
                     .map_err(|e| format!("bank {code}: {e}"))?,
             );
-            let (link, queue) = PeerLink::new(code, peer.name.clone(), peer.url.clone());
+            let (link, queue) = PeerLink::new(code, peer.name.clone(), peer.urls());
             tokio::spawn(peers::run_outbox(
                 shared.clone(),
                 link.clone(),
@@ -180,6 +180,11 @@ impl Interbank {
             directory,
             duties,
         }))
+    }
+
+    /// The client this bank's requests to other banks (and a front's to its holder) go out on.
+    pub fn http(&self) -> &reqwest::Client {
+        &self.shared.http
     }
 
     pub fn link(&self, bank: BankCode) -> Option<&Arc<PeerLink>> {

@@ -11,6 +11,7 @@ use ledger::BankCode;
 use protocol::Message;
 use std::sync::Arc;
 use std::sync::Mutex;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 use store::wall_ms;
 use tokio::sync::{mpsc, watch};
@@ -97,7 +98,10 @@ impl Health {
 pub struct PeerLink {
     pub code: BankCode,
     pub name: String,
-    pub url: String,
+    /// The bank's addresses (one per `bankd` process of it); requests go to the one that
+    /// answered last, and on to the next when it does not answer.
+    urls: Vec<String>,
+    current: AtomicUsize,
     health: Mutex<Health>,
     outbox: mpsc::Sender<Message<Part>>,
 }
@@ -106,13 +110,17 @@ impl PeerLink {
     pub fn new(
         code: BankCode,
         name: String,
-        url: String,
+        urls: Vec<String>,
     ) -> (Arc<PeerLink>, mpsc::Receiver<Message<Part>>) {
         let (outbox, queue) = mpsc::channel(OUTBOX_MAX);
         let link = PeerLink {
             code,
             name,
-            url: url.trim_end_matches('/').to_string(),
+            urls: urls
+                .iter()
+                .map(|url| url.trim_end_matches('/').to_string())
+                .collect(),
+            current: AtomicUsize::new(0),
             health: Mutex::new(Health::new(wall_ms())),
             outbox,
         };
@@ -190,21 +198,37 @@ async fn signed(
         &body,
         wall_ms(),
     );
-    let mut request = shared
-        .http
-        .request(method, format!("{}{path}", link.url))
-        .timeout(REQUEST_TIMEOUT);
-    if !body.is_empty() {
-        request = request
-            .header("content-type", "application/json")
-            .body(body);
+    let body = axum::body::Bytes::from(body);
+    let first = link.current.load(Ordering::Relaxed);
+    let mut failed = String::new();
+    // Each address once, from the one that answered last; only a request that reached no
+    // process (refused, reset, timed out) goes on to the next: any answer is the bank's.
+    for step in 0..link.urls.len() {
+        let at = (first + step) % link.urls.len();
+        let mut request = shared
+            .http
+            .request(method.clone(), format!("{}{path}", link.urls[at]))
+            .timeout(REQUEST_TIMEOUT);
+        if !body.is_empty() {
+            request = request
+                .header("content-type", "application/json")
+                .body(body.clone());
+        }
+        for (name, value) in &headers {
+            request = request.header(*name, value);
+        }
+        let started = Instant::now();
+        match request.send().await {
+            Ok(response) => {
+                if at != first {
+                    link.current.store(at, Ordering::Relaxed);
+                }
+                return Ok((response, started.elapsed().as_millis() as u64));
+            }
+            Err(error) => failed = error.to_string(),
+        }
     }
-    for (name, value) in headers {
-        request = request.header(name, value);
-    }
-    let started = Instant::now();
-    let response = request.send().await.map_err(|e| e.to_string())?;
-    Ok((response, started.elapsed().as_millis() as u64))
+    Err(failed)
 }
 
 /// Sends the peer's queued messages, one envelope at a time: while an envelope is on its way,

@@ -66,6 +66,7 @@ pub fn config(data_dir: &Path) -> Config {
         name: "Banco Par".into(),
         url: "http://127.0.0.1:9".into(),
         public_key: node::config::public_key_hex(&node::config::generate_key()),
+        more_urls: Vec::new(),
         next_public_key: None,
     }];
     // The directory is this bank's alone: with the silent peer in its group there would be no

@@ -464,38 +464,33 @@ async fn exit_of(
     (status.success(), said.join().unwrap())
 }
 
-/// In a consortium a bank is served by one bankd for now (each process would run the bank's
-/// member of the directory under the bank's one node id): a second one on the same database
-/// refuses to start and says why, starts once the first has stopped, and stops when it loses
-/// the bank's duties while running.
+/// In a consortium a second bankd of the bank on the same database starts as a front of the
+/// first (which holds the bank's duties); a holder that loses the duties while running stops,
+/// and a front that cannot reach a holder answers what only the holder serves with 503.
 #[tokio::test]
-async fn in_a_consortium_a_bank_runs_one_bankd_which_stops_when_it_loses_the_duties() {
-    let Some(db) = TestDatabase::create("one_bankd_in_a_consortium") else {
+async fn in_a_consortium_a_second_bankd_is_a_front_and_a_holder_that_loses_the_duties_stops() {
+    let Some(bank) = Bank::create("fronts_in_a_consortium") else {
         return;
     };
     let files = tempfile::tempdir().unwrap();
     let (consortium, key) = consortium_of_two(files.path());
+    let directory = bank.shared.path().join("directory.db");
     let env = [
-        ("BANKD_DATABASE_URL", db.url()),
+        ("BANKD_DATABASE_URL", bank.database.url()),
+        ("BANKD_DIRECTORY_FILE", directory.to_str().unwrap()),
         ("BANKD_CONSORTIUM", consortium.to_str().unwrap()),
         ("BANKD_KEY_FILE", key.to_str().unwrap()),
     ];
     let (dir_a, dir_b) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
-    let a = start_bankd(dir_a.path(), &env);
-    let second = serve(dir_b.path(), &env);
-    let (ok, said) = exit_of(
-        second,
-        "a second bankd of the bank started beside the first",
-    )
-    .await;
-    assert!(!ok && said.contains("served by one bankd"), "{said}");
-    drop(a); // kill -9: its lease runs out, and then the bank may start again
-    let mut b = serve(dir_b.path(), &env);
-    let url = listening(&mut b.0);
-    assert_eq!(holds_duties(&http(), &url).await, Some(true));
-    // Another process takes the lease (as one would after this one's database connection
-    // was cut for longer than the lease): this one stops.
-    let settings = store::postgres::connect_config(db.url()).unwrap();
+    let mut a = serve(dir_a.path(), &env);
+    let a_url = listening(&mut a.0);
+    let http = http();
+    assert_eq!(holds_duties(&http, &a_url).await, Some(true));
+    let b = start_bankd(dir_b.path(), &env);
+    assert_eq!(holds_duties(&http, &b.url).await, Some(false));
+    // Another process takes the lease (as one would after the holder's database connection
+    // was cut for longer than the lease): the holder stops; the front goes on.
+    let settings = store::postgres::connect_config(bank.database.url()).unwrap();
     let client = store::postgres::connect(&settings).await.unwrap();
     client
         .execute(
@@ -504,8 +499,20 @@ async fn in_a_consortium_a_bank_runs_one_bankd_which_stops_when_it_loses_the_dut
         )
         .await
         .unwrap();
-    let (ok, said) = exit_of(b, "a bankd that lost the duties went on running").await;
+    let (ok, said) = exit_of(a, "a bankd that lost the duties went on running").await;
     assert!(!ok && said.contains("lost its bank's duties"), "{said}");
+    assert_eq!(holds_duties(&http, &b.url).await, Some(false));
+    let (status, body) = post(
+        &http,
+        &b.url,
+        "/api/v1/transfers",
+        json!({"from": account("1-0"), "to": account("2-0"), "amount": "1.00"}),
+        None,
+        "front-without-holder",
+    )
+    .await;
+    assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE, "{body}");
+    assert_eq!(body["code"], "duty_holder_unavailable", "{body}");
 }
 
 /// The bank's processes share one directory file: one given another file than the holder's

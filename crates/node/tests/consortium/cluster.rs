@@ -29,6 +29,19 @@ pub struct Bank {
     /// Its certificate and key, when the consortium runs over TLS.
     tls: Option<(PathBuf, PathBuf)>,
     process: Mutex<Option<Child>>,
+    /// With [`Cluster::on_postgres`]: its ledger's database, and a second process of the bank.
+    postgres: Option<OnPostgres>,
+}
+
+/// A bank on PostgreSQL served by two processes sharing its database and directory file: the
+/// one [`Cluster::start`] starts (at [`Bank::url`] until [`Cluster::use_second`]), and a second
+/// one, listed in the consortium file as the bank's other address.
+struct OnPostgres {
+    database: String,
+    url: String,
+    port: u16,
+    data_dir: PathBuf,
+    process: Mutex<Option<Child>>,
 }
 
 pub struct Cluster {
@@ -134,6 +147,7 @@ impl Cluster {
                 consortium: dir.path().join("consortium.toml"),
                 tls,
                 process: Mutex::new(None),
+                postgres: None,
             });
         }
         let consortium = dir.path().join("consortium.toml");
@@ -343,13 +357,26 @@ impl Cluster {
         let bank = &self.banks[i];
         let mut process = bank.process.lock().unwrap();
         assert!(process.is_none(), "bank {} is running", bank.code);
+        *process = Some(self.spawn(bank, bank.port, &bank.data_dir, fault, consortium));
+    }
+
+    /// Starts a `bankd` of `bank` on `port` with its data in `data_dir`, and waits until it
+    /// serves.
+    fn spawn(
+        &self,
+        bank: &Bank,
+        port: u16,
+        data_dir: &PathBuf,
+        fault: Option<&str>,
+        consortium: &PathBuf,
+    ) -> Child {
         let mut command = Command::new(env!("CARGO_BIN_EXE_bankd"));
         command
             .arg("serve")
             .env("BANKD_CODE", &bank.code)
             .env("BANKD_NAME", format!("Banco {}", bank.code))
-            .env("BANKD_LISTEN", format!("127.0.0.1:{}", bank.port))
-            .env("BANKD_DATA_DIR", &bank.data_dir)
+            .env("BANKD_LISTEN", format!("127.0.0.1:{port}"))
+            .env("BANKD_DATA_DIR", data_dir)
             .env("BANKD_OPERATOR_TOKEN", OPERATOR_TOKEN)
             .env("BANKD_CONSORTIUM", consortium)
             .env("BANKD_KEY_FILE", &bank.key_file)
@@ -360,6 +387,11 @@ impl Cluster {
             )
             .env_remove("BANKD_FAULT")
             .stdout(Stdio::piped());
+        if let Some(postgres) = &bank.postgres {
+            command
+                .env("BANKD_DATABASE_URL", &postgres.database)
+                .env("BANKD_DIRECTORY_FILE", bank.data_dir.join("directory.db"));
+        }
         if let (Some((cert, key)), Some(ca)) = (&bank.tls, &self.ca) {
             command
                 .env("BANKD_TLS_CERT", cert)
@@ -379,10 +411,60 @@ impl Cluster {
             "bankd {} said {line:?}",
             bank.code
         );
-        *process = Some(child);
+        child
     }
 
-    /// `kill -9`.
+    /// Puts bank `i`'s ledger in the PostgreSQL `database`, to be served by two processes
+    /// ([`OnPostgres`]); before it starts. Not with [`Shape::proxied`].
+    pub fn on_postgres(&mut self, i: usize, database: &str) {
+        assert!(self.proxies.is_empty(), "not with proxies");
+        let port = free_ports(1)[0];
+        let bank = &self.banks[i];
+        let scheme = if self.ca.is_some() { "https" } else { "http" };
+        let url = format!("{scheme}://127.0.0.1:{port}");
+        let listed = std::fs::read_to_string(&bank.consortium).unwrap();
+        let entry = format!("url = \"{}\"\n", bank.url);
+        assert!(listed.contains(&entry));
+        let more = format!("{entry}more_urls = [\"{url}\"]\n");
+        std::fs::write(&bank.consortium, listed.replace(&entry, &more)).unwrap();
+        let data_dir = bank
+            .data_dir
+            .with_file_name(format!("{}-second", bank.code));
+        self.banks[i].postgres = Some(OnPostgres {
+            database: database.to_owned(),
+            url,
+            port,
+            data_dir,
+            process: Mutex::new(None),
+        });
+    }
+
+    /// Starts the second process of bank `i` ([`Cluster::on_postgres`]).
+    pub fn start_second(&self, i: usize) {
+        let bank = &self.banks[i];
+        let postgres = bank.postgres.as_ref().expect("a bank on PostgreSQL");
+        let child = self.spawn(
+            bank,
+            postgres.port,
+            &postgres.data_dir,
+            None,
+            &bank.consortium,
+        );
+        *postgres.process.lock().unwrap() = Some(child);
+    }
+
+    /// From now on, the test reaches bank `i` at its second process; answers the first's URL.
+    pub fn use_second(&mut self, i: usize) -> String {
+        let second = self.banks[i]
+            .postgres
+            .as_ref()
+            .expect("a bank on PostgreSQL")
+            .url
+            .clone();
+        std::mem::replace(&mut self.banks[i].url, second)
+    }
+
+    /// `kill -9` (the first process of a bank on PostgreSQL).
     pub fn kill(&self, i: usize) {
         if let Some(mut child) = self.banks[i].process.lock().unwrap().take() {
             let _ = child.kill();
@@ -748,6 +830,12 @@ impl Drop for Cluster {
     fn drop(&mut self) {
         for i in 0..self.banks.len() {
             self.kill(i);
+            let second = self.banks[i].postgres.as_ref();
+            if let Some(mut child) = second.and_then(|second| second.process.lock().unwrap().take())
+            {
+                let _ = child.kill();
+                let _ = child.wait();
+            }
         }
         if std::env::var_os("CLUSTER_KEEP").is_some() {
             let dir = std::mem::replace(&mut self._dir, tempfile::tempdir().unwrap());

@@ -8,6 +8,7 @@ mod cluster;
 mod directory;
 mod log_decisions;
 mod migration;
+mod postgres;
 mod raft;
 mod tls;
 
