@@ -19,6 +19,9 @@ pub const IDEMPOTENCY_KEY_LEN_MAX: usize = 255;
 /// Live sessions remembered at once; beyond it, the memory starts again from empty.
 const SESSIONS_REMEMBERED_MAX: usize = 100_000;
 
+/// How long a process sharing its ledger with others trusts a session it read (see `Sessions`).
+pub const SHARED_SESSION_RECHECK_MS: u64 = 1_000;
+
 pub struct AppState {
     pub bank: BankCode,
     pub name: String,
@@ -49,9 +52,13 @@ pub struct AppState {
 /// Sessions already looked up, so a request does not read the database to know its caller. This
 /// process is the only one that writes its store, so the one way a session ends early is a
 /// logout here, which forgets it ([`AppState::forget_session`]); otherwise it ends at its expiry.
+/// Several processes sharing a PostgreSQL ledger each log out their own sessions: there a
+/// session read more than [`SHARED_SESSION_RECHECK_MS`] ago is read again, so a logout through
+/// one process ends the session at the others within that time.
 #[derive(Default)]
 struct Sessions {
-    live: HashMap<[u8; 32], SessionRecord>,
+    /// Each session as read, and when (wall ms).
+    live: HashMap<[u8; 32], (SessionRecord, u64)>,
     /// Bumped by each logout: a lookup that started before it does not remember what it read.
     logouts: u64,
 }
@@ -138,10 +145,16 @@ impl AppState {
     /// The customer whose live session token hashes to `token_hash`.
     pub async fn caller(&self, token_hash: [u8; 32]) -> Result<Option<CustomerRecord>, ApiError> {
         let now = store::wall_ms();
+        let recheck_ms = match *self.interbank.duties {
+            crate::duties::Duties::Sole => u64::MAX,
+            crate::duties::Duties::Shared(_) => SHARED_SESSION_RECHECK_MS,
+        };
         let logouts = {
             let mut sessions = self.sessions.lock().expect("sessions lock");
             match sessions.live.get(&token_hash) {
-                Some(session) if session.expires_at_ms > now => {
+                Some((session, read_ms))
+                    if session.expires_at_ms > now && now.saturating_sub(*read_ms) < recheck_ms =>
+                {
                     return Ok(Some(session.customer.clone()));
                 }
                 Some(_) => {
@@ -160,7 +173,7 @@ impl AppState {
             if sessions.live.len() >= SESSIONS_REMEMBERED_MAX {
                 sessions.live.clear();
             }
-            sessions.live.insert(token_hash, session);
+            sessions.live.insert(token_hash, (session, now));
         }
         Ok(Some(customer))
     }

@@ -532,3 +532,47 @@ async fn a_bankd_given_another_directory_file_than_the_holders_refuses_to_start(
     assert!(!ok && said.contains("shares one directory file"), "{said}");
     drop(a);
 }
+
+/// A session ended through one bankd of the bank ends at the other too (within the second
+/// that a process sharing its ledger trusts a session it read).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_logout_through_one_bankd_ends_the_session_at_the_other() {
+    let Some(bank) = Bank::create("logout_across_bankd") else {
+        return;
+    };
+    let (dir_a, dir_b) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let a = bank.start(dir_a.path());
+    let b = bank.start(dir_b.path());
+    let http = http();
+    let (token, _) = customer(&http, &a.url, "50.00").await;
+    // Both processes have read the session.
+    for url in [&a.url, &b.url] {
+        get(&http, url, "/api/v1/me", &token).await;
+    }
+    let response = http
+        .delete(format!("{}/api/v1/sessions/current", b.url))
+        .bearer_auth(&token)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::NO_CONTENT);
+    let ended = Instant::now();
+    loop {
+        let status = http
+            .get(format!("{}/api/v1/me", a.url))
+            .bearer_auth(&token)
+            .send()
+            .await
+            .unwrap()
+            .status();
+        if status == StatusCode::UNAUTHORIZED {
+            break;
+        }
+        assert_eq!(status, StatusCode::OK);
+        assert!(
+            ended.elapsed() < Duration::from_secs(10),
+            "the session still works at the other bankd"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
