@@ -126,7 +126,7 @@ pub async fn start(mut config: Config) -> Result<RunningBank, String> {
         .await
         .map_err(|e| format!("cannot listen on {}: {e}", config.listen))?;
     let addr = listener.local_addr().map_err(|e| e.to_string())?;
-    let (directory, (store, duties, ledger)) = if config.database_url.is_some() {
+    let (directory, (store, duties, ledger, e2e_slot)) = if config.database_url.is_some() {
         // A shared ledger first: whether this process holds the bank's duties decides whether
         // it runs the bank's member of the directory or is a front of the one that does.
         let address = own_address(addr, server_tls.is_some());
@@ -168,7 +168,8 @@ pub async fn start(mut config: Config) -> Result<RunningBank, String> {
             interbank,
         )
         .with_trail(trail)
-        .with_front(only_as_holder(&config, &peers)),
+        .with_front(only_as_holder(&config, &peers))
+        .with_e2e_slot(e2e_slot),
     );
     let only_as_holder = only_as_holder(&config, &peers);
     let (shutdown, stopped) = oneshot::channel::<()>();
@@ -218,13 +219,14 @@ fn only_as_holder(config: &Config, peers: &[ledger::BankCode]) -> bool {
 /// Opens the bank's ledger: SQLite in `data_dir` (this process alone holds the bank's duties),
 /// or the PostgreSQL database of `database_url`, which other processes of the bank may share
 /// (the duties go to one of them, known to the others by its `address`: `duties.rs`). Also
-/// says where the ledger is, for the log.
+/// says where the ledger is, for the log, and this process's slot for its end-to-end ids (0
+/// alone on SQLite: `store::postgres::process_slot`).
 async fn open_ledger(
     config: &Config,
     peers: &[ledger::BankCode],
     clock: Arc<SharedClock>,
     address: &str,
-) -> Result<(Arc<dyn store::Store>, Arc<duties::Duties>, String), String> {
+) -> Result<(Arc<dyn store::Store>, Arc<duties::Duties>, String, u64), String> {
     if let Some(url) = &config.database_url {
         let shown = store::postgres::redacted(url);
         let opened = store::postgres::open(url, config.bank, peers, clock)
@@ -234,8 +236,12 @@ async fn open_ledger(
             opened.arm_faults();
         }
         let settings = store::postgres::connect_config(url)?;
+        // The ids this process makes differ from every other process's of the bank by it.
+        let slot = store::postgres::process_slot(&settings)
+            .await
+            .map_err(|e| format!("cannot take a process slot in {shown}: {e}"))?;
         let duties = duties::Duties::shared(settings, address, &config.directory_file).await;
-        return Ok((Arc::new(opened), Arc::new(duties), shown));
+        return Ok((Arc::new(opened), Arc::new(duties), shown, slot));
     }
     let path = config.data_dir.join("ledger.db");
     // The ledger holds every customer's documents, sessions and password hashes.
@@ -249,6 +255,7 @@ async fn open_ledger(
         Arc::new(opened),
         Arc::new(duties::Duties::Sole),
         path.display().to_string(),
+        0,
     ))
 }
 

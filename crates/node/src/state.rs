@@ -41,6 +41,9 @@ pub struct AppState {
     pub trail: crate::trail::Trail,
     /// The next end-to-end id's sequence number; see [`AppState::new_e2e`].
     e2e_sequence: AtomicU64,
+    /// This process's slot among its bank's processes, which its ids carry (0 for a bank's
+    /// only process; `store::postgres::process_slot`).
+    e2e_slot: u64,
     sessions: Mutex<Sessions>,
     /// Directory writes owed after a local commit, and the migration of an older ledger.
     pub listing: crate::listing::Listing,
@@ -124,6 +127,7 @@ impl AppState {
             limits: crate::limits::Limits::default(),
             trail: crate::trail::Trail::disabled(),
             e2e_sequence: AtomicU64::new(first_sequence),
+            e2e_slot: 0,
             sessions: Mutex::new(Sessions::default()),
             listing: crate::listing::Listing::default(),
             may_be_front: false,
@@ -133,6 +137,12 @@ impl AppState {
     /// This state, of a process that is a front while another holds the duties (`front.rs`).
     pub fn with_front(mut self, may_be_front: bool) -> AppState {
         self.may_be_front = may_be_front;
+        self
+    }
+
+    /// This state, of a process whose end-to-end ids carry `slot` (see [`e2e_sequence`]).
+    pub fn with_e2e_slot(mut self, slot: u64) -> AppState {
+        self.e2e_slot = slot;
         self
     }
 
@@ -206,13 +216,9 @@ impl AppState {
         );
         let count = count as u64;
         let first = self.e2e_sequence.fetch_add(count, Ordering::Relaxed);
-        let bank = self.bank;
-        // 11 base-36 digits hold 1.3e17 sequences, ~70 years of a million ids a second from
-        // today's first one; one past the end wraps (with the minute beside it, still unique)
-        // rather than panic.
+        let (bank, slot) = (self.bank, self.e2e_slot);
         (0..count).map(move |i| {
-            let sequence = first.wrapping_add(i) % EndToEndId::SEQUENCE_END;
-            EndToEndId::sequenced(bank, &minute, sequence)
+            EndToEndId::sequenced(bank, &minute, e2e_sequence(slot, first.wrapping_add(i)))
         })
     }
 
@@ -291,9 +297,40 @@ fn idempotency_key(headers: &HeaderMap) -> Result<Option<String>, ApiError> {
     })
 }
 
+/// Where a slot's sequences start: the first of the 11 base-36 digits is the slot.
+const E2E_SLOT_SPAN: u64 = EndToEndId::SEQUENCE_END / 36;
+
+/// The sequence of the `counter`th id of a process in `slot`. Ten base-36 digits hold 3.7e15
+/// counters, ~55 years of a million ids a second from today's first one (microseconds since the
+/// epoch); one past the end wraps within the slot (with the minute beside it, still unique)
+/// rather than panic. Processes of one bank (on PostgreSQL) have different slots, so their ids
+/// differ even when their counters meet; a bank's only process has slot 0, and its ids are
+/// the counter itself.
+fn e2e_sequence(slot: u64, counter: u64) -> u64 {
+    slot % 36 * E2E_SLOT_SPAN + counter % E2E_SLOT_SPAN
+}
+
 #[cfg(test)]
 mod e2e_sequence_tests {
     use super::*;
+
+    #[test]
+    fn processes_of_one_bank_make_different_ids_from_the_same_counter() {
+        let counter = 1_796_000_000_000_000;
+        assert_eq!(e2e_sequence(0, counter), counter);
+        let bank = BankCode::parse("10000001").unwrap();
+        let ids: Vec<EndToEndId> = (0..=store::postgres::PROCESS_SLOTS)
+            .map(|slot| EndToEndId::sequenced(bank, "202612071430", e2e_sequence(slot, counter)))
+            .collect();
+        let distinct: std::collections::HashSet<&EndToEndId> = ids.iter().collect();
+        assert_eq!(distinct.len(), ids.len());
+        // Within a slot, consecutive counters make consecutive sequences (a batch's ids are
+        // named by the first).
+        assert_eq!(e2e_sequence(7, counter + 1), e2e_sequence(7, counter) + 1);
+        // The end wraps within the slot.
+        assert_eq!(e2e_sequence(3, E2E_SLOT_SPAN), e2e_sequence(3, 0));
+        assert!(e2e_sequence(35, u64::MAX) < EndToEndId::SEQUENCE_END);
+    }
 
     #[test]
     fn a_clock_from_the_far_future_does_not_overflow_the_id_sequence() {

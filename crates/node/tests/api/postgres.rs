@@ -246,6 +246,28 @@ async fn two_bankd_on_one_database_behave_as_one_bank() {
         assert_eq!(first.1["id"], second.1["id"], "two transfers under one key");
     }
 
+    // Each process makes its own end-to-end ids: they carry its slot (their first sequence
+    // character), so two processes never make the same one.
+    let mut slots = Vec::new();
+    for (i, url) in urls.iter().enumerate() {
+        let (status, made) = post(
+            &http,
+            url,
+            "/api/v1/transfers",
+            json!({"from": account(payer), "to": account(payee), "amount": "0.01"}),
+            Some(token),
+            &format!("slot-{i}"),
+        )
+        .await;
+        assert_eq!(status, StatusCode::CREATED, "{made}");
+        let id = made["id"].as_str().unwrap().to_owned();
+        slots.push(id.as_bytes()[21]);
+    }
+    assert!(
+        slots[0] != slots[1] && !slots.contains(&b'0'),
+        "slots {slots:?}"
+    );
+
     // Conservation: the customers hold what was deposited, none below zero, at either process.
     for url in &urls {
         let mut total = 0;

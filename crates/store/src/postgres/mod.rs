@@ -121,6 +121,22 @@ pub fn retrying<T>(
     }
 }
 
+/// How many slots the processes of a bank on PostgreSQL take their numbers from
+/// ([`process_slot`]): 1 to this. (0 is a bank's only process, on SQLite.)
+pub const PROCESS_SLOTS: u64 = 35;
+
+/// This process's slot among the bank's processes, 1 to [`PROCESS_SLOTS`]: the next number of
+/// the database's sequence, so processes started one after the other take different ones (a
+/// slot comes back only after [`PROCESS_SLOTS`] more starts).
+pub async fn process_slot(config: &tokio_postgres::Config) -> Result<u64, tokio_postgres::Error> {
+    let client = connect(config).await?;
+    let taken: i64 = client
+        .query_one("SELECT nextval('process_slots')", &[])
+        .await?
+        .get(0);
+    Ok(taken.unsigned_abs() % PROCESS_SLOTS + 1)
+}
+
 /// Connects once with the async client and drives its connection on a task of its own.
 pub async fn connect(
     config: &tokio_postgres::Config,

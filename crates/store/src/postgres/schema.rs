@@ -207,6 +207,11 @@ pub const MIGRATIONS: &[&str] = &[
     -- The vault: the bank's cash, account 1.
     INSERT INTO accounts (kind, clock) VALUES ('vault', '0.0');
     "#,
+    // 2: each bankd of the bank takes a number at start (`postgres::process_slot`), which its
+    // end-to-end ids carry, so that two processes never make the same id.
+    r#"
+    CREATE SEQUENCE process_slots;
+    "#,
 ];
 
 /// The table that records which migrations ran.
