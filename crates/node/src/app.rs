@@ -167,7 +167,7 @@ impl utoipa::Modify for Exact {
             }
             add(
                 "503",
-                "timeout, overloaded, shutting_down, bank_unavailable (a bank it needs), too_many_connections; with Retry-After",
+                "timeout, overloaded, shutting_down, bank_unavailable (a bank it needs), too_many_connections, duty_holder_unavailable (one of several bankd of the bank, whose duty holder it cannot reach now); with Retry-After",
             );
             for (status, response) in responses.iter_mut() {
                 if let RefOr::T(response) = response {
