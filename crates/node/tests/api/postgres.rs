@@ -14,10 +14,12 @@ use std::path::Path;
 use std::time::{Duration, Instant};
 use store::postgres::testing::TestDatabase;
 
-/// One bank's processes: the folder of the directory's file they share, and the database.
+/// One bank's processes: the folder of the directory's file they share, the database, and
+/// each process's own folder.
 struct Bank {
     shared: tempfile::TempDir,
     database: TestDatabase,
+    folders: std::sync::Mutex<Vec<tempfile::TempDir>>,
 }
 
 impl Bank {
@@ -25,21 +27,25 @@ impl Bank {
         Some(Bank {
             shared: tempfile::tempdir().unwrap(),
             database: TestDatabase::create(name)?,
+            folders: Default::default(),
         })
     }
 
-    /// A `bankd` of bank `BANK` with its own folder (its security trail), its ledger in the
-    /// bank's database and the bank's directory file.
-    fn start(&self, dir: &Path) -> Bankd {
+    /// A `bankd` of bank `BANK` with a folder of its own (its security trail), its ledger in
+    /// the bank's database and the bank's directory file.
+    fn start(&self) -> Bankd {
+        let folder = tempfile::tempdir().unwrap();
         let directory = self.shared.path().join("directory.db");
-        start_bankd(
-            dir,
+        let bankd = start_bankd(
+            folder.path(),
             &[
                 ("BANKD_DATABASE_URL", self.database.url()),
                 ("BANKD_DIRECTORY_FILE", directory.to_str().unwrap()),
                 ("BANKD_WORKERS", "2"),
             ],
-        )
+        );
+        self.folders.lock().unwrap().push(folder);
+        bankd
     }
 }
 
@@ -149,9 +155,7 @@ async fn two_bankd_on_one_database_behave_as_one_bank() {
     let Some(bank) = Bank::create("two_bankd_one_bank") else {
         return;
     };
-    let (dir_a, dir_b) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
-    let a = bank.start(dir_a.path());
-    let b = bank.start(dir_b.path());
+    let (a, b) = (bank.start(), bank.start());
     let urls = [a.url.clone(), b.url.clone()];
     let http = http();
     // Customers come in through either process, all at once: two processes open accounts
@@ -307,12 +311,11 @@ async fn when_the_duty_holder_is_killed_another_bankd_takes_the_duties_over() {
     let Some(bank) = Bank::create("duty_takeover_bankd") else {
         return;
     };
-    let (dir_a, dir_b) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
-    let a = bank.start(dir_a.path());
+    let a = bank.start();
     let http = http();
     // The first process takes the duties at start; the second finds them held.
     assert_eq!(holds_duties(&http, &a.url).await, Some(true));
-    let b = bank.start(dir_b.path());
+    let b = bank.start();
     assert_eq!(holds_duties(&http, &b.url).await, Some(false));
     let (token, number) = customer(&http, &a.url, "50.00").await;
     let through_a = registered(&http, &a.url).await;
@@ -343,8 +346,7 @@ async fn when_the_duty_holder_is_killed_another_bankd_takes_the_duties_over() {
     logs_in(&http, &b.url, &through_b).await;
     let newcomer = registered(&http, &b.url).await;
     // A process started now finds them held by the survivor, and knows who registered there.
-    let dir_c = tempfile::tempdir().unwrap();
-    let c = bank.start(dir_c.path());
+    let c = bank.start();
     assert_eq!(holds_duties(&http, &c.url).await, Some(false));
     assert_eq!(holds_duties(&http, &b.url).await, Some(true));
     logs_in(&http, &c.url, &newcomer).await;
@@ -379,9 +381,7 @@ async fn a_person_registered_through_one_bankd_is_known_at_the_other() {
     let Some(bank) = Bank::create("two_bankd_one_directory") else {
         return;
     };
-    let (dir_a, dir_b) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
-    let a = bank.start(dir_a.path());
-    let b = bank.start(dir_b.path());
+    let (a, b) = (bank.start(), bank.start());
     let http = http();
     // Through the process that runs the directory's member, and through the other one.
     for (at, other) in [(&a.url, &b.url), (&b.url, &a.url)] {
@@ -562,9 +562,7 @@ async fn a_logout_through_one_bankd_ends_the_session_at_the_other() {
     let Some(bank) = Bank::create("logout_across_bankd") else {
         return;
     };
-    let (dir_a, dir_b) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
-    let a = bank.start(dir_a.path());
-    let b = bank.start(dir_b.path());
+    let (a, b) = (bank.start(), bank.start());
     let http = http();
     let (token, _) = customer(&http, &a.url, "50.00").await;
     // Both processes have read the session.
