@@ -135,6 +135,16 @@ impl From<OpenError> for DirectoryError {
     }
 }
 
+/// Where a bank's copy of the directory stands ([`Directory::standing`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Standing {
+    /// The leader it knows of.
+    pub leader: Option<NodeId>,
+    pub term: u64,
+    /// The last entry applied to its tables.
+    pub last_applied: Option<u64>,
+}
+
 /// One bank's member of the directory's Raft group. Cheap to clone.
 #[derive(Clone)]
 pub struct Directory {
@@ -559,6 +569,29 @@ impl Directory {
             Some(member) => member.raft.metrics().borrow().clone(),
             None => RaftMetrics::new_initial(self.inner.id),
         }
+    }
+
+    /// Where this bank's copy stands. A front reads it from the file: the leader the member last
+    /// voted for once elected, its term, and the entries applied.
+    pub fn standing(&self) -> Result<Standing, DirectoryError> {
+        if let Some(member) = self.member() {
+            let metrics = member.raft.metrics().borrow().clone();
+            return Ok(Standing {
+                leader: metrics.current_leader,
+                term: metrics.current_term,
+                last_applied: metrics.last_applied.map(|applied| applied.index),
+            });
+        }
+        self.read(|conn| {
+            let vote = store::stored_vote(conn)?;
+            Ok(Standing {
+                leader: vote
+                    .filter(|vote| vote.is_committed())
+                    .and_then(|vote| vote.leader_id().voted_for()),
+                term: vote.map_or(0, |vote| vote.leader_id().term),
+                last_applied: store::applied_index(conn)?,
+            })
+        })
     }
 
     /// The leader this bank's member knows of (none, at a front).

@@ -23,7 +23,9 @@ mod state;
 pub mod store;
 mod thread;
 
-pub use directory::{Directory, DirectoryError, FORWARDS_MAX, SNAPSHOT_CHUNK_BYTES, Settings};
+pub use directory::{
+    Directory, DirectoryError, FORWARDS_MAX, SNAPSHOT_CHUNK_BYTES, Settings, Standing,
+};
 pub use model::{
     AccountRef, Applied, Command, Conflict, Customer, Effect, FIELD_BYTES_MAX, PixEntry, Response,
 };

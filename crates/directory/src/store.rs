@@ -73,6 +73,11 @@ pub(crate) fn open_tables(path: &Path) -> Result<Connection, OpenError> {
     Ok(conn)
 }
 
+/// The vote stored in `conn`'s file (by whichever process runs the member).
+pub(crate) fn stored_vote(conn: &Connection) -> rusqlite::Result<Option<openraft::Vote<NodeId>>> {
+    get_meta(conn, "raft_meta", "vote")
+}
+
 /// The index of the last entry applied to the tables of `conn`'s file (by whichever process
 /// runs the member).
 pub(crate) fn applied_index(conn: &Connection) -> rusqlite::Result<Option<u64>> {

@@ -903,6 +903,13 @@ async fn a_front_writes_through_the_member_and_takes_it_over() {
         b.write(register(1, "ana2", 1)).await,
         Err(DirectoryError::Conflict(Conflict::DuplicateDocument))
     );
+    // The front reads where the member stands from the file: its leader, term, last entry.
+    // (openraft may report an apply a moment after the file holds it.)
+    let standing = a.standing().expect("the member's standing");
+    let read = b.standing().expect("read from the file");
+    assert_eq!(standing.leader, Some(1));
+    assert_eq!((read.leader, read.term), (standing.leader, standing.term));
+    assert!(read.last_applied >= standing.last_applied && read.last_applied.is_some());
     // The member's file lock keeps the front from running a second member on it.
     assert!(b.run_member().await.is_err(), "two members on one file");
 

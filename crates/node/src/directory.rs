@@ -267,14 +267,19 @@ pub async fn leader_elected(directories: &[Directory], limit: Duration) -> bool 
     }
 }
 
-/// The directory's leader, term and last applied entry, for `/api/v1/consortium`.
+/// The directory's leader, term and last applied entry, for `/api/v1/consortium` (at a front,
+/// as the member last stored them in the shared file; none known if it cannot be read).
 pub fn status(directory: &Directory) -> wire::DirectoryStatus {
-    let metrics = directory.metrics();
+    let standing = directory.standing().unwrap_or(directory::Standing {
+        leader: None,
+        term: 0,
+        last_applied: None,
+    });
     wire::DirectoryStatus {
         // A member id is the bank's 8-digit code as a number.
-        leader: metrics.current_leader.map(|id| format!("{id:08}")),
-        term: metrics.current_term,
-        last_applied: metrics.last_applied.map(|applied| applied.index),
+        leader: standing.leader.map(|id| format!("{id:08}")),
+        term: standing.term,
+        last_applied: standing.last_applied,
     }
 }
 
