@@ -2,13 +2,13 @@
 //! directory file (the server is the tests' own: `cargo xtask test` starts it; without it this
 //! skips loudly, and fails under CI). The consortium file lists both of its addresses; the
 //! process holding the bank's duties runs its interbank engine and its member of the directory,
-//! the other is a front of it. Killing the holder during a stream of interbank payments: the
-//! front takes the duties over, every payment begun finishes at every bank, and the consortium's
-//! invariants 1–4 hold.
+//! the other is a front of it. Killing the holder during a stream of interbank payments and
+//! packages: the front takes the duties over, every payment begun finishes at every bank, and
+//! the consortium's invariants 1–4 hold.
 
-use crate::cluster::{Cluster, Customer, Shape, unique};
+use crate::cluster::{CODES, Cluster, Customer, Shape, unique};
 use reqwest::Method;
-use serde_json::Value;
+use serde_json::{Value, json};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
@@ -122,7 +122,27 @@ async fn a_bank_served_by_two_bankd_finishes_its_interbank_work_when_the_duty_ho
                     let to = &customers[(client + n + 2 + n % 3) % customers.len()];
                     assert_ne!(from.bank, to.bank);
                     let amount = format!("1.{:02}", (client * 7 + n) % 100);
-                    let (status, body) = cluster.pay(from, to, &amount, &unique("k")).await;
+                    let (status, body) = if n % 5 == 4 {
+                        // Now and then a package: a payment across banks and a withdrawal,
+                        // all or nothing.
+                        let at = |c: &Customer| json!({"bank": CODES[c.bank], "number": c.number});
+                        let operations = json!([
+                            {"type": "transfer", "account": at(from), "to": at(to), "amount": amount},
+                            {"type": "withdrawal", "account": at(from), "amount": "0.50"},
+                        ]);
+                        cluster
+                            .call(
+                                from.bank,
+                                Method::POST,
+                                "/api/v1/packages",
+                                Some(json!({ "operations": operations })),
+                                Some(&from.token),
+                                Some(&unique("p")),
+                            )
+                            .await
+                    } else {
+                        cluster.pay(from, to, &amount, &unique("k")).await
+                    };
                     answered.fetch_add(1, Ordering::Relaxed);
                     let before_the_kill = !killed.load(Ordering::Relaxed);
                     match status {
