@@ -46,12 +46,14 @@ as_user "$BIN/pg_ctl" -D "$DIR/data" -l "$DIR/server.log" -w \
     -o "-p $PORT -k $DIR -c listen_addresses=127.0.0.1 -c max_connections=200" start >/dev/null
 TOKEN=bench-operator-token-0123456789
 
-# Starts a bankd on database $1 with data folder $2; prints its URL.
+# Starts a bankd on database $1 with data folder $2 and the bank's directory file $3; prints its
+# URL. The processes of one bank share the database and the directory file.
 start_bankd() {
     local log=$2.log
     mkdir -p "$2"
     BANKD_CODE=10000001 BANKD_LISTEN=127.0.0.1:0 BANKD_DATA_DIR=$2 BANKD_DATABASE_URL=$1 \
-        BANKD_OPERATOR_TOKEN=$TOKEN RUST_LOG=warn "$BANKD" serve >"$log" 2>"$2.err" &
+        BANKD_DIRECTORY_FILE=$3 BANKD_OPERATOR_TOKEN=$TOKEN RUST_LOG=warn \
+        "$BANKD" serve >"$log" 2>"$2.err" &
     PIDS+=($!)
     for _ in $(seq 100); do
         if [[ -s "$log" ]]; then awk '{print $NF; exit}' "$log"; return; fi
@@ -72,11 +74,11 @@ for processes in 1 2; do
     url="postgres://postgres@127.0.0.1:$PORT/$db"
     echo "== $processes bankd on one PostgreSQL database, $WORKLOAD, $CLIENTS clients in all"
     if [[ $processes -eq 1 ]]; then
-        a=$(start_bankd "$url" "$DIR/bank-1a")
+        a=$(start_bankd "$url" "$DIR/bank-1a" "$DIR/directory-1.db")
         bench "$a" "$CLIENTS" | tee "$DIR/run-1.txt"
     else
-        a=$(start_bankd "$url" "$DIR/bank-2a")
-        b=$(start_bankd "$url" "$DIR/bank-2b")
+        a=$(start_bankd "$url" "$DIR/bank-2a" "$DIR/directory-2.db")
+        b=$(start_bankd "$url" "$DIR/bank-2b" "$DIR/directory-2.db")
         bench "$a" $((CLIENTS / 2)) >"$DIR/run-2a.txt" &
         first=$!
         bench "$b" $((CLIENTS / 2)) >"$DIR/run-2b.txt"
