@@ -60,7 +60,7 @@ pub struct RunningBank {
     task: JoinHandle<std::io::Result<()>>,
     /// Stops once it loses the bank's duties after holding them (a bank of a consortium on
     /// PostgreSQL: [`RunningBank::wait`]).
-    only_as_holder: bool,
+    stops_without_duties: bool,
 }
 
 impl RunningBank {
@@ -88,9 +88,9 @@ impl RunningBank {
     /// its bank's interbank work must not run beside the next holder's.
     pub async fn wait(&mut self) -> std::io::Result<()> {
         let duties = self.state.interbank.duties.clone();
-        let only_as_holder = self.only_as_holder;
+        let stops_without_duties = self.stops_without_duties;
         let lost = async {
-            if only_as_holder {
+            if stops_without_duties {
                 duties.held_within(Duration::MAX).await;
                 duties.lost().await;
             } else {
@@ -168,10 +168,10 @@ pub async fn start(mut config: Config) -> Result<RunningBank, String> {
             interbank,
         )
         .with_trail(trail)
-        .with_front(only_as_holder(&config, &peers))
+        .with_front(consortium_on_postgres(&config, &peers))
         .with_e2e_slot(e2e_slot),
     );
-    let only_as_holder = only_as_holder(&config, &peers);
+    let stops_without_duties = consortium_on_postgres(&config, &peers);
     let (shutdown, stopped) = oneshot::channel::<()>();
     // What the ledger holds that the directory lacks: an older ledger's customers and keys, and
     // listings a restart cut short.
@@ -193,7 +193,7 @@ pub async fn start(mut config: Config) -> Result<RunningBank, String> {
         tls: serving_tls,
         shutdown: Some(shutdown),
         task,
-        only_as_holder,
+        stops_without_duties,
     })
 }
 
@@ -212,7 +212,7 @@ fn own_address(addr: std::net::SocketAddr, tls: bool) -> String {
 /// Whether this process is one of a bank of a consortium on PostgreSQL: a front of the process
 /// holding the bank's duties until it holds them itself (`front.rs`), and stopped when it loses
 /// them (`RunningBank::wait`).
-fn only_as_holder(config: &Config, peers: &[ledger::BankCode]) -> bool {
+fn consortium_on_postgres(config: &Config, peers: &[ledger::BankCode]) -> bool {
     config.database_url.is_some() && peers.iter().any(|bank| *bank != config.bank)
 }
 
