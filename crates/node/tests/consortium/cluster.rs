@@ -681,6 +681,17 @@ impl Cluster {
         .await
     }
 
+    /// Submits a package of `operations` at `who`'s own bank, logged in as them.
+    pub async fn package(&self, who: &Customer, operations: Value, key: &str) -> (u16, Value) {
+        self.post_as(
+            who,
+            "/api/v1/packages",
+            json!({ "operations": operations }),
+            Some(key),
+        )
+        .await
+    }
+
     /// Every statement entry of the customer's account.
     pub async fn statement(&self, customer: &Customer) -> Vec<Value> {
         let mut entries = Vec::new();

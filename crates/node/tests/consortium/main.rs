@@ -133,16 +133,7 @@ async fn concurrent_payments_and_packages_between_three_banks_commit_exactly_onc
                         {"type": "transfer", "account": at(from), "to": at(to), "amount": amount},
                         {"type": "withdrawal", "account": at(from), "amount": "1.00"},
                     ]);
-                    let (status, body) = cluster
-                        .call(
-                            from.bank,
-                            Method::POST,
-                            "/api/v1/packages",
-                            Some(json!({ "operations": operations })),
-                            Some(&from.token),
-                            None,
-                        )
-                        .await;
+                    let (status, body) = cluster.package(from, operations, &unique("p")).await;
                     assert!(
                         status == 201 && body["status"] != "pending",
                         "{status} {body}"

@@ -130,16 +130,7 @@ async fn a_bank_served_by_two_bankd_finishes_its_interbank_work_when_the_duty_ho
                             {"type": "transfer", "account": at(from), "to": at(to), "amount": amount},
                             {"type": "withdrawal", "account": at(from), "amount": "0.50"},
                         ]);
-                        cluster
-                            .call(
-                                from.bank,
-                                Method::POST,
-                                "/api/v1/packages",
-                                Some(json!({ "operations": operations })),
-                                Some(&from.token),
-                                Some(&unique("p")),
-                            )
-                            .await
+                        cluster.package(from, operations, &unique("p")).await
                     } else {
                         cluster.pay(from, to, &amount, &unique("k")).await
                     };
