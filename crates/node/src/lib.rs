@@ -129,7 +129,7 @@ pub async fn start(mut config: Config) -> Result<RunningBank, String> {
     let (directory, (store, duties, ledger, e2e_slot)) = if config.database_url.is_some() {
         // A shared ledger first: whether this process holds the bank's duties decides whether
         // it runs the bank's member of the directory or is a front of the one that does.
-        let address = own_address(addr, server_tls.is_some());
+        let address = own_address(addr, server_tls.is_some(), &config);
         let opened = open_ledger(&config, &peers, clock.clone(), &address).await?;
         (
             crate::directory::start(&config, clock.clone(), &opened.1).await?,
@@ -198,8 +198,23 @@ pub async fn start(mut config: Config) -> Result<RunningBank, String> {
 }
 
 /// Where this process serves, as the bank's other processes (on this machine: they share the
-/// directory's file) reach it.
-fn own_address(addr: std::net::SocketAddr, tls: bool) -> String {
+/// directory's file) reach it: its address in the consortium file when one of the bank's listed
+/// addresses has its port (so a certificate made for that name verifies), else its IP address.
+fn own_address(addr: std::net::SocketAddr, tls: bool, config: &Config) -> String {
+    let listed = config
+        .peers
+        .iter()
+        .filter(|peer| peer.code == config.bank.as_str())
+        .flat_map(config::Peer::urls)
+        .find(|url| {
+            reqwest::Url::parse(url)
+                .ok()
+                .and_then(|url| url.port_or_known_default())
+                == Some(addr.port())
+        });
+    if let Some(url) = listed {
+        return url.trim_end_matches('/').to_owned();
+    }
     let ip = if addr.ip().is_unspecified() {
         std::net::IpAddr::from([127, 0, 0, 1])
     } else {
@@ -273,4 +288,46 @@ pub fn init_logging() {
         .with(tracing_subscriber::fmt::layer().with_writer(std::io::stderr))
         .with(filter)
         .try_init();
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_process_is_known_by_its_listed_address_when_the_consortium_file_has_its_port() {
+        let bank = ledger::BankCode::parse("10000001").unwrap();
+        let mut config = Config::local(
+            bank,
+            "Aurora",
+            std::path::Path::new("data"),
+            "an-operator-token",
+        );
+        config.peers = vec![config::Peer {
+            code: "10000001".into(),
+            name: "Aurora".into(),
+            url: "https://aurora.example:8443/".into(),
+            more_urls: vec!["https://aurora.example:8444".into()],
+            public_key: config::public_key_hex(&config.key),
+            next_public_key: None,
+        }];
+        let at = |port: u16| std::net::SocketAddr::from(([0, 0, 0, 0], port));
+        assert_eq!(
+            own_address(at(8443), true, &config),
+            "https://aurora.example:8443"
+        );
+        assert_eq!(
+            own_address(at(8444), true, &config),
+            "https://aurora.example:8444"
+        );
+        assert_eq!(
+            own_address(at(9000), true, &config),
+            "https://127.0.0.1:9000"
+        );
+        config.peers.clear();
+        assert_eq!(
+            own_address(at(8443), false, &config),
+            "http://127.0.0.1:8443"
+        );
+    }
 }
