@@ -594,9 +594,13 @@ impl Directory {
         })
     }
 
-    /// The leader this bank's member knows of (none, at a front).
+    /// The leader this bank's member knows of (at a front, as [`Directory::standing`] reads it
+    /// from the file).
     pub fn leader(&self) -> Option<NodeId> {
-        self.member()?.raft.metrics().borrow().current_leader
+        match self.member() {
+            Some(member) => member.raft.metrics().borrow().current_leader,
+            None => self.standing().ok()?.leader,
+        }
     }
 
     /// Builds a snapshot now (openraft builds them on its own every `snapshot_every` entries).

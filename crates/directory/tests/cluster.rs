@@ -909,6 +909,7 @@ async fn a_front_writes_through_the_member_and_takes_it_over() {
     let read = b.standing().expect("read from the file");
     assert_eq!(standing.leader, Some(1));
     assert_eq!((read.leader, read.term), (standing.leader, standing.term));
+    assert_eq!(b.leader(), Some(1));
     assert!(read.last_applied >= standing.last_applied && read.last_applied.is_some());
     // The member's file lock keeps the front from running a second member on it.
     assert!(b.run_member().await.is_err(), "two members on one file");
