@@ -136,7 +136,7 @@ impl From<OpenError> for DirectoryError {
 }
 
 /// Where a bank's copy of the directory stands ([`Directory::standing`]).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct Standing {
     /// The leader it knows of.
     pub leader: Option<NodeId>,
@@ -575,7 +575,8 @@ impl Directory {
     /// voted for once elected, its term, and the entries applied.
     pub fn standing(&self) -> Result<Standing, DirectoryError> {
         if let Some(member) = self.member() {
-            let metrics = member.raft.metrics().borrow().clone();
+            let metrics = member.raft.metrics();
+            let metrics = metrics.borrow();
             return Ok(Standing {
                 leader: metrics.current_leader,
                 term: metrics.current_term,
@@ -597,10 +598,7 @@ impl Directory {
     /// The leader this bank's member knows of (at a front, as [`Directory::standing`] reads it
     /// from the file).
     pub fn leader(&self) -> Option<NodeId> {
-        match self.member() {
-            Some(member) => member.raft.metrics().borrow().current_leader,
-            None => self.standing().ok()?.leader,
-        }
+        self.standing().ok()?.leader
     }
 
     /// Builds a snapshot now (openraft builds them on its own every `snapshot_every` entries).

@@ -378,6 +378,15 @@ struct Stamp<S> {
     state: Arc<AppState>,
 }
 
+/// What [`Stamp`] does with a request (`crate::front::route`): the router's answer here, or
+/// what the holder of the bank's duties answers.
+enum Work<F> {
+    Here(F),
+    /// Boxed: a request is large beside the router's future.
+    PassOn(Box<Request>),
+    NotHolder,
+}
+
 impl<S> Service<Request> for Stamp<S>
 where
     S: Service<Request, Response = Response, Error = Infallible>,
@@ -401,17 +410,17 @@ where
             state.may_be_front,
             state.may_be_front && state.interbank.duties.held(),
         );
-        let (here, passed_on) = match route {
-            crate::front::Route::Serve => (Some(self.inner.call(request)), None),
-            crate::front::Route::PassOn => (None, Some(request)),
-            crate::front::Route::NotHolder => (None, None),
+        let work = match route {
+            crate::front::Route::Serve => Work::Here(self.inner.call(request)),
+            crate::front::Route::PassOn => Work::PassOn(Box::new(request)),
+            crate::front::Route::NotHolder => Work::NotHolder,
         };
         Box::pin(async move {
             let answer = async {
-                match (here, passed_on) {
-                    (Some(here), _) => here.await,
-                    (None, Some(request)) => Ok(crate::front::pass_on(&state, request).await),
-                    (None, None) => Ok(crate::front::not_holder()),
+                match work {
+                    Work::Here(here) => here.await,
+                    Work::PassOn(request) => Ok(crate::front::pass_on(&state, *request).await),
+                    Work::NotHolder => Ok(crate::front::not_holder()),
                 }
             };
             let mut response = match tokio::time::timeout(bound, answer).await {

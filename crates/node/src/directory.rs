@@ -95,8 +95,9 @@ impl Transport for HttpTransport {
 /// unless set) and starts it, in a group of every bank the consortium file lists (this one alone
 /// when it lists none, or with `directory_alone`). Several processes of a bank on one
 /// PostgreSQL ledger share the file: the one holding the bank's `duties` runs the member, the
-/// others are fronts of it, and the member moves with the duties (`follow_duties`). A ledger without a directory file is one made before the directory
-/// existed: it starts, and `listing` loads it into the directory. Refuses a data folder whose
+/// others are fronts of it, and the member moves with the duties (`follow_duties`). A ledger
+/// without a directory file is one made before the directory existed: it starts, and
+/// `listing` loads it into the directory. Refuses a data folder whose
 /// ledger was loaded into a directory (it has the migration's report) but lost its directory
 /// file: a member that forgot its votes and log could let two leaders commit different entries.
 pub async fn start(
@@ -270,11 +271,7 @@ pub async fn leader_elected(directories: &[Directory], limit: Duration) -> bool 
 /// The directory's leader, term and last applied entry, for `/api/v1/consortium` (at a front,
 /// as the member last stored them in the shared file; none known if it cannot be read).
 pub fn status(directory: &Directory) -> wire::DirectoryStatus {
-    let standing = directory.standing().unwrap_or(directory::Standing {
-        leader: None,
-        term: 0,
-        last_applied: None,
-    });
+    let standing = directory.standing().unwrap_or_default();
     wire::DirectoryStatus {
         // A member id is the bank's 8-digit code as a number.
         leader: standing.leader.map(|id| format!("{id:08}")),

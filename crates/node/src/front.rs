@@ -11,7 +11,7 @@ use crate::error::ApiError;
 use crate::state::AppState;
 use axum::body::Body;
 use axum::extract::Request;
-use axum::http::{HeaderName, Method, StatusCode, header};
+use axum::http::{HeaderMap, HeaderName, Method, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use std::time::Duration;
 
@@ -72,20 +72,26 @@ pub fn not_holder() -> Response {
     )
 }
 
-/// Headers that belong to one connection, not to the request.
-fn hop_by_hop(name: &HeaderName) -> bool {
-    matches!(
-        name.as_str(),
-        "connection"
-            | "keep-alive"
-            | "proxy-connection"
-            | "te"
-            | "trailer"
-            | "transfer-encoding"
-            | "upgrade"
-            | "host"
-            | "content-length"
-    )
+/// Headers that belong to one connection, not to the request or answer passed on (and those
+/// the client or server of the next connection sets itself).
+const HOP_BY_HOP: [HeaderName; 9] = [
+    header::CONNECTION,
+    HeaderName::from_static("keep-alive"),
+    HeaderName::from_static("proxy-connection"),
+    header::TE,
+    header::TRAILER,
+    header::TRANSFER_ENCODING,
+    header::UPGRADE,
+    header::HOST,
+    header::CONTENT_LENGTH,
+];
+
+/// `headers` without [`HOP_BY_HOP`].
+fn end_to_end(mut headers: HeaderMap) -> HeaderMap {
+    for name in &HOP_BY_HOP {
+        headers.remove(name);
+    }
+    headers
 }
 
 /// Passes `request` on to the process holding the bank's duties and answers what it answered.
@@ -105,18 +111,14 @@ pub async fn pass_on(state: &AppState, request: Request) -> Response {
         .into_response();
     };
     let path = parts.uri.path_and_query().map_or("/", |path| path.as_str());
-    let mut outgoing = state
+    let outgoing = state
         .interbank
         .http()
         .request(parts.method, format!("{holder}{path}"))
         .timeout(PASS_ON_TIMEOUT)
+        .headers(end_to_end(parts.headers))
         .header(PASSED_ON, "1")
         .body(body);
-    for (name, value) in &parts.headers {
-        if !hop_by_hop(name) {
-            outgoing = outgoing.header(name, value);
-        }
-    }
     let answer = match outgoing.send().await {
         Ok(answer) => answer,
         Err(error) => {
@@ -126,7 +128,8 @@ pub async fn pass_on(state: &AppState, request: Request) -> Response {
         }
     };
     let status = answer.status();
-    let headers = answer.headers().clone();
+    let mut headers = end_to_end(answer.headers().clone());
+    headers.remove(header::DATE);
     let body = match answer.bytes().await {
         Ok(body) => body,
         Err(error) => {
@@ -137,11 +140,7 @@ pub async fn pass_on(state: &AppState, request: Request) -> Response {
     };
     let mut response = Response::new(Body::from(body));
     *response.status_mut() = status;
-    for (name, value) in &headers {
-        if !hop_by_hop(name) && name != header::DATE {
-            response.headers_mut().append(name, value.clone());
-        }
-    }
+    *response.headers_mut() = headers;
     response
 }
 

@@ -75,11 +75,8 @@ impl Decider {
     /// is, every decision that could join the next entry has been proposed, and the entry
     /// need not wait out the rest of [`GATHER`].
     pub fn collecting(&self, payments: usize) {
-        self.collecting.send_if_modified(|now| {
-            let changed = *now != payments;
-            *now = payments;
-            changed
-        });
+        self.collecting
+            .send_if_modified(|now| std::mem::replace(now, payments) != payments);
     }
 
     /// Proposes `commit` for `txn` and answers the decision the log holds for it once it is

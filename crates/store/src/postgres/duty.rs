@@ -211,14 +211,14 @@ async fn keep(
                     tracing::info!(holder, epoch, "this process holds the bank's duties");
                 }
                 tell.send_replace(Lease::Held { epoch, until });
-                name.send_if_modified(|named| replace(named, Some(holder.clone())));
+                name.send_replace(Some(holder.clone()));
             }
             Ok(Ok(None)) => {
                 lose(&tell);
                 if let Ok(Ok(current)) =
                     tokio::time::timeout(RENEW_EVERY, current_holder(connected)).await
                 {
-                    name.send_if_modified(|named| replace(named, current));
+                    name.send_replace(current);
                 }
             }
             Ok(Err(error)) => {
@@ -238,13 +238,6 @@ async fn keep(
             let _ = tokio::time::timeout(RENEW_EVERY, release(connected, &holder)).await;
         }
     }
-}
-
-/// Sets `named` to `now`; whether that changed it.
-fn replace(named: &mut Option<String>, now: Option<String>) -> bool {
-    let changed = *named != now;
-    *named = now;
-    changed
 }
 
 /// Another process holds the lease: this one no longer does (said once in the log).
